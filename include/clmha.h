@@ -1,0 +1,521 @@
+/*
+ * clmha.h - the one public header of clmha, Keras's CachedMultiHeadAttention on OpenCL.
+ *
+ * clmha computes exactly what keras-hub's CachedMultiHeadAttention computes (see docs/api.md
+ * for the Keras-to-C mapping) on any OpenCL 1.2 device: projections through CLBlast, masked
+ * attention and the key/value cache splice in the library's own kernels.
+ *
+ * Conventions
+ * -----------
+ * - Every fallible function returns a clmha_status; CLMHA_OK (0) means success. On failure
+ *   the calling thread's last error (clmha_last_error()) and, where a context is involved, the
+ *   context's last error (clmha_context_last_error()) hold a message naming the argument and
+ *   what was expected. Output pointers are written only on success.
+ * - The library never prints, exits or aborts. Diagnostics go to the log callback given in
+ *   clmha_context_options; with no callback, CLMHA_LOG=1 (or error|warn|info|debug) sends them
+ *   to stderr.
+ * - Shapes are row-major (C order), the last dimension contiguous, as in Keras.
+ *
+ * Ownership
+ * ---------
+ * - Objects made by *_create are freed by the matching *_release; releasing NULL is a no-op.
+ * - A context made from an application's OpenCL objects retains them (clRetain*) and releases
+ *   them when it is released; the application keeps its own references.
+ * - A tensor that wraps an application's cl_mem retains it; the context must outlive every
+ *   tensor and layer made from it.
+ * - The library creates no events for the caller: work is enqueued on the context's in-order
+ *   queue, and clmha_context_finish() (or any blocking read) waits for it.
+ *
+ * Threads
+ * -------
+ * - Distinct contexts may be used from distinct threads at the same time.
+ * - One context, and every tensor and layer made from it, must be used by one thread at a time
+ *   (the application serialises access). The thread-local clmha_last_error() is per thread.
+ */
+#ifndef CLMHA_H
+#define CLMHA_H
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "clmha_version.h"
+
+#if defined(CLMHA_STATIC_DEFINE)
+#define CLMHA_API
+#elif defined(_WIN32)
+#ifdef CLMHA_BUILDING
+#define CLMHA_API __declspec(dllexport)
+#else
+#define CLMHA_API __declspec(dllimport)
+#endif
+#else
+#define CLMHA_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------------------------------
+ * Status codes
+ * ---------------------------------------------------------------------------------------- */
+
+/* The one list of status codes: X(name, message). It generates clmha_status, and the tables
+ * behind clmha_status_name() and clmha_status_message(). */
+#define CLMHA_STATUS_MAP(X)                                                                        \
+    X(OK, "success")                                                                               \
+    X(ERR_NULL_ARGUMENT, "a required pointer argument is NULL")                                    \
+    X(ERR_INVALID_ARGUMENT, "an argument has an invalid value")                                    \
+    X(ERR_SHAPE_MISMATCH, "a tensor's shape does not match what the call expects")                 \
+    X(ERR_OUT_OF_RANGE, "an index or size is out of range")                                        \
+    X(ERR_CONTEXT_MISMATCH, "the objects belong to different clmha contexts")                      \
+    X(ERR_OUT_OF_HOST_MEMORY, "host memory allocation failed")                                     \
+    X(ERR_OUT_OF_DEVICE_MEMORY, "device memory allocation failed")                                 \
+    X(ERR_NO_PLATFORM, "no OpenCL platform is installed (is an ICD such as PoCL installed?)")      \
+    X(ERR_DEVICE_NOT_FOUND, "no OpenCL device matches the selection")                              \
+    X(ERR_OPENCL, "an OpenCL call failed")                                                         \
+    X(ERR_CLBLAST, "a CLBlast call failed")                                                        \
+    X(ERR_BUILD_FAILURE, "an OpenCL program failed to build")                                      \
+    X(ERR_KERNEL_SOURCE, "a kernel source file is missing or unreadable")                          \
+    X(ERR_DEVICE_LIMIT, "the work exceeds a limit of the device")                                  \
+    X(ERR_UNSUPPORTED, "the requested feature is not supported in this configuration")             \
+    X(ERR_IO, "a file could not be read or written")
+
+/** Status returned by every fallible clmha function. 0 is success. */
+typedef enum clmha_status {
+#define CLMHA__STATUS_ENUM(name, msg) CLMHA_##name,
+    CLMHA_STATUS_MAP(CLMHA__STATUS_ENUM)
+#undef CLMHA__STATUS_ENUM
+        CLMHA_STATUS_COUNT
+} clmha_status;
+
+/** The code's name without prefix, e.g. "ERR_SHAPE_MISMATCH"; "UNKNOWN" for a bad value. */
+CLMHA_API const char *clmha_status_name(clmha_status status);
+
+/** A one-line English description of the code; "unknown status" for a bad value. */
+CLMHA_API const char *clmha_status_message(clmha_status status);
+
+/** The message of the last failed clmha call on this thread ("" if none yet). Valid until the
+ *  thread's next failing clmha call. */
+CLMHA_API const char *clmha_last_error(void);
+
+/** The library version as "MAJOR.MINOR.PATCH". */
+CLMHA_API const char *clmha_version_string(void);
+
+/* ------------------------------------------------------------------------------------------
+ * Logging
+ * ---------------------------------------------------------------------------------------- */
+
+typedef enum clmha_log_level {
+    CLMHA_LOG_OFF = 0,
+    CLMHA_LOG_ERROR = 1,
+    CLMHA_LOG_WARN = 2,
+    CLMHA_LOG_INFO = 3,
+    CLMHA_LOG_DEBUG = 4
+} clmha_log_level;
+
+/** Receives one diagnostic line (no trailing newline). Called on the thread making the call. */
+typedef void (*clmha_log_fn)(clmha_log_level level, const char *message, void *user);
+
+/* ------------------------------------------------------------------------------------------
+ * Devices
+ * ---------------------------------------------------------------------------------------- */
+
+/** One OpenCL device as enumerated by clmha_list_devices(). */
+typedef struct clmha_device_info {
+    size_t platform_index; /**< Index of the platform in clGetPlatformIDs order. */
+    size_t device_index;   /**< Index of the device within its platform, all types. */
+    cl_platform_id platform;
+    cl_device_id device;
+    char platform_name[128];
+    char platform_vendor[128];
+    char platform_version[128];
+    char name[128];
+    char vendor[128];
+    char version[128];        /**< CL_DEVICE_VERSION. */
+    char driver_version[128]; /**< CL_DRIVER_VERSION. */
+    cl_device_type type;
+    unsigned compute_units;
+    uint64_t global_mem_bytes;
+    uint64_t local_mem_bytes;
+    uint64_t max_alloc_bytes;
+    size_t max_work_group_size;
+    size_t max_work_item_sizes[3];
+    bool fp16; /**< cl_khr_fp16 is listed in CL_DEVICE_EXTENSIONS. */
+    bool fp64; /**< cl_khr_fp64 is listed, or CL_DEVICE_DOUBLE_FP_CONFIG is non-zero. */
+} clmha_device_info;
+
+/** Short name of a device type: "gpu", "cpu", "accelerator", "default", "custom" or "other". */
+CLMHA_API const char *clmha_device_type_name(cl_device_type type);
+
+/**
+ * Lists every device of every platform, platforms in clGetPlatformIDs order and devices in
+ * clGetDeviceIDs(CL_DEVICE_TYPE_ALL) order. On success *list (free it with
+ * clmha_free_device_list) holds *count entries. No platform at all is CLMHA_ERR_NO_PLATFORM.
+ */
+CLMHA_API clmha_status clmha_list_devices(clmha_device_info **list, size_t *count);
+
+/** Frees a list from clmha_list_devices(). NULL is a no-op. */
+CLMHA_API void clmha_free_device_list(clmha_device_info *list);
+
+struct clmha_context_options;
+
+/**
+ * Chooses a device from @p list the way clmha_context_create() would with @p options (NULL:
+ * defaults and environment). On success *selected is the list index and @p reason (if not
+ * NULL) says in words why it was chosen. A selection that matches nothing is
+ * CLMHA_ERR_DEVICE_NOT_FOUND with a message listing every platform and device.
+ *
+ * Rules, each value from the options, else the environment, else unset:
+ * - platform (CLMHA_PLATFORM): a platform index, or a case-insensitive substring of the
+ *   platform name or vendor;
+ * - device_type (CLMHA_DEVICE_TYPE): gpu, cpu, accelerator or all;
+ * - device (CLMHA_DEVICE): an index among the devices left after the platform and type
+ *   filters (within the platform when one is chosen, else across all platforms in order), or
+ *   a case-insensitive substring of the device name;
+ * - with no device given: the first GPU left after the filters (when the type is not set),
+ *   else the first device left.
+ */
+CLMHA_API clmha_status clmha_select_device(const struct clmha_context_options *options,
+                                           const clmha_device_info *list, size_t count,
+                                           size_t *selected, char *reason, size_t reason_len);
+
+/* ------------------------------------------------------------------------------------------
+ * Context
+ * ---------------------------------------------------------------------------------------- */
+
+/** An OpenCL device, context, queue and the programs compiled for it. Opaque. */
+typedef struct clmha_context clmha_context;
+
+/** Options for clmha_context_create(). Initialise with clmha_context_options_init(). Any NULL
+ *  string falls back to its environment variable (when use_environment), else to the default. */
+typedef struct clmha_context_options {
+    const char *platform;    /**< Overrides CLMHA_PLATFORM. */
+    const char *device;      /**< Overrides CLMHA_DEVICE. */
+    const char *device_type; /**< Overrides CLMHA_DEVICE_TYPE. */
+    /** Program-binary cache folder; "off" disables it. Overrides CLMHA_CACHE_DIR; default
+     *  $XDG_CACHE_HOME/clmha, else $HOME/.cache/clmha. */
+    const char *cache_dir;
+    /** Load kernel sources from this folder instead of the embedded copies. Overrides
+     *  CLMHA_KERNEL_DIR. */
+    const char *kernel_dir;
+    bool use_environment; /**< Read the CLMHA_* variables for unset fields (default true). */
+    clmha_log_fn log_fn;  /**< Diagnostics sink, or NULL (then CLMHA_LOG decides). */
+    void *log_user;       /**< Passed to log_fn. */
+    /** Most verbose level passed to log_fn; CLMHA_LOG_OFF (0) means "from CLMHA_LOG, else
+     *  warn". */
+    clmha_log_level log_level;
+} clmha_context_options;
+
+/** Fills @p options with the defaults: everything unset, use_environment true. */
+CLMHA_API void clmha_context_options_init(clmha_context_options *options);
+
+/**
+ * Creates a context on the selected device (see clmha_select_device) with an in-order queue.
+ * @p options may be NULL (defaults and environment). On success *ctx is the new context.
+ */
+CLMHA_API clmha_status clmha_context_create(const clmha_context_options *options,
+                                            clmha_context **ctx);
+
+/**
+ * Creates a context over an application's OpenCL objects, which are retained (not owned:
+ * the application still releases its own references). @p queue must be an in-order queue on
+ * @p device in @p cl_ctx. Device-selection fields of @p options are ignored.
+ */
+CLMHA_API clmha_status clmha_context_create_from_cl(cl_context cl_ctx, cl_device_id device,
+                                                    cl_command_queue queue,
+                                                    const clmha_context_options *options,
+                                                    clmha_context **ctx);
+
+/** Waits for all work and frees the context. Tensors and layers must be released first. */
+CLMHA_API void clmha_context_release(clmha_context *ctx);
+
+/** Blocks until every command clmha enqueued on the context's queue has finished. */
+CLMHA_API clmha_status clmha_context_finish(clmha_context *ctx);
+
+/** The last error message of a call on this context ("" if none). */
+CLMHA_API const char *clmha_context_last_error(const clmha_context *ctx);
+
+/** The raw OpenCL error code of the last failed OpenCL call on this context (0 if none). */
+CLMHA_API cl_int clmha_context_last_cl_error(const clmha_context *ctx);
+
+/** The raw CLBlast status of the last failed CLBlast call on this context (0 if none). */
+CLMHA_API int clmha_context_last_clblast_error(const clmha_context *ctx);
+
+/** The full log of the last failed program build, headed by the program name and the build
+ *  options used ("" if no build failed). */
+CLMHA_API const char *clmha_context_build_log(const clmha_context *ctx);
+
+/** The device the context runs on. */
+CLMHA_API clmha_status clmha_context_device(const clmha_context *ctx, clmha_device_info *info);
+
+/** The program-binary cache folder in use, or NULL when the cache is off. */
+CLMHA_API const char *clmha_context_cache_dir(const clmha_context *ctx);
+
+/** The context's OpenCL objects (borrowed; do not release). */
+CLMHA_API cl_context clmha_context_cl_context(const clmha_context *ctx);
+CLMHA_API cl_command_queue clmha_context_queue(const clmha_context *ctx);
+
+/** Counters of program builds, for diagnostics and tests. */
+typedef struct clmha_context_stats {
+    uint64_t programs_built_from_source; /**< clBuildProgram from source. */
+    uint64_t programs_loaded_from_cache; /**< Built from a cached binary. */
+    uint64_t cache_files_written;        /**< Binaries written to the cache folder. */
+    uint64_t cache_files_rejected;       /**< Corrupt, truncated or stale files replaced. */
+} clmha_context_stats;
+
+/** Copies the context's counters to @p stats. */
+CLMHA_API clmha_status clmha_context_get_stats(const clmha_context *ctx,
+                                               clmha_context_stats *stats);
+
+/** Builds (or loads from the binary cache) every embedded kernel program with its default
+ *  specialisation, so that later layer creation finds them ready. Optional. */
+CLMHA_API clmha_status clmha_context_warm_up(clmha_context *ctx);
+
+/* ------------------------------------------------------------------------------------------
+ * Tensors
+ * ---------------------------------------------------------------------------------------- */
+
+#define CLMHA_MAX_RANK 8
+
+typedef enum clmha_dtype {
+    CLMHA_FLOAT32 = 0, /**< 4-byte IEEE float: inputs, outputs, caches. */
+    CLMHA_UINT8 = 1    /**< 1-byte unsigned: masks (nonzero = attend). */
+} clmha_dtype;
+
+/** A dense row-major device tensor: a shape, a dtype and a region of a cl_mem. Opaque. */
+typedef struct clmha_tensor clmha_tensor;
+
+/** Allocates a device tensor of @p rank (1..CLMHA_MAX_RANK) dims, every dim >= 1. Its
+ *  contents are undefined until written. */
+CLMHA_API clmha_status clmha_tensor_create(clmha_context *ctx, clmha_dtype dtype, int rank,
+                                           const size_t *shape, clmha_tensor **tensor);
+
+/** Wraps @p buffer (retained) as a tensor starting @p offset_bytes into it. The region must
+ *  fit in the buffer and the offset be a multiple of the element size. */
+CLMHA_API clmha_status clmha_tensor_wrap(clmha_context *ctx, clmha_dtype dtype, int rank,
+                                         const size_t *shape, cl_mem buffer, size_t offset_bytes,
+                                         clmha_tensor **tensor);
+
+/** Frees the tensor (and its buffer, or its reference to a wrapped one). NULL is a no-op. */
+CLMHA_API void clmha_tensor_release(clmha_tensor *tensor);
+
+/** Copies @p bytes (must equal the tensor's size in bytes) from host memory; blocking. */
+CLMHA_API clmha_status clmha_tensor_write(clmha_tensor *tensor, const void *host, size_t bytes);
+
+/** Copies the tensor (@p bytes must equal its size in bytes) to host memory; blocking, so it
+ *  also waits for earlier work on the queue. */
+CLMHA_API clmha_status clmha_tensor_read(const clmha_tensor *tensor, void *host, size_t bytes);
+
+CLMHA_API int clmha_tensor_rank(const clmha_tensor *tensor);
+/** Dimension @p axis (negative counts from the end); 0 for a bad axis or NULL. */
+CLMHA_API size_t clmha_tensor_dim(const clmha_tensor *tensor, int axis);
+/** Number of elements; 0 for NULL. */
+CLMHA_API size_t clmha_tensor_numel(const clmha_tensor *tensor);
+CLMHA_API clmha_dtype clmha_tensor_dtype(const clmha_tensor *tensor);
+/** The underlying buffer (borrowed) and the tensor's byte offset in it. */
+CLMHA_API cl_mem clmha_tensor_buffer(const clmha_tensor *tensor);
+CLMHA_API size_t clmha_tensor_offset(const clmha_tensor *tensor);
+
+/* ------------------------------------------------------------------------------------------
+ * Layer configuration (the Keras constructor)
+ * ---------------------------------------------------------------------------------------- */
+
+typedef enum clmha_init_kind {
+    CLMHA_INIT_GLOROT_UNIFORM = 0, /**< U(-l, l), l = sqrt(6 / (fan_in + fan_out)). */
+    CLMHA_INIT_GLOROT_NORMAL,      /**< Truncated N(0, s), s = sqrt(2/(fan_in+fan_out))/.8796. */
+    CLMHA_INIT_HE_UNIFORM,         /**< U(-l, l), l = sqrt(6 / fan_in). */
+    CLMHA_INIT_HE_NORMAL,          /**< Truncated N(0, s), s = sqrt(2 / fan_in) / .8796. */
+    CLMHA_INIT_LECUN_UNIFORM,      /**< U(-l, l), l = sqrt(3 / fan_in). */
+    CLMHA_INIT_LECUN_NORMAL,       /**< Truncated N(0, s), s = sqrt(1 / fan_in) / .8796. */
+    CLMHA_INIT_RANDOM_UNIFORM,     /**< U(minval, maxval); Keras default [-0.05, 0.05]. */
+    CLMHA_INIT_RANDOM_NORMAL,      /**< N(mean, stddev); Keras default (0, 0.05). */
+    CLMHA_INIT_TRUNCATED_NORMAL,   /**< N(mean, stddev) redrawn beyond 2 stddev. */
+    CLMHA_INIT_ZEROS,
+    CLMHA_INIT_ONES,
+    CLMHA_INIT_CONSTANT /**< Every value = value (Keras default 0). */
+} clmha_init_kind;
+
+/** An initializer and its parameters (only those of its kind are read). */
+typedef struct clmha_initializer {
+    clmha_init_kind kind;
+    double minval, maxval; /**< random_uniform. */
+    double mean, stddev;   /**< random_normal, truncated_normal. */
+    double value;          /**< constant. */
+} clmha_initializer;
+
+/** An initializer of @p kind with Keras's default parameters. */
+CLMHA_API clmha_initializer clmha_initializer_default(clmha_init_kind kind);
+
+typedef enum clmha_regularizer_kind {
+    CLMHA_REGULARIZER_NONE = 0,
+    CLMHA_REGULARIZER_L1,  /**< l1 * sum|w|; Keras default l1 = 0.01. */
+    CLMHA_REGULARIZER_L2,  /**< l2 * sum w^2; Keras default l2 = 0.01. */
+    CLMHA_REGULARIZER_L1L2 /**< Both; Keras defaults l1 = l2 = 0. */
+} clmha_regularizer_kind;
+
+/** A regularizer. It adds to a training loss and never changes the forward pass. */
+typedef struct clmha_regularizer {
+    clmha_regularizer_kind kind;
+    double l1, l2;
+} clmha_regularizer;
+
+typedef enum clmha_constraint_kind {
+    CLMHA_CONSTRAINT_NONE = 0,
+    CLMHA_CONSTRAINT_MAX_NORM,     /**< Keras default max_value 2, axis 0. */
+    CLMHA_CONSTRAINT_MIN_MAX_NORM, /**< Keras defaults 0, 1, rate 1, axis 0. */
+    CLMHA_CONSTRAINT_NON_NEG,
+    CLMHA_CONSTRAINT_UNIT_NORM /**< Keras default axis 0. */
+} clmha_constraint_kind;
+
+/** A weight constraint. Keras applies it after an optimizer step, never in the forward pass. */
+typedef struct clmha_constraint {
+    clmha_constraint_kind kind;
+    double max_value, min_value, rate;
+    int axis;
+} clmha_constraint;
+
+/** Marks clmha_layer_config.seed as Keras's seed=None: a seed is drawn from the clock. */
+#define CLMHA_SEED_NONE (-1)
+
+/**
+ * The arguments of keras_hub.layers.CachedMultiHeadAttention(...). Initialise with
+ * clmha_layer_config_init(), which gives Keras's defaults, then set what differs.
+ */
+typedef struct clmha_layer_config {
+    int num_heads;  /**< H >= 1 (no default in Keras; init sets 1). */
+    int key_dim;    /**< dk >= 1 (no default in Keras; init sets 1). */
+    int value_dim;  /**< dv >= 1, or 0 for Keras's None (= key_dim). */
+    double dropout; /**< Rate in [0, 1), applied to the probabilities in training mode. */
+    bool use_bias;  /**< Default true. */
+    /** Output feature shape; output_rank 0 is Keras's None (the query's last dim). */
+    int output_rank;
+    size_t output_shape[CLMHA_MAX_RANK];
+    /** Axes attended over; num_attention_axes 0 is Keras's None. */
+    int num_attention_axes;
+    int attention_axes[CLMHA_MAX_RANK];
+    clmha_initializer kernel_initializer; /**< Default glorot_uniform. */
+    clmha_initializer bias_initializer;   /**< Default zeros. */
+    clmha_regularizer kernel_regularizer, bias_regularizer, activity_regularizer;
+    clmha_constraint kernel_constraint, bias_constraint;
+    int64_t seed; /**< >= 0, or CLMHA_SEED_NONE (default). */
+} clmha_layer_config;
+
+/** Fills @p config with Keras's defaults (num_heads and key_dim set to 1: set them). */
+CLMHA_API void clmha_layer_config_init(clmha_layer_config *config);
+
+/* ------------------------------------------------------------------------------------------
+ * Layer
+ * ---------------------------------------------------------------------------------------- */
+
+/** A built CachedMultiHeadAttention layer: weights on the device, compiled kernels and a
+ *  reusable workspace. Opaque. */
+typedef struct clmha_layer clmha_layer;
+
+/**
+ * Creates and builds a layer for inputs whose last dims are @p query_dim (Dq), @p value_dim
+ * (Dv) and @p key_dim (Dk; 0 means Dv, as Keras's key defaults to value): Keras's
+ * build(query_shape, value_shape, key_shape). Allocates the weights, initialises them from the
+ * configured initializers and seed (Philox4x32-10, so a seed gives the same weights on any
+ * device), and compiles the kernels the layer needs. Invalid config values are rejected here.
+ */
+CLMHA_API clmha_status clmha_layer_create(clmha_context *ctx, const clmha_layer_config *config,
+                                          size_t query_dim, size_t value_dim, size_t key_dim,
+                                          clmha_layer **layer);
+
+/** Frees the layer (waits for its queued work first). NULL is a no-op. */
+CLMHA_API void clmha_layer_release(clmha_layer *layer);
+
+/** The layer's weights, in Keras's order. Biases exist only with use_bias. */
+typedef enum clmha_weight {
+    CLMHA_WEIGHT_QUERY_KERNEL = 0, /**< (Dq, H, dk) */
+    CLMHA_WEIGHT_QUERY_BIAS,       /**< (H, dk) */
+    CLMHA_WEIGHT_KEY_KERNEL,       /**< (Dk, H, dk) */
+    CLMHA_WEIGHT_KEY_BIAS,         /**< (H, dk) */
+    CLMHA_WEIGHT_VALUE_KERNEL,     /**< (Dv, H, dv) */
+    CLMHA_WEIGHT_VALUE_BIAS,       /**< (H, dv) */
+    CLMHA_WEIGHT_OUTPUT_KERNEL,    /**< (H, dv, *output_shape) */
+    CLMHA_WEIGHT_OUTPUT_BIAS,      /**< (*output_shape) */
+    CLMHA_WEIGHT_COUNT
+} clmha_weight;
+
+/** The Keras name of a weight, e.g. "query_dense/kernel"; NULL for a bad value. */
+CLMHA_API const char *clmha_weight_name(clmha_weight weight);
+
+/** The shape of a weight in Keras's layout. A bias of a layer without use_bias is
+ *  CLMHA_ERR_INVALID_ARGUMENT. */
+CLMHA_API clmha_status clmha_layer_weight_shape(const clmha_layer *layer, clmha_weight weight,
+                                                int *rank, size_t shape[CLMHA_MAX_RANK]);
+
+/** Uploads a weight from host memory in Keras's layout; @p count must equal its element
+ *  count. Blocking. */
+CLMHA_API clmha_status clmha_layer_set_weight(clmha_layer *layer, clmha_weight weight,
+                                              const float *data, size_t count);
+
+/** Downloads a weight to host memory in Keras's layout; @p count must equal its element count.
+ *  Blocking. */
+CLMHA_API clmha_status clmha_layer_get_weight(const clmha_layer *layer, clmha_weight weight,
+                                              float *data, size_t count);
+
+/** The layer's output feature shape (output_shape, or (Dq,) by default). */
+CLMHA_API clmha_status clmha_layer_output_shape(const clmha_layer *layer, int *rank,
+                                                size_t shape[CLMHA_MAX_RANK]);
+
+/**
+ * The arguments of one call, Keras's layer(query, value, key, attention_mask, cache,
+ * cache_update_index, training). Initialise with clmha_call_args_init().
+ *
+ * Shapes (float32 unless said):
+ * - query   (B, T, Dq)                               required.
+ * - value   (B, S*, Dv)   required, except in static-cache mode, where it is ignored.
+ * - key     (B, S*, Dk)   optional (defaults to value); ignored in static-cache mode.
+ * - attention_mask  uint8, nonzero = attend; rank 2 (T, S) or rank 3 (B|1, T|1, S|1),
+ *           broadcast to (B, T, S) over size-1 dims and a missing batch dim, and over heads.
+ * - cache   (B, 2, S, H, dk), needs dk == dv. [:, 0] holds keys, [:, 1] values.
+ * - output  (B, T, *output_shape)                    required.
+ * - attention_scores  (B, H, T, S), optional: the attention probabilities (masked ones 0).
+ *
+ * Modes:
+ * - no cache: S = S*, key/value projected and attended to. cache_update_index must be unset.
+ * - static cache (cache set, has_cache_update_index false): attends to the cache as it is;
+ *   the cache is not modified.
+ * - updated cache (cache set, has_cache_update_index true, index i): key/value projected and
+ *   written into cache[:, :, i:i+S*] IN PLACE (Keras returns a new cache instead; clmha
+ *   updates the caller's), then attends to the whole cache. Needs 0 <= i and i + S* <= S.
+ */
+typedef struct clmha_call_args {
+    const clmha_tensor *query;
+    const clmha_tensor *value;
+    const clmha_tensor *key;
+    const clmha_tensor *attention_mask;
+    clmha_tensor *cache;
+    bool has_cache_update_index;
+    int64_t cache_update_index;
+    bool training; /**< Training mode: dropout applies when the rate is > 0. */
+    clmha_tensor *output;
+    clmha_tensor *attention_scores;
+} clmha_call_args;
+
+/** Fills @p args with an empty call: everything NULL/false. */
+CLMHA_API void clmha_call_args_init(clmha_call_args *args);
+
+/**
+ * Runs the layer. Every argument is validated before anything is enqueued, so a rejected
+ * call leaves output, cache and every other buffer unchanged. On success the work is
+ * enqueued on the context's queue and may still be running: wait with clmha_context_finish()
+ * or a blocking clmha_tensor_read(). No host synchronisation happens inside the call.
+ * Training mode with dropout > 0 is not implemented yet: CLMHA_ERR_UNSUPPORTED.
+ */
+CLMHA_API clmha_status clmha_layer_call(clmha_layer *layer, const clmha_call_args *args);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLMHA_H */

@@ -1,0 +1,151 @@
+/*
+ * attention.cl - masked scaled dot-product attention over one query row per work-group,
+ * exactly as Keras's MultiHeadAttention computes it (SPEC.md steps 3-6, without dropout):
+ *   s_j = (q * 1/sqrt(dk)) . k_j;  masked j excluded;  p_j = exp(s_j - max) / sum;
+ *   o = sum_j p_j v_j.
+ * A fully masked row gives p = 0 and o = 0, never NaN (Keras's explicit path: the masked
+ * scores become -1e9, the softmax is taken, then masked probabilities are zeroed).
+ *
+ * Pass 1 keeps an online (max, sum) per work-item over a strided share of the keys and
+ * reduces them in local memory; pass 2 recomputes the scores a tile of WG keys at a time,
+ * writes the probabilities when asked, and accumulates p x V with each work-item owning
+ * output dims lid, lid + WG, ... No (B, H, T, S) scratch is materialised.
+ *
+ * Specialisation: DK (key head dim), DV (value head dim), WG (work-group size, a power of
+ * two). Defaults make the file compile on its own. float accumulation throughout; a finite
+ * sentinel (-FLT_MAX) for the running maximum; no fast-math.
+ */
+#ifndef DK
+#define DK 64
+#endif
+#ifndef DV
+#define DV DK
+#endif
+#ifndef WG
+#define WG 64
+#endif
+#define NDV ((DV + WG - 1) / WG)
+#define NEG_SENTINEL (-FLT_MAX)
+
+/* Layouts (elements; offsets are element offsets into the buffers):
+ *   q    (B, T, H, DK) contiguous at q_off.
+ *   k    row j of batch b, head h at k_off + b * kv_bstride_k + j * H * DK + h * DK.
+ *   v    row j of batch b, head h at v_off + b * kv_bstride_v + j * H * DV + h * DV.
+ *   mask byte for (b, t, j) at m_off + b * m_sb + t * m_st + j * m_ss (strides 0 broadcast).
+ *   o    (B, T, H, DV) contiguous.
+ *   p    (B, H, T, S) contiguous at p_off, written when has_p.
+ * Work-group r handles b, h, t with r = (b * H + h) * T + t. */
+__kernel void attention_rows(__global const float *q, ulong q_off, __global const float *k,
+                             ulong k_off, ulong k_bstride, __global const float *v, ulong v_off,
+                             ulong v_bstride, __global const uchar *mask, ulong m_off, ulong m_sb,
+                             ulong m_st, ulong m_ss, int has_mask, __global float *o,
+                             __global float *p, ulong p_off, int has_p, int T, int S, int H,
+                             float scale) {
+    __local float qs[DK];
+    __local float red[WG];
+    __local float ps[WG];
+
+    const int lid = (int)get_local_id(0);
+    const ulong r = get_group_id(0);
+    const int t = (int)(r % (ulong)T);
+    const int h = (int)((r / (ulong)T) % (ulong)H);
+    const ulong b = r / ((ulong)T * (ulong)H);
+
+    const ulong q_row = q_off + ((b * (ulong)T + (ulong)t) * (ulong)H + (ulong)h) * DK;
+    for (int d = lid; d < DK; d += WG) {
+        qs[d] = q[q_row + d] * scale;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    const ulong k_base = k_off + b * k_bstride + (ulong)h * DK;
+    const ulong v_base = v_off + b * v_bstride + (ulong)h * DV;
+    const ulong k_step = (ulong)H * DK;
+    const ulong v_step = (ulong)H * DV;
+    const ulong m_base = m_off + b * m_sb + (ulong)t * m_st;
+
+    /* Pass 1: online max and sum of exp over this work-item's keys. */
+    float m = NEG_SENTINEL;
+    float l = 0.0f;
+    for (int j = lid; j < S; j += WG) {
+        if (has_mask && mask[m_base + (ulong)j * m_ss] == 0) {
+            continue;
+        }
+        __global const float *kr = k + k_base + (ulong)j * k_step;
+        float s = 0.0f;
+        for (int d = 0; d < DK; d++) {
+            s = fma(qs[d], kr[d], s);
+        }
+        if (s > m) {
+            l = l * exp(m - s) + 1.0f;
+            m = s;
+        } else {
+            l += exp(s - m);
+        }
+    }
+    red[lid] = m;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int w = WG / 2; w > 0; w >>= 1) {
+        if (lid < w) {
+            red[lid] = fmax(red[lid], red[lid + w]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float row_max = red[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    red[lid] = (l > 0.0f) ? l * exp(m - row_max) : 0.0f;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int w = WG / 2; w > 0; w >>= 1) {
+        if (lid < w) {
+            red[lid] += red[lid + w];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float row_sum = red[0];
+    /* Every key masked: row_sum is 0 and every probability is 0. */
+    const float inv_sum = (row_sum > 0.0f) ? 1.0f / row_sum : 0.0f;
+
+    /* Pass 2: probabilities a tile at a time, then p x V. */
+    float acc[NDV];
+    for (int i = 0; i < NDV; i++) {
+        acc[i] = 0.0f;
+    }
+    const ulong p_row = p_off + r * (ulong)S;
+    for (int j0 = 0; j0 < S; j0 += WG) {
+        const int j = j0 + lid;
+        float pj = 0.0f;
+        if (j < S && (!has_mask || mask[m_base + (ulong)j * m_ss] != 0)) {
+            __global const float *kr = k + k_base + (ulong)j * k_step;
+            float s = 0.0f;
+            for (int d = 0; d < DK; d++) {
+                s = fma(qs[d], kr[d], s);
+            }
+            pj = exp(s - row_max) * inv_sum;
+        }
+        if (has_p && j < S) {
+            p[p_row + (ulong)j] = pj;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        ps[lid] = pj;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int n = min(WG, S - j0);
+        for (int jj = 0; jj < n; jj++) {
+            const float w = ps[jj];
+            if (w != 0.0f) {
+                __global const float *vr = v + v_base + (ulong)(j0 + jj) * v_step;
+                for (int i = 0; i < NDV; i++) {
+                    const int d = lid + i * WG;
+                    if (d < DV) {
+                        acc[i] = fma(w, vr[d], acc[i]);
+                    }
+                }
+            }
+        }
+    }
+    const ulong o_row = ((b * (ulong)T + (ulong)t) * (ulong)H + (ulong)h) * DV;
+    for (int i = 0; i < NDV; i++) {
+        const int d = lid + i * WG;
+        if (d < DV) {
+            o[o_row + d] = acc[i];
+        }
+    }
+}

@@ -1,0 +1,294 @@
+/*
+ * context.c - the clmha_context: creation on a selected device or over an application's
+ * OpenCL objects, option resolution (cache and kernel folders, logging), accessors, and
+ * release of everything the context owns.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void clmha_context_options_init(clmha_context_options *options) {
+    if (options == NULL) {
+        return;
+    }
+    memset(options, 0, sizeof *options);
+    options->use_environment = true;
+}
+
+/* Resolves the cache folder: option, CLMHA_CACHE_DIR, $XDG_CACHE_HOME/clmha, ~/.cache/clmha.
+ * "off" (any case) disables the cache. Sets *out to NULL when off. */
+static clmha_status resolve_cache_dir(clmha_context *ctx, const clmha_context_options *o,
+                                      char **out) {
+    const char *v = o->cache_dir;
+    if (v == NULL && o->use_environment) {
+        v = clmha__getenv("CLMHA_CACHE_DIR");
+    }
+    *out = NULL;
+    if (v != NULL && clmha__contains_ci(v, "off") && strlen(v) == 3) {
+        return CLMHA_OK;
+    }
+    char buf[4096];
+    if (v != NULL) {
+        snprintf(buf, sizeof buf, "%s", v);
+    } else {
+        const char *xdg = clmha__getenv("XDG_CACHE_HOME");
+        const char *home = clmha__getenv("HOME");
+        if (xdg != NULL) {
+            snprintf(buf, sizeof buf, "%s/clmha", xdg);
+        } else if (home != NULL) {
+            snprintf(buf, sizeof buf, "%s/.cache/clmha", home);
+        } else {
+            clmha__log(ctx, CLMHA_LOG_INFO, "no HOME or XDG_CACHE_HOME: binary cache off");
+            return CLMHA_OK;
+        }
+    }
+    *out = clmha__strdup(buf);
+    if (*out == NULL) {
+        return clmha__fail(ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY,
+                           "clmha_context_create: out of memory");
+    }
+    return CLMHA_OK;
+}
+
+/* Allocates a context and applies the options that do not depend on the device. */
+static clmha_status context_alloc(const clmha_context_options *options, clmha_context **out) {
+    clmha_context_options defaults;
+    if (options == NULL) {
+        clmha_context_options_init(&defaults);
+        options = &defaults;
+    }
+    clmha_context *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL) {
+        return clmha__fail(NULL, CLMHA_ERR_OUT_OF_HOST_MEMORY,
+                           "clmha_context_create: out of memory");
+    }
+    ctx->log_fn = options->log_fn;
+    ctx->log_user = options->log_user;
+    ctx->log_level =
+        options->log_level != CLMHA_LOG_OFF ? options->log_level : clmha__env_log_level();
+    clmha_status st = resolve_cache_dir(ctx, options, &ctx->cache_dir);
+    if (st == CLMHA_OK) {
+        const char *kd = options->kernel_dir;
+        if (kd == NULL && options->use_environment) {
+            kd = clmha__getenv("CLMHA_KERNEL_DIR");
+        }
+        if (kd != NULL && (ctx->kernel_dir = clmha__strdup(kd)) == NULL) {
+            st = clmha__fail(ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY,
+                             "clmha_context_create: out of memory");
+        }
+    }
+    if (st != CLMHA_OK) {
+        clmha_context_release(ctx);
+        return st;
+    }
+    *out = ctx;
+    return CLMHA_OK;
+}
+
+clmha_status clmha_context_create(const clmha_context_options *options, clmha_context **out) {
+    if (out == NULL) {
+        return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT,
+                           "clmha_context_create: ctx (the output pointer) must not be NULL");
+    }
+    clmha_context *ctx = NULL;
+    clmha_device_info *list = NULL;
+    size_t count = 0, sel = 0;
+    char reason[512];
+    clmha_status st = context_alloc(options, &ctx);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    st = clmha_list_devices(&list, &count);
+    if (st == CLMHA_OK) {
+        st = clmha_select_device(options, list, count, &sel, reason, sizeof reason);
+    }
+    if (st != CLMHA_OK) {
+        /* Keep the message of the selection failure on the thread; mirror it in the log. */
+        clmha__log(ctx, CLMHA_LOG_ERROR, "%s", clmha_last_error());
+        goto cleanup;
+    }
+    ctx->info = list[sel];
+    ctx->platform = list[sel].platform;
+    ctx->device = list[sel].device;
+
+    cl_int err = CL_SUCCESS;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform, 0};
+    ctx->cl_ctx = clCreateContext(props, 1, &ctx->device, NULL, NULL, &err);
+    if (err != CL_SUCCESS) {
+        st = clmha__fail_cl(ctx, err, "clCreateContext");
+        goto cleanup;
+    }
+    ctx->queue = clCreateCommandQueue(ctx->cl_ctx, ctx->device, 0, &err);
+    if (err != CL_SUCCESS) {
+        st = clmha__fail_cl(ctx, err, "clCreateCommandQueue");
+        goto cleanup;
+    }
+    clmha__log(ctx, CLMHA_LOG_INFO, "device \"%s\" on \"%s\" (%s)", ctx->info.name,
+               ctx->info.platform_name, reason);
+    *out = ctx;
+    ctx = NULL;
+cleanup:
+    clmha_free_device_list(list);
+    clmha_context_release(ctx);
+    return st;
+}
+
+clmha_status clmha_context_create_from_cl(cl_context cl_ctx, cl_device_id device,
+                                          cl_command_queue queue,
+                                          const clmha_context_options *options,
+                                          clmha_context **out) {
+    if (out == NULL || cl_ctx == NULL || device == NULL || queue == NULL) {
+        return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT,
+                           "clmha_context_create_from_cl: %s must not be NULL",
+                           out == NULL      ? "ctx (the output pointer)"
+                           : cl_ctx == NULL ? "cl_ctx"
+                           : device == NULL ? "device"
+                                            : "queue");
+    }
+    clmha_context *ctx = NULL;
+    clmha_status st = context_alloc(options, &ctx);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    cl_context qctx = NULL;
+    cl_device_id qdev = NULL;
+    cl_command_queue_properties qprops = 0;
+    cl_platform_id plat = NULL;
+    cl_int err = clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof qctx, &qctx, NULL);
+    err |= clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof qdev, &qdev, NULL);
+    err |= clGetCommandQueueInfo(queue, CL_QUEUE_PROPERTIES, sizeof qprops, &qprops, NULL);
+    if (err != CL_SUCCESS) {
+        st = clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                         "clmha_context_create_from_cl: queue is not a valid command queue");
+        goto cleanup;
+    }
+    if (qctx != cl_ctx || qdev != device) {
+        st = clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                         "clmha_context_create_from_cl: queue must belong to cl_ctx and device");
+        goto cleanup;
+    }
+    if (qprops & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE) {
+        st = clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                         "clmha_context_create_from_cl: queue must be in-order (clmha relies on "
+                         "in-order execution between its kernels)");
+        goto cleanup;
+    }
+    err = clGetDeviceInfo(device, CL_DEVICE_PLATFORM, sizeof plat, &plat, NULL);
+    if (err != CL_SUCCESS || clmha__query_device(plat, device, &ctx->info) != CLMHA_OK) {
+        st = clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                         "clmha_context_create_from_cl: device is not a valid OpenCL device");
+        goto cleanup;
+    }
+    clRetainContext(cl_ctx);
+    ctx->cl_ctx = cl_ctx;
+    clRetainCommandQueue(queue);
+    ctx->queue = queue;
+    ctx->platform = plat;
+    ctx->device = device;
+    *out = ctx;
+    ctx = NULL;
+cleanup:
+    clmha_context_release(ctx);
+    return st;
+}
+
+void clmha_context_release(clmha_context *ctx) {
+    if (ctx == NULL) {
+        return;
+    }
+    if (ctx->queue != NULL) {
+        clFinish(ctx->queue);
+    }
+    clmha__program *p = ctx->programs;
+    while (p != NULL) {
+        clmha__program *next = p->next;
+        clReleaseProgram(p->program);
+        free(p->name);
+        free(p->options);
+        free(p);
+        p = next;
+    }
+    if (ctx->queue != NULL) {
+        clReleaseCommandQueue(ctx->queue);
+    }
+    if (ctx->cl_ctx != NULL) {
+        clReleaseContext(ctx->cl_ctx);
+    }
+    free(ctx->cache_dir);
+    free(ctx->kernel_dir);
+    free(ctx->build_log);
+    free(ctx);
+}
+
+clmha_status clmha_context_finish(clmha_context *ctx) {
+    if (ctx == NULL) {
+        return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT, "clmha_context_finish: ctx is NULL");
+    }
+    cl_int err = clFinish(ctx->queue);
+    if (err != CL_SUCCESS) {
+        return clmha__fail_cl(ctx, err, "clFinish");
+    }
+    return CLMHA_OK;
+}
+
+const char *clmha_context_last_error(const clmha_context *ctx) {
+    return ctx ? ctx->last_error : "";
+}
+
+cl_int clmha_context_last_cl_error(const clmha_context *ctx) {
+    return ctx ? ctx->last_cl_error : 0;
+}
+
+int clmha_context_last_clblast_error(const clmha_context *ctx) {
+    return ctx ? ctx->last_clblast_error : 0;
+}
+
+const char *clmha_context_build_log(const clmha_context *ctx) {
+    return (ctx && ctx->build_log) ? ctx->build_log : "";
+}
+
+clmha_status clmha_context_device(const clmha_context *ctx, clmha_device_info *info) {
+    if (ctx == NULL || info == NULL) {
+        return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT, "clmha_context_device: %s is NULL",
+                           ctx ? "info" : "ctx");
+    }
+    *info = ctx->info;
+    return CLMHA_OK;
+}
+
+const char *clmha_context_cache_dir(const clmha_context *ctx) {
+    return ctx ? ctx->cache_dir : NULL;
+}
+
+cl_context clmha_context_cl_context(const clmha_context *ctx) {
+    return ctx ? ctx->cl_ctx : NULL;
+}
+
+cl_command_queue clmha_context_queue(const clmha_context *ctx) {
+    return ctx ? ctx->queue : NULL;
+}
+
+clmha_status clmha_context_get_stats(const clmha_context *ctx, clmha_context_stats *stats) {
+    if (ctx == NULL || stats == NULL) {
+        return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT, "clmha_context_get_stats: %s is NULL",
+                           ctx ? "stats" : "ctx");
+    }
+    *stats = ctx->stats;
+    return CLMHA_OK;
+}
+
+clmha_status clmha_context_warm_up(clmha_context *ctx) {
+    if (ctx == NULL) {
+        return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT, "clmha_context_warm_up: ctx is NULL");
+    }
+    for (size_t i = 0; i < clmha__embedded_kernel_count; i++) {
+        cl_program prog;
+        clmha_status st = clmha__program_get(ctx, clmha__embedded_kernels[i].name, "", &prog);
+        if (st != CLMHA_OK) {
+            return st;
+        }
+    }
+    return CLMHA_OK;
+}

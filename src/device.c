@@ -1,0 +1,397 @@
+/*
+ * device.c - enumerating OpenCL platforms and devices, and choosing one from the explicit
+ * options, the CLMHA_PLATFORM / CLMHA_DEVICE / CLMHA_DEVICE_TYPE environment variables, or
+ * the default (the first GPU, else the first device). A value that matches nothing is an
+ * error listing every device: never a silent fallback.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char *clmha_device_type_name(cl_device_type type) {
+    if (type & CL_DEVICE_TYPE_GPU) {
+        return "gpu";
+    }
+    if (type & CL_DEVICE_TYPE_CPU) {
+        return "cpu";
+    }
+    if (type & CL_DEVICE_TYPE_ACCELERATOR) {
+        return "accelerator";
+    }
+    if (type & CL_DEVICE_TYPE_CUSTOM) {
+        return "custom";
+    }
+    if (type & CL_DEVICE_TYPE_DEFAULT) {
+        return "default";
+    }
+    return "other";
+}
+
+static void info_string(cl_device_id dev, cl_device_info what, char *out, size_t len) {
+    out[0] = '\0';
+    if (clGetDeviceInfo(dev, what, len, out, NULL) != CL_SUCCESS) {
+        out[0] = '\0';
+    }
+    out[len - 1] = '\0';
+}
+
+static void platform_string(cl_platform_id p, cl_platform_info what, char *out, size_t len) {
+    out[0] = '\0';
+    if (clGetPlatformInfo(p, what, len, out, NULL) != CL_SUCCESS) {
+        out[0] = '\0';
+    }
+    out[len - 1] = '\0';
+}
+
+clmha_status clmha__query_device(cl_platform_id platform, cl_device_id device,
+                                 clmha_device_info *info) {
+    memset(info, 0, sizeof *info);
+    info->platform = platform;
+    info->device = device;
+    platform_string(platform, CL_PLATFORM_NAME, info->platform_name, sizeof info->platform_name);
+    platform_string(platform, CL_PLATFORM_VENDOR, info->platform_vendor,
+                    sizeof info->platform_vendor);
+    platform_string(platform, CL_PLATFORM_VERSION, info->platform_version,
+                    sizeof info->platform_version);
+    info_string(device, CL_DEVICE_NAME, info->name, sizeof info->name);
+    info_string(device, CL_DEVICE_VENDOR, info->vendor, sizeof info->vendor);
+    info_string(device, CL_DEVICE_VERSION, info->version, sizeof info->version);
+    info_string(device, CL_DRIVER_VERSION, info->driver_version, sizeof info->driver_version);
+
+    cl_uint cu = 0;
+    cl_ulong gmem = 0, lmem = 0, maxalloc = 0;
+    size_t wg = 0;
+    size_t items[3] = {0, 0, 0};
+    cl_device_fp_config dfp = 0;
+    cl_int err = clGetDeviceInfo(device, CL_DEVICE_TYPE, sizeof info->type, &info->type, NULL);
+    err |= clGetDeviceInfo(device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cu, &cu, NULL);
+    err |= clGetDeviceInfo(device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof gmem, &gmem, NULL);
+    err |= clGetDeviceInfo(device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof lmem, &lmem, NULL);
+    err |= clGetDeviceInfo(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof maxalloc, &maxalloc, NULL);
+    err |= clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+    err |= clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof items, items, NULL);
+    if (err != CL_SUCCESS) {
+        return CLMHA_ERR_OPENCL;
+    }
+    /* Optional in OpenCL 1.2 without cl_khr_fp64: a failure just means no fp64. */
+    if (clGetDeviceInfo(device, CL_DEVICE_DOUBLE_FP_CONFIG, sizeof dfp, &dfp, NULL) != CL_SUCCESS) {
+        dfp = 0;
+    }
+    info->compute_units = cu;
+    info->global_mem_bytes = gmem;
+    info->local_mem_bytes = lmem;
+    info->max_alloc_bytes = maxalloc;
+    info->max_work_group_size = wg;
+    memcpy(info->max_work_item_sizes, items, sizeof items);
+
+    size_t ext_len = 0;
+    if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, 0, NULL, &ext_len) == CL_SUCCESS &&
+        ext_len > 0) {
+        char *ext = malloc(ext_len + 1);
+        if (ext != NULL) {
+            if (clGetDeviceInfo(device, CL_DEVICE_EXTENSIONS, ext_len, ext, NULL) == CL_SUCCESS) {
+                ext[ext_len] = '\0';
+                info->fp16 = strstr(ext, "cl_khr_fp16") != NULL;
+                info->fp64 = strstr(ext, "cl_khr_fp64") != NULL;
+            }
+            free(ext);
+        }
+    }
+    info->fp64 = info->fp64 || dfp != 0;
+    return CLMHA_OK;
+}
+
+clmha_status clmha_list_devices(clmha_device_info **list, size_t *count) {
+    if (list == NULL || count == NULL) {
+        return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT,
+                           "clmha_list_devices: list and count must not be NULL");
+    }
+    cl_uint np = 0;
+    cl_int err = clGetPlatformIDs(0, NULL, &np);
+    if (err == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || (err == CL_SUCCESS && np == 0)) {
+        return clmha__fail(NULL, CLMHA_ERR_NO_PLATFORM,
+                           "no OpenCL platform found: install an ICD (Debian: pocl-opencl-icd) "
+                           "and check OCL_ICD_VENDORS");
+    }
+    if (err != CL_SUCCESS) {
+        return clmha__fail_cl(NULL, err, "clGetPlatformIDs");
+    }
+    cl_platform_id *plats = calloc(np, sizeof *plats);
+    clmha_device_info *out = NULL;
+    size_t n = 0, cap = 0;
+    clmha_status st = CLMHA_OK;
+    if (plats == NULL) {
+        return clmha__fail(NULL, CLMHA_ERR_OUT_OF_HOST_MEMORY, "clmha_list_devices: out of memory");
+    }
+    err = clGetPlatformIDs(np, plats, NULL);
+    if (err != CL_SUCCESS) {
+        st = clmha__fail_cl(NULL, err, "clGetPlatformIDs");
+        goto cleanup;
+    }
+    for (cl_uint p = 0; p < np; p++) {
+        cl_uint nd = 0;
+        err = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd);
+        if (err == CL_DEVICE_NOT_FOUND || nd == 0) {
+            continue; /* A platform without devices is listed by nothing. */
+        }
+        if (err != CL_SUCCESS) {
+            st = clmha__fail_cl(NULL, err, "clGetDeviceIDs");
+            goto cleanup;
+        }
+        cl_device_id *devs = calloc(nd, sizeof *devs);
+        if (devs == NULL) {
+            st = clmha__fail(NULL, CLMHA_ERR_OUT_OF_HOST_MEMORY,
+                             "clmha_list_devices: out of memory");
+            goto cleanup;
+        }
+        err = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, nd, devs, NULL);
+        for (cl_uint d = 0; err == CL_SUCCESS && d < nd; d++) {
+            if (n == cap) {
+                size_t ncap = cap ? cap * 2 : 8;
+                clmha_device_info *grown = realloc(out, ncap * sizeof *out);
+                if (grown == NULL) {
+                    free(devs);
+                    st = clmha__fail(NULL, CLMHA_ERR_OUT_OF_HOST_MEMORY,
+                                     "clmha_list_devices: out of memory");
+                    goto cleanup;
+                }
+                out = grown;
+                cap = ncap;
+            }
+            if (clmha__query_device(plats[p], devs[d], &out[n]) != CLMHA_OK) {
+                continue; /* A device that cannot describe itself is skipped. */
+            }
+            out[n].platform_index = p;
+            out[n].device_index = d;
+            n++;
+        }
+        free(devs);
+        if (err != CL_SUCCESS) {
+            st = clmha__fail_cl(NULL, err, "clGetDeviceIDs");
+            goto cleanup;
+        }
+    }
+    if (n == 0) {
+        st = clmha__fail(NULL, CLMHA_ERR_NO_PLATFORM,
+                         "OpenCL platforms exist but none has a device (check the ICD and, for "
+                         "PoCL, POCL_DEVICES)");
+        goto cleanup;
+    }
+    *list = out;
+    *count = n;
+    out = NULL;
+cleanup:
+    free(out);
+    free(plats);
+    return st;
+}
+
+void clmha_free_device_list(clmha_device_info *list) {
+    free(list);
+}
+
+/* One selection value and where it came from, for messages. */
+typedef struct spec {
+    const char *value;
+    const char *source; /* "option platform", "CLMHA_PLATFORM", ... */
+} spec;
+
+static spec pick(const clmha_context_options *o, const char *opt, const char *opt_name,
+                 const char *env) {
+    spec s = {NULL, NULL};
+    if (opt != NULL && *opt != '\0') {
+        s.value = opt;
+        s.source = opt_name;
+    } else if (o == NULL || o->use_environment) {
+        s.value = clmha__getenv(env);
+        s.source = env;
+    }
+    return s;
+}
+
+static void list_all(char *buf, size_t len, const clmha_device_info *list, size_t count) {
+    size_t pos = strlen(buf);
+    size_t last_p = (size_t)-1;
+    for (size_t i = 0; i < count && pos < len; i++) {
+        int n = 0;
+        if (list[i].platform_index != last_p) {
+            last_p = list[i].platform_index;
+            n = snprintf(buf + pos, len - pos, "\n  platform %zu: %s (%s)", last_p,
+                         list[i].platform_name, list[i].platform_vendor);
+            pos += n > 0 ? (size_t)n : 0;
+            if (pos >= len) {
+                break;
+            }
+        }
+        n = snprintf(buf + pos, len - pos, "\n    device %zu: %s [%s]", list[i].device_index,
+                     list[i].name, clmha_device_type_name(list[i].type));
+        pos += n > 0 ? (size_t)n : 0;
+    }
+}
+
+static clmha_status not_found(const clmha_device_info *list, size_t count, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static clmha_status not_found(const clmha_device_info *list, size_t count, const char *fmt, ...) {
+    char msg[CLMHA__MSG_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    size_t used = strlen(msg);
+    snprintf(msg + used, sizeof msg - used, ". Available devices:");
+    list_all(msg, sizeof msg, list, count);
+    return clmha__fail(NULL, CLMHA_ERR_DEVICE_NOT_FOUND, "%s", msg);
+}
+
+clmha_status clmha_select_device(const clmha_context_options *options,
+                                 const clmha_device_info *list, size_t count, size_t *selected,
+                                 char *reason, size_t reason_len) {
+    if (list == NULL || selected == NULL) {
+        return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT,
+                           "clmha_select_device: list and selected must not be NULL");
+    }
+    if (count == 0) {
+        return clmha__fail(NULL, CLMHA_ERR_NO_PLATFORM, "clmha_select_device: no devices");
+    }
+    spec ps =
+        pick(options, options ? options->platform : NULL, "option platform", "CLMHA_PLATFORM");
+    spec ts = pick(options, options ? options->device_type : NULL, "option device_type",
+                   "CLMHA_DEVICE_TYPE");
+    spec ds = pick(options, options ? options->device : NULL, "option device", "CLMHA_DEVICE");
+
+    /* Platform filter: the index, or the first platform whose name or vendor matches. */
+    bool have_platform = false;
+    size_t platform = 0;
+    if (ps.value != NULL) {
+        size_t idx;
+        if (clmha__parse_index(ps.value, &idx)) {
+            for (size_t i = 0; i < count; i++) {
+                if (list[i].platform_index == idx) {
+                    have_platform = true;
+                    platform = idx;
+                    break;
+                }
+            }
+        } else {
+            for (size_t i = 0; i < count; i++) {
+                if (clmha__contains_ci(list[i].platform_name, ps.value) ||
+                    clmha__contains_ci(list[i].platform_vendor, ps.value)) {
+                    have_platform = true;
+                    platform = list[i].platform_index;
+                    break;
+                }
+            }
+        }
+        if (!have_platform) {
+            return not_found(list, count,
+                             "%s=\"%s\" matches no platform (expected a platform "
+                             "index or a substring of a platform name or vendor)",
+                             ps.source, ps.value);
+        }
+    }
+
+    /* Type filter. */
+    cl_device_type type = CL_DEVICE_TYPE_ALL;
+    bool have_type = false;
+    if (ts.value != NULL) {
+        have_type = true;
+        if (strcasecmp(ts.value, "gpu") == 0) {
+            type = CL_DEVICE_TYPE_GPU;
+        } else if (strcasecmp(ts.value, "cpu") == 0) {
+            type = CL_DEVICE_TYPE_CPU;
+        } else if (strcasecmp(ts.value, "accelerator") == 0) {
+            type = CL_DEVICE_TYPE_ACCELERATOR;
+        } else if (strcasecmp(ts.value, "all") == 0) {
+            type = CL_DEVICE_TYPE_ALL;
+        } else {
+            return clmha__fail(NULL, CLMHA_ERR_INVALID_ARGUMENT,
+                               "%s=\"%s\" is not a device type (expected gpu, cpu, accelerator "
+                               "or all)",
+                               ts.source, ts.value);
+        }
+    }
+
+    /* The candidates, in enumeration order. */
+    size_t *cand = malloc(count * sizeof *cand);
+    size_t nc = 0;
+    if (cand == NULL) {
+        return clmha__fail(NULL, CLMHA_ERR_OUT_OF_HOST_MEMORY,
+                           "clmha_select_device: out of memory");
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (have_platform && list[i].platform_index != platform) {
+            continue;
+        }
+        if (type != CL_DEVICE_TYPE_ALL && (list[i].type & type) == 0) {
+            continue;
+        }
+        cand[nc++] = i;
+    }
+
+    char scope[256];
+    snprintf(scope, sizeof scope, "%s%s%s%s%s", have_platform ? "platform " : "all platforms",
+             have_platform ? ps.value : "", have_type ? ", type " : "", have_type ? ts.value : "",
+             "");
+    clmha_status st = CLMHA_OK;
+    size_t pick_i = 0;
+    char why[512];
+    if (nc == 0) {
+        st = not_found(list, count, "no device is left after the filters (%s)", scope);
+        goto cleanup;
+    }
+    if (ds.value != NULL) {
+        size_t idx;
+        bool found = false;
+        if (clmha__parse_index(ds.value, &idx)) {
+            if (idx < nc) {
+                pick_i = cand[idx];
+                found = true;
+            }
+        } else {
+            for (size_t c = 0; c < nc; c++) {
+                if (clmha__contains_ci(list[cand[c]].name, ds.value)) {
+                    pick_i = cand[c];
+                    found = true;
+                    break;
+                }
+            }
+        }
+        if (!found) {
+            st = not_found(list, count,
+                           "%s=\"%s\" matches no device among %s (expected an index into those "
+                           "devices or a substring of a device name)",
+                           ds.source, ds.value, scope);
+            goto cleanup;
+        }
+        snprintf(why, sizeof why, "%s=\"%s\" among %s", ds.source, ds.value, scope);
+    } else {
+        pick_i = cand[0];
+        snprintf(why, sizeof why, "first device of %s", scope);
+        if (!have_type) {
+            for (size_t c = 0; c < nc; c++) {
+                if (list[cand[c]].type & CL_DEVICE_TYPE_GPU) {
+                    pick_i = cand[c];
+                    snprintf(why, sizeof why, "default: first GPU of %s", scope);
+                    break;
+                }
+            }
+            if (!(list[pick_i].type & CL_DEVICE_TYPE_GPU)) {
+                snprintf(why, sizeof why, "default: no GPU, first device of %s", scope);
+            }
+        }
+    }
+    if (have_platform && ds.value == NULL) {
+        size_t used = strlen(why);
+        snprintf(why + used, sizeof why - used, " (%s=\"%s\")", ps.source, ps.value);
+    }
+    *selected = pick_i;
+    if (reason != NULL && reason_len > 0) {
+        snprintf(reason, reason_len, "%s", why);
+    }
+cleanup:
+    free(cand);
+    return st;
+}

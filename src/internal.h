@@ -1,0 +1,184 @@
+/*
+ * internal.h - private declarations shared by clmha's source files: the context, tensor and
+ * layer structs, error reporting, checked size arithmetic, program builds and launches.
+ * Internal non-static symbols are prefixed clmha__ and are never exported.
+ */
+#ifndef CLMHA_INTERNAL_H
+#define CLMHA_INTERNAL_H
+
+#include "clmha.h"
+
+#include <stdarg.h>
+
+#define CLMHA__MSG_LEN 2048
+
+/* One compiled program, keyed by kernel file name and build options. */
+typedef struct clmha__program {
+    char *name;
+    char *options;
+    cl_program program;
+    struct clmha__program *next;
+} clmha__program;
+
+struct clmha_context {
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context cl_ctx;
+    cl_command_queue queue;
+    clmha_device_info info;
+
+    char *cache_dir;  /* NULL: binary cache off. */
+    char *kernel_dir; /* NULL: embedded kernels. */
+    clmha_log_fn log_fn;
+    void *log_user;
+    clmha_log_level log_level;
+
+    clmha__program *programs;
+    clmha_context_stats stats;
+
+    char last_error[CLMHA__MSG_LEN];
+    cl_int last_cl_error;
+    int last_clblast_error;
+    char *build_log;
+};
+
+struct clmha_tensor {
+    clmha_context *ctx;
+    clmha_dtype dtype;
+    int rank;
+    size_t shape[CLMHA_MAX_RANK];
+    size_t numel;
+    cl_mem buffer;
+    size_t offset; /* bytes */
+};
+
+struct clmha_layer {
+    clmha_context *ctx;
+    clmha_layer_config cfg;
+    size_t heads, dk, dv;       /* H, key_dim, value_dim */
+    size_t dq_in, dk_in, dv_in; /* Dq, Dk, Dv: the input feature dims */
+    int out_rank;               /* output feature shape */
+    size_t out_shape[CLMHA_MAX_RANK];
+    size_t out_features; /* prod(out_shape) */
+    uint64_t seed;
+    cl_mem weights[CLMHA_WEIGHT_COUNT];
+    cl_kernel k_attention, k_splice, k_fill;
+    size_t wg_attention, wg_fill, wg_splice;
+    /* Workspace, grown on demand and reused (element capacities). */
+    cl_mem ws_q, ws_k, ws_v, ws_o;
+    size_t cap_q, cap_k, cap_v, cap_o;
+};
+
+/* ---- errors and logging (status.c) ---- */
+
+/* Records a failure: formats the message into the thread's last error and, when ctx is not
+ * NULL, the context's; logs it at error level. Returns status for `return clmha__fail(...)`. */
+clmha_status clmha__fail(clmha_context *ctx, clmha_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* As clmha__fail for a failed OpenCL call: records the raw code and names it in the message. */
+clmha_status clmha__fail_cl(clmha_context *ctx, cl_int err, const char *what);
+
+/* The name of an OpenCL error code, e.g. "CL_OUT_OF_RESOURCES". */
+const char *clmha__cl_error_name(cl_int err);
+
+/* Sends a diagnostic to the context's log sink (or the default sink when ctx is NULL). */
+void clmha__log(const clmha_context *ctx, clmha_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The level CLMHA_LOG asks for (CLMHA_LOG_WARN when unset). */
+clmha_log_level clmha__env_log_level(void);
+
+/* ---- small helpers (util.c) ---- */
+
+/* *out = a * b; false on overflow. */
+static inline bool clmha__mul(size_t a, size_t b, size_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+static inline bool clmha__add(size_t a, size_t b, size_t *out) {
+    return !__builtin_add_overflow(a, b, out);
+}
+
+/* strdup that returns NULL for NULL. */
+char *clmha__strdup(const char *s);
+
+/* Case-insensitive substring search. */
+bool clmha__contains_ci(const char *haystack, const char *needle);
+
+/* Parses a whole string as a non-negative decimal index. */
+bool clmha__parse_index(const char *s, size_t *out);
+
+/* Formats a shape as "(2, 5, 7)". */
+void clmha__shape_str(char *buf, size_t len, int rank, const size_t *shape);
+
+/* getenv that treats "" as unset. */
+const char *clmha__getenv(const char *name);
+
+/* ---- devices (device.c) ---- */
+
+clmha_status clmha__query_device(cl_platform_id platform, cl_device_id device,
+                                 clmha_device_info *info);
+
+/* ---- programs and launches (program.c) ---- */
+
+/* The source of an embedded kernel file, e.g. "attention.cl". */
+typedef struct clmha__embedded_kernel {
+    const char *name;
+    const unsigned char *data;
+    size_t size;
+} clmha__embedded_kernel;
+extern const clmha__embedded_kernel clmha__embedded_kernels[];
+extern const size_t clmha__embedded_kernel_count;
+
+/* Returns the program for kernel file @p name built with @p defines (extra -D options), from
+ * the context's list, the binary cache or a source build, in that order. The program stays
+ * owned by the context. */
+clmha_status clmha__program_get(clmha_context *ctx, const char *name, const char *defines,
+                                cl_program *program);
+
+/* Creates a kernel from a program, reporting a missing name clearly. */
+clmha_status clmha__kernel_create(clmha_context *ctx, cl_program program, const char *kernel,
+                                  cl_kernel *out);
+
+/* Checks a 1-D launch of @p kernel with @p local work-items against the kernel's and the
+ * device's limits, then enqueues it with global = groups * local. */
+clmha_status clmha__launch(clmha_context *ctx, cl_kernel kernel, const char *name, size_t groups,
+                           size_t local);
+
+/* The largest work-group size this kernel may use on the context's device. */
+clmha_status clmha__kernel_max_wg(clmha_context *ctx, cl_kernel kernel, size_t *out);
+
+/* One kernel argument: its size and a pointer to its value. */
+typedef struct clmha__karg {
+    size_t size;
+    const void *value;
+} clmha__karg;
+#define CLMHA__ARG(v)                                                                              \
+    { sizeof(v), &(v) }
+
+/* Sets arguments 0..n-1 of @p kernel from @p args, naming the kernel and index on failure. */
+clmha_status clmha__set_args(clmha_context *ctx, cl_kernel kernel, const char *name,
+                             const clmha__karg *args, size_t n);
+
+/* Sets kernel arguments, naming the kernel and index on failure. */
+clmha_status clmha__set_arg(clmha_context *ctx, cl_kernel kernel, const char *name, cl_uint index,
+                            size_t size, const void *value);
+
+/* ---- initialisers (init.c) ---- */
+
+/* Fills @p out (n values) from @p init with Keras's fan rules. @p stream tells the weights of
+ * one layer apart, so each gets an independent Philox stream under the same seed. */
+clmha_status clmha__init_fill(clmha_context *ctx, const clmha_initializer *init, uint64_t seed,
+                              uint32_t stream, double fan_in, double fan_out, float *out, size_t n);
+
+/* ---- projections (projection.c) ---- */
+
+/* y[M, N] = x[M, K] . W[K, N] + bias[N] (bias may be NULL), row-major, element offsets.
+ * @p what names the projection in errors. */
+clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size_t x_off, size_t m,
+                            size_t k, cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off);
+
+/* Makes *buf hold at least @p n floats, reallocating (never shrinking) when needed. */
+clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size_t n);
+
+#endif /* CLMHA_INTERNAL_H */

@@ -1,0 +1,572 @@
+/*
+ * layer.c - the layer's configuration (Keras constructor defaults and validation), creation
+ * (Keras's build: weight shapes, initialisation, kernel programs), weight upload/download in
+ * Keras's layouts, and release.
+ */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+clmha_initializer clmha_initializer_default(clmha_init_kind kind) {
+    clmha_initializer i;
+    memset(&i, 0, sizeof i);
+    i.kind = kind;
+    switch (kind) {
+    case CLMHA_INIT_RANDOM_UNIFORM:
+        i.minval = -0.05;
+        i.maxval = 0.05;
+        break;
+    case CLMHA_INIT_RANDOM_NORMAL:
+    case CLMHA_INIT_TRUNCATED_NORMAL:
+        i.mean = 0.0;
+        i.stddev = 0.05;
+        break;
+    default:
+        break;
+    }
+    return i;
+}
+
+void clmha_layer_config_init(clmha_layer_config *c) {
+    if (c == NULL) {
+        return;
+    }
+    memset(c, 0, sizeof *c);
+    c->num_heads = 1;
+    c->key_dim = 1;
+    c->value_dim = 0;
+    c->dropout = 0.0;
+    c->use_bias = true;
+    c->kernel_initializer = clmha_initializer_default(CLMHA_INIT_GLOROT_UNIFORM);
+    c->bias_initializer = clmha_initializer_default(CLMHA_INIT_ZEROS);
+    c->kernel_constraint.max_value = 2.0;
+    c->bias_constraint.max_value = 2.0;
+    c->seed = CLMHA_SEED_NONE;
+}
+
+static const char *const weight_names[CLMHA_WEIGHT_COUNT] = {
+    "query_dense/kernel", "query_dense/bias", "key_dense/kernel",    "key_dense/bias",
+    "value_dense/kernel", "value_dense/bias", "output_dense/kernel", "output_dense/bias"};
+
+const char *clmha_weight_name(clmha_weight weight) {
+    return ((unsigned)weight < CLMHA_WEIGHT_COUNT) ? weight_names[weight] : NULL;
+}
+
+static clmha_status check_initializer(clmha_context *ctx, const char *name,
+                                      const clmha_initializer *i) {
+    if ((unsigned)i->kind > CLMHA_INIT_CONSTANT) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.%s.kind is %d; expected a clmha_init_kind", name, (int)i->kind);
+    }
+    if (i->kind == CLMHA_INIT_RANDOM_UNIFORM &&
+        !(isfinite(i->minval) && isfinite(i->maxval) && i->minval <= i->maxval)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.%s: random_uniform needs finite minval <= maxval (got %g, %g)",
+                           name, i->minval, i->maxval);
+    }
+    if ((i->kind == CLMHA_INIT_RANDOM_NORMAL || i->kind == CLMHA_INIT_TRUNCATED_NORMAL) &&
+        !(isfinite(i->mean) && isfinite(i->stddev) && i->stddev >= 0)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.%s: needs a finite mean and stddev >= 0 (got %g, %g)", name,
+                           i->mean, i->stddev);
+    }
+    if (i->kind == CLMHA_INIT_CONSTANT && !isfinite(i->value)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT, "config.%s: value must be finite",
+                           name);
+    }
+    return CLMHA_OK;
+}
+
+static clmha_status check_regularizer(clmha_context *ctx, const char *name,
+                                      const clmha_regularizer *r) {
+    if ((unsigned)r->kind > CLMHA_REGULARIZER_L1L2) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.%s.kind is %d; expected a clmha_regularizer_kind", name,
+                           (int)r->kind);
+    }
+    if (r->kind != CLMHA_REGULARIZER_NONE &&
+        !(isfinite(r->l1) && isfinite(r->l2) && r->l1 >= 0 && r->l2 >= 0)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.%s: l1 and l2 must be finite and >= 0 (got %g, %g)", name, r->l1,
+                           r->l2);
+    }
+    return CLMHA_OK;
+}
+
+static clmha_status check_constraint(clmha_context *ctx, const char *name,
+                                     const clmha_constraint *c) {
+    if ((unsigned)c->kind > CLMHA_CONSTRAINT_UNIT_NORM) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.%s.kind is %d; expected a clmha_constraint_kind", name,
+                           (int)c->kind);
+    }
+    if ((c->kind == CLMHA_CONSTRAINT_MAX_NORM || c->kind == CLMHA_CONSTRAINT_MIN_MAX_NORM) &&
+        !(isfinite(c->max_value) && c->max_value >= 0)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.%s.max_value must be finite and >= 0 (got %g)", name,
+                           c->max_value);
+    }
+    if (c->kind == CLMHA_CONSTRAINT_MIN_MAX_NORM &&
+        !(isfinite(c->min_value) && c->min_value >= 0 && c->min_value <= c->max_value &&
+          c->rate >= 0 && c->rate <= 1)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.%s: min_max_norm needs 0 <= min_value <= max_value and rate "
+                           "in [0, 1] (got %g, %g, %g)",
+                           name, c->min_value, c->max_value, c->rate);
+    }
+    return CLMHA_OK;
+}
+
+static clmha_status check_config(clmha_context *ctx, const clmha_layer_config *c) {
+    clmha_status st;
+    if (c->num_heads < 1) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT, "config.num_heads is %d; expected >= 1",
+                           c->num_heads);
+    }
+    if (c->key_dim < 1) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT, "config.key_dim is %d; expected >= 1",
+                           c->key_dim);
+    }
+    if (c->value_dim < 0) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.value_dim is %d; expected >= 1, or 0 for key_dim", c->value_dim);
+    }
+    if (!(c->dropout >= 0.0 && c->dropout < 1.0)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.dropout is %g; expected a rate in [0, 1)", c->dropout);
+    }
+    if (c->output_rank < 0 || c->output_rank > CLMHA_MAX_RANK - 2) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.output_rank is %d; expected 0 (None) to %d", c->output_rank,
+                           CLMHA_MAX_RANK - 2);
+    }
+    for (int i = 0; i < c->output_rank; i++) {
+        if (c->output_shape[i] == 0) {
+            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                               "config.output_shape[%d] is 0; expected >= 1", i);
+        }
+    }
+    if (c->num_attention_axes < 0 || c->num_attention_axes > CLMHA_MAX_RANK) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.num_attention_axes is %d; expected 0 (None) to %d",
+                           c->num_attention_axes, CLMHA_MAX_RANK);
+    }
+    for (int i = 0; i < c->num_attention_axes; i++) {
+        if (c->attention_axes[i] == 0) {
+            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                               "config.attention_axes[%d] is 0, the batch axis, which cannot be "
+                               "attended over",
+                               i);
+        }
+    }
+    if ((st = check_initializer(ctx, "kernel_initializer", &c->kernel_initializer)) ||
+        (st = check_initializer(ctx, "bias_initializer", &c->bias_initializer)) ||
+        (st = check_regularizer(ctx, "kernel_regularizer", &c->kernel_regularizer)) ||
+        (st = check_regularizer(ctx, "bias_regularizer", &c->bias_regularizer)) ||
+        (st = check_regularizer(ctx, "activity_regularizer", &c->activity_regularizer)) ||
+        (st = check_constraint(ctx, "kernel_constraint", &c->kernel_constraint)) ||
+        (st = check_constraint(ctx, "bias_constraint", &c->bias_constraint))) {
+        return st;
+    }
+    if (c->seed < CLMHA_SEED_NONE) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.seed is %lld; expected >= 0 or CLMHA_SEED_NONE",
+                           (long long)c->seed);
+    }
+    return CLMHA_OK;
+}
+
+/* Keras's layout of each weight. */
+static void weight_shape(const clmha_layer *l, clmha_weight w, int *rank, size_t *shape) {
+    switch (w) {
+    case CLMHA_WEIGHT_QUERY_KERNEL:
+    case CLMHA_WEIGHT_KEY_KERNEL:
+    case CLMHA_WEIGHT_VALUE_KERNEL:
+        *rank = 3;
+        shape[0] = w == CLMHA_WEIGHT_QUERY_KERNEL ? l->dq_in
+                   : w == CLMHA_WEIGHT_KEY_KERNEL ? l->dk_in
+                                                  : l->dv_in;
+        shape[1] = l->heads;
+        shape[2] = w == CLMHA_WEIGHT_VALUE_KERNEL ? l->dv : l->dk;
+        break;
+    case CLMHA_WEIGHT_QUERY_BIAS:
+    case CLMHA_WEIGHT_KEY_BIAS:
+    case CLMHA_WEIGHT_VALUE_BIAS:
+        *rank = 2;
+        shape[0] = l->heads;
+        shape[1] = w == CLMHA_WEIGHT_VALUE_BIAS ? l->dv : l->dk;
+        break;
+    case CLMHA_WEIGHT_OUTPUT_KERNEL:
+        *rank = 2 + l->out_rank;
+        shape[0] = l->heads;
+        shape[1] = l->dv;
+        memcpy(shape + 2, l->out_shape, (size_t)l->out_rank * sizeof *shape);
+        break;
+    case CLMHA_WEIGHT_OUTPUT_BIAS:
+    default:
+        *rank = l->out_rank;
+        memcpy(shape, l->out_shape, (size_t)l->out_rank * sizeof *shape);
+        break;
+    }
+}
+
+static size_t shape_numel(int rank, const size_t *shape) {
+    size_t n = 1;
+    for (int i = 0; i < rank; i++) {
+        n *= shape[i];
+    }
+    return n;
+}
+
+static bool is_bias(clmha_weight w) {
+    return w == CLMHA_WEIGHT_QUERY_BIAS || w == CLMHA_WEIGHT_KEY_BIAS ||
+           w == CLMHA_WEIGHT_VALUE_BIAS || w == CLMHA_WEIGHT_OUTPUT_BIAS;
+}
+
+/* Fans as Keras computes them: an EinsumDense kernel's fan_in is the product of its input
+ * (contracted) axes and fan_out that of its output axes; a bias, as any other tensor, uses
+ * Keras's compute_fans (rank 1: n, n; rank 2: shape[0], shape[1]; else receptive field). */
+static void weight_fans(const clmha_layer *l, clmha_weight w, double *fan_in, double *fan_out) {
+    int rank = 0;
+    size_t shape[CLMHA_MAX_RANK];
+    weight_shape(l, w, &rank, shape);
+    if (!is_bias(w)) {
+        size_t n_in = w == CLMHA_WEIGHT_OUTPUT_KERNEL ? l->heads * l->dv : shape[0];
+        *fan_in = (double)n_in;
+        *fan_out = (double)(shape_numel(rank, shape) / n_in);
+        return;
+    }
+    if (rank == 1) {
+        *fan_in = *fan_out = (double)shape[0];
+    } else if (rank == 2) {
+        *fan_in = (double)shape[0];
+        *fan_out = (double)shape[1];
+    } else {
+        double rf = (double)shape_numel(rank - 2, shape);
+        *fan_in = (double)shape[rank - 2] * rf;
+        *fan_out = (double)shape[rank - 1] * rf;
+    }
+}
+
+static size_t pow2_floor(size_t x) {
+    size_t p = 1;
+    while (p * 2 <= x) {
+        p *= 2;
+    }
+    return p;
+}
+
+/* Builds the three programs and kernels; the attention work-group size starts at 64 (a
+ * multiple of every GPU's SIMD width) and shrinks to what the device and kernel allow. */
+static clmha_status build_kernels(clmha_layer *l) {
+    clmha_context *ctx = l->ctx;
+    clmha_status st;
+    cl_program prog;
+    size_t wg = pow2_floor(ctx->info.max_work_group_size < ctx->info.max_work_item_sizes[0]
+                               ? ctx->info.max_work_group_size
+                               : ctx->info.max_work_item_sizes[0]);
+    if (wg > 64) {
+        wg = 64;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        size_t lmem = (l->dk + 2 * wg) * sizeof(float);
+        if (lmem > ctx->info.local_mem_bytes) {
+            return clmha__fail(ctx, CLMHA_ERR_DEVICE_LIMIT,
+                               "key_dim %zu needs %zu bytes of local memory in the attention "
+                               "kernel; device \"%s\" has %llu",
+                               l->dk, lmem, ctx->info.name,
+                               (unsigned long long)ctx->info.local_mem_bytes);
+        }
+        char defines[256];
+        snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DWG=%zu", l->dk, l->dv, wg);
+        if ((st = clmha__program_get(ctx, "attention.cl", defines, &prog)) != CLMHA_OK) {
+            return st;
+        }
+        if (l->k_attention != NULL) {
+            clReleaseKernel(l->k_attention);
+            l->k_attention = NULL;
+        }
+        if ((st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention)) != CLMHA_OK) {
+            return st;
+        }
+        size_t kmax = 0;
+        if ((st = clmha__kernel_max_wg(ctx, l->k_attention, &kmax)) != CLMHA_OK) {
+            return st;
+        }
+        if (kmax >= wg) {
+            break;
+        }
+        if (attempt == 1 || kmax == 0) {
+            return clmha__fail(ctx, CLMHA_ERR_DEVICE_LIMIT,
+                               "the attention kernel allows only %zu work-items on device \"%s\"",
+                               kmax, ctx->info.name);
+        }
+        wg = pow2_floor(kmax);
+    }
+    l->wg_attention = wg;
+
+    if ((st = clmha__program_get(ctx, "bias.cl", "", &prog)) != CLMHA_OK ||
+        (st = clmha__kernel_create(ctx, prog, "fill_bias", &l->k_fill)) != CLMHA_OK ||
+        (st = clmha__kernel_max_wg(ctx, l->k_fill, &l->wg_fill)) != CLMHA_OK) {
+        return st;
+    }
+    if ((st = clmha__program_get(ctx, "splice.cl", "", &prog)) != CLMHA_OK ||
+        (st = clmha__kernel_create(ctx, prog, "cache_splice", &l->k_splice)) != CLMHA_OK ||
+        (st = clmha__kernel_max_wg(ctx, l->k_splice, &l->wg_splice)) != CLMHA_OK) {
+        return st;
+    }
+    l->wg_fill = pow2_floor(l->wg_fill < 256 ? l->wg_fill : 256);
+    l->wg_splice = pow2_floor(l->wg_splice < 256 ? l->wg_splice : 256);
+    return CLMHA_OK;
+}
+
+static clmha_status upload(clmha_layer *l, clmha_weight w, const float *data, size_t n) {
+    cl_int err = clEnqueueWriteBuffer(l->ctx->queue, l->weights[w], CL_TRUE, 0, n * sizeof(float),
+                                      data, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        char what[128];
+        snprintf(what, sizeof what, "uploading weight %s", weight_names[w]);
+        return clmha__fail_cl(l->ctx, err, what);
+    }
+    return CLMHA_OK;
+}
+
+static uint64_t clock_seed(const void *salt) {
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    uint64_t x =
+        (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ (uint64_t)(size_t)salt;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
+clmha_status clmha_layer_create(clmha_context *ctx, const clmha_layer_config *config,
+                                size_t query_dim, size_t value_dim, size_t key_dim,
+                                clmha_layer **out) {
+    if (ctx == NULL || config == NULL || out == NULL) {
+        return clmha__fail(ctx, CLMHA_ERR_NULL_ARGUMENT, "clmha_layer_create: %s is NULL",
+                           ctx == NULL      ? "ctx"
+                           : config == NULL ? "config"
+                                            : "layer (the output pointer)");
+    }
+    clmha_status st = check_config(ctx, config);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    if (query_dim == 0 || value_dim == 0) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "clmha_layer_create: %s is 0; expected the input's feature dim >= 1",
+                           query_dim == 0 ? "query_dim" : "value_dim");
+    }
+    clmha_layer *l = calloc(1, sizeof *l);
+    float *host = NULL;
+    if (l == NULL) {
+        return clmha__fail(ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY, "clmha_layer_create: out of memory");
+    }
+    l->ctx = ctx;
+    l->cfg = *config;
+    l->heads = (size_t)config->num_heads;
+    l->dk = (size_t)config->key_dim;
+    l->dv = config->value_dim > 0 ? (size_t)config->value_dim : l->dk;
+    l->dq_in = query_dim;
+    l->dv_in = value_dim;
+    l->dk_in = key_dim ? key_dim : value_dim;
+    if (config->output_rank > 0) {
+        l->out_rank = config->output_rank;
+        memcpy(l->out_shape, config->output_shape, (size_t)l->out_rank * sizeof(size_t));
+    } else {
+        l->out_rank = 1;
+        l->out_shape[0] = query_dim;
+    }
+    l->seed = config->seed >= 0 ? (uint64_t)config->seed : clock_seed(l);
+
+    /* Every weight's size, checked for overflow and against the device's allocation limit. */
+    size_t largest = 0;
+    size_t counts[CLMHA_WEIGHT_COUNT] = {0};
+    size_t hd = 0, out_f = 1;
+    if (!clmha__mul(l->heads, l->dk > l->dv ? l->dk : l->dv, &hd)) {
+        st = clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE, "num_heads x key_dim overflows");
+        goto cleanup;
+    }
+    for (int i = 0; i < l->out_rank; i++) {
+        if (!clmha__mul(out_f, l->out_shape[i], &out_f)) {
+            st = clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE, "config.output_shape overflows");
+            goto cleanup;
+        }
+    }
+    l->out_features = out_f;
+    for (int w = 0; w < CLMHA_WEIGHT_COUNT; w++) {
+        int rank;
+        size_t shape[CLMHA_MAX_RANK], n = 1;
+        if (is_bias((clmha_weight)w) && !config->use_bias) {
+            continue;
+        }
+        weight_shape(l, (clmha_weight)w, &rank, shape);
+        for (int i = 0; i < rank; i++) {
+            if (!clmha__mul(n, shape[i], &n)) {
+                st = clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE, "weight %s: size overflows",
+                                 weight_names[w]);
+                goto cleanup;
+            }
+        }
+        if (n > ctx->info.max_alloc_bytes / sizeof(float)) {
+            st = clmha__fail(ctx, CLMHA_ERR_DEVICE_LIMIT,
+                             "weight %s has %zu floats; device \"%s\" allows at most %llu bytes "
+                             "in one buffer",
+                             weight_names[w], n, ctx->info.name,
+                             (unsigned long long)ctx->info.max_alloc_bytes);
+            goto cleanup;
+        }
+        counts[w] = n;
+        largest = n > largest ? n : largest;
+    }
+
+    if ((st = build_kernels(l)) != CLMHA_OK) {
+        goto cleanup;
+    }
+    host = malloc(largest * sizeof(float));
+    if (host == NULL) {
+        st = clmha__fail(ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY, "clmha_layer_create: out of memory");
+        goto cleanup;
+    }
+    for (int w = 0; w < CLMHA_WEIGHT_COUNT; w++) {
+        if (counts[w] == 0) {
+            continue;
+        }
+        cl_int err = CL_SUCCESS;
+        l->weights[w] =
+            clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, counts[w] * sizeof(float), NULL, &err);
+        if (err != CL_SUCCESS) {
+            st = clmha__fail_cl(ctx, err, "allocating layer weights (clCreateBuffer)");
+            goto cleanup;
+        }
+        double fan_in, fan_out;
+        weight_fans(l, (clmha_weight)w, &fan_in, &fan_out);
+        const clmha_initializer *init =
+            is_bias((clmha_weight)w) ? &config->bias_initializer : &config->kernel_initializer;
+        if ((st = clmha__init_fill(ctx, init, l->seed, (uint32_t)w, fan_in, fan_out, host,
+                                   counts[w])) != CLMHA_OK ||
+            (st = upload(l, (clmha_weight)w, host, counts[w])) != CLMHA_OK) {
+            goto cleanup;
+        }
+    }
+    *out = l;
+    l = NULL;
+cleanup:
+    free(host);
+    clmha_layer_release(l);
+    return st;
+}
+
+void clmha_layer_release(clmha_layer *l) {
+    if (l == NULL) {
+        return;
+    }
+    clFinish(l->ctx->queue);
+    for (int w = 0; w < CLMHA_WEIGHT_COUNT; w++) {
+        if (l->weights[w] != NULL) {
+            clReleaseMemObject(l->weights[w]);
+        }
+    }
+    cl_mem ws[] = {l->ws_q, l->ws_k, l->ws_v, l->ws_o};
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+        if (ws[i] != NULL) {
+            clReleaseMemObject(ws[i]);
+        }
+    }
+    cl_kernel ks[] = {l->k_attention, l->k_splice, l->k_fill};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+        if (ks[i] != NULL) {
+            clReleaseKernel(ks[i]);
+        }
+    }
+    free(l);
+}
+
+static clmha_status weight_check(const clmha_layer *l, const char *fn, clmha_weight w,
+                                 const void *data, size_t count) {
+    if (l == NULL || data == NULL) {
+        return clmha__fail(l ? l->ctx : NULL, CLMHA_ERR_NULL_ARGUMENT, "%s: %s is NULL", fn,
+                           l ? "data" : "layer");
+    }
+    if ((unsigned)w >= CLMHA_WEIGHT_COUNT) {
+        return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "%s: weight %d is not a clmha_weight", fn, (int)w);
+    }
+    if (l->weights[w] == NULL) {
+        return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "%s: the layer has no %s (it was built with use_bias = false)", fn,
+                           weight_names[w]);
+    }
+    int rank;
+    size_t shape[CLMHA_MAX_RANK];
+    weight_shape(l, w, &rank, shape);
+    size_t n = shape_numel(rank, shape);
+    if (count != n) {
+        char s[256];
+        clmha__shape_str(s, sizeof s, rank, shape);
+        return clmha__fail(l->ctx, CLMHA_ERR_SHAPE_MISMATCH,
+                           "%s: count is %zu; %s has shape %s, %zu floats", fn, count,
+                           weight_names[w], s, n);
+    }
+    return CLMHA_OK;
+}
+
+clmha_status clmha_layer_weight_shape(const clmha_layer *l, clmha_weight w, int *rank,
+                                      size_t shape[CLMHA_MAX_RANK]) {
+    if (l == NULL || rank == NULL || shape == NULL) {
+        return clmha__fail(l ? l->ctx : NULL, CLMHA_ERR_NULL_ARGUMENT,
+                           "clmha_layer_weight_shape: %s is NULL",
+                           l == NULL      ? "layer"
+                           : rank == NULL ? "rank"
+                                          : "shape");
+    }
+    if ((unsigned)w >= CLMHA_WEIGHT_COUNT) {
+        return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "clmha_layer_weight_shape: weight %d is not a clmha_weight", (int)w);
+    }
+    if (l->weights[w] == NULL) {
+        return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "clmha_layer_weight_shape: the layer has no %s (use_bias = false)",
+                           weight_names[w]);
+    }
+    weight_shape(l, w, rank, shape);
+    return CLMHA_OK;
+}
+
+clmha_status clmha_layer_set_weight(clmha_layer *l, clmha_weight w, const float *data,
+                                    size_t count) {
+    clmha_status st = weight_check(l, "clmha_layer_set_weight", w, data, count);
+    return st != CLMHA_OK ? st : upload(l, w, data, count);
+}
+
+clmha_status clmha_layer_get_weight(const clmha_layer *l, clmha_weight w, float *data,
+                                    size_t count) {
+    clmha_status st = weight_check(l, "clmha_layer_get_weight", w, data, count);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    cl_int err = clEnqueueReadBuffer(l->ctx->queue, l->weights[w], CL_TRUE, 0,
+                                     count * sizeof(float), data, 0, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        return clmha__fail_cl(l->ctx, err, "clmha_layer_get_weight: clEnqueueReadBuffer");
+    }
+    return CLMHA_OK;
+}
+
+clmha_status clmha_layer_output_shape(const clmha_layer *l, int *rank,
+                                      size_t shape[CLMHA_MAX_RANK]) {
+    if (l == NULL || rank == NULL || shape == NULL) {
+        return clmha__fail(l ? l->ctx : NULL, CLMHA_ERR_NULL_ARGUMENT,
+                           "clmha_layer_output_shape: an argument is NULL");
+    }
+    *rank = l->out_rank;
+    memcpy(shape, l->out_shape, (size_t)l->out_rank * sizeof *shape);
+    return CLMHA_OK;
+}

@@ -1,0 +1,66 @@
+/*
+ * projection.c - the dense projections (Keras EinsumDense with equations "abc,cde->abde" and
+ * "abcd,cde->abe", which in row-major memory are plain matrix products) through CLBlast:
+ * the bias kernel writes the broadcast bias (or zeros) into the output rows, then SGEMM
+ * accumulates x . W into them with beta = 1. Also the workspace growth helper.
+ */
+#include "internal.h"
+
+#include <clblast_c.h>
+
+clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size_t n) {
+    if (n <= *cap && *buf != NULL) {
+        return CLMHA_OK;
+    }
+    clmha_context *ctx = layer->ctx;
+    size_t bytes;
+    if (!clmha__mul(n, sizeof(float), &bytes) || bytes > ctx->info.max_alloc_bytes) {
+        return clmha__fail(ctx, CLMHA_ERR_DEVICE_LIMIT,
+                           "the call needs a %zu-float workspace buffer; device \"%s\" allows "
+                           "at most %llu bytes in one buffer",
+                           n, ctx->info.name, (unsigned long long)ctx->info.max_alloc_bytes);
+    }
+    cl_int err = CL_SUCCESS;
+    cl_mem fresh = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+        return clmha__fail_cl(ctx, err, "allocating the layer workspace (clCreateBuffer)");
+    }
+    /* Commands already queued keep the old buffer alive until they finish. */
+    if (*buf != NULL) {
+        clReleaseMemObject(*buf);
+    }
+    *buf = fresh;
+    *cap = n;
+    return CLMHA_OK;
+}
+
+clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size_t x_off, size_t m,
+                            size_t k, cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off) {
+    clmha_context *ctx = layer->ctx;
+    cl_ulong off = y_off, rows = m, cols = n;
+    cl_int has_bias = bias != NULL;
+    const clmha__karg args[] = {CLMHA__ARG(y),    CLMHA__ARG(off),  CLMHA__ARG(rows),
+                                CLMHA__ARG(cols), CLMHA__ARG(bias), CLMHA__ARG(has_bias)};
+    clmha_status st = clmha__set_args(ctx, layer->k_fill, "fill_bias", args, 6);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    size_t total = m * n; /* checked by the caller's shape validation */
+    size_t groups = (total + layer->wg_fill - 1) / layer->wg_fill;
+    st = clmha__launch(ctx, layer->k_fill, "fill_bias", groups, layer->wg_fill);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    cl_command_queue q = ctx->queue;
+    CLBlastStatusCode s =
+        CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, m, n, k, 1.0f,
+                     x, x_off, k, w, 0, n, 1.0f, y, y_off, n, &q, NULL);
+    if (s != CLBlastSuccess) {
+        ctx->last_clblast_error = (int)s;
+        return clmha__fail(ctx, CLMHA_ERR_CLBLAST,
+                           "the %s projection (CLBlastSgemm m=%zu n=%zu k=%zu) failed with "
+                           "CLBlast status %d",
+                           what, m, n, k, (int)s);
+    }
+    return CLMHA_OK;
+}

@@ -1,0 +1,147 @@
+/*
+ * reference.c - the float64 reference of SPEC.md's forward pass, step by step:
+ *  1. q = query . Wq + bq; 2. k, v by mode (projection, static cache, or projection spliced
+ *  into the cache); 3. s = (q / sqrt(dk)) . k; 4. masked scores get -1e9 added, softmax over
+ *  the keys, masked probabilities set to 0; 6. o = p . v; 7. out = o . Wo + bo.
+ * Written for clarity, not speed: plain loops in double.
+ */
+#include "reference.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* y[rows, n] = x[rows, k] . W[k, n] + b, all in double. */
+static void dense(const float *xf, const double *xd, size_t rows, size_t k, const float *w,
+                  const float *b, size_t n, double *y) {
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t j = 0; j < n; j++) {
+            double acc = b ? (double)b[j] : 0.0;
+            for (size_t i = 0; i < k; i++) {
+                double x = xf ? (double)xf[r * k + i] : xd[r * k + i];
+                acc += x * (double)w[i * n + j];
+            }
+            y[r * n + j] = acc;
+        }
+    }
+}
+
+bool ref_forward(const ref_weights *w, ref_call *c) {
+    const size_t B = c->B, T = c->T, H = w->H, dk = w->dk, dv = w->dv;
+    const bool has_cache = c->cache != NULL;
+    const bool project_kv = !has_cache || c->update;
+    const size_t S = has_cache ? c->S : c->Sn;
+    if (has_cache && dk != dv) {
+        return false;
+    }
+    if (c->update && c->index + c->Sn > S) {
+        return false;
+    }
+    double *q = malloc(B * T * H * dk * sizeof *q);
+    double *k = malloc(B * S * H * dk * sizeof *k);
+    double *v = malloc(B * S * H * dv * sizeof *v);
+    double *o = malloc(B * T * H * dv * sizeof *o);
+    double *kn = NULL, *vn = NULL;
+    double *s = malloc(S * sizeof *s);
+    if (!q || !k || !v || !o || !s) {
+        return false;
+    }
+    dense(c->query, NULL, B * T, w->Dq, w->wq, w->use_bias ? w->bq : NULL, H * dk, q);
+    if (project_kv) {
+        kn = malloc(B * c->Sn * H * dk * sizeof *kn);
+        vn = malloc(B * c->Sn * H * dv * sizeof *vn);
+        const float *key = c->key ? c->key : c->value;
+        dense(key, NULL, B * c->Sn, w->Dk, w->wk, w->use_bias ? w->bk : NULL, H * dk, kn);
+        dense(c->value, NULL, B * c->Sn, w->Dv, w->wv, w->use_bias ? w->bv : NULL, H * dv, vn);
+    }
+    /* Step 2: keys and values (B, S, H, d). */
+    const size_t hk = H * dk, hv = H * dv;
+    for (size_t b = 0; b < B; b++) {
+        for (size_t j = 0; j < S; j++) {
+            for (size_t e = 0; e < hk; e++) {
+                double kv, vv;
+                if (!has_cache) {
+                    kv = kn[(b * S + j) * hk + e];
+                    vv = vn[(b * S + j) * hv + (e < hv ? e : 0)];
+                } else if (c->update && j >= c->index && j < c->index + c->Sn) {
+                    kv = kn[(b * c->Sn + j - c->index) * hk + e];
+                    vv = vn[(b * c->Sn + j - c->index) * hv + e];
+                } else {
+                    kv = c->cache[((b * 2 + 0) * S + j) * hk + e];
+                    vv = c->cache[((b * 2 + 1) * S + j) * hk + e];
+                }
+                k[(b * S + j) * hk + e] = kv;
+                if (has_cache) {
+                    v[(b * S + j) * hv + e] = vv;
+                    c->cache_new[((b * 2 + 0) * S + j) * hk + e] = kv;
+                    c->cache_new[((b * 2 + 1) * S + j) * hk + e] = vv;
+                }
+            }
+            if (!has_cache) {
+                for (size_t e = 0; e < hv; e++) {
+                    v[(b * S + j) * hv + e] = vn[(b * S + j) * hv + e];
+                }
+            }
+        }
+    }
+    /* Steps 3-6 per (b, h, t). */
+    const double scale = 1.0 / sqrt((double)dk);
+    for (size_t b = 0; b < B; b++) {
+        for (size_t h = 0; h < H; h++) {
+            for (size_t t = 0; t < T; t++) {
+                double mx = -INFINITY;
+                for (size_t j = 0; j < S; j++) {
+                    double acc = 0;
+                    for (size_t d = 0; d < dk; d++) {
+                        acc += q[((b * T + t) * H + h) * dk + d] * scale *
+                               k[(b * S + j) * hk + h * dk + d];
+                    }
+                    bool keep = true;
+                    if (c->mask) {
+                        size_t mb = c->mask_dims[0] == 1 ? 0 : b;
+                        size_t mt = c->mask_dims[1] == 1 ? 0 : t;
+                        size_t ms = c->mask_dims[2] == 1 ? 0 : j;
+                        keep = c->mask[(mb * c->mask_dims[1] + mt) * c->mask_dims[2] + ms] != 0;
+                    }
+                    s[j] = keep ? acc : acc - 1e9;
+                    mx = fmax(mx, s[j]);
+                }
+                double sum = 0;
+                for (size_t j = 0; j < S; j++) {
+                    s[j] = exp(s[j] - mx);
+                    sum += s[j];
+                }
+                for (size_t j = 0; j < S; j++) {
+                    s[j] /= sum;
+                    if (c->mask) {
+                        size_t mb = c->mask_dims[0] == 1 ? 0 : b;
+                        size_t mt = c->mask_dims[1] == 1 ? 0 : t;
+                        size_t ms = c->mask_dims[2] == 1 ? 0 : j;
+                        if (c->mask[(mb * c->mask_dims[1] + mt) * c->mask_dims[2] + ms] == 0) {
+                            s[j] = 0;
+                        }
+                    }
+                    if (c->probs) {
+                        c->probs[((b * H + h) * T + t) * S + j] = s[j];
+                    }
+                }
+                for (size_t d = 0; d < dv; d++) {
+                    double acc = 0;
+                    for (size_t j = 0; j < S; j++) {
+                        acc += s[j] * v[(b * S + j) * hv + h * dv + d];
+                    }
+                    o[((b * T + t) * H + h) * dv + d] = acc;
+                }
+            }
+        }
+    }
+    dense(NULL, o, B * T, H * dv, w->wo, w->use_bias ? w->bo : NULL, w->N, c->out);
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(s);
+    free(kn);
+    free(vn);
+    return true;
+}

@@ -1,0 +1,44 @@
+/*
+ * reference.h - a float64 host reference of Keras's CachedMultiHeadAttention forward pass,
+ * written from SPEC.md alone (no library code), for comparing every device result.
+ */
+#ifndef CLMHA_TEST_REFERENCE_H
+#define CLMHA_TEST_REFERENCE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ref_weights {
+    size_t H, dk, dv;  /* heads, key_dim, value_dim */
+    size_t Dq, Dk, Dv; /* input feature dims */
+    size_t N;          /* prod(output_shape) */
+    bool use_bias;
+    const float *wq, *bq; /* (Dq, H, dk), (H, dk) */
+    const float *wk, *bk; /* (Dk, H, dk), (H, dk) */
+    const float *wv, *bv; /* (Dv, H, dv), (H, dv) */
+    const float *wo, *bo; /* (H, dv, N), (N) */
+} ref_weights;
+
+typedef struct ref_call {
+    size_t B, T;
+    const float *query;       /* (B, T, Dq) */
+    const float *key, *value; /* (B, Sn, Dk|Dv); key NULL = value; unused in static mode */
+    size_t Sn;
+    const uint8_t *mask; /* NULL or shape mask_dims broadcast to (B, T, S) */
+    size_t mask_dims[3]; /* (B|1, T|1, S|1); a rank-2 mask is given as (1, T, S) */
+    /* Cache mode: cache (B, 2, S, H, dk) as float, updated in place (as float) in update mode;
+     * cache_new receives the updated cache in double. */
+    const float *cache;
+    size_t S; /* cache length; ignored without a cache */
+    bool update;
+    size_t index;
+    double *cache_new; /* (B, 2, S, H, dk), only with a cache */
+    double *out;       /* (B, T, N) */
+    double *probs;     /* (B, H, T, S) or NULL */
+} ref_call;
+
+/* Runs the forward pass; returns false on an inconsistent call (a test bug). */
+bool ref_forward(const ref_weights *w, ref_call *c);
+
+#endif

@@ -1,0 +1,553 @@
+/*
+ * test_layer.c - the layer against the float64 reference (reference.c): 300+ seeded random
+ * configurations over the three cache modes, batch, lengths 1..385, heads, head dims, feature
+ * dims, biases, output shapes, every mask form, cache-update positions, tensors at offsets in
+ * larger buffers with canaries; plus keras-hub's own checks (a token-by-token cache loop
+ * equals one cached call; probabilities sum to 1) and static mode leaving the cache intact.
+ */
+#include "reference.h"
+#include "support.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MODE_NONE, MODE_STATIC, MODE_UPDATE };
+enum {
+    MASK_NONE,
+    MASK_FULL,
+    MASK_TS,
+    MASK_1TS,
+    MASK_B1S,
+    MASK_BT1,
+    MASK_11S,
+    MASK_CAUSAL,
+    MASK_RANDOM,
+    MASK_ROWS_OFF,
+    MASK_KINDS
+};
+static const char *const mode_names[] = {"none", "static", "update"};
+
+typedef struct case_cfg {
+    size_t B, T, S, Sn, H, dk, dv, Dq, Dk, Dv;
+    bool use_bias, separate_key, scores, offsets;
+    int out_rank;
+    size_t out_shape[2];
+    int mode, mask;
+    size_t index;
+    uint64_t seed;
+} case_cfg;
+
+static clmha_context *ctx;
+
+static int setup(void **state) {
+    (void)state;
+    ctx = test_context();
+    return ctx ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    clmha_context_release(ctx);
+    return 0;
+}
+
+static void describe(const case_cfg *c, char *buf, size_t len) {
+    snprintf(buf, len,
+             "seed=%llu mode=%s B=%zu T=%zu S=%zu Sn=%zu H=%zu dk=%zu dv=%zu Dq=%zu Dk=%zu "
+             "Dv=%zu bias=%d key=%d out_rank=%d mask=%d index=%zu scores=%d offsets=%d",
+             (unsigned long long)c->seed, mode_names[c->mode], c->B, c->T, c->S, c->Sn, c->H, c->dk,
+             c->dv, c->Dq, c->Dk, c->Dv, c->use_bias, c->separate_key, c->out_rank, c->mask,
+             c->index, c->scores, c->offsets);
+}
+
+/* A float tensor, either on its own or inside a larger buffer between canary regions. */
+typedef struct placed {
+    clmha_tensor *t;
+    cl_mem big;
+    size_t pad, n; /* canary floats on each side; tensor floats */
+} placed;
+
+static const float CANARY = -7777.25f;
+
+static placed place(const case_cfg *c, int rank, const size_t *shape, const float *data) {
+    placed p = {0};
+    p.n = 1;
+    for (int i = 0; i < rank; i++) {
+        p.n *= shape[i];
+    }
+    if (!c->offsets) {
+        p.t = test_tensor_f32(ctx, rank, shape, data);
+        return p;
+    }
+    p.pad = 37;
+    size_t total = p.n + 2 * p.pad;
+    float *host = malloc(total * sizeof(float));
+    assert_non_null(host);
+    for (size_t i = 0; i < total; i++) {
+        host[i] = CANARY;
+    }
+    if (data) {
+        memcpy(host + p.pad, data, p.n * sizeof(float));
+    }
+    cl_int err;
+    p.big = clCreateBuffer(clmha_context_cl_context(ctx), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                           total * sizeof(float), host, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    assert_ok(
+        clmha_tensor_wrap(ctx, CLMHA_FLOAT32, rank, shape, p.big, p.pad * sizeof(float), &p.t));
+    free(host);
+    return p;
+}
+
+/* Checks the canaries around a placed tensor and releases it. */
+static void unplace(placed *p, const char *what, const char *repro) {
+    if (p->big != NULL) {
+        size_t total = p->n + 2 * p->pad;
+        float *host = malloc(total * sizeof(float));
+        assert_non_null(host);
+        assert_int_equal(clEnqueueReadBuffer(clmha_context_queue(ctx), p->big, CL_TRUE, 0,
+                                             total * sizeof(float), host, 0, NULL, NULL),
+                         CL_SUCCESS);
+        for (size_t i = 0; i < p->pad; i++) {
+            if (host[i] != CANARY || host[p->pad + p->n + i] != CANARY) {
+                print_error("%s: canary around the tensor overwritten\n  reproduce: %s\n", what,
+                            repro);
+                fail();
+            }
+        }
+        free(host);
+        clReleaseMemObject(p->big);
+    }
+    clmha_tensor_release(p->t);
+}
+
+static bool masked(const case_cfg *c, test_rng *r, size_t b, size_t t, size_t j, size_t T) {
+    switch (c->mask) {
+    case MASK_CAUSAL: {
+        /* keras-hub generation: key j allowed iff j <= cache_update_index + t (no-cache:
+         * the query rows are the last T positions of the S keys). */
+        size_t base = c->mode == MODE_UPDATE ? c->index : (c->S >= T ? c->S - T : 0);
+        return j <= base + t;
+    }
+    case MASK_RANDOM:
+        return rng_uniform(r) >= 0.25;
+    case MASK_ROWS_OFF:
+        /* Every third query row fully masked, the rest attend everywhere. */
+        (void)b;
+        return (t % 3) != 1;
+    default:
+        return rng_uniform(r) >= 0.3;
+    }
+}
+
+static void run_case(const case_cfg *c) {
+    char repro[512];
+    describe(c, repro, sizeof repro);
+    test_rng r = {c->seed * 7919 + 17};
+
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = (int)c->H;
+    cfg.key_dim = (int)c->dk;
+    cfg.value_dim = (int)c->dv;
+    cfg.use_bias = c->use_bias;
+    cfg.output_rank = c->out_rank;
+    memcpy(cfg.output_shape, c->out_shape, sizeof c->out_shape);
+    cfg.seed = (int64_t)c->seed;
+    clmha_layer *layer = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, c->Dq, c->Dv, c->Dk, &layer));
+
+    size_t N = c->out_rank == 0 ? c->Dq : c->out_shape[0] * (c->out_rank > 1 ? c->out_shape[1] : 1);
+    size_t H = c->H, dk = c->dk, dv = c->dv;
+    size_t nw[CLMHA_WEIGHT_COUNT] = {c->Dq * H * dk, H * dk, c->Dk * H * dk, H * dk,
+                                     c->Dv * H * dv, H * dv, H * dv * N,     N};
+    double fan[CLMHA_WEIGHT_COUNT] = {(double)c->Dq, 1, (double)c->Dk,    1,
+                                      (double)c->Dv, 1, (double)(H * dv), 1};
+    float *w[CLMHA_WEIGHT_COUNT] = {0};
+    for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++) {
+        bool bias = (i % 2) == 1;
+        if (bias && !c->use_bias) {
+            continue;
+        }
+        w[i] = malloc(nw[i] * sizeof(float));
+        double lim = bias ? 0.5 : 1.5 / sqrt(fan[i]);
+        rng_fill(&r, w[i], nw[i], -lim, lim);
+        assert_ok(clmha_layer_set_weight(layer, (clmha_weight)i, w[i], nw[i]));
+    }
+
+    size_t S = c->S, T = c->T, B = c->B, Sn = c->Sn;
+    float *q = malloc(B * T * c->Dq * sizeof(float));
+    float *v = malloc(B * Sn * c->Dv * sizeof(float) + 4);
+    float *k = malloc(B * Sn * c->Dk * sizeof(float) + 4);
+    float *cache = malloc(B * 2 * S * H * dk * sizeof(float) + 4);
+    rng_fill(&r, q, B * T * c->Dq, -1, 1);
+    rng_fill(&r, v, B * Sn * c->Dv, -1, 1);
+    rng_fill(&r, k, B * Sn * c->Dk, -1, 1);
+    rng_fill(&r, cache, B * 2 * S * H * dk, -1.5, 1.5);
+
+    /* The mask, in its stored shape. */
+    size_t md[3] = {1, 1, 1};
+    int mrank = 3;
+    switch (c->mask) {
+    case MASK_FULL:
+    case MASK_CAUSAL:
+    case MASK_RANDOM:
+    case MASK_ROWS_OFF:
+        md[0] = B, md[1] = T, md[2] = S;
+        break;
+    case MASK_TS:
+        md[1] = T, md[2] = S, mrank = 2;
+        break;
+    case MASK_1TS:
+        md[1] = T, md[2] = S;
+        break;
+    case MASK_B1S:
+        md[0] = B, md[2] = S;
+        break;
+    case MASK_BT1:
+        md[0] = B, md[1] = T;
+        break;
+    case MASK_11S:
+        md[2] = S;
+        break;
+    default:
+        break;
+    }
+    uint8_t *mask = NULL;
+    if (c->mask != MASK_NONE) {
+        mask = malloc(md[0] * md[1] * md[2]);
+        for (size_t b = 0; b < md[0]; b++) {
+            for (size_t t = 0; t < md[1]; t++) {
+                for (size_t j = 0; j < md[2]; j++) {
+                    mask[(b * md[1] + t) * md[2] + j] = masked(c, &r, b, t, j, T) ? 1 : 0;
+                }
+            }
+        }
+    }
+
+    /* Reference. */
+    double *out_ref = malloc(B * T * N * sizeof(double));
+    double *p_ref = c->scores ? malloc(B * H * T * S * sizeof(double)) : NULL;
+    double *cache_ref = malloc(B * 2 * S * H * dk * sizeof(double) + 8);
+    ref_weights rw = {H,    dk,   dv,   c->Dq, c->Dk, c->Dv, N,    c->use_bias,
+                      w[0], w[1], w[2], w[3],  w[4],  w[5],  w[6], w[7]};
+    ref_call rc = {B,
+                   T,
+                   q,
+                   c->separate_key ? k : NULL,
+                   v,
+                   Sn,
+                   mask,
+                   {md[0], md[1], md[2]},
+                   c->mode == MODE_NONE ? NULL : cache,
+                   S,
+                   c->mode == MODE_UPDATE,
+                   c->index,
+                   cache_ref,
+                   out_ref,
+                   p_ref};
+    assert_true(ref_forward(&rw, &rc));
+
+    /* Device. */
+    size_t qs[3] = {B, T, c->Dq}, vs[3] = {B, Sn, c->Dv}, ks[3] = {B, Sn, c->Dk};
+    size_t cs[5] = {B, 2, S, H, dk}, ps[4] = {B, H, T, S};
+    size_t os[4] = {B, T, c->out_rank ? c->out_shape[0] : c->Dq, c->out_shape[1]};
+    int orank = 2 + (c->out_rank ? c->out_rank : 1);
+    placed pq = place(c, 3, qs, q);
+    placed pv = {0}, pk = {0}, pc = {0}, pp = {0};
+    bool kv = c->mode != MODE_STATIC;
+    if (kv) {
+        pv = place(c, 3, vs, v);
+        if (c->separate_key) {
+            pk = place(c, 3, ks, k);
+        }
+    }
+    if (c->mode != MODE_NONE) {
+        pc = place(c, 5, cs, cache);
+    }
+    placed po = place(c, orank, os, NULL);
+    if (c->scores) {
+        pp = place(c, 4, ps, NULL);
+    }
+    clmha_tensor *tm = NULL;
+    if (mask) {
+        tm = test_tensor_u8(ctx, mrank, mrank == 2 ? md + 1 : md, mask);
+    }
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = pq.t;
+    a.value = pv.t;
+    a.key = pk.t;
+    a.attention_mask = tm;
+    a.cache = pc.t;
+    a.has_cache_update_index = c->mode == MODE_UPDATE;
+    a.cache_update_index = (int64_t)c->index;
+    a.output = po.t;
+    a.attention_scores = pp.t;
+    assert_ok(clmha_layer_call(layer, &a));
+
+    float *out = test_read(po.t, NULL);
+    bool ok = compare_close("output", out, out_ref, B * T * N, TOL_F32, repro);
+    if (ok && c->scores) {
+        float *p = test_read(pp.t, NULL);
+        ok = compare_close("attention_scores", p, p_ref, B * H * T * S, TOL_F32, repro);
+        /* Masked probabilities are exactly 0. */
+        for (size_t i = 0; ok && i < B * H * T * S; i++) {
+            if (p_ref[i] == 0.0 && p[i] != 0.0f) {
+                print_error("attention_scores[%zu] = %g for a masked key\n  reproduce: %s\n", i,
+                            p[i], repro);
+                ok = false;
+            }
+        }
+        free(p);
+    }
+    if (ok && c->mode != MODE_NONE) {
+        float *cn = test_read(pc.t, NULL);
+        size_t n = B * 2 * S * H * dk;
+        ok = compare_close("cache", cn, cache_ref, n, TOL_F32, repro);
+        /* Outside the updated range (everywhere in static mode) byte-identical. */
+        for (size_t i = 0; ok && i < n; i++) {
+            size_t j = (i / (H * dk)) % S;
+            bool updated = c->mode == MODE_UPDATE && j >= c->index && j < c->index + Sn;
+            if (!updated && memcmp(&cn[i], &cache[i], sizeof(float)) != 0) {
+                print_error("cache element %zu (position %zu) changed outside the update\n  "
+                            "reproduce: %s\n",
+                            i, j, repro);
+                ok = false;
+            }
+        }
+        free(cn);
+    }
+    free(out);
+    if (!ok) {
+        fail_msg("case failed: %s", repro);
+    }
+    unplace(&pq, "query", repro);
+    unplace(&pv, "value", repro);
+    unplace(&pk, "key", repro);
+    unplace(&pc, "cache", repro);
+    unplace(&po, "output", repro);
+    unplace(&pp, "attention_scores", repro);
+    clmha_tensor_release(tm);
+    clmha_layer_release(layer);
+    for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++) {
+        free(w[i]);
+    }
+    free(q), free(v), free(k), free(cache), free(mask);
+    free(out_ref), free(p_ref), free(cache_ref);
+}
+
+static const size_t LENS[] = {1, 7, 63, 64, 65, 113, 385};
+static const size_t DIMS[] = {1, 8, 64, 72, 96, 128};
+static const size_t HEADS[] = {1, 2, 12};
+
+/* Draws configuration number i: sizes from the edge lists, capped so that the float64
+ * reference stays fast; every mode, mask form and option is cycled through. */
+static case_cfg random_case(uint64_t i) {
+    test_rng r = {i * 1000003 + 11};
+    case_cfg c;
+    for (;;) {
+        memset(&c, 0, sizeof c);
+        c.seed = i;
+        c.mode = (int)(i % 3);
+        c.mask = (int)((i / 3) % MASK_KINDS);
+        c.B = rng_uniform(&r) < 0.5 ? 1 : 3;
+        c.T = LENS[rng_below(&r, 7)];
+        c.S = LENS[rng_below(&r, 7)];
+        c.H = HEADS[rng_below(&r, 3)];
+        c.dk = DIMS[rng_below(&r, 6)];
+        c.dv = c.mode == MODE_NONE && rng_uniform(&r) < 0.5 ? DIMS[rng_below(&r, 6)] : c.dk;
+        c.Dq = 1 + rng_below(&r, 96);
+        c.Dv = rng_uniform(&r) < 0.5 ? c.Dq : 1 + rng_below(&r, 96);
+        c.separate_key = rng_uniform(&r) < 0.5;
+        c.Dk = c.separate_key ? 1 + rng_below(&r, 96) : c.Dv;
+        c.use_bias = rng_uniform(&r) < 0.7;
+        c.scores = rng_uniform(&r) < 0.5;
+        c.offsets = rng_uniform(&r) < 0.3;
+        int o = (int)rng_below(&r, 3);
+        c.out_rank = o;
+        c.out_shape[0] = 1 + rng_below(&r, 24);
+        c.out_shape[1] = 1 + rng_below(&r, 5);
+        c.Sn = c.S;
+        if (c.mode == MODE_UPDATE) {
+            /* Single-token decode, or a chunk (chunked prefill) at index 0, the middle or the
+             * end. */
+            c.Sn = rng_uniform(&r) < 0.5 ? 1 : 1 + rng_below(&r, c.S);
+            size_t where = rng_below(&r, 3);
+            c.index = where == 0 ? 0 : where == 1 ? (c.S - c.Sn) / 2 : c.S - c.Sn;
+        } else if (c.mode == MODE_STATIC) {
+            c.Sn = 1;
+        }
+        double work = (double)c.B * (double)c.H * (double)c.T * (double)c.S * (double)(c.dk + c.dv);
+        double proj = (double)c.B * (double)(c.T + c.S) * 96.0 * (double)(c.H * c.dk);
+        if (work <= 3e6 && proj <= 6e6) {
+            return c;
+        }
+    }
+}
+
+static void test_random_configurations(void **state) {
+    (void)state;
+    const uint64_t n = 330;
+    size_t per_mode[3] = {0, 0, 0};
+    for (uint64_t i = 0; i < n; i++) {
+        case_cfg c = random_case(i);
+        run_case(&c);
+        per_mode[c.mode]++;
+    }
+    print_message("%llu random configurations matched the reference (no cache %zu, static %zu, "
+                  "update %zu)\n",
+                  (unsigned long long)n, per_mode[0], per_mode[1], per_mode[2]);
+}
+
+/* Named edge cases the random sweep might not hit. */
+static void test_edge_cases(void **state) {
+    (void)state;
+    case_cfg base = {0};
+    base.B = 1, base.T = 1, base.S = 1, base.Sn = 1, base.H = 1, base.dk = 1, base.dv = 1;
+    base.Dq = base.Dk = base.Dv = 1;
+    base.use_bias = true;
+    case_cfg c = base;
+    run_case(&c); /* everything 1 */
+    c = base;
+    c.mode = MODE_UPDATE, c.S = 385, c.index = 384, c.H = 12, c.dk = c.dv = 64,
+    c.Dq = c.Dv = c.Dk = 48;
+    c.mask = MASK_CAUSAL, c.scores = true, c.seed = 5;
+    run_case(&c); /* update at S - 1 */
+    c.index = 0, c.seed = 6;
+    run_case(&c); /* update at 0 */
+    c = base;
+    c.mode = MODE_UPDATE, c.S = 113, c.Sn = 40, c.index = 50, c.H = 2, c.dk = c.dv = 72;
+    c.Dq = c.Dv = c.Dk = 33, c.mask = MASK_CAUSAL, c.scores = true, c.offsets = true, c.seed = 7;
+    c.T = 40, c.B = 3;
+    run_case(&c); /* chunked prefill in the middle */
+    c = base;
+    c.T = 7, c.S = 65, c.Sn = 65, c.H = 2, c.dk = 128, c.dv = 8, c.Dq = 20, c.Dv = 30, c.Dk = 40;
+    c.separate_key = true, c.mask = MASK_ROWS_OFF, c.scores = true, c.seed = 8, c.B = 3;
+    c.out_rank = 2, c.out_shape[0] = 3, c.out_shape[1] = 4;
+    run_case(&c); /* fully masked rows, dv != dk, tuple output */
+}
+
+/* keras-hub's test_cache_call_is_correct: a token-by-token loop over an updated cache gives
+ * the same outputs and cache as one call with the whole sequence (causal mask). */
+static void test_token_loop_equals_one_shot(void **state) {
+    (void)state;
+    const size_t B = 2, S = 9, D = 16, H = 2, dk = 8;
+    test_rng r = {99};
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = (int)H;
+    cfg.key_dim = (int)dk;
+    cfg.seed = 123;
+    clmha_layer *layer = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, D, D, 0, &layer));
+    float x[2 * 9 * 16];
+    rng_fill(&r, x, B * S * D, -1, 1);
+    float *zeros = calloc(B * 2 * S * H * dk, sizeof(float));
+    size_t xs[3] = {B, S, D}, cs[5] = {B, 2, S, H, dk}, ms[3] = {B, S, S};
+    uint8_t causal[2 * 9 * 9];
+    for (size_t b = 0; b < B; b++)
+        for (size_t i = 0; i < S; i++)
+            for (size_t j = 0; j < S; j++)
+                causal[(b * S + i) * S + j] = j <= i;
+    clmha_tensor *tx = test_tensor_f32(ctx, 3, xs, x);
+    clmha_tensor *cache1 = test_tensor_f32(ctx, 5, cs, zeros);
+    clmha_tensor *out1 = test_tensor_f32(ctx, 3, xs, NULL);
+    clmha_tensor *tm = test_tensor_u8(ctx, 3, ms, causal);
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = tx, a.value = tx, a.attention_mask = tm, a.cache = cache1, a.output = out1;
+    a.has_cache_update_index = true, a.cache_update_index = 0;
+    assert_ok(clmha_layer_call(layer, &a));
+    float *one = test_read(out1, NULL), *onec = test_read(cache1, NULL);
+
+    clmha_tensor *cache2 = test_tensor_f32(ctx, 5, cs, zeros);
+    float loop[2 * 9 * 16];
+    for (size_t i = 0; i < S; i++) {
+        float xi[2 * 16];
+        uint8_t mi[2 * 9];
+        for (size_t b = 0; b < B; b++) {
+            memcpy(xi + b * D, x + (b * S + i) * D, D * sizeof(float));
+            for (size_t j = 0; j < S; j++)
+                mi[b * S + j] = j <= i;
+        }
+        size_t xis[3] = {B, 1, D}, mis[3] = {B, 1, S};
+        clmha_tensor *txi = test_tensor_f32(ctx, 3, xis, xi);
+        clmha_tensor *tmi = test_tensor_u8(ctx, 3, mis, mi);
+        clmha_tensor *oi = test_tensor_f32(ctx, 3, xis, NULL);
+        clmha_call_args_init(&a);
+        a.query = txi, a.value = txi, a.attention_mask = tmi, a.cache = cache2, a.output = oi;
+        a.has_cache_update_index = true, a.cache_update_index = (int64_t)i;
+        assert_ok(clmha_layer_call(layer, &a));
+        float o[2 * 16];
+        assert_ok(clmha_tensor_read(oi, o, sizeof o));
+        for (size_t b = 0; b < B; b++)
+            memcpy(loop + (b * S + i) * D, o + b * D, D * sizeof(float));
+        clmha_tensor_release(txi), clmha_tensor_release(tmi), clmha_tensor_release(oi);
+    }
+    float *loopc = test_read(cache2, NULL);
+    for (size_t i = 0; i < B * S * D; i++)
+        assert_close(loop[i], one[i], 1e-5);
+    for (size_t i = 0; i < B * 2 * S * H * dk; i++)
+        assert_close(loopc[i], onec[i], 1e-5);
+    free(one), free(onec), free(loopc), free(zeros);
+    clmha_tensor_release(tx), clmha_tensor_release(cache1), clmha_tensor_release(cache2);
+    clmha_tensor_release(out1), clmha_tensor_release(tm);
+    clmha_layer_release(layer);
+}
+
+/* Probabilities sum to 1 over every row that attends somewhere, and to 0 where fully masked. */
+static void test_probabilities_sum_to_one(void **state) {
+    (void)state;
+    const size_t B = 2, T = 5, S = 70, D = 24, H = 3;
+    test_rng r = {5};
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = (int)H;
+    cfg.key_dim = 16;
+    cfg.seed = 1;
+    clmha_layer *layer = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, D, D, 0, &layer));
+    float q[2 * 5 * 24], v[2 * 70 * 24];
+    rng_fill(&r, q, B * T * D, -2, 2);
+    rng_fill(&r, v, B * S * D, -2, 2);
+    uint8_t m[2 * 5 * 70];
+    for (size_t i = 0; i < B * T * S; i++)
+        m[i] = ((i / S) % T == 2) ? 0 : rng_uniform(&r) < 0.5;
+    size_t qs[3] = {B, T, D}, vs[3] = {B, S, D}, ms[3] = {B, T, S}, ps[4] = {B, H, T, S};
+    clmha_tensor *tq = test_tensor_f32(ctx, 3, qs, q), *tv = test_tensor_f32(ctx, 3, vs, v);
+    clmha_tensor *tm = test_tensor_u8(ctx, 3, ms, m), *to = test_tensor_f32(ctx, 3, qs, NULL);
+    clmha_tensor *tp = test_tensor_f32(ctx, 4, ps, NULL);
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = tq, a.value = tv, a.attention_mask = tm, a.output = to, a.attention_scores = tp;
+    assert_ok(clmha_layer_call(layer, &a));
+    float *p = test_read(tp, NULL), *o = test_read(to, NULL);
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < H; h++)
+            for (size_t t = 0; t < T; t++) {
+                double sum = 0;
+                for (size_t j = 0; j < S; j++)
+                    sum += p[((b * H + h) * T + t) * S + j];
+                assert_close(sum, t == 2 ? 0.0 : 1.0, 1e-5);
+            }
+    /* A fully masked row's output is the output bias (zeros by default), never NaN. */
+    for (size_t b = 0; b < B; b++)
+        for (size_t d = 0; d < D; d++)
+            assert_close(o[(b * T + 2) * D + d], 0.0, 0.0);
+    free(p), free(o);
+    clmha_tensor_release(tq), clmha_tensor_release(tv), clmha_tensor_release(tm);
+    clmha_tensor_release(to), clmha_tensor_release(tp);
+    clmha_layer_release(layer);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_edge_cases),
+        cmocka_unit_test(test_token_loop_equals_one_shot),
+        cmocka_unit_test(test_probabilities_sum_to_one),
+        cmocka_unit_test(test_random_configurations),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, the Debian packages clmha needs to build, test and run, and only
+# those that are missing. Safe to run any number of times; a no-op when all are present.
+# Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+pkgs=(
+    build-essential cmake pkg-config clinfo
+    ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
+    libclblast-dev libcmocka-dev libhdf5-dev libxxhash-dev librandom123-dev
+)
+# Extra packages for the CI: the clang sanitizer runtime and formatter.
+if [ "${1:-}" = "--ci" ]; then
+    pkgs+=(clang clang-format)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#pkgs[@]} packages already installed"
+    exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
