@@ -542,8 +542,47 @@ static void test_probabilities_sum_to_one(void **state) {
     clmha_layer_release(layer);
 }
 
+/* The shapes a layer reports: Keras's weight layouts and the output feature shape. */
+static void test_shapes(void **state) {
+    (void)state;
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = 3, cfg.key_dim = 5, cfg.value_dim = 7;
+    cfg.output_rank = 2, cfg.output_shape[0] = 4, cfg.output_shape[1] = 6;
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, 10, 11, 12, &l));
+    const size_t want[CLMHA_WEIGHT_COUNT][5] = {{3, 10, 3, 5},   {2, 3, 5},     {3, 12, 3, 5},
+                                                {2, 3, 5},       {3, 11, 3, 7}, {2, 3, 7},
+                                                {4, 3, 7, 4, 6}, {2, 4, 6}};
+    for (int w = 0; w < CLMHA_WEIGHT_COUNT; w++) {
+        int rank = 0;
+        size_t shape[CLMHA_MAX_RANK];
+        assert_ok(clmha_layer_weight_shape(l, (clmha_weight)w, &rank, shape));
+        assert_int_equal(rank, want[w][0]);
+        for (int i = 0; i < rank; i++)
+            assert_int_equal(shape[i], want[w][1 + i]);
+    }
+    int rank;
+    size_t shape[CLMHA_MAX_RANK];
+    assert_ok(clmha_layer_output_shape(l, &rank, shape));
+    assert_int_equal(rank, 2);
+    assert_int_equal(shape[0], 4);
+    assert_int_equal(shape[1], 6);
+    clmha_layer_release(l);
+    /* output_shape None: the query's last dim. */
+    clmha_layer_config_init(&cfg);
+    assert_ok(clmha_layer_create(ctx, &cfg, 10, 11, 0, &l));
+    assert_ok(clmha_layer_output_shape(l, &rank, shape));
+    assert_int_equal(rank, 1);
+    assert_int_equal(shape[0], 10);
+    assert_ok(clmha_layer_weight_shape(l, CLMHA_WEIGHT_KEY_KERNEL, &rank, shape));
+    assert_int_equal(shape[0], 11); /* key defaults to value */
+    clmha_layer_release(l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_edge_cases),
         cmocka_unit_test(test_token_loop_equals_one_shot),
         cmocka_unit_test(test_probabilities_sum_to_one),

@@ -204,7 +204,10 @@ static void test_build_failure_keeps_log(void **state) {
     snprintf(kd, sizeof kd, "%s/kernels-broken", dir);
     kernel_copy(kd, "attention.cl",
                 "__kernel void attention_rows(__global float *x) { x[0] = undeclared_name; }\n");
-    clmha_context *ctx = ctx_with("off", kd);
+    /* Through the environment, as a kernel developer would. */
+    setenv("CLMHA_KERNEL_DIR", kd, 1);
+    clmha_context *ctx = ctx_with("off", NULL);
+    unsetenv("CLMHA_KERNEL_DIR");
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
     cfg.num_heads = 2;

@@ -1,6 +1,7 @@
 # run_install_test.cmake - ctest's test_install: installs the build into a fresh prefix,
 # then builds and runs tests/install/consumer against it twice, through find_package(clmha)
-# and through pkg-config (clmha.pc). Needs SOURCE_DIR, BUILD_DIR, WORK_DIR.
+# and through pkg-config (clmha.pc). Needs SOURCE_DIR, BUILD_DIR, WORK_DIR; STATIC when the
+# library is static (pkg-config --static then adds the private libraries).
 file(REMOVE_RECURSE "${WORK_DIR}")
 set(prefix "${WORK_DIR}/prefix")
 function(run)
@@ -29,7 +30,11 @@ run("${WORK_DIR}/cmake-build/consumer")
 find_program(PKG_CONFIG pkg-config REQUIRED)
 find_program(CC NAMES cc gcc clang REQUIRED)
 set(ENV{PKG_CONFIG_PATH} "${prefix}/lib/pkgconfig")
-execute_process(COMMAND ${PKG_CONFIG} --cflags --libs clmha OUTPUT_VARIABLE flags
+set(static_flag "")
+if(STATIC)
+  set(static_flag --static)
+endif()
+execute_process(COMMAND ${PKG_CONFIG} ${static_flag} --cflags --libs clmha OUTPUT_VARIABLE flags
                 RESULT_VARIABLE rc OUTPUT_STRIP_TRAILING_WHITESPACE)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "pkg-config does not find clmha.pc")
