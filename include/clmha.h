@@ -468,10 +468,22 @@ CLMHA_API clmha_status clmha_layer_output_shape(const clmha_layer *layer, int *r
                                                 size_t shape[CLMHA_MAX_RANK]);
 
 /**
+ * The shape of the attention probabilities (clmha_call_args.attention_scores) for a call with
+ * this @p query and, without a cache, @p key_or_value (the key, or the value when there is no
+ * key); with a cache, @p cache instead. Rank-3 inputs give (B, num_heads, T, S); inputs of
+ * rank > 3 give (B, *non-attention axes, num_heads, *query attention dims, *key attention
+ * dims), as Keras returns them.
+ */
+CLMHA_API clmha_status clmha_layer_scores_shape(const clmha_layer *layer, const clmha_tensor *query,
+                                                const clmha_tensor *key_or_value,
+                                                const clmha_tensor *cache, int *rank,
+                                                size_t shape[CLMHA_MAX_RANK]);
+
+/**
  * The arguments of one call, Keras's layer(query, value, key, attention_mask, cache,
  * cache_update_index, training). Initialise with clmha_call_args_init().
  *
- * Shapes (float32 unless said):
+ * Shapes (float32 unless said), for rank-3 inputs:
  * - query   (B, T, Dq)                               required.
  * - value   (B, S*, Dv)   required, except in static-cache mode, where it is ignored.
  * - key     (B, S*, Dk)   optional (defaults to value); ignored in static-cache mode.
@@ -488,6 +500,12 @@ CLMHA_API clmha_status clmha_layer_output_shape(const clmha_layer *layer, int *r
  * - updated cache (cache set, has_cache_update_index true, index i): key/value projected and
  *   written into cache[:, :, i:i+S*] IN PLACE (Keras returns a new cache instead; clmha
  *   updates the caller's), then attends to the whole cache. Needs 0 <= i and i + S* <= S.
+ *
+ * Inputs of rank > 3 (no cache): query (B, a1..an, Dq), value/key (B, b1..bn, Dv|Dk) with
+ * equal dims on the axes not attended over; config.attention_axes (Keras's None: all of
+ * 1..n; negative a means a + rank) names the attended axes, softmax runs jointly over them.
+ * The mask broadcasts (numpy rules) to (B, *other axes, *query attention dims, *key attention
+ * dims); output is (B, a1..an, *output_shape); see clmha_layer_scores_shape().
  */
 typedef struct clmha_call_args {
     const clmha_tensor *query;
@@ -510,9 +528,68 @@ CLMHA_API void clmha_call_args_init(clmha_call_args *args);
  * call leaves output, cache and every other buffer unchanged. On success the work is
  * enqueued on the context's queue and may still be running: wait with clmha_context_finish()
  * or a blocking clmha_tensor_read(). No host synchronisation happens inside the call.
- * Training mode with dropout > 0 is not implemented yet: CLMHA_ERR_UNSUPPORTED.
+ * In training mode with dropout > 0, each probability is kept with probability 1 - dropout
+ * (scaled by 1 / (1 - dropout)) by a Philox4x32-10 draw keyed by the layer seed and a
+ * per-layer call counter; attention_scores are returned before dropout, as in Keras.
  */
 CLMHA_API clmha_status clmha_layer_call(clmha_layer *layer, const clmha_call_args *args);
+
+/* ------------------------------------------------------------------------------------------
+ * Keras weight files (.weights.h5)
+ * ---------------------------------------------------------------------------------------- */
+
+/** One attention layer found in a Keras 3 .weights.h5 file, with what its kernels tell. */
+typedef struct clmha_keras_layer_info {
+    char path[256];     /**< The layer's group, e.g. "block/self_attention". */
+    size_t query_dim;   /**< Dq: the query kernel's first dim. */
+    size_t value_dim;   /**< Dv: the value kernel's first dim. */
+    size_t key_dim;     /**< Dk: the key kernel's first dim. */
+    int num_heads;      /**< H. */
+    int head_key_dim;   /**< dk (Keras's key_dim). */
+    int head_value_dim; /**< dv (Keras's value_dim). */
+    bool use_bias;      /**< All four sub-layers have a bias (vars/1). */
+    int output_rank;    /**< The output kernel's trailing dims: output_shape. */
+    size_t output_shape[CLMHA_MAX_RANK];
+} clmha_keras_layer_info;
+
+/**
+ * Lists every attention layer of a Keras 3 weights file: every group, at any depth, holding
+ * query_dense, key_dense, value_dense and output_dense, each with a vars/0 kernel (and
+ * optionally a vars/1 bias) of consistent shapes. The file is treated as untrusted: anything
+ * malformed is an error or is skipped, never a crash. Free *layers with free().
+ */
+CLMHA_API clmha_status clmha_keras_list_layers(const char *path, clmha_keras_layer_info **layers,
+                                               size_t *count);
+
+/**
+ * Finds one attention layer of a weights file by @p name: its full group path (a leading '/'
+ * is optional) or its last path component; NULL picks the only layer. No match, or several,
+ * is CLMHA_ERR_INVALID_ARGUMENT with a message listing the layers in the file.
+ */
+CLMHA_API clmha_status clmha_keras_find_layer(const char *path, const char *name,
+                                              clmha_keras_layer_info *info);
+
+/**
+ * Creates a layer from a weights file: num_heads, key_dim, value_dim, use_bias, output_shape and
+ * the input dims come from the file (layer @p name, as in clmha_keras_find_layer); dropout,
+ * attention_axes, seed and the other Keras arguments from @p base (NULL: Keras's defaults).
+ * The weights are loaded as by clmha_layer_load_keras_weights().
+ */
+CLMHA_API clmha_status clmha_layer_create_from_keras(clmha_context *ctx, const char *path,
+                                                     const char *name,
+                                                     const clmha_layer_config *base,
+                                                     clmha_layer **layer);
+
+/**
+ * Loads a built layer's weights from layer @p name of a Keras weights file. Every kernel and
+ * bias must have exactly the layer's shapes (and be present exactly when it has use_bias);
+ * float16, float32 and float64 data are converted to float32. Everything is read and checked
+ * before anything is uploaded, so on failure the layer's weights are unchanged. Uses libhdf5,
+ * whose automatic error printing is switched off during the call (not thread-safe with other
+ * HDF5 use in the process).
+ */
+CLMHA_API clmha_status clmha_layer_load_keras_weights(clmha_layer *layer, const char *path,
+                                                      const char *name);
 
 #ifdef __cplusplus
 }

@@ -27,20 +27,44 @@
 #define NDV ((DV + WG - 1) / WG)
 #define NEG_SENTINEL (-FLT_MAX)
 
+/* Philox4x32-10 (Salmon, Moraes, Dror, Shaw: "Parallel random numbers: as easy as 1, 2, 3",
+ * SC'11): ten rounds of two 32x32->64 multiplies, with a Weyl-sequence key schedule. The same
+ * generator as Random123's philox4x32 on the host, so dropout decisions are reproducible on
+ * any device and checkable on the host. */
+static uint4 philox4x32_10(uint4 ctr, uint2 key) {
+    for (int i = 0; i < 10; i++) {
+        const uint lo0 = 0xD2511F53u * ctr.x, hi0 = mul_hi(0xD2511F53u, ctr.x);
+        const uint lo1 = 0xCD9E8D57u * ctr.z, hi1 = mul_hi(0xCD9E8D57u, ctr.z);
+        ctr = (uint4)(hi1 ^ ctr.y ^ key.x, lo1, hi0 ^ ctr.w ^ key.y, lo0);
+        key += (uint2)(0x9E3779B9u, 0xBB67AE85u);
+    }
+    return ctr;
+}
+
+/* Dropout keeps probability (row r, key j) of call `counter` when its uniform draw in [0, 1)
+ * is at least the rate: counter (j, r_lo, r_hi, counter), key (seed_lo, seed_hi), first word. */
+static bool dropout_keep(ulong r, int j, uint counter, uint2 seed, float rate) {
+    const uint4 x = philox4x32_10((uint4)((uint)j, (uint)r, (uint)(r >> 32), counter), seed);
+    return (float)x.x * 2.3283064365386963e-10f >= rate;
+}
+
 /* Layouts (elements; offsets are element offsets into the buffers):
  *   q    (B, T, H, DK) contiguous at q_off.
  *   k    row j of batch b, head h at k_off + b * kv_bstride_k + j * H * DK + h * DK.
  *   v    row j of batch b, head h at v_off + b * kv_bstride_v + j * H * DV + h * DV.
  *   mask byte for (b, t, j) at m_off + b * m_sb + t * m_st + j * m_ss (strides 0 broadcast).
  *   o    (B, T, H, DV) contiguous.
- *   p    (B, H, T, S) contiguous at p_off, written when has_p.
- * Work-group r handles b, h, t with r = (b * H + h) * T + t. */
+ *   p    (B, H, T, S) contiguous at p_off, written when has_p (before dropout, as Keras
+ *        returns them).
+ * Work-group r handles b, h, t with r = (b * H + h) * T + t. With drop_rate > 0 (training),
+ * each probability is kept with probability 1 - rate and scaled by 1 / (1 - rate). */
 __kernel void attention_rows(__global const float *q, ulong q_off, __global const float *k,
                              ulong k_off, ulong k_bstride, __global const float *v, ulong v_off,
                              ulong v_bstride, __global const uchar *mask, ulong m_off, ulong m_sb,
                              ulong m_st, ulong m_ss, int has_mask, __global float *o,
                              __global float *p, ulong p_off, int has_p, int T, int S, int H,
-                             float scale) {
+                             float scale, float drop_rate, uint drop_counter, uint seed_lo,
+                             uint seed_hi) {
     __local float qs[DK];
     __local float red[WG];
     __local float ps[WG];
@@ -123,6 +147,11 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
         }
         if (has_p && j < S) {
             p[p_row + (ulong)j] = pj;
+        }
+        if (drop_rate > 0.0f && pj != 0.0f) {
+            pj = dropout_keep(r, j, drop_counter, (uint2)(seed_lo, seed_hi), drop_rate)
+                     ? pj / (1.0f - drop_rate)
+                     : 0.0f;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         ps[lid] = pj;

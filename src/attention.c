@@ -1,8 +1,15 @@
 /*
  * attention.c - the layer call: validation of every argument (shapes, dtypes, contexts, the
- * cache mode, the mask's broadcast, sizes) before anything is enqueued, then the enqueued
- * pipeline: query projection, key/value projections, cache splice, masked attention, output
- * projection. No host synchronisation inside; the workspace grows only when shapes grow.
+ * cache mode, attention_axes, the mask's broadcast, sizes) before anything is enqueued, then
+ * the enqueued pipeline: query projection, key/value projections, cache splice, masked
+ * attention, output projection. No host synchronisation inside; the workspace grows only
+ * when shapes grow.
+ *
+ * Inputs of rank > 3 (no cache) attend over attention_axes: after the projections their rows
+ * are gathered into a canonical (B', T', H, d) layout, B' the batch and the non-attention
+ * axes, T' (S') the query's (key's) attention axes in the given order; the same attention
+ * kernel runs, and the result is gathered back. In that layout the probabilities already are
+ * Keras's (B, *batch axes, H, *query attention dims, *key attention dims).
  */
 #include "internal.h"
 
@@ -17,12 +24,24 @@ void clmha_call_args_init(clmha_call_args *args) {
     }
 }
 
+/* A gather: up to eight destination dims with their source strides, in rows. */
+typedef struct gather {
+    cl_uint nd;
+    cl_ulong dims[8], strides[8];
+} gather;
+
 /* Everything the enqueue step needs, computed by validation. */
 typedef struct plan {
-    size_t B, T, S, Sn; /* Sn: rows of key/value input (S* in update mode) */
+    size_t B, T, S, Sn;     /* canonical batch, query and key lengths; Sn: key/value rows per
+                               batch in update mode */
+    size_t rows_q, rows_kv; /* rows of the projections */
     bool has_cache, update, project_kv;
     size_t index;
     cl_ulong m_sb, m_st, m_ss;
+    /* rank > 3 */
+    bool general;
+    gather gq, gk, go, gm;
+    size_t mask_elems;
 } plan;
 
 static clmha_status check_tensor(clmha_context *ctx, const clmha_tensor *t, const char *name,
@@ -57,53 +76,282 @@ static bool overlaps(const clmha_tensor *a, const clmha_tensor *b) {
     return a->offset < eb && b->offset < ea;
 }
 
-static clmha_status validate(clmha_layer *l, const clmha_call_args *a, plan *p) {
+/* The attention axes for inputs of @p rank, as Keras resolves them: None means every axis
+ * between batch and features; a negative axis a means a + rank. Fills the attention axes (in
+ * the given order) and the other (batch) axes. */
+static clmha_status resolve_axes(const clmha_layer *l, int rank, int *attn, int *na, int *batch,
+                                 int *nb) {
+    bool used[CLMHA_MAX_RANK] = {false};
+    *na = 0;
+    if (l->cfg.num_attention_axes == 0) {
+        for (int a = 1; a <= rank - 2; a++) {
+            attn[(*na)++] = a;
+            used[a] = true;
+        }
+    }
+    for (int i = 0; i < l->cfg.num_attention_axes; i++) {
+        int ax = l->cfg.attention_axes[i];
+        int norm = ax < 0 ? ax + rank : ax;
+        if (norm < 1 || norm > rank - 2 || used[norm]) {
+            return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                               "config.attention_axes[%d] is %d; with rank-%d inputs the "
+                               "attention axes are distinct values in 1..%d (or %d..-2)",
+                               i, ax, rank, rank - 2, -(rank - 1));
+        }
+        used[norm] = true;
+        attn[(*na)++] = norm;
+    }
+    *nb = 0;
+    for (int a = 1; a <= rank - 2; a++) {
+        if (!used[a]) {
+            batch[(*nb)++] = a;
+        }
+    }
+    return CLMHA_OK;
+}
+
+/* The probabilities' shape for a query of shape q (rank r) and keys of shape k. */
+static clmha_status scores_shape(const clmha_layer *l, int r, const size_t *q, const size_t *k,
+                                 size_t S, int *rank, size_t *shape) {
+    int attn[CLMHA_MAX_RANK], batch[CLMHA_MAX_RANK], na, nb;
+    clmha_status st = resolve_axes(l, r, attn, &na, batch, &nb);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    if (2 + nb + 2 * na > CLMHA_MAX_RANK) {
+        return clmha__fail(l->ctx, CLMHA_ERR_UNSUPPORTED,
+                           "the attention probabilities would have rank %d; at most %d is "
+                           "supported",
+                           2 + nb + 2 * na, CLMHA_MAX_RANK);
+    }
+    int n = 0;
+    shape[n++] = q[0];
+    for (int i = 0; i < nb; i++) {
+        shape[n++] = q[batch[i]];
+    }
+    shape[n++] = l->heads;
+    for (int i = 0; i < na; i++) {
+        shape[n++] = q[attn[i]];
+    }
+    for (int i = 0; i < na; i++) {
+        shape[n++] = k ? k[attn[i]] : S;
+    }
+    *rank = n;
+    return CLMHA_OK;
+}
+
+clmha_status clmha_layer_scores_shape(const clmha_layer *l, const clmha_tensor *query,
+                                      const clmha_tensor *key_or_value, const clmha_tensor *cache,
+                                      int *rank, size_t shape[CLMHA_MAX_RANK]) {
+    if (l == NULL || query == NULL || rank == NULL || shape == NULL ||
+        (key_or_value == NULL && cache == NULL)) {
+        return clmha__fail(l ? l->ctx : NULL, CLMHA_ERR_NULL_ARGUMENT,
+                           "clmha_layer_scores_shape: layer, query, rank, shape and one of "
+                           "key_or_value and cache must not be NULL");
+    }
+    if (cache != NULL) {
+        if (query->rank != 3 || cache->rank != 5) {
+            return clmha__fail(l->ctx, CLMHA_ERR_SHAPE_MISMATCH,
+                               "clmha_layer_scores_shape: a cache needs a rank-3 query and a "
+                               "rank-5 cache");
+        }
+        return scores_shape(l, 3, query->shape, NULL, cache->shape[2], rank, shape);
+    }
+    if (query->rank < 3 || key_or_value->rank != query->rank) {
+        return clmha__fail(l->ctx, CLMHA_ERR_SHAPE_MISMATCH,
+                           "clmha_layer_scores_shape: query and key need the same rank >= 3");
+    }
+    return scores_shape(l, query->rank, query->shape, key_or_value->shape, 0, rank, shape);
+}
+
+/* Rank > 3: value/key shapes, the canonical sizes and the gathers. */
+static clmha_status plan_general(clmha_layer *l, const clmha_call_args *a, plan *p) {
+    clmha_context *ctx = l->ctx;
+    const clmha_tensor *q = a->query, *v = a->value;
+    const int r = q->rank;
+    int attn[CLMHA_MAX_RANK], batch[CLMHA_MAX_RANK], na, nb;
+    char want[256];
+    clmha_status st = resolve_axes(l, r, attn, &na, batch, &nb);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    if (a->cache != NULL || a->has_cache_update_index) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "query has rank %d; a cache (and cache_update_index) needs rank-3 "
+                           "(B, T, dim) inputs, as in Keras",
+                           r);
+    }
+    if (v == NULL) {
+        return clmha__fail(ctx, CLMHA_ERR_NULL_ARGUMENT,
+                           "args.value is NULL; value is required "
+                           "without a cache");
+    }
+    if ((st = check_tensor(ctx, v, "value", CLMHA_FLOAT32)) != CLMHA_OK) {
+        return st;
+    }
+    bool ok = v->rank == r && v->shape[0] == q->shape[0] && v->shape[r - 1] == l->dv_in;
+    for (int i = 0; ok && i < nb; i++) {
+        ok = v->shape[batch[i]] == q->shape[batch[i]];
+    }
+    if (!ok) {
+        snprintf(want, sizeof want,
+                 "rank %d, the query's batch and non-attention dims, and "
+                 "feature dim %zu",
+                 r, l->dv_in);
+        return shape_error(ctx, "value", v, want);
+    }
+    if (a->key != NULL) {
+        if ((st = check_tensor(ctx, a->key, "key", CLMHA_FLOAT32)) != CLMHA_OK) {
+            return st;
+        }
+        ok = a->key->rank == r && a->key->shape[r - 1] == l->dk_in;
+        for (int i = 0; ok && i < r - 1; i++) {
+            ok = a->key->shape[i] == v->shape[i];
+        }
+        if (!ok) {
+            snprintf(want, sizeof want, "value's dims with feature dim %zu", l->dk_in);
+            return shape_error(ctx, "key", a->key, want);
+        }
+    } else if (l->dk_in != l->dv_in) {
+        return clmha__fail(ctx, CLMHA_ERR_NULL_ARGUMENT,
+                           "args.key is NULL, so key defaults to value, but the layer was built "
+                           "for key dim %zu and value dim %zu",
+                           l->dk_in, l->dv_in);
+    }
+    /* Canonical dims (B, batch axes, attention axes) and the row strides of the inputs. */
+    size_t qrs[CLMHA_MAX_RANK], vrs[CLMHA_MAX_RANK];
+    qrs[r - 2] = vrs[r - 2] = 1;
+    for (int i = r - 3; i >= 0; i--) {
+        qrs[i] = qrs[i + 1] * q->shape[i + 1];
+        vrs[i] = vrs[i + 1] * v->shape[i + 1];
+    }
+    int order[CLMHA_MAX_RANK], n = 0;
+    order[n++] = 0;
+    for (int i = 0; i < nb; i++) {
+        order[n++] = batch[i];
+    }
+    for (int i = 0; i < na; i++) {
+        order[n++] = attn[i];
+    }
+    p->B = q->shape[0];
+    p->T = p->S = 1;
+    for (int i = 0; i < nb; i++) {
+        p->B *= q->shape[batch[i]];
+    }
+    for (int i = 0; i < na; i++) {
+        p->T *= q->shape[attn[i]];
+        p->S *= v->shape[attn[i]];
+    }
+    p->Sn = p->S;
+    p->gq.nd = p->gk.nd = p->go.nd = (cl_uint)n;
+    size_t cstride[CLMHA_MAX_RANK]; /* canonical row stride of each input axis */
+    size_t acc = 1;
+    for (int i = n - 1; i >= 0; i--) {
+        p->gq.dims[i] = q->shape[order[i]];
+        p->gq.strides[i] = qrs[order[i]];
+        p->gk.dims[i] = v->shape[order[i]];
+        p->gk.strides[i] = vrs[order[i]];
+        cstride[order[i]] = acc;
+        acc *= q->shape[order[i]];
+    }
+    for (int i = 0; i < r - 1; i++) { /* back to the query's own axis order */
+        p->go.dims[i] = q->shape[i];
+        p->go.strides[i] = cstride[i];
+    }
+    p->rows_q = p->B * p->T;
+    p->rows_kv = p->B * p->S;
+
+    /* Mask: broadcast (numpy rules, aligned right) to (B, batch..., q attn..., k attn...). */
+    if (a->attention_mask != NULL) {
+        const clmha_tensor *m = a->attention_mask;
+        if ((st = check_tensor(ctx, m, "attention_mask", CLMHA_UINT8)) != CLMHA_OK) {
+            return st;
+        }
+        size_t full[2 * CLMHA_MAX_RANK];
+        int nf = 0;
+        full[nf++] = q->shape[0];
+        for (int i = 0; i < nb; i++) {
+            full[nf++] = q->shape[batch[i]];
+        }
+        for (int i = 0; i < na; i++) {
+            full[nf++] = q->shape[attn[i]];
+        }
+        for (int i = 0; i < na; i++) {
+            full[nf++] = v->shape[attn[i]];
+        }
+        char fs[128];
+        clmha__shape_str(fs, sizeof fs, nf, full);
+        snprintf(want, sizeof want,
+                 "broadcastable to %s = (B, *non-attention dims, *query "
+                 "attention dims, *key attention dims)",
+                 fs);
+        if (nf > 8 || m->rank < 2 * na || m->rank > nf) {
+            return shape_error(ctx, "attention_mask", m, want);
+        }
+        size_t mstride = 1;
+        for (int i = nf - 1, j = m->rank - 1; i >= 0; i--, j--) {
+            size_t d = j >= 0 ? m->shape[j] : 1;
+            if (d != 1 && d != full[i]) {
+                return shape_error(ctx, "attention_mask", m, want);
+            }
+            p->gm.dims[i] = full[i];
+            p->gm.strides[i] = d == 1 ? 0 : mstride;
+            mstride *= d;
+        }
+        p->gm.nd = (cl_uint)nf;
+        p->mask_elems = p->B * p->T * p->S;
+        p->m_ss = 1;
+        p->m_st = p->S;
+        p->m_sb = p->T * p->S;
+    }
+
+    /* Output: the query's dims with the feature dim replaced by output_shape. */
+    if ((st = check_tensor(ctx, a->output, "output", CLMHA_FLOAT32)) != CLMHA_OK) {
+        return st;
+    }
+    ok = a->output->rank == r - 1 + l->out_rank;
+    for (int i = 0; ok && i < r - 1; i++) {
+        ok = a->output->shape[i] == q->shape[i];
+    }
+    for (int i = 0; ok && i < l->out_rank; i++) {
+        ok = a->output->shape[r - 1 + i] == l->out_shape[i];
+    }
+    if (!ok) {
+        return shape_error(ctx, "output", a->output,
+                           "the query's dims with its feature dim replaced by output_shape");
+    }
+    if (a->attention_scores != NULL) {
+        int sr;
+        size_t ss[CLMHA_MAX_RANK];
+        if ((st = check_tensor(ctx, a->attention_scores, "attention_scores", CLMHA_FLOAT32)) !=
+                CLMHA_OK ||
+            (st = scores_shape(l, r, q->shape, v->shape, 0, &sr, ss)) != CLMHA_OK) {
+            return st;
+        }
+        ok = a->attention_scores->rank == sr;
+        for (int i = 0; ok && i < sr; i++) {
+            ok = a->attention_scores->shape[i] == ss[i];
+        }
+        if (!ok) {
+            clmha__shape_str(want, sizeof want, sr, ss);
+            return shape_error(ctx, "attention_scores", a->attention_scores, want);
+        }
+    }
+    p->general = true;
+    p->project_kv = true;
+    return CLMHA_OK;
+}
+
+/* Rank 3: the three cache modes. */
+static clmha_status plan_rank3(clmha_layer *l, const clmha_call_args *a, plan *p) {
     clmha_context *ctx = l->ctx;
     clmha_status st;
     char want[256];
-    memset(p, 0, sizeof *p);
-    if (a->query == NULL || a->output == NULL) {
-        return clmha__fail(ctx, CLMHA_ERR_NULL_ARGUMENT, "clmha_layer_call: args.%s is NULL",
-                           a->query == NULL ? "query" : "output");
-    }
-    p->has_cache = a->cache != NULL;
-    p->update = p->has_cache && a->has_cache_update_index;
-    p->project_kv = !p->has_cache || p->update;
-
-    /* query (B, T, Dq) */
-    if ((st = check_tensor(ctx, a->query, "query", CLMHA_FLOAT32)) != CLMHA_OK) {
-        return st;
-    }
-    if (a->query->rank > 3) {
-        return clmha__fail(ctx, CLMHA_ERR_UNSUPPORTED,
-                           "query has rank %d; inputs of rank > 3 (attention_axes over several "
-                           "axes) are not supported yet: use rank-3 (B, T, dim) inputs",
-                           a->query->rank);
-    }
-    snprintf(want, sizeof want, "(B, T, %zu): rank 3 with the query dim the layer was built for",
-             l->dq_in);
-    if (a->query->rank != 3 || a->query->shape[2] != l->dq_in) {
-        return shape_error(ctx, "query", a->query, want);
-    }
     p->B = a->query->shape[0];
     p->T = a->query->shape[1];
-
-    /* attention_axes: with rank-3 inputs only the sequence axis (1, or -2) exists. */
-    for (int i = 0; i < l->cfg.num_attention_axes; i++) {
-        int ax = l->cfg.attention_axes[i];
-        int norm = ax < 0 ? ax + 3 : ax;
-        if (norm != 1) {
-            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                               "config.attention_axes[%d] is %d; with rank-3 inputs the only "
-                               "attention axis is 1 (or -2)",
-                               i, ax);
-        }
-    }
-    if (a->training && l->cfg.dropout > 0.0) {
-        return clmha__fail(ctx, CLMHA_ERR_UNSUPPORTED,
-                           "training with dropout %g is not implemented yet; call with "
-                           "training = false (inference) or build the layer with dropout 0",
-                           l->cfg.dropout);
+    int attn[CLMHA_MAX_RANK], batch[CLMHA_MAX_RANK], na, nb;
+    if ((st = resolve_axes(l, 3, attn, &na, batch, &nb)) != CLMHA_OK) {
+        return st;
     }
     if (a->has_cache_update_index && !p->has_cache) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
@@ -239,6 +487,40 @@ static clmha_status validate(clmha_layer *l, const clmha_call_args *a, plan *p) 
             return shape_error(ctx, "attention_scores", a->attention_scores, want);
         }
     }
+    p->rows_q = p->B * p->T;
+    p->rows_kv = p->B * p->Sn;
+    return CLMHA_OK;
+}
+
+static clmha_status validate(clmha_layer *l, const clmha_call_args *a, plan *p) {
+    clmha_context *ctx = l->ctx;
+    clmha_status st;
+    memset(p, 0, sizeof *p);
+    if (a->query == NULL || a->output == NULL) {
+        return clmha__fail(ctx, CLMHA_ERR_NULL_ARGUMENT, "clmha_layer_call: args.%s is NULL",
+                           a->query == NULL ? "query" : "output");
+    }
+    p->has_cache = a->cache != NULL;
+    p->update = p->has_cache && a->has_cache_update_index;
+    p->project_kv = !p->has_cache || p->update;
+    if ((st = check_tensor(ctx, a->query, "query", CLMHA_FLOAT32)) != CLMHA_OK) {
+        return st;
+    }
+    if (a->query->rank < 3 || a->query->shape[a->query->rank - 1] != l->dq_in) {
+        char want[128];
+        snprintf(want, sizeof want,
+                 "(B, T, %zu): rank 3 (or more) with the query dim the layer "
+                 "was built for",
+                 l->dq_in);
+        return shape_error(ctx, "query", a->query, want);
+    }
+    if (a->training && l->cfg.dropout > 0.0 && l->cfg.dropout >= 1.0) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT, "config.dropout must be < 1");
+    }
+    st = a->query->rank == 3 ? plan_rank3(l, a, p) : plan_general(l, a, p);
+    if (st != CLMHA_OK) {
+        return st;
+    }
 
     /* Outputs must not overlap any input (or each other). */
     const clmha_tensor *ins[] = {a->query, p->project_kv ? a->value : NULL,
@@ -262,11 +544,9 @@ static clmha_status validate(clmha_layer *l, const clmha_call_args *a, plan *p) 
     }
 
     /* Sizes: kernel arguments are int for T, S, H; every product must fit. */
-    size_t rows_q, rows_kv, tmp;
-    if (p->T > INT_MAX || p->S > INT_MAX || l->heads > INT_MAX || p->B > INT_MAX ||
-        !clmha__mul(p->B, p->T, &rows_q) || !clmha__mul(p->B, p->Sn, &rows_kv) ||
-        !clmha__mul(rows_q, l->heads * (l->dk > l->dv ? l->dk : l->dv), &tmp) ||
-        !clmha__mul(rows_kv, l->heads * (l->dk > l->dv ? l->dk : l->dv), &tmp) ||
+    size_t hd = l->heads * (l->dk > l->dv ? l->dk : l->dv), tmp;
+    if (p->T > INT_MAX || p->S > INT_MAX || l->heads > INT_MAX ||
+        !clmha__mul(p->rows_q, hd, &tmp) || !clmha__mul(p->rows_kv, hd, &tmp) ||
         !clmha__mul(p->B * l->heads, p->T, &tmp) || !clmha__mul(tmp, p->S, &tmp)) {
         return clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE,
                            "the call's sizes (B %zu, T %zu, S %zu, heads %zu) overflow the "
@@ -294,10 +574,44 @@ static clmha_status enqueue_splice(clmha_layer *l, const clmha_call_args *a, con
                          l->wg_splice);
 }
 
+/* Enqueues a row gather (rows of row_len floats) or, with row_len 0, a mask gather. */
+static clmha_status enqueue_gather(clmha_layer *l, cl_mem src, size_t src_off, cl_mem dst,
+                                   size_t row_len, size_t n, const gather *g) {
+    cl_ulong8 dims, strides;
+    for (int i = 0; i < 8; i++) {
+        dims.s[i] = i < (int)g->nd ? g->dims[i] : 1;
+        strides.s[i] = i < (int)g->nd ? g->strides[i] : 0;
+    }
+    cl_ulong off = src_off, rl = row_len, count = n;
+    cl_uint nd = g->nd;
+    clmha_status st;
+    size_t total;
+    if (row_len > 0) {
+        const clmha__karg args[] = {CLMHA__ARG(src),  CLMHA__ARG(off),    CLMHA__ARG(dst),
+                                    CLMHA__ARG(rl),   CLMHA__ARG(count),  CLMHA__ARG(nd),
+                                    CLMHA__ARG(dims), CLMHA__ARG(strides)};
+        st = clmha__set_args(l->ctx, l->k_gather, "gather_rows", args, 8);
+        total = n * row_len;
+    } else {
+        const clmha__karg args[] = {CLMHA__ARG(src),    CLMHA__ARG(off), CLMHA__ARG(dst),
+                                    CLMHA__ARG(count),  CLMHA__ARG(nd),  CLMHA__ARG(dims),
+                                    CLMHA__ARG(strides)};
+        st = clmha__set_args(l->ctx, l->k_gather_mask, "gather_mask", args, 7);
+        total = n;
+    }
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    return clmha__launch(l->ctx, row_len > 0 ? l->k_gather : l->k_gather_mask,
+                         row_len > 0 ? "gather_rows" : "gather_mask",
+                         (total + l->wg_gather - 1) / l->wg_gather, l->wg_gather);
+}
+
 static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, const plan *p) {
     clmha_context *ctx = l->ctx;
     cl_kernel k = l->k_attention;
     const char *n = "attention_rows";
+    cl_mem qb = p->general ? l->ws_q2 : l->ws_q;
     cl_mem kb, vb;
     cl_ulong k_off, v_off, k_bs, v_bs;
     if (p->has_cache) {
@@ -306,15 +620,17 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
         v_off = k_off + p->S * l->heads * l->dk;
         k_bs = v_bs = 2 * p->S * l->heads * l->dk;
     } else {
-        kb = l->ws_k;
-        vb = l->ws_v;
+        kb = p->general ? l->ws_k2 : l->ws_k;
+        vb = p->general ? l->ws_v2 : l->ws_v;
         k_off = v_off = 0;
         k_bs = p->S * l->heads * l->dk;
         v_bs = p->S * l->heads * l->dv;
     }
     cl_ulong q_off = 0;
-    cl_mem mask = a->attention_mask ? a->attention_mask->buffer : NULL;
-    cl_ulong m_off = a->attention_mask ? a->attention_mask->offset : 0;
+    cl_mem mask = p->general && a->attention_mask ? l->ws_m
+                  : a->attention_mask             ? a->attention_mask->buffer
+                                                  : NULL;
+    cl_ulong m_off = !p->general && a->attention_mask ? a->attention_mask->offset : 0;
     cl_int has_mask = a->attention_mask != NULL;
     cl_mem probs = a->attention_scores ? a->attention_scores->buffer : NULL;
     cl_ulong p_off = a->attention_scores ? a->attention_scores->offset / sizeof(float) : 0;
@@ -323,18 +639,47 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     /* Keras scales the query by 1/sqrt(key_dim) before the dot product (in float32). */
     cl_float scale = (cl_float)(1.0 / sqrt((double)l->dk));
     cl_ulong m_sb = p->m_sb, m_st = p->m_st, m_ss = p->m_ss;
+    bool drop = a->training && l->cfg.dropout > 0.0;
+    cl_float rate = drop ? (cl_float)l->cfg.dropout : 0.0f;
+    cl_uint counter = drop ? l->dropout_calls : 0;
+    cl_uint seed_lo = (cl_uint)l->seed, seed_hi = (cl_uint)(l->seed >> 32);
+    cl_mem o = l->ws_o;
     const clmha__karg args[] = {
-        CLMHA__ARG(l->ws_q), CLMHA__ARG(q_off),    CLMHA__ARG(kb),      CLMHA__ARG(k_off),
-        CLMHA__ARG(k_bs),    CLMHA__ARG(vb),       CLMHA__ARG(v_off),   CLMHA__ARG(v_bs),
-        CLMHA__ARG(mask),    CLMHA__ARG(m_off),    CLMHA__ARG(m_sb),    CLMHA__ARG(m_st),
-        CLMHA__ARG(m_ss),    CLMHA__ARG(has_mask), CLMHA__ARG(l->ws_o), CLMHA__ARG(probs),
-        CLMHA__ARG(p_off),   CLMHA__ARG(has_p),    CLMHA__ARG(T),       CLMHA__ARG(S),
-        CLMHA__ARG(H),       CLMHA__ARG(scale)};
+        CLMHA__ARG(qb),      CLMHA__ARG(q_off),    CLMHA__ARG(kb),    CLMHA__ARG(k_off),
+        CLMHA__ARG(k_bs),    CLMHA__ARG(vb),       CLMHA__ARG(v_off), CLMHA__ARG(v_bs),
+        CLMHA__ARG(mask),    CLMHA__ARG(m_off),    CLMHA__ARG(m_sb),  CLMHA__ARG(m_st),
+        CLMHA__ARG(m_ss),    CLMHA__ARG(has_mask), CLMHA__ARG(o),     CLMHA__ARG(probs),
+        CLMHA__ARG(p_off),   CLMHA__ARG(has_p),    CLMHA__ARG(T),     CLMHA__ARG(S),
+        CLMHA__ARG(H),       CLMHA__ARG(scale),    CLMHA__ARG(rate),  CLMHA__ARG(counter),
+        CLMHA__ARG(seed_lo), CLMHA__ARG(seed_hi)};
     clmha_status st = clmha__set_args(ctx, k, n, args, sizeof args / sizeof args[0]);
     if (st != CLMHA_OK) {
         return st;
     }
     return clmha__launch(ctx, k, n, p->B * l->heads * p->T, l->wg_attention);
+}
+
+/* Grows every workspace buffer the call needs, before anything is enqueued. */
+static clmha_status reserve(clmha_layer *l, const plan *p) {
+    size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
+    clmha_status st;
+    if ((st = clmha__workspace(l, &l->ws_q, &l->cap_q, p->rows_q * hk)) ||
+        (st = clmha__workspace(l, &l->ws_o, &l->cap_o, p->rows_q * hv))) {
+        return st;
+    }
+    if (p->project_kv && ((st = clmha__workspace(l, &l->ws_k, &l->cap_k, p->rows_kv * hk)) ||
+                          (st = clmha__workspace(l, &l->ws_v, &l->cap_v, p->rows_kv * hv)))) {
+        return st;
+    }
+    if (p->general && ((st = clmha__workspace(l, &l->ws_q2, &l->cap_q2, p->rows_q * hk)) ||
+                       (st = clmha__workspace(l, &l->ws_k2, &l->cap_k2, p->rows_kv * hk)) ||
+                       (st = clmha__workspace(l, &l->ws_v2, &l->cap_v2, p->rows_kv * hv)) ||
+                       (st = clmha__workspace(l, &l->ws_o2, &l->cap_o2, p->rows_q * hv)) ||
+                       (p->mask_elems > 0 && (st = clmha__workspace(l, &l->ws_m, &l->cap_m,
+                                                                    (p->mask_elems + 3) / 4))))) {
+        return st;
+    }
+    return CLMHA_OK;
 }
 
 clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
@@ -344,33 +689,23 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
     }
     plan p;
     clmha_status st = validate(l, a, &p);
-    if (st != CLMHA_OK) {
-        return st;
-    }
-    size_t rows_q = p.B * p.T, rows_kv = p.B * p.Sn;
-    /* Workspace first: an allocation failure must leave everything untouched. */
-    if ((st = clmha__workspace(l, &l->ws_q, &l->cap_q, rows_q * l->heads * l->dk)) ||
-        (st = clmha__workspace(l, &l->ws_o, &l->cap_o, rows_q * l->heads * l->dv))) {
-        return st;
-    }
-    if (p.project_kv &&
-        ((st = clmha__workspace(l, &l->ws_k, &l->cap_k, rows_kv * l->heads * l->dk)) ||
-         (st = clmha__workspace(l, &l->ws_v, &l->cap_v, rows_kv * l->heads * l->dv)))) {
+    if (st != CLMHA_OK || (st = reserve(l, &p)) != CLMHA_OK) {
         return st;
     }
     cl_mem *w = l->weights;
+    size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
     const clmha_tensor *key = a->key ? a->key : a->value;
-    if ((st = clmha__project(l, "query", a->query->buffer, a->query->offset / sizeof(float), rows_q,
-                             l->dq_in, w[CLMHA_WEIGHT_QUERY_KERNEL], l->heads * l->dk,
+    if ((st = clmha__project(l, "query", a->query->buffer, a->query->offset / sizeof(float),
+                             p.rows_q, l->dq_in, w[CLMHA_WEIGHT_QUERY_KERNEL], hk,
                              w[CLMHA_WEIGHT_QUERY_BIAS], l->ws_q, 0)) != CLMHA_OK) {
         return st;
     }
     if (p.project_kv) {
-        if ((st = clmha__project(l, "key", key->buffer, key->offset / sizeof(float), rows_kv,
-                                 l->dk_in, w[CLMHA_WEIGHT_KEY_KERNEL], l->heads * l->dk,
-                                 w[CLMHA_WEIGHT_KEY_BIAS], l->ws_k, 0)) != CLMHA_OK ||
+        if ((st = clmha__project(l, "key", key->buffer, key->offset / sizeof(float), p.rows_kv,
+                                 l->dk_in, w[CLMHA_WEIGHT_KEY_KERNEL], hk, w[CLMHA_WEIGHT_KEY_BIAS],
+                                 l->ws_k, 0)) != CLMHA_OK ||
             (st = clmha__project(l, "value", a->value->buffer, a->value->offset / sizeof(float),
-                                 rows_kv, l->dv_in, w[CLMHA_WEIGHT_VALUE_KERNEL], l->heads * l->dv,
+                                 p.rows_kv, l->dv_in, w[CLMHA_WEIGHT_VALUE_KERNEL], hv,
                                  w[CLMHA_WEIGHT_VALUE_BIAS], l->ws_v, 0)) != CLMHA_OK) {
             return st;
         }
@@ -378,10 +713,26 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
     if (p.update && (st = enqueue_splice(l, a, &p)) != CLMHA_OK) {
         return st;
     }
+    if (p.general &&
+        ((st = enqueue_gather(l, l->ws_q, 0, l->ws_q2, hk, p.rows_q, &p.gq)) != CLMHA_OK ||
+         (st = enqueue_gather(l, l->ws_k, 0, l->ws_k2, hk, p.rows_kv, &p.gk)) != CLMHA_OK ||
+         (st = enqueue_gather(l, l->ws_v, 0, l->ws_v2, hv, p.rows_kv, &p.gk)) != CLMHA_OK ||
+         (a->attention_mask &&
+          (st = enqueue_gather(l, a->attention_mask->buffer, a->attention_mask->offset, l->ws_m, 0,
+                               p.mask_elems, &p.gm)) != CLMHA_OK))) {
+        return st;
+    }
     if ((st = enqueue_attention(l, a, &p)) != CLMHA_OK) {
         return st;
     }
-    return clmha__project(l, "output", l->ws_o, 0, rows_q, l->heads * l->dv,
+    if (a->training && l->cfg.dropout > 0.0) {
+        l->dropout_calls++;
+    }
+    if (p.general &&
+        (st = enqueue_gather(l, l->ws_o, 0, l->ws_o2, hv, p.rows_q, &p.go)) != CLMHA_OK) {
+        return st;
+    }
+    return clmha__project(l, "output", p.general ? l->ws_o2 : l->ws_o, 0, p.rows_q, hv,
                           w[CLMHA_WEIGHT_OUTPUT_KERNEL], l->out_features,
                           w[CLMHA_WEIGHT_OUTPUT_BIAS], a->output->buffer,
                           a->output->offset / sizeof(float));

@@ -62,11 +62,13 @@ struct clmha_layer {
     size_t out_features; /* prod(out_shape) */
     uint64_t seed;
     cl_mem weights[CLMHA_WEIGHT_COUNT];
-    cl_kernel k_attention, k_splice, k_fill;
-    size_t wg_attention, wg_fill, wg_splice;
-    /* Workspace, grown on demand and reused (element capacities). */
-    cl_mem ws_q, ws_k, ws_v, ws_o;
-    size_t cap_q, cap_k, cap_v, cap_o;
+    cl_kernel k_attention, k_splice, k_fill, k_gather, k_gather_mask;
+    size_t wg_attention, wg_fill, wg_splice, wg_gather;
+    /* Workspace, grown on demand and reused (float capacities). ws_*2 and ws_m hold the
+     * canonical (rank > 3) copies and the broadcast mask. */
+    cl_mem ws_q, ws_k, ws_v, ws_o, ws_q2, ws_k2, ws_v2, ws_o2, ws_m;
+    size_t cap_q, cap_k, cap_v, cap_o, cap_q2, cap_k2, cap_v2, cap_o2, cap_m;
+    uint32_t dropout_calls; /* Philox counter: one per training call with dropout */
 };
 
 /* ---- errors and logging (status.c) ---- */

@@ -314,6 +314,18 @@ static clmha_status build_kernels(clmha_layer *l) {
         (st = clmha__kernel_max_wg(ctx, l->k_fill, &l->wg_fill)) != CLMHA_OK) {
         return st;
     }
+    if ((st = clmha__program_get(ctx, "gather.cl", "", &prog)) != CLMHA_OK ||
+        (st = clmha__kernel_create(ctx, prog, "gather_rows", &l->k_gather)) != CLMHA_OK ||
+        (st = clmha__kernel_create(ctx, prog, "gather_mask", &l->k_gather_mask)) != CLMHA_OK ||
+        (st = clmha__kernel_max_wg(ctx, l->k_gather, &l->wg_gather)) != CLMHA_OK) {
+        return st;
+    }
+    size_t wg_mask = 0;
+    if ((st = clmha__kernel_max_wg(ctx, l->k_gather_mask, &wg_mask)) != CLMHA_OK) {
+        return st;
+    }
+    l->wg_gather = pow2_floor(l->wg_gather < wg_mask ? l->wg_gather : wg_mask);
+    l->wg_gather = l->wg_gather < 256 ? l->wg_gather : 256;
     if ((st = clmha__program_get(ctx, "splice.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "cache_splice", &l->k_splice)) != CLMHA_OK ||
         (st = clmha__kernel_max_wg(ctx, l->k_splice, &l->wg_splice)) != CLMHA_OK) {
@@ -474,13 +486,14 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(l->weights[w]);
         }
     }
-    cl_mem ws[] = {l->ws_q, l->ws_k, l->ws_v, l->ws_o};
+    cl_mem ws[] = {l->ws_q,  l->ws_k,  l->ws_v,  l->ws_o, l->ws_q2,
+                   l->ws_k2, l->ws_v2, l->ws_o2, l->ws_m};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
         if (ws[i] != NULL) {
             clReleaseMemObject(ws[i]);
         }
     }
-    cl_kernel ks[] = {l->k_attention, l->k_splice, l->k_fill};
+    cl_kernel ks[] = {l->k_attention, l->k_splice, l->k_fill, l->k_gather, l->k_gather_mask};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         if (ks[i] != NULL) {
             clReleaseKernel(ks[i]);

@@ -1,0 +1,336 @@
+/*
+ * test_keras.c - the golden data from real Keras (tests/data, written by tools/keras_golden.py
+ * with Keras 3 + JAX and keras-hub's CachedMultiHeadAttention): every case runs through the
+ * C API (layer created from Keras's own .weights.h5) and through the clmha-run tool, and both
+ * must reproduce Keras's attention output, updated cache and attention scores. Also the weight
+ * file reader: listing layers, choosing by name, clear errors for bad names and bad files.
+ */
+#include "support.h"
+
+#include "h5io.h"
+
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *data_dir = CLMHA_TEST_DATA_DIR;
+static clmha_context *ctx;
+
+/* Keras computes in float32 (XLA's order of operations): the same rule as for the float64
+ * reference, with the per-element floor scaled for float32 against float32. */
+static const tol_rule TOL_KERAS = {2e-5, 2e-5, 2e-6};
+
+static int setup(void **state) {
+    (void)state;
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    ctx = test_context();
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    clmha_context_release(ctx);
+    return 0;
+}
+
+typedef struct golden {
+    char name[256], path[512], weights[512], layer[128];
+    h5io_array q, v, k, m, c, out, cache, scores;
+    int64_t index;
+    bool has_index, training;
+    double dropout, seed;
+    int64_t axes[8];
+    size_t naxes;
+} golden;
+
+static double *to_double(const float *f, size_t n) {
+    double *d = malloc(n * sizeof *d);
+    assert_non_null(d);
+    for (size_t i = 0; i < n; i++)
+        d[i] = f[i];
+    return d;
+}
+
+static void load_case(const char *file, golden *g) {
+    memset(g, 0, sizeof *g);
+    snprintf(g->name, sizeof g->name, "%s", file);
+    snprintf(g->path, sizeof g->path, "%s/%s", data_dir, file);
+    hid_t f = H5Fopen(g->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    char err[256] = "", wname[256] = "";
+    assert_int_equal(h5io_attr_string(f, "weights_file", wname, sizeof wname), 1);
+    snprintf(g->weights, sizeof g->weights, "%s/%s", data_dir, wname);
+    assert_int_equal(h5io_attr_string(f, "layer", g->layer, sizeof g->layer), 1);
+    double tr = 0;
+    h5io_attr_double(f, "training", &tr);
+    g->training = tr != 0;
+    h5io_attr_double(f, "dropout", &g->dropout);
+    h5io_attr_double(f, "seed", &g->seed);
+    h5io_attr_ints(f, "attention_axes", g->axes, 8, &g->naxes);
+    assert_int_equal(h5io_read_float(f, "query", &g->q, err, sizeof err), 1);
+    assert_true(h5io_read_float(f, "value", &g->v, err, sizeof err) >= 0);
+    assert_true(h5io_read_float(f, "key", &g->k, err, sizeof err) >= 0);
+    assert_true(h5io_read_mask(f, "attention_mask", &g->m, err, sizeof err) >= 0);
+    assert_true(h5io_read_float(f, "cache", &g->c, err, sizeof err) >= 0);
+    int ri = h5io_read_int64(f, "cache_update_index", &g->index, err, sizeof err);
+    assert_true(ri >= 0);
+    g->has_index = ri > 0;
+    assert_int_equal(h5io_read_float(f, "expected_attention_output", &g->out, err, sizeof err), 1);
+    assert_true(h5io_read_float(f, "expected_cache", &g->cache, err, sizeof err) >= 0);
+    assert_true(h5io_read_float(f, "expected_attention_scores", &g->scores, err, sizeof err) >= 0);
+    H5Fclose(f);
+}
+
+static void free_case(golden *g) {
+    h5io_array *all[] = {&g->q, &g->v, &g->k, &g->m, &g->c, &g->out, &g->cache, &g->scores};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        h5io_free(all[i]);
+}
+
+static clmha_tensor *dev(const h5io_array *a, bool mask) {
+    if (a->numel == 0)
+        return NULL;
+    return mask ? test_tensor_u8(ctx, a->rank, a->dims, a->u8)
+                : test_tensor_f32(ctx, a->rank, a->dims, a->f);
+}
+
+static bool compare_to(const char *what, const float *got, const h5io_array *want,
+                       const char *repro) {
+    double *ref = to_double(want->f, want->numel);
+    bool ok = compare_close(what, got, ref, want->numel, TOL_KERAS, repro);
+    free(ref);
+    return ok;
+}
+
+/* Runs a golden case through the C API. */
+static bool run_api(const golden *g) {
+    clmha_layer_config base;
+    clmha_layer_config_init(&base);
+    base.dropout = g->dropout;
+    base.seed = (int64_t)g->seed;
+    base.num_attention_axes = (int)g->naxes;
+    for (size_t i = 0; i < g->naxes; i++)
+        base.attention_axes[i] = (int)g->axes[i];
+    clmha_layer *layer = NULL;
+    assert_ok(clmha_layer_create_from_keras(ctx, g->weights, g->layer, &base, &layer));
+    clmha_tensor *tq = dev(&g->q, false), *tv = dev(&g->v, false), *tk = dev(&g->k, false);
+    clmha_tensor *tm = dev(&g->m, true), *tc = dev(&g->c, false);
+    clmha_tensor *to = test_tensor_f32(ctx, g->out.rank, g->out.dims, NULL);
+    clmha_tensor *tp =
+        g->scores.numel ? test_tensor_f32(ctx, g->scores.rank, g->scores.dims, NULL) : NULL;
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = tq, a.value = tv, a.key = tk, a.attention_mask = tm, a.cache = tc;
+    a.has_cache_update_index = g->has_index, a.cache_update_index = g->index;
+    a.training = g->training, a.output = to, a.attention_scores = tp;
+    assert_ok(clmha_layer_call(layer, &a));
+    char repro[700];
+    snprintf(repro, sizeof repro, "tests/data/%s through the C API", g->name);
+    float *out = test_read(to, NULL);
+    bool ok = compare_to("attention_output", out, &g->out, repro);
+    free(out);
+    if (ok && tc) {
+        float *c = test_read(tc, NULL);
+        ok = compare_to("cache", c, &g->cache, repro);
+        free(c);
+    }
+    if (ok && tp) {
+        float *p = test_read(tp, NULL);
+        ok = compare_to("attention_scores", p, &g->scores, repro);
+        free(p);
+    }
+    clmha_tensor *all[] = {tq, tv, tk, tm, tc, to, tp};
+    for (size_t i = 0; i < 7; i++)
+        clmha_tensor_release(all[i]);
+    clmha_layer_release(layer);
+    return ok;
+}
+
+/* Runs a golden case through clmha-run and compares its output file. */
+static bool run_tool(const golden *g) {
+    char out[600], cmd[3000], axes[64] = "";
+    snprintf(out, sizeof out, "%s/clmha-run-%d-%.200s", "/tmp", (int)getpid(), g->name);
+    for (size_t i = 0; i < g->naxes; i++) {
+        size_t len = strlen(axes);
+        snprintf(axes + len, sizeof axes - len, "%s%lld", i ? "," : "", (long long)g->axes[i]);
+    }
+    snprintf(cmd, sizeof cmd,
+             "%s --weights '%s' --layer %s --inputs '%s' --output '%s'%s%s%s%s --seed %lld "
+             "--dropout %.17g%s",
+             CLMHA_RUN_PATH, g->weights, g->layer, g->path, out,
+             g->naxes ? " --attention-axes " : "", axes, g->training ? " --training" : "",
+             g->scores.numel ? " --return-scores" : "", (long long)g->seed, g->dropout, "");
+    if (system(cmd) != 0) {
+        print_error("clmha-run failed: %s\n", cmd);
+        return false;
+    }
+    hid_t f = H5Fopen(out, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    char err[256] = "";
+    h5io_array o = {0}, c = {0}, s = {0};
+    assert_int_equal(h5io_read_float(f, "attention_output", &o, err, sizeof err), 1);
+    bool ok =
+        o.numel == g->out.numel && compare_to("clmha-run attention_output", o.f, &g->out, cmd);
+    if (ok && g->cache.numel) {
+        ok = h5io_read_float(f, "cache", &c, err, sizeof err) == 1 &&
+             compare_to("clmha-run cache", c.f, &g->cache, cmd);
+    }
+    if (ok && g->scores.numel) {
+        ok = h5io_read_float(f, "attention_scores", &s, err, sizeof err) == 1 &&
+             s.rank == g->scores.rank &&
+             compare_to("clmha-run attention_scores", s.f, &g->scores, cmd);
+    }
+    H5Fclose(f);
+    remove(out);
+    h5io_free(&o), h5io_free(&c), h5io_free(&s);
+    return ok;
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void test_golden_cases(void **state) {
+    (void)state;
+    DIR *d = opendir(data_dir);
+    assert_non_null(d);
+    char *names[256];
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && n < 256) {
+        size_t len = strlen(e->d_name);
+        if (len > 3 && strcmp(e->d_name + len - 3, ".h5") == 0 && !strstr(e->d_name, ".weights.")) {
+            names[n++] = strdup(e->d_name);
+        }
+    }
+    closedir(d);
+    qsort(names, n, sizeof names[0], cmp_str);
+    assert_true(n >= 40);
+    size_t failed = 0;
+    for (size_t i = 0; i < n; i++) {
+        golden g;
+        load_case(names[i], &g);
+        bool ok = run_api(&g);
+        ok = run_tool(&g) && ok;
+        if (!ok) {
+            print_error("golden case %s failed\n", names[i]);
+            failed++;
+        }
+        free_case(&g);
+        free(names[i]);
+    }
+    print_message("%zu golden cases from real Keras, %zu failed\n", n, failed);
+    assert_int_equal(failed, 0);
+}
+
+static void test_layer_lookup(void **state) {
+    (void)state;
+    char path[600];
+    snprintf(path, sizeof path, "%s/gpt2_decode.weights.h5", data_dir);
+    clmha_keras_layer_info *list = NULL;
+    size_t n = 0;
+    assert_ok(clmha_keras_list_layers(path, &list, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(list[0].path, "block/cross_attention");
+    assert_string_equal(list[1].path, "block/self_attention");
+    assert_int_equal(list[1].num_heads, 12);
+    assert_int_equal(list[1].head_key_dim, 64);
+    assert_int_equal(list[1].query_dim, 768);
+    assert_int_equal(list[1].output_shape[0], 768);
+    assert_true(list[1].use_bias);
+    free(list);
+    clmha_keras_layer_info info;
+    assert_ok(clmha_keras_find_layer(path, "self_attention", &info));
+    assert_string_equal(info.path, "block/self_attention");
+    assert_ok(clmha_keras_find_layer(path, "/block/cross_attention", &info));
+    assert_int_equal(info.num_heads, 2);
+    /* Two layers and no name; a wrong name: errors listing the layers. */
+    assert_int_equal(clmha_keras_find_layer(path, NULL, &info), CLMHA_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(clmha_last_error(), "choose one by name"));
+    assert_non_null(strstr(clmha_last_error(), "block/self_attention"));
+    assert_int_equal(clmha_keras_find_layer(path, "attention", &info), CLMHA_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(clmha_last_error(), "\"block/cross_attention\""));
+    /* One layer: the name may be left out. */
+    snprintf(path, sizeof path, "%s/nocache_basic.weights.h5", data_dir);
+    assert_ok(clmha_keras_find_layer(path, NULL, &info));
+    assert_string_equal(info.path, "block/self_attention");
+}
+
+static void test_bad_files(void **state) {
+    (void)state;
+    clmha_keras_layer_info info;
+    assert_int_equal(clmha_keras_find_layer("/nonexistent/x.weights.h5", NULL, &info),
+                     CLMHA_ERR_IO);
+    assert_non_null(strstr(clmha_last_error(), "cannot open"));
+    char path[600], bad[600], cmd[1400];
+    snprintf(path, sizeof path, "%s/nocache_basic.weights.h5", data_dir);
+    snprintf(bad, sizeof bad, "%s/clmha-bad-%d.h5", "/tmp", (int)getpid());
+    /* Not HDF5 at all. */
+    FILE *f = fopen(bad, "w");
+    fputs("hello", f);
+    fclose(f);
+    assert_int_equal(clmha_keras_find_layer(bad, NULL, &info), CLMHA_ERR_IO);
+    assert_non_null(strstr(clmha_last_error(), "not an HDF5 file"));
+    /* Truncated. */
+    snprintf(cmd, sizeof cmd, "head -c 3000 '%s' > '%s'", path, bad);
+    assert_int_equal(system(cmd), 0);
+    assert_int_not_equal(clmha_keras_find_layer(bad, NULL, &info), CLMHA_OK);
+    /* A valid HDF5 file without any attention layer (a golden inputs file). */
+    snprintf(path, sizeof path, "%s/nocache_basic.h5", data_dir);
+    assert_int_equal(clmha_keras_find_layer(path, NULL, &info), CLMHA_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(clmha_last_error(), "holds no attention layer"));
+    remove(bad);
+
+    /* Shapes that do not match the layer: refused, and the weights stay as they were. */
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = 2, cfg.key_dim = 5, cfg.seed = 9;
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, 8, 8, 0, &l));
+    float before[80], after[80];
+    assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_QUERY_KERNEL, before, 80));
+    snprintf(path, sizeof path, "%s/nocache_basic.weights.h5", data_dir);
+    assert_int_equal(clmha_layer_load_keras_weights(l, path, NULL), CLMHA_ERR_SHAPE_MISMATCH);
+    assert_non_null(strstr(clmha_last_error(), "query_dense/kernel"));
+    assert_non_null(strstr(clmha_last_error(), "(8, 2, 4)"));
+    assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_QUERY_KERNEL, after, 80));
+    assert_memory_equal(before, after, sizeof before);
+    clmha_layer_release(l);
+    cfg.key_dim = 4, cfg.use_bias = false;
+    assert_ok(clmha_layer_create(ctx, &cfg, 8, 8, 0, &l));
+    assert_int_equal(clmha_layer_load_keras_weights(l, path, NULL), CLMHA_ERR_SHAPE_MISMATCH);
+    assert_non_null(strstr(clmha_last_error(), "use_bias"));
+    clmha_layer_release(l);
+}
+
+/* clmha-run: a failure is one line on stderr, exit status non-zero, no output file. */
+static void test_run_errors(void **state) {
+    (void)state;
+    char out[300], cmd[2000];
+    snprintf(out, sizeof out, "%s/clmha-run-err-%d.h5", "/tmp", (int)getpid());
+    snprintf(cmd, sizeof cmd,
+             "%s --weights %s/nocache_basic.weights.h5 --inputs %s/nocache_feature_dims.h5 "
+             "--output %s 2>/dev/null",
+             CLMHA_RUN_PATH, data_dir, data_dir, out);
+    assert_int_not_equal(system(cmd), 0); /* the query's feature dim does not fit the layer */
+    assert_int_equal(access(out, F_OK), -1);
+    snprintf(cmd, sizeof cmd, "%s --weights x --inputs y --output %s 2>/dev/null", CLMHA_RUN_PATH,
+             out);
+    assert_int_not_equal(system(cmd), 0);
+    assert_int_equal(access(out, F_OK), -1);
+    snprintf(cmd, sizeof cmd, "%s --bogus 2>/dev/null", CLMHA_RUN_PATH);
+    assert_int_not_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s --help >/dev/null", CLMHA_RUN_PATH);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layer_lookup),
+        cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_run_errors),
+        cmocka_unit_test(test_golden_cases),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

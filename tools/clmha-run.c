@@ -1,0 +1,290 @@
+/*
+ * clmha-run - runs one CachedMultiHeadAttention call from files: the layer's weights from a
+ * Keras .weights.h5 file, the call's inputs from an HDF5 file, and the results into an HDF5
+ * file. On the device the environment selects (CLMHA_PLATFORM, CLMHA_DEVICE, ...). Exit
+ * status 0 on success; otherwise one line on stderr and no output file.
+ */
+#include <clmha.h>
+
+#include "h5io.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: clmha-run --weights FILE [--layer NAME] --inputs FILE --output FILE\n"
+               "                 [--attention-axes A[,B...]] [--dropout RATE --training --seed N]\n"
+               "                 [--return-scores] [--cache-dtype float32|float16]\n"
+               "\n"
+               "  --weights FILE   a Keras 3 .weights.h5 file (model.save_weights)\n"
+               "  --layer NAME     the attention layer's group path or last path component;\n"
+               "                   may be left out when the file holds exactly one\n"
+               "  --inputs FILE    HDF5 datasets: query (required); value (required except in\n"
+               "                   static-cache mode); key; attention_mask (bool, integer or\n"
+               "                   float, nonzero attends); cache (B, 2, S, H, key_dim); and\n"
+               "                   cache_update_index (a scalar integer). Floats: float32/64.\n"
+               "  --output FILE    written with attention_output, cache (the updated cache, when\n"
+               "                   a cache was given) and attention_scores (with\n"
+               "                   --return-scores), all float32\n"
+               "  --attention-axes the layer's attention_axes (Keras's None when left out)\n"
+               "  --dropout RATE   the layer's dropout rate; applied only with --training\n"
+               "  --training       call in training mode\n"
+               "  --seed N         the layer's seed (dropout draws)\n"
+               "  --return-scores  also write the attention probabilities\n"
+               "  --cache-dtype T  the cache's storage type; float32 (default)\n"
+               "\n"
+               "The device comes from CLMHA_PLATFORM / CLMHA_DEVICE / CLMHA_DEVICE_TYPE.\n"
+               "Exit status 0 on success; otherwise one line on stderr and no output file.\n");
+}
+
+static char tmp_path[4200];
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "clmha-run: ");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    if (tmp_path[0]) {
+        remove(tmp_path);
+    }
+    return 1;
+}
+
+typedef struct args {
+    const char *weights, *layer, *inputs, *output, *axes, *cache_dtype;
+    double dropout;
+    long long seed;
+    int training, scores;
+} args;
+
+static int parse(int argc, char **argv, args *a) {
+    memset(a, 0, sizeof *a);
+    a->seed = -1;
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
+            usage(stdout);
+            exit(0);
+        } else if (!strcmp(o, "--training")) {
+            a->training = 1;
+            continue;
+        } else if (!strcmp(o, "--return-scores")) {
+            a->scores = 1;
+            continue;
+        }
+        if (v == NULL) {
+            fprintf(stderr, "clmha-run: %s needs a value (see --help)\n", o);
+            return 2;
+        }
+        char *end = NULL;
+        if (!strcmp(o, "--weights")) {
+            a->weights = v;
+        } else if (!strcmp(o, "--layer")) {
+            a->layer = v;
+        } else if (!strcmp(o, "--inputs")) {
+            a->inputs = v;
+        } else if (!strcmp(o, "--output")) {
+            a->output = v;
+        } else if (!strcmp(o, "--attention-axes")) {
+            a->axes = v;
+        } else if (!strcmp(o, "--cache-dtype")) {
+            a->cache_dtype = v;
+        } else if (!strcmp(o, "--dropout")) {
+            a->dropout = strtod(v, &end);
+            if (*end != '\0') {
+                fprintf(stderr, "clmha-run: --dropout needs a number, got '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(o, "--seed")) {
+            a->seed = strtoll(v, &end, 10);
+            if (*end != '\0' || a->seed < 0) {
+                fprintf(stderr, "clmha-run: --seed needs a whole number >= 0, got '%s'\n", v);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "clmha-run: unknown option '%s' (see --help)\n", o);
+            return 2;
+        }
+        i++;
+    }
+    if (!a->weights || !a->inputs || !a->output) {
+        fprintf(stderr, "clmha-run: --weights, --inputs and --output are required (see --help)\n");
+        return 2;
+    }
+    return 0;
+}
+
+/* Makes a device tensor from host data; NULL (with the message printed) on failure. */
+static clmha_tensor *upload(clmha_context *ctx, clmha_dtype dt, const h5io_array *a,
+                            const char *what) {
+    clmha_tensor *t = NULL;
+    const void *data = dt == CLMHA_UINT8 ? (const void *)a->u8 : (const void *)a->f;
+    size_t bytes = a->numel * (dt == CLMHA_UINT8 ? 1 : sizeof(float));
+    if (a->rank < 1) {
+        fprintf(stderr, "clmha-run: %s must have rank >= 1\n", what);
+        return NULL;
+    }
+    if (clmha_tensor_create(ctx, dt, a->rank, a->dims, &t) != CLMHA_OK ||
+        clmha_tensor_write(t, data, bytes) != CLMHA_OK) {
+        fprintf(stderr, "clmha-run: %s: %s\n", what, clmha_last_error());
+        clmha_tensor_release(t);
+        return NULL;
+    }
+    return t;
+}
+
+int main(int argc, char **argv) {
+    args a;
+    int rc = parse(argc, argv, &a);
+    if (rc != 0) {
+        return rc;
+    }
+    if (a.cache_dtype && strcmp(a.cache_dtype, "float32") != 0) {
+        return fail("--cache-dtype %s is not supported yet; use float32", a.cache_dtype);
+    }
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    char err[512] = "";
+    h5io_array q = {0}, v = {0}, k = {0}, m = {0}, c = {0};
+    int64_t index = 0;
+    int has_index = 0;
+    hid_t in = H5Fis_hdf5(a.inputs) > 0 ? H5Fopen(a.inputs, H5F_ACC_RDONLY, H5P_DEFAULT) : -1;
+    if (in < 0) {
+        return fail("cannot read the inputs file \"%s\" (not an HDF5 file?)", a.inputs);
+    }
+    int rq = h5io_read_float(in, "query", &q, err, sizeof err);
+    int rv = rq > 0 ? h5io_read_float(in, "value", &v, err, sizeof err) : 0;
+    int rk = rv >= 0 && rq > 0 ? h5io_read_float(in, "key", &k, err, sizeof err) : 0;
+    int rm = rk >= 0 && rq > 0 ? h5io_read_mask(in, "attention_mask", &m, err, sizeof err) : 0;
+    int rc2 = rm >= 0 && rq > 0 ? h5io_read_float(in, "cache", &c, err, sizeof err) : 0;
+    int ri =
+        rc2 >= 0 && rq > 0 ? h5io_read_int64(in, "cache_update_index", &index, err, sizeof err) : 0;
+    H5Fclose(in);
+    if (rq == 0) {
+        return fail("the inputs file \"%s\" has no dataset \"query\"", a.inputs);
+    }
+    if (rq < 0 || rv < 0 || rk < 0 || rm < 0 || rc2 < 0 || ri < 0) {
+        return fail("%s", err);
+    }
+    has_index = ri > 0;
+
+    clmha_context *ctx = NULL;
+    clmha_layer *layer = NULL;
+    clmha_tensor *tq = NULL, *tv = NULL, *tk = NULL, *tm = NULL, *tc = NULL, *to = NULL, *tp = NULL;
+    float *out = NULL, *scores = NULL, *cache_out = NULL;
+    rc = 1;
+    clmha_layer_config base;
+    clmha_layer_config_init(&base);
+    base.dropout = a.dropout;
+    base.seed = a.seed;
+    if (a.axes != NULL) {
+        char *s = (char *)a.axes, *end;
+        while (*s && base.num_attention_axes < CLMHA_MAX_RANK) {
+            long ax = strtol(s, &end, 10);
+            if (end == s) {
+                fail("--attention-axes needs integers separated by commas, got '%s'", a.axes);
+                goto done;
+            }
+            base.attention_axes[base.num_attention_axes++] = (int)ax;
+            s = *end == ',' ? end + 1 : end;
+        }
+    }
+    if (clmha_context_create(NULL, &ctx) != CLMHA_OK ||
+        clmha_layer_create_from_keras(ctx, a.weights, a.layer, &base, &layer) != CLMHA_OK) {
+        fail("%s", clmha_last_error());
+        goto done;
+    }
+    if (!(tq = upload(ctx, CLMHA_FLOAT32, &q, "query")) ||
+        (rv > 0 && !(tv = upload(ctx, CLMHA_FLOAT32, &v, "value"))) ||
+        (rk > 0 && !(tk = upload(ctx, CLMHA_FLOAT32, &k, "key"))) ||
+        (rm > 0 && !(tm = upload(ctx, CLMHA_UINT8, &m, "attention_mask"))) ||
+        (rc2 > 0 && !(tc = upload(ctx, CLMHA_FLOAT32, &c, "cache")))) {
+        goto done;
+    }
+    /* Output: the query's shape with its feature dim replaced by output_shape. */
+    int orank = 0;
+    size_t oshape[CLMHA_MAX_RANK + 8], ofeat[CLMHA_MAX_RANK];
+    clmha_layer_output_shape(layer, &orank, ofeat);
+    int out_rank = q.rank - 1 + orank;
+    if (out_rank > CLMHA_MAX_RANK) {
+        fail("%s", "the output would have more than 8 dims");
+        goto done;
+    }
+    memcpy(oshape, q.dims, (size_t)(q.rank - 1) * sizeof(size_t));
+    memcpy(oshape + q.rank - 1, ofeat, (size_t)orank * sizeof(size_t));
+    size_t out_n = 1;
+    for (int i = 0; i < out_rank; i++) {
+        out_n *= oshape[i];
+    }
+    if (clmha_tensor_create(ctx, CLMHA_FLOAT32, out_rank, oshape, &to) != CLMHA_OK) {
+        fail("%s", clmha_last_error());
+        goto done;
+    }
+    int srank = 0;
+    size_t sshape[CLMHA_MAX_RANK];
+    if (a.scores && (clmha_layer_scores_shape(layer, tq, tc ? NULL : (tk ? tk : tv), tc, &srank,
+                                              sshape) != CLMHA_OK ||
+                     clmha_tensor_create(ctx, CLMHA_FLOAT32, srank, sshape, &tp) != CLMHA_OK)) {
+        fail("%s", clmha_last_error());
+        goto done;
+    }
+    clmha_call_args ca;
+    clmha_call_args_init(&ca);
+    ca.query = tq, ca.value = tv, ca.key = tk, ca.attention_mask = tm, ca.cache = tc;
+    ca.has_cache_update_index = has_index, ca.cache_update_index = index;
+    ca.training = a.training, ca.output = to, ca.attention_scores = tp;
+    out = malloc(out_n * sizeof(float));
+    if (out == NULL || clmha_layer_call(layer, &ca) != CLMHA_OK ||
+        clmha_tensor_read(to, out, out_n * sizeof(float)) != CLMHA_OK) {
+        fail("%s", out ? clmha_last_error() : "out of memory");
+        goto done;
+    }
+    size_t sn = tp ? clmha_tensor_numel(tp) : 0;
+    if (tp && (!(scores = malloc(sn * sizeof(float))) ||
+               clmha_tensor_read(tp, scores, sn * sizeof(float)) != CLMHA_OK)) {
+        fail("%s", clmha_last_error());
+        goto done;
+    }
+    if (tc && (!(cache_out = malloc(c.numel * sizeof(float))) ||
+               clmha_tensor_read(tc, cache_out, c.numel * sizeof(float)) != CLMHA_OK)) {
+        fail("%s", clmha_last_error());
+        goto done;
+    }
+    /* Write to a temporary file beside the output, then rename: never a partial output. */
+    snprintf(tmp_path, sizeof tmp_path, "%s.tmp.%ld", a.output, (long)getpid());
+    hid_t of = H5Fcreate(tmp_path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    if (of < 0) {
+        tmp_path[0] = '\0';
+        fail("cannot create the output file \"%s\"", a.output);
+        goto done;
+    }
+    int bad = h5io_write_float(of, "attention_output", out_rank, oshape, out);
+    if (!bad && tc) {
+        bad = h5io_write_float(of, "cache", c.rank, c.dims, cache_out);
+    }
+    if (!bad && tp) {
+        bad = h5io_write_float(of, "attention_scores", srank, sshape, scores);
+    }
+    bad |= H5Fclose(of) < 0;
+    if (bad || rename(tmp_path, a.output) != 0) {
+        fail("writing the output file \"%s\" failed", a.output);
+        goto done;
+    }
+    tmp_path[0] = '\0';
+    rc = 0;
+done:
+    clmha_tensor_release(tq), clmha_tensor_release(tv), clmha_tensor_release(tk);
+    clmha_tensor_release(tm), clmha_tensor_release(tc), clmha_tensor_release(to);
+    clmha_tensor_release(tp);
+    clmha_layer_release(layer);
+    clmha_context_release(ctx);
+    h5io_free(&q), h5io_free(&v), h5io_free(&k), h5io_free(&m), h5io_free(&c);
+    free(out), free(scores), free(cache_out);
+    return rc;
+}

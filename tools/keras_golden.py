@@ -1,0 +1,328 @@
+#!/usr/bin/env python3
+"""Generates clmha's golden data from real Keras (run by hand, never by CI).
+
+For every case it builds keras-hub's CachedMultiHeadAttention inside a small Keras model,
+calls it with Keras 3 on JAX (CPU), and writes under tests/data/:
+
+  NAME.weights.h5   the model's weights, saved by Keras's own model.save_weights()
+  NAME.h5           the inputs under the names clmha-run reads (query, value, key,
+                    attention_mask, cache, cache_update_index), Keras's outputs as
+                    expected_attention_output / expected_cache / expected_attention_scores,
+                    and attributes: the layer's path in the weights file, its config, the
+                    call's flags and the Keras / JAX / keras-hub versions.
+
+Setup: see tools/requirements-golden.txt. Run: KERAS_BACKEND=jax .venv/bin/python
+tools/keras_golden.py [--out tests/data].
+"""
+import argparse
+import json
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import h5py  # noqa: E402
+import jax  # noqa: E402
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+from keras_hub.src.layers.modeling.cached_multi_head_attention import (  # noqa: E402
+    CachedMultiHeadAttention,
+)
+
+
+class Block(keras.layers.Layer):
+    """A transformer-ish block holding the attention layer, so the weights file nests it."""
+
+    def __init__(self, attn_kwargs, cross=False, **kwargs):
+        super().__init__(**kwargs)
+        self.self_attention = CachedMultiHeadAttention(name="self_attention", **attn_kwargs)
+        self.cross = cross
+        if cross:
+            # A second, small attention layer, so that loaders must choose by name.
+            self.cross_attention = CachedMultiHeadAttention(
+                name="cross_attention", num_heads=2, key_dim=4)
+
+    def call(self, *args, **kwargs):
+        return self.self_attention(*args, **kwargs)
+
+
+class Decoder(keras.Model):
+    def __init__(self, attn_kwargs, cross=False, **kwargs):
+        super().__init__(**kwargs)
+        self.block = Block(attn_kwargs, cross=cross, name="block")
+
+    def call(self, *args, **kwargs):
+        return self.block(*args, **kwargs)
+
+
+def rng_for(name):
+    return np.random.default_rng(abs(hash(name)) % (2**32))
+
+
+def make_mask(rng, kind, B, T, S, index=0, q_offset=None):
+    """Masks in each broadcast form; causal follows keras-hub (j <= index + t)."""
+    if kind is None:
+        return None
+    if kind == "causal":
+        base = index if q_offset is None else q_offset
+        t = np.arange(T)[:, None]
+        j = np.arange(S)[None, :]
+        return np.broadcast_to(j <= base + t, (B, T, S)).copy()
+    if kind == "rows_off":  # every third query row fully masked, the rest random
+        m = rng.random((B, T, S)) > 0.3
+        m[:, 1::3, :] = False
+        return m
+    shapes = {"BTS": (B, T, S), "TS": (T, S), "1TS": (1, T, S), "B1S": (B, 1, S),
+              "BT1": (B, T, 1), "11S": (1, 1, S), "random25": (B, T, S)}
+    p = 0.25 if kind == "random25" else 0.35
+    m = rng.random(shapes[kind]) > p
+    if kind not in ("BT1",):
+        m[..., 0] = True  # keep every row attending somewhere
+    return m
+
+
+def run_case(out_dir, c, model_cache):
+    name = c["name"]
+    rng = rng_for(name)
+    attn_kwargs = dict(num_heads=c["H"], key_dim=c["dk"], value_dim=c.get("dv"),
+                       use_bias=c.get("bias", True), output_shape=c.get("output_shape"),
+                       attention_axes=c.get("axes"), dropout=c.get("dropout", 0.0),
+                       bias_initializer="random_normal", seed=c.get("seed", 1))
+    B, T = c["B"], c["T"]
+    qshape = c.get("qshape", (B, T, c["Dq"]))
+    query = rng.standard_normal(qshape).astype("float32")
+    mode = c.get("mode", "none")
+    S = c["S"]
+    Sn = c.get("Sn", S if mode == "none" else 1)
+    vshape = c.get("vshape", (B, Sn, c.get("Dv", c["Dq"])))
+    value = rng.standard_normal(vshape).astype("float32")
+    key = None
+    if c.get("key"):
+        key = rng.standard_normal(vshape[:-1] + (c["Dk"],)).astype("float32")
+    dk = c["dk"]
+    cache = None
+    if mode != "none":
+        cache = rng.uniform(-1.5, 1.5, (B, 2, S, c["H"], dk)).astype("float32")
+        if "cache_from" in c:
+            cache = c["cache_from"]
+    index = c.get("index") if mode == "update" else None
+    mask = c.get("mask_array")
+    if mask is None:
+        mask = make_mask(rng, c.get("mask"), B, T, S, index or 0, c.get("q_offset"))
+
+    key_model = c.get("model")
+    if key_model and key_model in model_cache:
+        model = model_cache[key_model]
+    else:
+        model = Decoder(attn_kwargs, cross=c.get("cross", False), name="decoder")
+        # Build through a first call, then set weights when the case wants them quantised.
+        model_cache[key_model] = model
+    layer = model.block.self_attention
+
+    kwargs = dict(attention_mask=mask, training=c.get("training", False))
+    if cache is not None:
+        kwargs["cache"] = cache
+        if index is not None:
+            kwargs["cache_update_index"] = index
+    if c.get("scores"):
+        kwargs["return_attention_scores"] = True
+    v_in = value if mode != "static" else None
+    if mode == "static":
+        # keras-hub ignores the inputs in static mode but still needs a value argument.
+        v_in = np.zeros((B, 1, c["Dq"]), "float32")
+        value = None
+    # The layer is called directly (a nested call() may not mix tensor and flag arguments);
+    # the model only gives the weights file its nested structure.
+    result = layer(query, v_in, key, **kwargs)
+    if c.get("cross") and not model.block.cross_attention.built:
+        small = np.ones((1, 2, 8), "float32")
+        model.block.cross_attention(small, small)
+    if c.get("quantise") and not getattr(model, "_quantised", False):
+        # Weights on a 1/128 grid within +-1/16: exact in float16 (and few distinct values),
+        # so the weights file is stored as compressed float16 and Keras's float32 results are
+        # exact for it.
+        for w in model.weights:
+            q = np.clip(np.round(np.asarray(w) * 128.0), -8, 8) / 128.0
+            w.assign(q.astype("float32"))
+        model._quantised = True
+        result = layer(query, v_in, key, **kwargs)
+
+    # Its sub-layers are built by the call; mark the containers built so they save.
+    model.block.built = True
+    model.built = True
+    outs = result if isinstance(result, tuple) else (result,)
+    output = np.asarray(outs[0])
+    scores = np.asarray(outs[1]) if c.get("scores") else None
+    new_cache = np.asarray(outs[-1]) if cache is not None else None
+
+    weights_file = c.get("weights_name", name) + ".weights.h5"
+    wpath = os.path.join(out_dir, weights_file)
+    if not os.path.exists(wpath) or not key_model:
+        model.save_weights(wpath)
+        if c.get("quantise"):
+            reencode_float16(wpath)
+
+    with h5py.File(os.path.join(out_dir, name + ".h5"), "w") as f:
+        f.create_dataset("query", data=query)
+        if value is not None and mode != "static":
+            f.create_dataset("value", data=value)
+        if key is not None and mode != "static":
+            f.create_dataset("key", data=key)
+        if mask is not None:
+            f.create_dataset("attention_mask", data=mask.astype(bool))
+        if cache is not None:
+            f.create_dataset("cache", data=cache)
+        if index is not None:
+            f.create_dataset("cache_update_index", data=np.int64(index))
+        f.create_dataset("expected_attention_output", data=output)
+        if new_cache is not None:
+            f.create_dataset("expected_cache", data=new_cache)
+        if scores is not None:
+            f.create_dataset("expected_attention_scores", data=scores)
+        f.attrs["weights_file"] = weights_file
+        f.attrs["layer"] = "self_attention"
+        f.attrs["description"] = c.get("what", name)
+        f.attrs["training"] = bool(c.get("training", False))
+        f.attrs["dropout"] = float(c.get("dropout", 0.0))
+        f.attrs["seed"] = int(c.get("seed", 1))
+        f.attrs["attention_axes"] = np.array(c.get("axes") or [], dtype=np.int64)
+        f.attrs["return_scores"] = bool(c.get("scores", False))
+        f.attrs["keras_version"] = keras.__version__
+        f.attrs["jax_version"] = jax.__version__
+        f.attrs["keras_hub_version"] = keras_hub.__version__
+        f.attrs["config"] = json.dumps(layer.get_config(), default=str)
+    return new_cache
+
+
+def reencode_float16(path):
+    """Rewrites every dataset of a Keras weights file as gzip-compressed float16, keeping the
+    groups and attributes Keras wrote."""
+    tmp = path + ".tmp"
+    with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
+        def copy(name, obj):
+            if isinstance(obj, h5py.Group):
+                g = dst.require_group(name)
+                for k, v in obj.attrs.items():
+                    g.attrs[k] = v
+            else:
+                d = dst.create_dataset(name, data=obj[()].astype("float16"), compression="gzip",
+                                       shuffle=True)
+                for k, v in obj.attrs.items():
+                    d.attrs[k] = v
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+        src.visititems(copy)
+    os.replace(tmp, path)
+
+
+def cases():
+    c = []
+    base = dict(B=1, T=4, S=4, Dq=8, H=2, dk=4)
+
+    def add(name, what, **kw):
+        d = dict(base)
+        d.update(kw)
+        d["name"] = name
+        d["what"] = what
+        c.append(d)
+
+    # No cache.
+    add("nocache_basic", "no cache, no mask")
+    add("nocache_mask_bts", "mask (B, T, S)", B=3, T=5, S=7, Dq=12, H=3, dk=4, mask="BTS")
+    add("nocache_mask_ts", "mask (T, S)", B=2, T=5, S=6, mask="TS")
+    add("nocache_mask_1ts", "mask (1, T, S)", B=2, T=5, S=6, mask="1TS")
+    add("nocache_mask_b1s", "mask (B, 1, S)", B=2, T=5, S=6, mask="B1S")
+    add("nocache_mask_bt1", "mask (B, T, 1)", B=2, T=5, S=6, mask="BT1", scores=True)
+    add("nocache_mask_11s", "mask (1, 1, S)", B=2, T=5, S=6, mask="11S")
+    add("nocache_causal", "causal mask", B=2, T=6, S=6, mask="causal", q_offset=0)
+    add("nocache_random25", "random 25% mask", B=2, T=9, S=11, mask="random25", H=4, dk=8,
+        Dq=16)
+    add("nocache_rows_off", "fully masked rows (explicit path: scores returned)", B=2, T=7,
+        S=9, mask="rows_off", scores=True)
+    # Keras 3.15 + JAX: the fused path fails for value_dim != key_dim; scores force the
+    # explicit path, which works.
+    add("nocache_value_dim", "value_dim != key_dim", T=5, S=6, dk=4, dv=6, scores=True)
+    add("nocache_feature_dims", "query/key/value feature dims differ", B=2, T=3, S=5, Dq=6,
+        Dv=10, Dk=7, key=True)
+    add("nocache_no_bias", "use_bias=False", B=2, T=3, S=5, bias=False)
+    add("nocache_output_int", "output_shape int", B=2, T=3, S=5, output_shape=5)
+    add("nocache_output_tuple", "output_shape tuple", B=2, T=3, S=5, output_shape=(3, 4))
+    add("nocache_scores", "attention scores returned", B=2, T=3, S=5, scores=True)
+    add("nocache_ones", "T = S = 1", T=1, S=1)
+    add("nocache_tiny", "one head of dim 1", T=2, S=3, H=1, dk=1, Dq=3)
+    add("nocache_larger", "B=2 T=33 S=65 H=4 dk=16", B=2, T=33, S=65, H=4, dk=16, Dq=32,
+        mask="causal", q_offset=32)
+    add("nocache_value_dim_scores", "value_dim != key_dim with mask and scores", B=2, T=4, S=6,
+        dk=5, dv=3, mask="BTS", scores=True)
+    # Static cache.
+    add("static_decode", "static cache, T=1", T=1, S=8, mode="static")
+    add("static_mask", "static cache with mask", B=2, T=3, S=10, mode="static", mask="BTS")
+    add("static_scores", "static cache with scores", B=2, T=2, S=6, mode="static",
+        scores=True, mask="B1S")
+    add("static_output_tuple", "static cache, output tuple, no bias", B=2, T=2, S=5,
+        mode="static", output_shape=(2, 3), bias=False)
+    # Updated cache.
+    add("update_index0", "update at 0, T=1", T=1, S=8, mode="update", index=0)
+    add("update_middle", "update in the middle, causal", T=1, S=8, mode="update", index=4,
+        mask="causal")
+    add("update_last", "update at S-1", B=2, T=1, S=9, mode="update", index=8, mask="causal")
+    add("update_prefill", "chunked prefill at 0", B=2, T=5, S=12, Sn=5, mode="update", index=0,
+        mask="causal")
+    add("update_chunk", "chunked prefill at 4", B=2, T=3, S=12, Sn=3, mode="update", index=4,
+        mask="causal")
+    add("update_feature_dims", "update, B=3, separate key, different dims", B=3, T=1, S=7,
+        mode="update", index=2, Dq=6, Dv=9, Dk=5, key=True, mask="causal")
+    add("update_scores", "update with scores", B=2, T=2, S=6, Sn=2, mode="update", index=1,
+        scores=True, mask="causal")
+    add("update_no_bias_tuple", "update, no bias, output tuple", B=2, T=1, S=5, mode="update",
+        index=3, bias=False, output_shape=(2, 2))
+    add("update_rows_off", "update with fully masked rows and scores", B=2, T=4, S=8, Sn=4,
+        mode="update", index=2, mask="rows_off", scores=True)
+    # Rank-4 inputs with attention_axes (no cache).
+    add("axes_2", "rank 4, attention_axes (2,)", B=2, T=None, S=None, qshape=(2, 3, 4, 8),
+        vshape=(2, 3, 5, 8), axes=(2,))
+    add("axes_12", "rank 4, attention_axes (1, 2)", B=2, T=None, S=None, qshape=(2, 3, 4, 8),
+        vshape=(2, 2, 5, 8), axes=(1, 2), scores=True)
+    add("axes_default", "rank 4, attention_axes None", B=2, T=None, S=None,
+        qshape=(2, 2, 3, 8), vshape=(2, 3, 2, 8))
+    add("axes_1", "rank 4, attention_axes (1,) with mask", B=2, T=None, S=None,
+        qshape=(2, 4, 3, 8), vshape=(2, 5, 3, 8), axes=(1,),
+        mask_array=np.random.default_rng(7).random((2, 3, 4, 5)) > 0.3)
+    # Dropout and training.
+    add("train_dropout_all", "training with dropout ~1: only the bias path survives", B=2,
+        T=5, S=5, dropout=0.99999, training=True)
+    add("infer_dropout", "dropout 0.5 at inference: no dropout", B=2, T=3, S=5, dropout=0.5)
+    add("train_no_dropout", "training with dropout 0", B=2, T=3, S=5, training=True)
+    # GPT-2-sized decoding: prefill 8 tokens, then single-token steps.
+    gpt = dict(B=1, Dq=768, H=12, dk=64, S=16, mode="update", mask="causal", model="gpt2",
+               weights_name="gpt2_decode", quantise=True, cross=True)
+    add("gpt2_prefill", "GPT-2-sized prefill of 8 tokens", T=8, Sn=8, index=0, **gpt)
+    for step in range(5):
+        add("gpt2_step%d" % step, "GPT-2-sized decode step %d" % step, T=1, Sn=1,
+            index=8 + step, **gpt)
+    return c
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests",
+                                                  "data"))
+    args = ap.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    models = {}
+    prev_cache = None
+    n = 0
+    for c in cases():
+        if c["name"].startswith("gpt2_step"):
+            c["cache_from"] = prev_cache
+        if c.get("T") is None:
+            c["T"] = c["qshape"][1]
+            c["S"] = c["vshape"][1]
+        prev_cache = run_case(args.out, c, models)
+        n += 1
+    print("wrote %d cases to %s (keras %s, jax %s, keras-hub %s)" %
+          (n, args.out, keras.__version__, jax.__version__, keras_hub.__version__))
+
+
+if __name__ == "__main__":
+    main()
