@@ -44,6 +44,35 @@ typedef struct ds_shape {
     size_t numel;
 } ds_shape;
 
+/* Compact and contiguous datasets must store exactly @p bytes, a contiguous one inside the
+ * file; chunked ones are checked by libhdf5 chunk by chunk; virtual ones are refused. */
+static bool storage_consistent(hid_t file, hid_t ds, hsize_t bytes) {
+    hid_t dcpl = H5Dget_create_plist(ds);
+    if (dcpl < 0) {
+        return false;
+    }
+    H5D_layout_t layout = H5Pget_layout(dcpl);
+    H5Pclose(dcpl);
+    if (layout == H5D_CHUNKED) {
+        return true;
+    }
+    if (layout != H5D_COMPACT && layout != H5D_CONTIGUOUS) {
+        return false;
+    }
+    if (H5Dget_storage_size(ds) != bytes) {
+        return false;
+    }
+    if (layout == H5D_CONTIGUOUS) {
+        haddr_t off = H5Dget_offset(ds);
+        hsize_t size = 0;
+        if (off == HADDR_UNDEF || H5Fget_filesize(file, &size) < 0 || off > size ||
+            bytes > size - off) {
+            return false;
+        }
+    }
+    return true;
+}
+
 /* Shape of <group>/<sub>/vars/<idx>, requiring a float dataset of sane size. */
 static bool dataset_shape(hid_t file, const char *group, const char *sub, int idx, ds_shape *out) {
     char name[600];
@@ -78,6 +107,10 @@ static bool dataset_shape(hid_t file, const char *group, const char *sub, int id
             }
             out->rank = ok ? rank : -1;
             out->numel = (size_t)n;
+            /* The stored data must be what the shape says (libhdf5 1.10 reads past a compact
+             * dataset's buffer, or from outside the file, when a corrupt header lies). */
+            ok = ok && storage_consistent(file, ds, (hsize_t)n * H5Tget_size(ty));
+            out->rank = ok ? rank : -1;
         }
     }
     if (ty >= 0) {
@@ -135,33 +168,15 @@ typedef struct visit_state {
     clmha_keras_layer_info *list;
     size_t n, cap;
     bool oom;
+    haddr_t seen[256]; /* groups already walked: hard links can form cycles */
+    size_t nseen;
+    size_t visited; /* links looked at, bounded against hostile files */
 } visit_state;
 
-/* Called for every link in the file; a link named query_dense marks its parent group as a
- * candidate layer. */
-static herr_t visit(hid_t g, const char *name, const H5L_info_t *li, void *data) {
-    (void)g;
-    (void)li;
-    visit_state *v = data;
-    const char *last = strrchr(name, '/');
-    const char *base = last ? last + 1 : name;
-    if (strcmp(base, "query_dense") != 0) {
-        return 0;
-    }
-    char parent[512];
-    size_t plen = last ? (size_t)(last - name) : 0;
-    if (plen >= sizeof parent) {
-        return 0;
-    }
-    memcpy(parent, name, plen);
-    parent[plen] = '\0';
-    clmha_keras_layer_info info;
-    if (!describe_layer(v->file, parent, &info)) {
-        return 0;
-    }
+static bool add_layer(visit_state *v, const clmha_keras_layer_info *info) {
     for (size_t i = 0; i < v->n; i++) {
-        if (strcmp(v->list[i].path, info.path) == 0) {
-            return 0;
+        if (strcmp(v->list[i].path, info->path) == 0) {
+            return true;
         }
     }
     if (v->n == v->cap) {
@@ -169,13 +184,72 @@ static herr_t visit(hid_t g, const char *name, const H5L_info_t *li, void *data)
         clmha_keras_layer_info *g2 = realloc(v->list, ncap * sizeof *g2);
         if (g2 == NULL) {
             v->oom = true;
-            return 1;
+            return false;
         }
         v->list = g2;
         v->cap = ncap;
     }
-    v->list[v->n++] = info;
-    return v->n < 4096 ? 0 : 1; /* enough layers for any real model */
+    v->list[v->n++] = *info;
+    return true;
+}
+
+typedef struct walk_ctx {
+    visit_state *v;
+    const char *prefix;
+    int depth;
+} walk_ctx;
+
+static herr_t walk_link(hid_t g, const char *name, const H5L_info_t *li, void *data);
+
+/* Walks the group at @p path (depth-first, in name order): a group with a query_dense child
+ * is a candidate layer; every hard-linked sub-group is walked once, at most 32 deep. Our own
+ * walk rather than H5Lvisit, which leaks on some corrupt files in libhdf5 1.10. */
+static void walk_group(visit_state *v, const char *path, int depth) {
+    H5O_info_t oi;
+    if (depth > 32 || v->visited > 100000 || v->oom ||
+        H5Oget_info_by_name(v->file, *path ? path : ".", &oi, H5P_DEFAULT) < 0 ||
+        oi.type != H5O_TYPE_GROUP) {
+        return;
+    }
+    for (size_t i = 0; i < v->nseen; i++) {
+        if (v->seen[i] == oi.addr) {
+            return;
+        }
+    }
+    if (v->nseen == sizeof v->seen / sizeof v->seen[0]) {
+        return;
+    }
+    v->seen[v->nseen++] = oi.addr;
+    char child[600];
+    snprintf(child, sizeof child, "%s%squery_dense", path, *path ? "/" : "");
+    clmha_keras_layer_info info;
+    if (H5Lexists(v->file, child, H5P_DEFAULT) > 0 && describe_layer(v->file, path, &info) &&
+        !add_layer(v, &info)) {
+        return;
+    }
+    hid_t g = H5Gopen2(v->file, *path ? path : "/", H5P_DEFAULT);
+    if (g < 0) {
+        return;
+    }
+    walk_ctx w = {v, path, depth};
+    hsize_t idx = 0;
+    H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, walk_link, &w);
+    H5Gclose(g);
+}
+
+static herr_t walk_link(hid_t g, const char *name, const H5L_info_t *li, void *data) {
+    (void)g;
+    walk_ctx *w = data;
+    if (++w->v->visited > 100000 || w->v->oom) {
+        return 1;
+    }
+    if (li->type != H5L_TYPE_HARD || strlen(w->prefix) + strlen(name) + 2 > 255) {
+        return 0;
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s%s%s", w->prefix, *w->prefix ? "/" : "", name);
+    walk_group(w->v, path, w->depth + 1);
+    return 0;
 }
 
 static clmha_status open_file(clmha_context *ctx, const char *path, hid_t *file) {
@@ -196,24 +270,13 @@ static clmha_status open_file(clmha_context *ctx, const char *path, hid_t *file)
     return CLMHA_OK;
 }
 
-static clmha_status list_in(clmha_context *ctx, hid_t file, const char *path,
-                            clmha_keras_layer_info **layers, size_t *count) {
-    visit_state v = {file, NULL, 0, 0, false};
+static clmha_status list_in(clmha_context *ctx, hid_t file, clmha_keras_layer_info **layers,
+                            size_t *count) {
+    visit_state v;
+    memset(&v, 0, sizeof v);
+    v.file = file;
     /* The root itself may be the layer (a file saved from the layer alone). */
-    clmha_keras_layer_info root;
-    if (describe_layer(file, "", &root)) {
-        v.list = malloc(sizeof root);
-        if (v.list == NULL) {
-            return clmha__fail(ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY, "out of memory");
-        }
-        v.list[0] = root;
-        v.n = v.cap = 1;
-    }
-    if (H5Lvisit(file, H5_INDEX_NAME, H5_ITER_INC, visit, &v) < 0 && v.n == 0) {
-        free(v.list);
-        return clmha__fail(ctx, CLMHA_ERR_IO, "cannot walk the groups of \"%s\" (corrupt file?)",
-                           path);
-    }
+    walk_group(&v, "", 0);
     if (v.oom) {
         free(v.list);
         return clmha__fail(ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY, "out of memory");
@@ -236,7 +299,7 @@ clmha_status clmha_keras_list_layers(const char *path, clmha_keras_layer_info **
     quiet_enter(&q);
     clmha_status st = open_file(NULL, path, &file);
     if (st == CLMHA_OK) {
-        st = list_in(NULL, file, path, layers, count);
+        st = list_in(NULL, file, layers, count);
         H5Fclose(file);
     }
     quiet_leave(&q);
@@ -333,7 +396,7 @@ static clmha_status load_weights(clmha_layer *l, const char *path, const char *n
     if (st != CLMHA_OK) {
         return st;
     }
-    if ((st = list_in(ctx, file, path, &list, &n)) != CLMHA_OK ||
+    if ((st = list_in(ctx, file, &list, &n)) != CLMHA_OK ||
         (st = pick_layer(ctx, path, name, list, n, &info)) != CLMHA_OK) {
         goto cleanup;
     }

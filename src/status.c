@@ -83,6 +83,8 @@ static const char *level_name(clmha_log_level level) {
     return "off";
 }
 
+static void vlog(const clmha_context *ctx, clmha_log_level level, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 static void vlog(const clmha_context *ctx, clmha_log_level level, const char *fmt, va_list ap) {
     clmha_log_fn fn = ctx ? ctx->log_fn : NULL;
     void *user = ctx ? ctx->log_user : NULL;

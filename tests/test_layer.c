@@ -580,10 +580,173 @@ static void test_shapes(void **state) {
     clmha_layer_release(l);
 }
 
+/* Rank > 3 with attention_axes: the inputs are re-arranged on the host into the canonical
+ * (B', T', D) form (B' = batch and non-attention axes, T' = attention axes in the given
+ * order), the float64 reference runs on that, and the device's output rows and probabilities
+ * must match it. Axes are drawn positive, negative and out of order. */
+static void test_attention_axes_against_reference(void **state) {
+    (void)state;
+    for (uint64_t seed = 0; seed < 24; seed++) {
+        test_rng r = {seed * 31 + 7};
+        int rank = 4 + (int)rng_below(&r, 2); /* 4 or 5 */
+        int n_inner = rank - 2;
+        size_t qd[6], vd[6];
+        qd[0] = vd[0] = 1 + rng_below(&r, 2);
+        for (int i = 1; i <= n_inner; i++) {
+            qd[i] = 1 + rng_below(&r, 4);
+            vd[i] = qd[i];
+        }
+        /* Choose the attention axes (a random non-empty subset, random order). */
+        int axes[4], na = 0;
+        bool attn[6] = {false};
+        for (int i = 1; i <= n_inner; i++) {
+            if (rng_uniform(&r) < 0.5) {
+                axes[na++] = i;
+                attn[i] = true;
+            }
+        }
+        if (na == 0) {
+            axes[na++] = 1 + (int)rng_below(&r, (size_t)n_inner);
+            attn[axes[0]] = true;
+        }
+        for (int i = na - 1; i > 0; i--) { /* shuffle */
+            int j = (int)rng_below(&r, (size_t)i + 1), t = axes[i];
+            axes[i] = axes[j], axes[j] = t;
+        }
+        for (int i = 1; i <= n_inner; i++) {
+            if (attn[i]) {
+                vd[i] = 1 + rng_below(&r, 5); /* key lengths differ on attention axes */
+            }
+        }
+        const size_t H = 1 + rng_below(&r, 3), dk = 1 + rng_below(&r, 9), D = 3 + rng_below(&r, 9);
+        const size_t dv = 1 + rng_below(&r, 9);
+        clmha_layer_config cfg;
+        clmha_layer_config_init(&cfg);
+        cfg.num_heads = (int)H, cfg.key_dim = (int)dk, cfg.value_dim = (int)dv, cfg.seed = 3;
+        cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL);
+        bool all_default = na == n_inner && seed % 3 == 0;
+        if (!all_default) {
+            cfg.num_attention_axes = na;
+            for (int i = 0; i < na; i++) /* sometimes negative: a - rank */
+                cfg.attention_axes[i] = rng_uniform(&r) < 0.5 ? axes[i] : axes[i] - rank;
+        } else {
+            for (int i = 0; i < na; i++) /* None means 1..n in order */
+                axes[i] = i + 1;
+        }
+        clmha_layer *l = NULL;
+        assert_ok(clmha_layer_create(ctx, &cfg, D, D, 0, &l));
+        /* Canonical order of the inner axes: batch axes, then attention axes. */
+        int order[6], no = 0;
+        order[no++] = 0;
+        for (int i = 1; i <= n_inner; i++)
+            if (!attn[i])
+                order[no++] = i;
+        for (int i = 0; i < na; i++)
+            order[no++] = axes[i];
+        size_t Bc = 1, Tc = 1, Sc = 1, nq = 1, nv = 1;
+        for (int i = 0; i <= n_inner; i++) {
+            nq *= qd[i], nv *= vd[i];
+            if (i == 0 || !attn[i])
+                Bc *= qd[i];
+        }
+        for (int i = 0; i < na; i++)
+            Tc *= qd[axes[i]], Sc *= vd[axes[i]];
+        float *q = malloc(nq * D * sizeof(float)), *v = malloc(nv * D * sizeof(float));
+        float *qc = malloc(nq * D * sizeof(float)), *vc = malloc(nv * D * sizeof(float));
+        rng_fill(&r, q, nq * D, -1, 1);
+        rng_fill(&r, v, nv * D, -1, 1);
+        /* canon[i]: the canonical row of original row i, for query and value shapes. */
+        size_t *cq = malloc(nq * sizeof(size_t)), *cv = malloc(nv * sizeof(size_t));
+        for (int which = 0; which < 2; which++) {
+            const size_t *d = which ? vd : qd;
+            size_t n = which ? nv : nq, *canon = which ? cv : cq;
+            for (size_t row = 0; row < n; row++) {
+                size_t idx[6] = {0, 0, 0, 0, 0, 0}, rem = row;
+                for (int i = n_inner; i >= 0; i--)
+                    idx[i] = rem % d[i], rem /= d[i];
+                size_t c = 0;
+                for (int k = 0; k < no; k++)
+                    c = c * d[order[k]] + idx[order[k]];
+                canon[row] = c;
+            }
+        }
+        for (size_t row = 0; row < nq; row++)
+            memcpy(qc + cq[row] * D, q + row * D, D * sizeof(float));
+        for (size_t row = 0; row < nv; row++)
+            memcpy(vc + cv[row] * D, v + row * D, D * sizeof(float));
+        /* A full mask in (B, batch..., q attn..., k attn...) order is (B', T', S') memory. */
+        uint8_t *mask = malloc(Bc * Tc * Sc);
+        for (size_t i = 0; i < Bc * Tc * Sc; i++)
+            mask[i] = rng_uniform(&r) < 0.75;
+        size_t md[12], nm = 0;
+        md[nm++] = qd[0];
+        for (int i = 1; i <= n_inner; i++)
+            if (!attn[i])
+                md[nm++] = qd[i];
+        for (int i = 0; i < na; i++)
+            md[nm++] = qd[axes[i]];
+        for (int i = 0; i < na; i++)
+            md[nm++] = vd[axes[i]];
+
+        float *w[CLMHA_WEIGHT_COUNT];
+        for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++) {
+            int wr;
+            size_t ws[CLMHA_MAX_RANK], n = 1;
+            assert_ok(clmha_layer_weight_shape(l, (clmha_weight)i, &wr, ws));
+            for (int j = 0; j < wr; j++)
+                n *= ws[j];
+            w[i] = malloc(n * sizeof(float));
+            assert_ok(clmha_layer_get_weight(l, (clmha_weight)i, w[i], n));
+        }
+        double *out_ref = malloc(Bc * Tc * D * sizeof(double));
+        double *p_ref = malloc(Bc * H * Tc * Sc * sizeof(double));
+        ref_weights rw = {H,    dk,   dv,   D,    D,    D,    D,    true,
+                          w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
+        ref_call rc = {Bc,   Tc, qc,    NULL, vc,   Sc,      mask, {Bc, Tc, Sc},
+                       NULL, 0,  false, 0,    NULL, out_ref, p_ref};
+        assert_true(ref_forward(&rw, &rc));
+
+        size_t qs[6], vs[6];
+        memcpy(qs, qd, sizeof qs), memcpy(vs, vd, sizeof vs);
+        qs[rank - 1] = vs[rank - 1] = D;
+        clmha_tensor *tq = test_tensor_f32(ctx, rank, qs, q),
+                     *tv = test_tensor_f32(ctx, rank, vs, v);
+        clmha_tensor *to = test_tensor_f32(ctx, rank, qs, NULL);
+        clmha_tensor *tm = test_tensor_u8(ctx, (int)nm, md, mask);
+        int sr;
+        size_t ss[CLMHA_MAX_RANK];
+        assert_ok(clmha_layer_scores_shape(l, tq, tv, NULL, &sr, ss));
+        assert_int_equal(sr, 2 + (int)(no - 1 - na) + 2 * na);
+        clmha_tensor *tp = test_tensor_f32(ctx, sr, ss, NULL);
+        clmha_call_args a;
+        clmha_call_args_init(&a);
+        a.query = tq, a.value = tv, a.attention_mask = tm, a.output = to, a.attention_scores = tp;
+        assert_ok(clmha_layer_call(l, &a));
+        float *out = test_read(to, NULL), *pr = test_read(tp, NULL);
+        double *out_c = malloc(nq * D * sizeof(double));
+        for (size_t row = 0; row < nq; row++)
+            for (size_t e = 0; e < D; e++)
+                out_c[row * D + e] = out_ref[cq[row] * D + e];
+        char repro[160];
+        snprintf(repro, sizeof repro, "test_attention_axes_against_reference seed %llu rank %d",
+                 (unsigned long long)seed, rank);
+        assert_true(compare_close("output", out, out_c, nq * D, TOL_F32, repro));
+        assert_true(compare_close("attention_scores", pr, p_ref, Bc * H * Tc * Sc, TOL_F32, repro));
+        free(out), free(pr), free(out_c), free(out_ref), free(p_ref);
+        for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++)
+            free(w[i]);
+        free(q), free(v), free(qc), free(vc), free(cq), free(cv), free(mask);
+        clmha_tensor_release(tq), clmha_tensor_release(tv), clmha_tensor_release(to);
+        clmha_tensor_release(tm), clmha_tensor_release(tp);
+        clmha_layer_release(l);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_edge_cases),
+        cmocka_unit_test(test_attention_axes_against_reference),
         cmocka_unit_test(test_token_loop_equals_one_shot),
         cmocka_unit_test(test_probabilities_sum_to_one),
         cmocka_unit_test(test_random_configurations),

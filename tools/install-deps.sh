@@ -9,9 +9,9 @@ pkgs=(
     ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
     libclblast-dev libcmocka-dev libhdf5-dev libxxhash-dev librandom123-dev
 )
-# Extra packages for the CI: the clang sanitizer runtime and formatter.
+# Extra packages for the CI: clang with its sanitizer/libFuzzer runtime, and the formatter.
 if [ "${1:-}" = "--ci" ]; then
-    pkgs+=(clang clang-format)
+    pkgs+=(clang libclang-rt-14-dev clang-format)
 fi
 
 missing=()
