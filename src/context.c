@@ -52,6 +52,55 @@ static clmha_status resolve_cache_dir(clmha_context *ctx, const clmha_context_op
     return CLMHA_OK;
 }
 
+/* CLMHA_MAX_WORK_GROUP_SIZE and CLMHA_MAX_LOCAL_MEM lower the limits clmha assumes for the
+ * device (never raise them): a large device then behaves like a small mobile GPU, which is
+ * how the small-device paths are tested without one. */
+static clmha_status apply_limits(clmha_context *ctx, bool use_env) {
+    if (!use_env) {
+        return CLMHA_OK;
+    }
+    const char *wg = clmha__getenv("CLMHA_MAX_WORK_GROUP_SIZE");
+    const char *lm = clmha__getenv("CLMHA_MAX_LOCAL_MEM");
+    size_t v = 0;
+    if (wg != NULL) {
+        if (!clmha__parse_index(wg, &v) || v == 0) {
+            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                               "CLMHA_MAX_WORK_GROUP_SIZE=\"%s\" is not a whole number >= 1", wg);
+        }
+        if (v < ctx->info.max_work_group_size) {
+            ctx->info.max_work_group_size = v;
+        }
+        for (int i = 0; i < 3; i++) {
+            if (v < ctx->info.max_work_item_sizes[i]) {
+                ctx->info.max_work_item_sizes[i] = v;
+            }
+        }
+    }
+    if (lm != NULL) {
+        if (!clmha__parse_index(lm, &v) || v < 1024) {
+            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                               "CLMHA_MAX_LOCAL_MEM=\"%s\" is not a byte count >= 1024", lm);
+        }
+        if (v < ctx->info.local_mem_bytes) {
+            ctx->info.local_mem_bytes = v;
+        }
+    }
+    const char *gemm = clmha__getenv("CLMHA_GEMM");
+    if (gemm != NULL) {
+        if (strcmp(gemm, "own") == 0) {
+            ctx->own_gemm = true;
+        } else if (strcmp(gemm, "clblast") != 0) {
+            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                               "CLMHA_GEMM=\"%s\" is not clblast or own", gemm);
+        }
+    }
+    if (wg != NULL || lm != NULL) {
+        clmha__log(ctx, CLMHA_LOG_INFO, "device limits capped: work-group %zu, local memory %llu",
+                   ctx->info.max_work_group_size, (unsigned long long)ctx->info.local_mem_bytes);
+    }
+    return CLMHA_OK;
+}
+
 /* Allocates a context and applies the options that do not depend on the device. */
 static clmha_status context_alloc(const clmha_context_options *options, clmha_context **out) {
     clmha_context_options defaults;
@@ -125,6 +174,9 @@ clmha_status clmha_context_create(const clmha_context_options *options, clmha_co
         st = clmha__fail_cl(ctx, err, "clCreateCommandQueue");
         goto cleanup;
     }
+    if ((st = apply_limits(ctx, options == NULL || options->use_environment)) != CLMHA_OK) {
+        goto cleanup;
+    }
     clmha__log(ctx, CLMHA_LOG_INFO, "device \"%s\" on \"%s\" (%s)", ctx->info.name,
                ctx->info.platform_name, reason);
     *out = ctx;
@@ -179,6 +231,9 @@ clmha_status clmha_context_create_from_cl(cl_context cl_ctx, cl_device_id device
     if (err != CL_SUCCESS || clmha__query_device(plat, device, &ctx->info) != CLMHA_OK) {
         st = clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
                          "clmha_context_create_from_cl: device is not a valid OpenCL device");
+        goto cleanup;
+    }
+    if ((st = apply_limits(ctx, options == NULL || options->use_environment)) != CLMHA_OK) {
         goto cleanup;
     }
     clRetainContext(cl_ctx);

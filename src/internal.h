@@ -35,6 +35,8 @@ struct clmha_context {
 
     clmha__program *programs;
     clmha_context_stats stats;
+    /* CLBlast cannot run on this device (or CLMHA_GEMM=own): projections use gemm.cl. */
+    bool own_gemm;
 
     char last_error[CLMHA__MSG_LEN];
     cl_int last_cl_error;
@@ -62,8 +64,8 @@ struct clmha_layer {
     size_t out_features; /* prod(out_shape) */
     uint64_t seed;
     cl_mem weights[CLMHA_WEIGHT_COUNT];
-    cl_kernel k_attention, k_splice, k_fill, k_gather, k_gather_mask;
-    size_t wg_attention, wg_fill, wg_splice, wg_gather;
+    cl_kernel k_attention, k_splice, k_fill, k_gather, k_gather_mask, k_gemm;
+    size_t wg_attention, wg_fill, wg_splice, wg_gather, wg_gemm;
     /* Workspace, grown on demand and reused (float capacities). ws_*2 and ws_m hold the
      * canonical (rank > 3) copies and the broadcast mask. */
     cl_mem ws_q, ws_k, ws_v, ws_o, ws_q2, ws_k2, ws_v2, ws_o2, ws_m;

@@ -326,6 +326,12 @@ static clmha_status build_kernels(clmha_layer *l) {
     }
     l->wg_gather = pow2_floor(l->wg_gather < wg_mask ? l->wg_gather : wg_mask);
     l->wg_gather = l->wg_gather < 256 ? l->wg_gather : 256;
+    if ((st = clmha__program_get(ctx, "gemm.cl", "", &prog)) != CLMHA_OK ||
+        (st = clmha__kernel_create(ctx, prog, "gemm_acc", &l->k_gemm)) != CLMHA_OK ||
+        (st = clmha__kernel_max_wg(ctx, l->k_gemm, &l->wg_gemm)) != CLMHA_OK) {
+        return st;
+    }
+    l->wg_gemm = pow2_floor(l->wg_gemm < 64 ? l->wg_gemm : 64);
     if ((st = clmha__program_get(ctx, "splice.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "cache_splice", &l->k_splice)) != CLMHA_OK ||
         (st = clmha__kernel_max_wg(ctx, l->k_splice, &l->wg_splice)) != CLMHA_OK) {
@@ -493,7 +499,8 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(ws[i]);
         }
     }
-    cl_kernel ks[] = {l->k_attention, l->k_splice, l->k_fill, l->k_gather, l->k_gather_mask};
+    cl_kernel ks[] = {l->k_attention, l->k_splice,      l->k_fill,
+                      l->k_gather,    l->k_gather_mask, l->k_gemm};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         if (ks[i] != NULL) {
             clReleaseKernel(ks[i]);

@@ -2,7 +2,9 @@
  * projection.c - the dense projections (Keras EinsumDense with equations "abc,cde->abde" and
  * "abcd,cde->abe", which in row-major memory are plain matrix products) through CLBlast:
  * the bias kernel writes the broadcast bias (or zeros) into the output rows, then SGEMM
- * accumulates x . W into them with beta = 1. Also the workspace growth helper.
+ * accumulates x . W into them with beta = 1. Where CLBlast's kernels do not fit the device
+ * (small work-group or local-memory limits), or CLMHA_GEMM=own, clmha's own gemm.cl does the
+ * product instead. Also the workspace growth helper.
  */
 #include "internal.h"
 
@@ -34,6 +36,21 @@ clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size
     return CLMHA_OK;
 }
 
+/* y[m, n] += x[m, k] . w[k, n] with gemm.cl. */
+static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, size_t k,
+                             cl_mem w, size_t n, cl_mem y, size_t y_off) {
+    cl_ulong a_off = x_off, c_off = y_off, mm = m, nn = n, kk = k;
+    const clmha__karg args[] = {CLMHA__ARG(x),  CLMHA__ARG(a_off), CLMHA__ARG(w),
+                                CLMHA__ARG(y),  CLMHA__ARG(c_off), CLMHA__ARG(mm),
+                                CLMHA__ARG(nn), CLMHA__ARG(kk)};
+    clmha_status st = clmha__set_args(layer->ctx, layer->k_gemm, "gemm_acc", args, 8);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    return clmha__launch(layer->ctx, layer->k_gemm, "gemm_acc",
+                         (m * n + layer->wg_gemm - 1) / layer->wg_gemm, layer->wg_gemm);
+}
+
 clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size_t x_off, size_t m,
                             size_t k, cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off) {
     clmha_context *ctx = layer->ctx;
@@ -51,10 +68,24 @@ clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size
     if (st != CLMHA_OK) {
         return st;
     }
+    if (ctx->own_gemm) {
+        return own_gemm(layer, x, x_off, m, k, w, n, y, y_off);
+    }
     cl_command_queue q = ctx->queue;
     CLBlastStatusCode s =
         CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, m, n, k, 1.0f,
                      x, x_off, k, w, 0, n, 1.0f, y, y_off, n, &q, NULL);
+    if (s == CLBlastInvalidLocalThreadsTotal || s == CLBlastInvalidLocalThreadsDim ||
+        s == CLBlastInvalidLocalMemUsage || s == CLBlastInvalidLocalNumDimensions) {
+        /* CLBlast's kernels do not fit this device's limits; it checks before enqueueing
+         * anything, so the output still holds just the bias and the own kernel can add the
+         * product. Later projections on this context skip CLBlast. */
+        clmha__log(ctx, CLMHA_LOG_WARN,
+                   "CLBlast cannot run on device \"%s\" (status %d): using clmha's own GEMM",
+                   ctx->info.name, (int)s);
+        ctx->own_gemm = true;
+        return own_gemm(layer, x, x_off, m, k, w, n, y, y_off);
+    }
     if (s != CLBlastSuccess) {
         ctx->last_clblast_error = (int)s;
         return clmha__fail(ctx, CLMHA_ERR_CLBLAST,

