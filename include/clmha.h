@@ -573,7 +573,8 @@ CLMHA_API clmha_status clmha_keras_find_layer(const char *path, const char *name
  * Creates a layer from a weights file: num_heads, key_dim, value_dim, use_bias, output_shape and
  * the input dims come from the file (layer @p name, as in clmha_keras_find_layer); dropout,
  * attention_axes, seed and the other Keras arguments from @p base (NULL: Keras's defaults).
- * The weights are loaded as by clmha_layer_load_keras_weights().
+ * The weights are loaded as by clmha_layer_load_keras_weights(); the configured initializers
+ * are not run, since the file's weights replace them.
  */
 CLMHA_API clmha_status clmha_layer_create_from_keras(clmha_context *ctx, const char *path,
                                                      const char *name,

@@ -509,6 +509,9 @@ clmha_status clmha_layer_create_from_keras(clmha_context *ctx, const char *path,
     cfg.use_bias = info.use_bias;
     cfg.output_rank = info.output_rank;
     memcpy(cfg.output_shape, info.output_shape, sizeof cfg.output_shape);
+    /* The file's weights replace the initial ones: skip drawing random numbers for them. */
+    cfg.kernel_initializer = clmha_initializer_default(CLMHA_INIT_ZEROS);
+    cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_ZEROS);
     clmha_layer *l = NULL;
     st = clmha_layer_create(ctx, &cfg, info.query_dim, info.value_dim, info.key_dim, &l);
     if (st == CLMHA_OK) {

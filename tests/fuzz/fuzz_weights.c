@@ -45,10 +45,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < n && i < 4; i++) {
             const clmha_keras_layer_info *l = &list[i];
             size_t h = (size_t)l->num_heads;
-            size_t weights =
-                (l->query_dim + l->key_dim + l->value_dim) * h * (size_t)l->head_key_dim +
-                h * (size_t)l->head_value_dim * 64;
-            if (weights > 1000000 || l->output_rank > 2) {
+            double out = 1;
+            for (int d = 0; d < l->output_rank; d++) {
+                out *= (double)l->output_shape[d];
+            }
+            double weights = (double)(l->query_dim + l->key_dim + l->value_dim) * (double)h *
+                                 (double)l->head_key_dim +
+                             (double)h * (double)l->head_value_dim * (out + 1);
+            if (weights > 1e6 || l->output_rank > 2) {
                 continue; /* creating huge layers tests the allocator, not the reader */
             }
             clmha_layer *layer = NULL;
