@@ -54,7 +54,8 @@ static clmha_status resolve_cache_dir(clmha_context *ctx, const clmha_context_op
 
 /* CLMHA_MAX_WORK_GROUP_SIZE and CLMHA_MAX_LOCAL_MEM lower the limits clmha assumes for the
  * device (never raise them): a large device then behaves like a small mobile GPU, which is
- * how the small-device paths are tested without one. */
+ * how the small-device paths are tested without one. CLMHA_GEMM picks the projection kernel;
+ * CLMHA_POISON_BUFFERS fills new buffers with NaN. */
 static clmha_status apply_limits(clmha_context *ctx, bool use_env) {
     if (!use_env) {
         return CLMHA_OK;
@@ -85,6 +86,8 @@ static clmha_status apply_limits(clmha_context *ctx, bool use_env) {
             ctx->info.local_mem_bytes = v;
         }
     }
+    const char *poison = clmha__getenv("CLMHA_POISON_BUFFERS");
+    ctx->poison = poison != NULL && strcmp(poison, "0") != 0;
     const char *gemm = clmha__getenv("CLMHA_GEMM");
     if (gemm != NULL) {
         if (strcmp(gemm, "own") == 0) {
@@ -98,6 +101,34 @@ static clmha_status apply_limits(clmha_context *ctx, bool use_env) {
         clmha__log(ctx, CLMHA_LOG_INFO, "device limits capped: work-group %zu, local memory %llu",
                    ctx->info.max_work_group_size, (unsigned long long)ctx->info.local_mem_bytes);
     }
+    return CLMHA_OK;
+}
+
+clmha_status clmha__buffer_create(clmha_context *ctx, size_t bytes, const char *what, cl_mem *out) {
+    cl_int err = CL_SUCCESS;
+    cl_mem buf = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "allocating %s (%zu bytes, clCreateBuffer)", what, bytes);
+        return clmha__fail_cl(ctx, err, msg);
+    }
+    if (ctx->poison) {
+        /* A quiet NaN in every float (and 0x7f in every byte) until somebody writes. */
+        const cl_uint nan_bits = 0x7fc0007fu;
+        size_t whole = bytes / 4 * 4;
+        if (whole > 0) {
+            err = clEnqueueFillBuffer(ctx->queue, buf, &nan_bits, 4, 0, whole, 0, NULL, NULL);
+        }
+        if (err == CL_SUCCESS && whole < bytes) {
+            const cl_uchar b = 0x7f;
+            err = clEnqueueFillBuffer(ctx->queue, buf, &b, 1, whole, bytes - whole, 0, NULL, NULL);
+        }
+        if (err != CL_SUCCESS) {
+            clReleaseMemObject(buf);
+            return clmha__fail_cl(ctx, err, "poisoning a new buffer (clEnqueueFillBuffer)");
+        }
+    }
+    *out = buf;
     return CLMHA_OK;
 }
 

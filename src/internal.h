@@ -37,6 +37,8 @@ struct clmha_context {
     clmha_context_stats stats;
     /* CLBlast cannot run on this device (or CLMHA_GEMM=own): projections use gemm.cl. */
     bool own_gemm;
+    /* CLMHA_POISON_BUFFERS=1: new buffers are filled with NaN (finds uninitialised reads). */
+    bool poison;
 
     char last_error[CLMHA__MSG_LEN];
     cl_int last_cl_error;
@@ -117,6 +119,10 @@ void clmha__shape_str(char *buf, size_t len, int rank, const size_t *shape);
 
 /* getenv that treats "" as unset. */
 const char *clmha__getenv(const char *name);
+
+/* Creates a read-write buffer of @p bytes; with ctx->poison, fills it with NaN first. @p what
+ * names it in errors. */
+clmha_status clmha__buffer_create(clmha_context *ctx, size_t bytes, const char *what, cl_mem *out);
 
 /* ---- devices (device.c) ---- */
 

@@ -457,11 +457,8 @@ clmha_status clmha_layer_create(clmha_context *ctx, const clmha_layer_config *co
         if (counts[w] == 0) {
             continue;
         }
-        cl_int err = CL_SUCCESS;
-        l->weights[w] =
-            clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, counts[w] * sizeof(float), NULL, &err);
-        if (err != CL_SUCCESS) {
-            st = clmha__fail_cl(ctx, err, "allocating layer weights (clCreateBuffer)");
+        if ((st = clmha__buffer_create(ctx, counts[w] * sizeof(float), weight_names[w],
+                                       &l->weights[w])) != CLMHA_OK) {
             goto cleanup;
         }
         double fan_in, fan_out;

@@ -22,10 +22,10 @@ clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size
                            "at most %llu bytes in one buffer",
                            n, ctx->info.name, (unsigned long long)ctx->info.max_alloc_bytes);
     }
-    cl_int err = CL_SUCCESS;
-    cl_mem fresh = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS) {
-        return clmha__fail_cl(ctx, err, "allocating the layer workspace (clCreateBuffer)");
+    cl_mem fresh = NULL;
+    clmha_status st = clmha__buffer_create(ctx, bytes, "the layer workspace", &fresh);
+    if (st != CLMHA_OK) {
+        return st;
     }
     /* Commands already queued keep the old buffer alive until they finish. */
     if (*buf != NULL) {

@@ -80,10 +80,10 @@ clmha_status clmha_tensor_create(clmha_context *ctx, clmha_dtype dtype, int rank
     if (st != CLMHA_OK) {
         return st;
     }
-    cl_int err = CL_SUCCESS;
-    cl_mem buf = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
-    if (err != CL_SUCCESS) {
-        return clmha__fail_cl(ctx, err, "clmha_tensor_create: clCreateBuffer");
+    cl_mem buf = NULL;
+    st = clmha__buffer_create(ctx, bytes, "a tensor", &buf);
+    if (st != CLMHA_OK) {
+        return st;
     }
     st = make(ctx, dtype, rank, shape, numel, buf, 0, tensor);
     if (st != CLMHA_OK) {

@@ -5,10 +5,10 @@
 # capped at 4 (CLMHA_MAX_WORK_GROUP_SIZE) so that tiled loops take several tiles and barriers
 # between them matter (removing one is reported as a race).
 #
-# Oclgrind's --uninitialized plugin is not used yet: Debian's Oclgrind cannot follow LLVM 15's
+# Oclgrind's --uninitialized plugin is not used: Debian's Oclgrind cannot follow LLVM 15's
 # `freeze` instruction (a fatal error without -cl-opt-disable), and with optimisation off it
-# reports writes in gemm_acc that a standalone program running the same kernels on the same
-# kind of buffers does not trigger; see docs/testing.md.
+# reports writes in gemm_acc that a standalone program running the same kernels does not
+# trigger. Uninitialised reads are caught by CLMHA_POISON_BUFFERS instead (docs/testing.md).
 # Usage: oclgrind.sh PROGRAM [ARGS...]
 set -u
 log=$(mktemp)
