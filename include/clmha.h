@@ -313,6 +313,9 @@ CLMHA_API clmha_status clmha_tensor_write(clmha_tensor *tensor, const void *host
  *  also waits for earlier work on the queue. */
 CLMHA_API clmha_status clmha_tensor_read(const clmha_tensor *tensor, void *host, size_t bytes);
 
+/** Enqueues zero-filling the whole tensor (asynchronous, like a layer call). */
+CLMHA_API clmha_status clmha_tensor_zero(clmha_tensor *tensor);
+
 CLMHA_API int clmha_tensor_rank(const clmha_tensor *tensor);
 /** Dimension @p axis (negative counts from the end); 0 for a bad axis or NULL. */
 CLMHA_API size_t clmha_tensor_dim(const clmha_tensor *tensor, int axis);
@@ -462,6 +465,11 @@ CLMHA_API clmha_status clmha_layer_set_weight(clmha_layer *layer, clmha_weight w
  *  Blocking. */
 CLMHA_API clmha_status clmha_layer_get_weight(const clmha_layer *layer, clmha_weight weight,
                                               float *data, size_t count);
+
+/** Creates a zero-filled key/value cache (batch, 2, max_length, num_heads, key_dim) for this
+ *  layer. Needs key_dim == value_dim. Positions not yet written hold zeros, never garbage. */
+CLMHA_API clmha_status clmha_layer_create_cache(clmha_layer *layer, size_t batch, size_t max_length,
+                                                clmha_tensor **cache);
 
 /** The layer's output feature shape (output_shape, or (Dq,) by default). */
 CLMHA_API clmha_status clmha_layer_output_shape(const clmha_layer *layer, int *rank,

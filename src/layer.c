@@ -577,6 +577,31 @@ clmha_status clmha_layer_get_weight(const clmha_layer *l, clmha_weight w, float 
     return CLMHA_OK;
 }
 
+clmha_status clmha_layer_create_cache(clmha_layer *l, size_t batch, size_t max_length,
+                                      clmha_tensor **cache) {
+    if (l == NULL || cache == NULL) {
+        return clmha__fail(l ? l->ctx : NULL, CLMHA_ERR_NULL_ARGUMENT,
+                           "clmha_layer_create_cache: %s is NULL", l ? "cache" : "layer");
+    }
+    if (l->dk != l->dv) {
+        return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "clmha_layer_create_cache: a cache needs key_dim == value_dim; the "
+                           "layer has %zu and %zu",
+                           l->dk, l->dv);
+    }
+    size_t shape[5] = {batch, 2, max_length, l->heads, l->dk};
+    clmha_tensor *t = NULL;
+    clmha_status st = clmha_tensor_create(l->ctx, CLMHA_FLOAT32, 5, shape, &t);
+    if (st == CLMHA_OK && (st = clmha_tensor_zero(t)) != CLMHA_OK) {
+        clmha_tensor_release(t);
+        t = NULL;
+    }
+    if (st == CLMHA_OK) {
+        *cache = t;
+    }
+    return st;
+}
+
 clmha_status clmha_layer_output_shape(const clmha_layer *l, int *rank,
                                       size_t shape[CLMHA_MAX_RANK]) {
     if (l == NULL || rank == NULL || shape == NULL) {

@@ -1,0 +1,217 @@
+/*
+ * test_special.c - special values: NaN or Inf in an input reaches only the rows that use it;
+ * large logits (scores near +-1e4) stay finite and match the float64 reference; garbage (NaN)
+ * in cache positions not yet written never leaks into rows that mask them; a new cache from
+ * clmha_layer_create_cache is zero-filled.
+ */
+#include "reference.h"
+#include "support.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { B = 2, T = 4, S = 6, D = 8, H = 2, DK = 4 };
+
+static clmha_context *ctx;
+static clmha_layer *layer;
+
+static int setup(void **state) {
+    (void)state;
+    ctx = test_context();
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = H, cfg.key_dim = DK, cfg.seed = 11;
+    cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL);
+    assert_ok(clmha_layer_create(ctx, &cfg, D, D, 0, &layer));
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    clmha_layer_release(layer);
+    clmha_context_release(ctx);
+    return 0;
+}
+
+/* Runs a no-cache call; out is (B, T, D). */
+static void run(const float *q, const float *v, float *out) {
+    size_t qs[3] = {B, T, D}, vs[3] = {B, S, D};
+    clmha_tensor *tq = test_tensor_f32(ctx, 3, qs, q), *tv = test_tensor_f32(ctx, 3, vs, v);
+    clmha_tensor *to = test_tensor_f32(ctx, 3, qs, NULL);
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = tq, a.value = tv, a.output = to;
+    assert_ok(clmha_layer_call(layer, &a));
+    assert_ok(clmha_tensor_read(to, out, B * T * D * sizeof(float)));
+    clmha_tensor_release(tq), clmha_tensor_release(tv), clmha_tensor_release(to);
+}
+
+static void test_nan_stays_in_its_row(void **state) {
+    (void)state;
+    test_rng r = {1};
+    float q[B * T * D], v[B * S * D], clean[B * T * D], out[B * T * D];
+    rng_fill(&r, q, B * T * D, -1, 1);
+    rng_fill(&r, v, B * S * D, -1, 1);
+    run(q, v, clean);
+    /* NaN in the query of row (b 1, t 2): only that output row is NaN. */
+    q[(1 * T + 2) * D + 3] = NAN;
+    run(q, v, out);
+    for (size_t row = 0; row < B * T; row++) {
+        for (size_t d = 0; d < D; d++) {
+            float o = out[row * D + d];
+            if (row == 1 * T + 2) {
+                assert_true(isnan(o));
+            } else {
+                assert_close(o, clean[row * D + d], 1e-6);
+            }
+        }
+    }
+    q[(1 * T + 2) * D + 3] = 0.5f;
+    /* Inf in value position 3 of batch 0: every row of batch 0 attends to it and turns
+     * non-finite; batch 1 is untouched. */
+    v[(0 * S + 3) * D + 1] = INFINITY;
+    run(q, v, out);
+    run(q, v, out);
+    float ref1[B * T * D];
+    memcpy(ref1, out, sizeof ref1);
+    for (size_t t = 0; t < T; t++) {
+        bool any = false;
+        for (size_t d = 0; d < D; d++)
+            any |= !isfinite(out[(0 * T + t) * D + d]);
+        assert_true(any);
+    }
+    v[(0 * S + 3) * D + 1] = 0.25f;
+    run(q, v, clean);
+    for (size_t i = T * D; i < B * T * D; i++)
+        assert_close(ref1[i], clean[i], 1e-6);
+}
+
+static void test_large_logits(void **state) {
+    (void)state;
+    /* Query and key projections of identity-like weights scaled so that scores reach +-1e4. */
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = 1, cfg.key_dim = D, cfg.seed = 2;
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, D, D, 0, &l));
+    float eye[D * D], zeros[D], wv[D * D], wo[D * D];
+    memset(eye, 0, sizeof eye);
+    for (int i = 0; i < D; i++)
+        eye[i * D + i] = 100.0f;
+    memset(zeros, 0, sizeof zeros);
+    test_rng r = {4};
+    rng_fill(&r, wv, D * D, -0.5, 0.5);
+    rng_fill(&r, wo, D * D, -0.5, 0.5);
+    assert_ok(clmha_layer_set_weight(l, CLMHA_WEIGHT_QUERY_KERNEL, eye, D * D));
+    assert_ok(clmha_layer_set_weight(l, CLMHA_WEIGHT_KEY_KERNEL, eye, D * D));
+    assert_ok(clmha_layer_set_weight(l, CLMHA_WEIGHT_VALUE_KERNEL, wv, D * D));
+    assert_ok(clmha_layer_set_weight(l, CLMHA_WEIGHT_OUTPUT_KERNEL, wo, D * D));
+    float q[B * T * D], v[B * S * D], out[B * T * D], p[B * 1 * T * S];
+    rng_fill(&r, q, B * T * D, -1, 1);
+    rng_fill(&r, v, B * S * D, -1, 1);
+    size_t qs[3] = {B, T, D}, vs[3] = {B, S, D}, ps[4] = {B, 1, T, S};
+    clmha_tensor *tq = test_tensor_f32(ctx, 3, qs, q), *tv = test_tensor_f32(ctx, 3, vs, v);
+    clmha_tensor *to = test_tensor_f32(ctx, 3, qs, NULL), *tp = test_tensor_f32(ctx, 4, ps, NULL);
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = tq, a.value = tv, a.output = to, a.attention_scores = tp;
+    assert_ok(clmha_layer_call(l, &a));
+    assert_ok(clmha_tensor_read(to, out, sizeof out));
+    assert_ok(clmha_tensor_read(tp, p, sizeof p));
+    /* Reference with the same weights. */
+    float bq[D], bk[D], bv[D], bo[D];
+    assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_QUERY_BIAS, bq, D));
+    assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_KEY_BIAS, bk, D));
+    assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_VALUE_BIAS, bv, D));
+    assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_OUTPUT_BIAS, bo, D));
+    double ref[B * T * D], pref[B * T * S];
+    ref_weights rw = {1, D, D, D, D, D, D, true, eye, bq, eye, bk, wv, bv, wo, bo};
+    ref_call rc = {B, T, q, NULL, v, S, NULL, {0, 0, 0}, NULL, 0, false, 0, NULL, ref, pref};
+    assert_true(ref_forward(&rw, &rc));
+    /* The largest |score| really is around 1e4. */
+    double maxs = 0;
+    for (size_t b = 0; b < B; b++)
+        for (size_t t = 0; t < T; t++)
+            for (size_t j = 0; j < S; j++) {
+                double s = 0;
+                for (size_t d = 0; d < D; d++)
+                    s += 1e4 * q[(b * T + t) * D + d] * v[(b * S + j) * D + d];
+                maxs = fmax(maxs, fabs(s / sqrt((double)D)));
+            }
+    assert_true(maxs > 2000);
+    /* Near-one-hot softmax: float32 scores of magnitude 1e4 carry ~1e-3 absolute error, so
+     * probabilities are compared with that in mind. */
+    const tol_rule loose = {2e-3, 2e-3, 1e-6};
+    assert_true(
+        compare_close("large-logit output", out, ref, B * T * D, loose, "test_large_logits"));
+    assert_true(
+        compare_close("large-logit probabilities", p, pref, B * T * S, loose, "test_large_logits"));
+    clmha_tensor_release(tq), clmha_tensor_release(tv), clmha_tensor_release(to);
+    clmha_tensor_release(tp);
+    clmha_layer_release(l);
+}
+
+static void test_cache_tail_garbage_does_not_leak(void **state) {
+    (void)state;
+    const size_t L = 9;
+    test_rng r = {6};
+    clmha_tensor *zero_cache = NULL;
+    assert_ok(clmha_layer_create_cache(layer, B, L, &zero_cache));
+    float *zc = test_read(zero_cache, NULL);
+    for (size_t i = 0; i < B * 2 * L * H * DK; i++)
+        assert_true(zc[i] == 0.0f); /* a new cache is zero-filled */
+    /* The same cache but with NaN in every position not yet written. */
+    size_t cs[5] = {B, 2, L, H, DK};
+    float *garbage = malloc(B * 2 * L * H * DK * sizeof(float));
+    for (size_t i = 0; i < B * 2 * L * H * DK; i++)
+        garbage[i] = NAN;
+    clmha_tensor *nan_cache = test_tensor_f32(ctx, 5, cs, garbage);
+    /* Decode 4 tokens one at a time into each cache with a causal mask. */
+    for (size_t step = 0; step < 4; step++) {
+        float x[B * D], o1[B * D], o2[B * D];
+        uint8_t m[B * L];
+        rng_fill(&r, x, B * D, -1, 1);
+        for (size_t b = 0; b < B; b++)
+            for (size_t j = 0; j < L; j++)
+                m[b * L + j] = j <= step;
+        size_t xs[3] = {B, 1, D}, ms[3] = {B, 1, L};
+        clmha_tensor *tx = test_tensor_f32(ctx, 3, xs, x), *tm = test_tensor_u8(ctx, 3, ms, m);
+        clmha_tensor *to = test_tensor_f32(ctx, 3, xs, NULL);
+        clmha_tensor *caches[2] = {zero_cache, nan_cache};
+        float *outs[2] = {o1, o2};
+        for (int c = 0; c < 2; c++) {
+            clmha_call_args a;
+            clmha_call_args_init(&a);
+            a.query = tx, a.value = tx, a.attention_mask = tm, a.cache = caches[c], a.output = to;
+            a.has_cache_update_index = true, a.cache_update_index = (int64_t)step;
+            assert_ok(clmha_layer_call(layer, &a));
+            assert_ok(clmha_tensor_read(to, outs[c], sizeof o1));
+        }
+        for (size_t i = 0; i < B * D; i++) {
+            assert_true(isfinite(o2[i]));
+            assert_true(o1[i] == o2[i]);
+        }
+        clmha_tensor_release(tx), clmha_tensor_release(tm), clmha_tensor_release(to);
+    }
+    free(zc), free(garbage);
+    clmha_tensor_release(zero_cache), clmha_tensor_release(nan_cache);
+    /* A layer with key_dim != value_dim cannot have a cache. */
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.key_dim = 2, cfg.value_dim = 3;
+    clmha_layer *l = NULL;
+    clmha_tensor *t = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, 4, 4, 0, &l));
+    assert_int_equal(clmha_layer_create_cache(l, 1, 4, &t), CLMHA_ERR_INVALID_ARGUMENT);
+    clmha_layer_release(l);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_nan_stays_in_its_row),
+        cmocka_unit_test(test_large_logits),
+        cmocka_unit_test(test_cache_tail_garbage_does_not_leak),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
