@@ -85,7 +85,8 @@ extern "C" {
     X(ERR_KERNEL_SOURCE, "a kernel source file is missing or unreadable")                          \
     X(ERR_DEVICE_LIMIT, "the work exceeds a limit of the device")                                  \
     X(ERR_UNSUPPORTED, "the requested feature is not supported in this configuration")             \
-    X(ERR_IO, "a file could not be read or written")
+    X(ERR_IO, "a file could not be read or written")                                               \
+    X(ERR_CONTEXT_BROKEN, "the context's device reported a fatal error; create a new context")
 
 /** Status returned by every fallible clmha function. 0 is success. */
 typedef enum clmha_status {
@@ -533,7 +534,10 @@ CLMHA_API void clmha_call_args_init(clmha_call_args *args);
 
 /**
  * Runs the layer. Every argument is validated before anything is enqueued, so a rejected
- * call leaves output, cache and every other buffer unchanged. On success the work is
+ * call leaves output, cache and every other buffer unchanged; and since the caller's tensors
+ * are written only by the call's last kernel, a call that fails at any OpenCL step leaves them
+ * unchanged too. After CL_OUT_OF_RESOURCES the context is broken: later calls return
+ * CLMHA_ERR_CONTEXT_BROKEN. On success the work is
  * enqueued on the context's queue and may still be running: wait with clmha_context_finish()
  * or a blocking clmha_tensor_read(). No host synchronisation happens inside the call.
  * In training mode with dropout > 0, each probability is kept with probability 1 - dropout

@@ -48,6 +48,15 @@ static bool dropout_keep(ulong r, int j, uint counter, uint2 seed, float rate) {
     return (float)x.x * 2.3283064365386963e-10f >= rate;
 }
 
+/* Row j of keys (or values): from the new rows when j is in [new_lo, new_hi), else from the
+ * cache or projection buffer. Both have the same row stride (H * DK or H * DV). */
+static __global const float *key_row(__global const float *base, ulong base_off, ulong step,
+                                     __global const float *fresh, ulong fresh_off, ulong new_lo,
+                                     ulong new_hi, ulong j) {
+    return (j >= new_lo && j < new_hi) ? fresh + fresh_off + (j - new_lo) * step
+                                       : base + base_off + j * step;
+}
+
 /* Layouts (elements; offsets are element offsets into the buffers):
  *   q    (B, T, H, DK) contiguous at q_off.
  *   k    row j of batch b, head h at k_off + b * kv_bstride_k + j * H * DK + h * DK.
@@ -56,6 +65,8 @@ static bool dropout_keep(ulong r, int j, uint counter, uint2 seed, float rate) {
  *   o    (B, T, H, DV) contiguous.
  *   p    (B, H, T, S) contiguous at p_off, written when has_p (before dropout, as Keras
  *        returns them).
+ *   kn, vn  keys and values of positions new_lo .. new_hi - 1 (a cache update not yet spliced
+ *        into the cache): row j at kn + b * kn_bstride + (j - new_lo) * H * DK + h * DK.
  * Work-group r handles b, h, t with r = (b * H + h) * T + t. With drop_rate > 0 (training),
  * each probability is kept with probability 1 - rate and scaled by 1 / (1 - rate). */
 __kernel void attention_rows(__global const float *q, ulong q_off, __global const float *k,
@@ -64,7 +75,8 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
                              ulong m_st, ulong m_ss, int has_mask, __global float *o,
                              __global float *p, ulong p_off, int has_p, int T, int S, int H,
                              float scale, float drop_rate, uint drop_counter, uint seed_lo,
-                             uint seed_hi) {
+                             uint seed_hi, __global const float *kn, __global const float *vn,
+                             ulong new_lo, ulong new_hi, ulong kn_bstride, ulong vn_bstride) {
     __local float qs[DK];
     __local float red[WG];
     __local float ps[WG];
@@ -94,7 +106,8 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
         if (has_mask && mask[m_base + (ulong)j * m_ss] == 0) {
             continue;
         }
-        __global const float *kr = k + k_base + (ulong)j * k_step;
+        __global const float *kr = key_row(k, k_base, k_step, kn, b * kn_bstride + (ulong)h * DK,
+                                           new_lo, new_hi, (ulong)j);
         float s = 0.0f;
         for (int d = 0; d < DK; d++) {
             s = fma(qs[d], kr[d], s);
@@ -138,7 +151,9 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
         const int j = j0 + lid;
         float pj = 0.0f;
         if (j < S && (!has_mask || mask[m_base + (ulong)j * m_ss] != 0)) {
-            __global const float *kr = k + k_base + (ulong)j * k_step;
+            __global const float *kr = key_row(k, k_base, k_step, kn,
+                                               b * kn_bstride + (ulong)h * DK, new_lo, new_hi,
+                                               (ulong)j);
             float s = 0.0f;
             for (int d = 0; d < DK; d++) {
                 s = fma(qs[d], kr[d], s);
@@ -160,7 +175,9 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
         for (int jj = 0; jj < n; jj++) {
             const float w = ps[jj];
             if (w != 0.0f) {
-                __global const float *vr = v + v_base + (ulong)(j0 + jj) * v_step;
+                __global const float *vr =
+                    key_row(v, v_base, v_step, vn, b * vn_bstride + (ulong)h * DV, new_lo,
+                            new_hi, (ulong)(j0 + jj));
                 for (int i = 0; i < NDV; i++) {
                     const int d = lid + i * WG;
                     if (d < DV) {

@@ -1,18 +1,34 @@
 /*
- * splice.cl - writes freshly projected keys and values into the key/value cache.
+ * splice.cl - the last step of a call, in one launch so that a call either changes nothing the
+ * caller owns or completes: copies the output and the attention probabilities from the
+ * workspace into the caller's tensors, and writes the freshly projected keys and values into
+ * the key/value cache.
  *
  * The cache is (B, 2, S, H * D) with [:, 0] keys and [:, 1] values; the projections are
  * (B, Sn, H * D) each. Rows index .. index + Sn - 1 of every batch are overwritten, nothing
- * else is touched (positions outside the range stay byte-identical). One work-item a float.
+ * else is touched (positions outside the range stay byte-identical). One work-item a float:
+ * the first n_out copy the output, the next n_p the probabilities, the rest splice.
  */
-__kernel void cache_splice(__global const float *src_k, __global const float *src_v,
-                           __global float *cache, ulong c_off, ulong B, ulong Sn, ulong S,
-                           ulong HD, ulong index) {
-    const ulong gid = get_global_id(0);
-    const ulong n = B * Sn * HD;
-    if (gid >= 2 * n) {
+__kernel void commit(__global const float *y, __global float *out, ulong out_off, ulong n_out,
+                     __global const float *ps, __global float *p, ulong p_off, ulong n_p,
+                     __global const float *src_k, __global const float *src_v,
+                     __global float *cache, ulong c_off, ulong B, ulong Sn, ulong S, ulong HD,
+                     ulong index, ulong n_splice) {
+    ulong gid = get_global_id(0);
+    if (gid < n_out) {
+        out[out_off + gid] = y[gid];
         return;
     }
+    gid -= n_out;
+    if (gid < n_p) {
+        p[p_off + gid] = ps[gid];
+        return;
+    }
+    gid -= n_p;
+    if (gid >= n_splice) {
+        return;
+    }
+    const ulong n = B * Sn * HD;
     const ulong which = gid / n; /* 0 keys, 1 values */
     const ulong i = gid - which * n;
     const ulong e = i % HD;

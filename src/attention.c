@@ -1,9 +1,12 @@
 /*
  * attention.c - the layer call: validation of every argument (shapes, dtypes, contexts, the
  * cache mode, attention_axes, the mask's broadcast, sizes) before anything is enqueued, then
- * the enqueued pipeline: query projection, key/value projections, cache splice, masked
- * attention, output projection. No host synchronisation inside; the workspace grows only
- * when shapes grow.
+ * the enqueued pipeline: query projection, key/value projections, masked attention (new keys
+ * and values read from the workspace), output projection into the workspace, and one commit
+ * launch that copies output and probabilities out and splices the cache. Everything the caller
+ * owns is written by that last launch alone, so a failure anywhere before it (a driver error,
+ * an injected fault) leaves the caller's tensors and the cache as they were. No host
+ * synchronisation inside; the workspace grows only when shapes grow.
  *
  * Inputs of rank > 3 (no cache) attend over attention_axes: after the projections their rows
  * are gathered into a canonical (B', T', H, d) layout, B' the batch and the non-attention
@@ -556,22 +559,34 @@ static clmha_status validate(clmha_layer *l, const clmha_call_args *a, plan *p) 
     return CLMHA_OK;
 }
 
-static clmha_status enqueue_splice(clmha_layer *l, const clmha_call_args *a, const plan *p) {
-    clmha_context *ctx = l->ctx;
-    cl_kernel k = l->k_splice;
-    cl_ulong c_off = a->cache->offset / sizeof(float), B = p->B, Sn = p->Sn, S = p->S;
-    cl_ulong HD = l->heads * l->dk, idx = p->index;
-    cl_mem cache = a->cache->buffer;
-    const clmha__karg args[] = {CLMHA__ARG(l->ws_k), CLMHA__ARG(l->ws_v), CLMHA__ARG(cache),
-                                CLMHA__ARG(c_off),   CLMHA__ARG(B),       CLMHA__ARG(Sn),
-                                CLMHA__ARG(S),       CLMHA__ARG(HD),      CLMHA__ARG(idx)};
-    clmha_status st = clmha__set_args(ctx, k, "cache_splice", args, 9);
+/* The last launch of a call: output and probabilities out of the workspace, new keys and
+ * values into the cache. One enqueue, so a failure before it leaves the caller's tensors as
+ * they were. */
+static clmha_status enqueue_commit(clmha_layer *l, const clmha_call_args *a, const plan *p) {
+    cl_mem y = l->ws_y, out = a->output->buffer;
+    cl_ulong out_off = a->output->offset / sizeof(float), n_out = a->output->numel;
+    cl_mem ps = a->attention_scores ? l->ws_p : NULL;
+    cl_mem pd = a->attention_scores ? a->attention_scores->buffer : NULL;
+    cl_ulong p_off = a->attention_scores ? a->attention_scores->offset / sizeof(float) : 0;
+    cl_ulong n_p = a->attention_scores ? a->attention_scores->numel : 0;
+    cl_mem kk = p->update ? l->ws_k : NULL, vv = p->update ? l->ws_v : NULL;
+    cl_mem cache = p->update ? a->cache->buffer : NULL;
+    cl_ulong c_off = p->update ? a->cache->offset / sizeof(float) : 0;
+    cl_ulong B = p->B, Sn = p->Sn, S = p->S, HD = l->heads * l->dk, idx = p->index;
+    cl_ulong n_splice = p->update ? 2 * B * Sn * HD : 0;
+    const clmha__karg args[] = {CLMHA__ARG(y),     CLMHA__ARG(out),   CLMHA__ARG(out_off),
+                                CLMHA__ARG(n_out), CLMHA__ARG(ps),    CLMHA__ARG(pd),
+                                CLMHA__ARG(p_off), CLMHA__ARG(n_p),   CLMHA__ARG(kk),
+                                CLMHA__ARG(vv),    CLMHA__ARG(cache), CLMHA__ARG(c_off),
+                                CLMHA__ARG(B),     CLMHA__ARG(Sn),    CLMHA__ARG(S),
+                                CLMHA__ARG(HD),    CLMHA__ARG(idx),   CLMHA__ARG(n_splice)};
+    clmha_status st = clmha__set_args(l->ctx, l->k_commit, "commit", args, 18);
     if (st != CLMHA_OK) {
         return st;
     }
-    size_t total = 2 * p->B * p->Sn * l->heads * l->dk;
-    return clmha__launch(ctx, k, "cache_splice", (total + l->wg_splice - 1) / l->wg_splice,
-                         l->wg_splice);
+    size_t total = (size_t)(n_out + n_p + n_splice);
+    return clmha__launch(l->ctx, l->k_commit, "commit", (total + l->wg_commit - 1) / l->wg_commit,
+                         l->wg_commit);
 }
 
 /* Enqueues a row gather (rows of row_len floats) or, with row_len 0, a mask gather. */
@@ -632,8 +647,13 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
                                                   : NULL;
     cl_ulong m_off = !p->general && a->attention_mask ? a->attention_mask->offset : 0;
     cl_int has_mask = a->attention_mask != NULL;
-    cl_mem probs = a->attention_scores ? a->attention_scores->buffer : NULL;
-    cl_ulong p_off = a->attention_scores ? a->attention_scores->offset / sizeof(float) : 0;
+    cl_mem probs = a->attention_scores ? l->ws_p : NULL;
+    cl_ulong p_off = 0;
+    /* An update's new keys and values are read from the workspace: the cache is written only
+     * by the final commit. */
+    cl_mem kn = p->update ? l->ws_k : NULL, vn = p->update ? l->ws_v : NULL;
+    cl_ulong new_lo = p->update ? p->index : 0, new_hi = p->update ? p->index + p->Sn : 0;
+    cl_ulong kn_bs = p->Sn * l->heads * l->dk, vn_bs = p->Sn * l->heads * l->dv;
     cl_int has_p = a->attention_scores != NULL;
     cl_int T = (cl_int)p->T, S = (cl_int)p->S, H = (cl_int)l->heads;
     /* Keras scales the query by 1/sqrt(key_dim) before the dot product (in float32). */
@@ -651,7 +671,8 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
         CLMHA__ARG(m_ss),    CLMHA__ARG(has_mask), CLMHA__ARG(o),     CLMHA__ARG(probs),
         CLMHA__ARG(p_off),   CLMHA__ARG(has_p),    CLMHA__ARG(T),     CLMHA__ARG(S),
         CLMHA__ARG(H),       CLMHA__ARG(scale),    CLMHA__ARG(rate),  CLMHA__ARG(counter),
-        CLMHA__ARG(seed_lo), CLMHA__ARG(seed_hi)};
+        CLMHA__ARG(seed_lo), CLMHA__ARG(seed_hi),  CLMHA__ARG(kn),    CLMHA__ARG(vn),
+        CLMHA__ARG(new_lo),  CLMHA__ARG(new_hi),   CLMHA__ARG(kn_bs), CLMHA__ARG(vn_bs)};
     clmha_status st = clmha__set_args(ctx, k, n, args, sizeof args / sizeof args[0]);
     if (st != CLMHA_OK) {
         return st;
@@ -660,11 +681,14 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
 }
 
 /* Grows every workspace buffer the call needs, before anything is enqueued. */
-static clmha_status reserve(clmha_layer *l, const plan *p) {
+static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan *p) {
     size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
     clmha_status st;
     if ((st = clmha__workspace(l, &l->ws_q, &l->cap_q, p->rows_q * hk)) ||
-        (st = clmha__workspace(l, &l->ws_o, &l->cap_o, p->rows_q * hv))) {
+        (st = clmha__workspace(l, &l->ws_o, &l->cap_o, p->rows_q * hv)) ||
+        (st = clmha__workspace(l, &l->ws_y, &l->cap_y, p->rows_q * l->out_features)) ||
+        (a->attention_scores &&
+         (st = clmha__workspace(l, &l->ws_p, &l->cap_p, a->attention_scores->numel)))) {
         return st;
     }
     if (p->project_kv && ((st = clmha__workspace(l, &l->ws_k, &l->cap_k, p->rows_kv * hk)) ||
@@ -688,8 +712,12 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
                            "clmha_layer_call: %s is NULL", l ? "args" : "layer");
     }
     plan p;
-    clmha_status st = validate(l, a, &p);
-    if (st != CLMHA_OK || (st = reserve(l, &p)) != CLMHA_OK) {
+    clmha_status st = clmha__check_alive(l->ctx, "clmha_layer_call");
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    st = validate(l, a, &p);
+    if (st != CLMHA_OK || (st = reserve(l, a, &p)) != CLMHA_OK) {
         return st;
     }
     cl_mem *w = l->weights;
@@ -710,9 +738,6 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
             return st;
         }
     }
-    if (p.update && (st = enqueue_splice(l, a, &p)) != CLMHA_OK) {
-        return st;
-    }
     if (p.general &&
         ((st = enqueue_gather(l, l->ws_q, 0, l->ws_q2, hk, p.rows_q, &p.gq)) != CLMHA_OK ||
          (st = enqueue_gather(l, l->ws_k, 0, l->ws_k2, hk, p.rows_kv, &p.gk)) != CLMHA_OK ||
@@ -732,8 +757,10 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
         (st = enqueue_gather(l, l->ws_o, 0, l->ws_o2, hv, p.rows_q, &p.go)) != CLMHA_OK) {
         return st;
     }
-    return clmha__project(l, "output", p.general ? l->ws_o2 : l->ws_o, 0, p.rows_q, hv,
-                          w[CLMHA_WEIGHT_OUTPUT_KERNEL], l->out_features,
-                          w[CLMHA_WEIGHT_OUTPUT_BIAS], a->output->buffer,
-                          a->output->offset / sizeof(float));
+    if ((st = clmha__project(l, "output", p.general ? l->ws_o2 : l->ws_o, 0, p.rows_q, hv,
+                             w[CLMHA_WEIGHT_OUTPUT_KERNEL], l->out_features,
+                             w[CLMHA_WEIGHT_OUTPUT_BIAS], l->ws_y, 0)) != CLMHA_OK) {
+        return st;
+    }
+    return enqueue_commit(l, a, &p);
 }

@@ -312,6 +312,10 @@ clmha_status clmha_context_finish(clmha_context *ctx) {
     if (ctx == NULL) {
         return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT, "clmha_context_finish: ctx is NULL");
     }
+    clmha_status st = clmha__check_alive(ctx, "clmha_context_finish");
+    if (st != CLMHA_OK) {
+        return st;
+    }
     cl_int err = clFinish(ctx->queue);
     if (err != CL_SUCCESS) {
         return clmha__fail_cl(ctx, err, "clFinish");

@@ -39,6 +39,8 @@ struct clmha_context {
     bool own_gemm;
     /* CLMHA_POISON_BUFFERS=1: new buffers are filled with NaN (finds uninitialised reads). */
     bool poison;
+    /* The driver reported CL_OUT_OF_RESOURCES (or lost the device): nothing more is sent. */
+    bool broken;
 
     char last_error[CLMHA__MSG_LEN];
     cl_int last_cl_error;
@@ -66,12 +68,13 @@ struct clmha_layer {
     size_t out_features; /* prod(out_shape) */
     uint64_t seed;
     cl_mem weights[CLMHA_WEIGHT_COUNT];
-    cl_kernel k_attention, k_splice, k_fill, k_gather, k_gather_mask, k_gemm;
-    size_t wg_attention, wg_fill, wg_splice, wg_gather, wg_gemm;
+    cl_kernel k_attention, k_commit, k_fill, k_gather, k_gather_mask, k_gemm;
+    size_t wg_attention, wg_fill, wg_commit, wg_gather, wg_gemm;
     /* Workspace, grown on demand and reused (float capacities). ws_*2 and ws_m hold the
-     * canonical (rank > 3) copies and the broadcast mask. */
-    cl_mem ws_q, ws_k, ws_v, ws_o, ws_q2, ws_k2, ws_v2, ws_o2, ws_m;
-    size_t cap_q, cap_k, cap_v, cap_o, cap_q2, cap_k2, cap_v2, cap_o2, cap_m;
+     * canonical (rank > 3) copies and the broadcast mask; ws_y the output and ws_p the
+     * probabilities until the commit kernel copies them out. */
+    cl_mem ws_q, ws_k, ws_v, ws_o, ws_q2, ws_k2, ws_v2, ws_o2, ws_m, ws_y, ws_p;
+    size_t cap_q, cap_k, cap_v, cap_o, cap_q2, cap_k2, cap_v2, cap_o2, cap_m, cap_y, cap_p;
     uint32_t dropout_calls; /* Philox counter: one per training call with dropout */
 };
 
@@ -84,6 +87,10 @@ clmha_status clmha__fail(clmha_context *ctx, clmha_status status, const char *fm
 
 /* As clmha__fail for a failed OpenCL call: records the raw code and names it in the message. */
 clmha_status clmha__fail_cl(clmha_context *ctx, cl_int err, const char *what);
+
+/* CLMHA_ERR_CONTEXT_BROKEN (with a message naming @p fn) when an earlier OpenCL call on the
+ * context reported a fatal error, else CLMHA_OK. */
+clmha_status clmha__check_alive(clmha_context *ctx, const char *fn);
 
 /* The name of an OpenCL error code, e.g. "CL_OUT_OF_RESOURCES". */
 const char *clmha__cl_error_name(cl_int err);

@@ -333,12 +333,12 @@ static clmha_status build_kernels(clmha_layer *l) {
     }
     l->wg_gemm = pow2_floor(l->wg_gemm < 64 ? l->wg_gemm : 64);
     if ((st = clmha__program_get(ctx, "splice.cl", "", &prog)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "cache_splice", &l->k_splice)) != CLMHA_OK ||
-        (st = clmha__kernel_max_wg(ctx, l->k_splice, &l->wg_splice)) != CLMHA_OK) {
+        (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit)) != CLMHA_OK ||
+        (st = clmha__kernel_max_wg(ctx, l->k_commit, &l->wg_commit)) != CLMHA_OK) {
         return st;
     }
     l->wg_fill = pow2_floor(l->wg_fill < 256 ? l->wg_fill : 256);
-    l->wg_splice = pow2_floor(l->wg_splice < 256 ? l->wg_splice : 256);
+    l->wg_commit = pow2_floor(l->wg_commit < 256 ? l->wg_commit : 256);
     return CLMHA_OK;
 }
 
@@ -373,8 +373,8 @@ clmha_status clmha_layer_create(clmha_context *ctx, const clmha_layer_config *co
                            : config == NULL ? "config"
                                             : "layer (the output pointer)");
     }
-    clmha_status st = check_config(ctx, config);
-    if (st != CLMHA_OK) {
+    clmha_status st = clmha__check_alive(ctx, "clmha_layer_create");
+    if (st != CLMHA_OK || (st = check_config(ctx, config)) != CLMHA_OK) {
         return st;
     }
     if (query_dim == 0 || value_dim == 0) {
@@ -489,14 +489,14 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(l->weights[w]);
         }
     }
-    cl_mem ws[] = {l->ws_q,  l->ws_k,  l->ws_v,  l->ws_o, l->ws_q2,
-                   l->ws_k2, l->ws_v2, l->ws_o2, l->ws_m};
+    cl_mem ws[] = {l->ws_q,  l->ws_k,  l->ws_v, l->ws_o, l->ws_q2, l->ws_k2,
+                   l->ws_v2, l->ws_o2, l->ws_m, l->ws_y, l->ws_p};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
         if (ws[i] != NULL) {
             clReleaseMemObject(ws[i]);
         }
     }
-    cl_kernel ks[] = {l->k_attention, l->k_splice,      l->k_fill,
+    cl_kernel ks[] = {l->k_attention, l->k_commit,      l->k_fill,
                       l->k_gather,    l->k_gather_mask, l->k_gemm};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         if (ks[i] != NULL) {
@@ -525,6 +525,10 @@ static clmha_status weight_check(const clmha_layer *l, const char *fn, clmha_wei
     size_t shape[CLMHA_MAX_RANK];
     weight_shape(l, w, &rank, shape);
     size_t n = shape_numel(rank, shape);
+    clmha_status st = clmha__check_alive(l->ctx, fn);
+    if (st != CLMHA_OK) {
+        return st;
+    }
     if (count != n) {
         char s[256];
         clmha__shape_str(s, sizeof s, rank, shape);

@@ -128,9 +128,24 @@ clmha_status clmha__fail(clmha_context *ctx, clmha_status status, const char *fm
     return status;
 }
 
+clmha_status clmha__check_alive(clmha_context *ctx, const char *fn) {
+    if (ctx != NULL && ctx->broken) {
+        return clmha__fail(ctx, CLMHA_ERR_CONTEXT_BROKEN,
+                           "%s: the context's device reported %s earlier; its queue cannot be "
+                           "trusted: release the context and create a new one",
+                           fn, clmha__cl_error_name(ctx->last_cl_error));
+    }
+    return CLMHA_OK;
+}
+
 clmha_status clmha__fail_cl(clmha_context *ctx, cl_int err, const char *what) {
     if (ctx != NULL) {
         ctx->last_cl_error = err;
+        /* After out-of-resources the queue may hold half-done work (on some drivers the
+         * device is gone for good): refuse further work rather than crash later. */
+        if (err == CL_OUT_OF_RESOURCES) {
+            ctx->broken = true;
+        }
     }
     clmha_status st = CLMHA_ERR_OPENCL;
     if (err == CL_MEM_OBJECT_ALLOCATION_FAILURE) {

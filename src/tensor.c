@@ -150,6 +150,10 @@ static clmha_status transfer(const clmha_tensor *t, const char *fn, const void *
                            t ? "host" : "tensor");
     }
     size_t want = t->numel * elem_size(t->dtype);
+    clmha_status st = clmha__check_alive(t->ctx, fn);
+    if (st != CLMHA_OK) {
+        return st;
+    }
     if (bytes != want) {
         return clmha__fail(t->ctx, CLMHA_ERR_INVALID_ARGUMENT,
                            "%s: bytes is %zu; the tensor holds %zu", fn, bytes, want);
