@@ -385,6 +385,13 @@ typedef struct clmha_constraint {
     int axis;
 } clmha_constraint;
 
+/** A regularizer of @p kind with Keras's default factors (L1: l1 0.01; L2: l2 0.01; L1L2: 0, 0). */
+CLMHA_API clmha_regularizer clmha_regularizer_default(clmha_regularizer_kind kind);
+
+/** A constraint of @p kind with Keras's defaults (max_norm: 2, axis 0; min_max_norm: 0, 1,
+ *  rate 1, axis 0; unit_norm: axis 0). */
+CLMHA_API clmha_constraint clmha_constraint_default(clmha_constraint_kind kind);
+
 /** Marks clmha_layer_config.seed as Keras's seed=None: a seed is drawn from the clock. */
 #define CLMHA_SEED_NONE (-1)
 
@@ -471,6 +478,25 @@ CLMHA_API clmha_status clmha_layer_get_weight(const clmha_layer *layer, clmha_we
  *  layer. Needs key_dim == value_dim. Positions not yet written hold zeros, never garbage. */
 CLMHA_API clmha_status clmha_layer_create_cache(clmha_layer *layer, size_t batch, size_t max_length,
                                                 clmha_tensor **cache);
+
+/**
+ * The layer's regularization losses, as Keras's layer.losses adds them up. @p weights_loss
+ * (may be NULL): kernel_regularizer over the four kernels plus bias_regularizer over the four
+ * biases, at the weights' current values. @p activity_loss (may be NULL): activity_regularizer
+ * over the outputs of the dense projections run by the last call (query, key and value
+ * projections, when computed, and the output projection), each divided by its batch size as
+ * Keras does; 0 before the first call. Blocking (waits for the queued work).
+ */
+CLMHA_API clmha_status clmha_layer_regularization_loss(clmha_layer *layer, double *weights_loss,
+                                                       double *activity_loss);
+
+/**
+ * Applies kernel_constraint to the four kernels and bias_constraint to the biases, in place
+ * on the device, as Keras does after each optimizer step. A constraint's axis (negative counts
+ * from the end) must exist in every weight it applies to; this is checked before anything
+ * changes. Enqueued (asynchronous).
+ */
+CLMHA_API clmha_status clmha_layer_apply_constraints(clmha_layer *layer);
 
 /** The layer's output feature shape (output_shape, or (Dq,) by default). */
 CLMHA_API clmha_status clmha_layer_output_shape(const clmha_layer *layer, int *rank,

@@ -762,5 +762,18 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
                              w[CLMHA_WEIGHT_OUTPUT_BIAS], l->ws_y, 0)) != CLMHA_OK) {
         return st;
     }
+    if (l->act != NULL) {
+        /* Keras's activity regularizer sits on each dense projection that ran. */
+        size_t batch = a->query->shape[0];
+        memset(l->act_valid, 0, sizeof l->act_valid);
+        if ((st = clmha__activity_sums(l, 0, l->ws_q, p.rows_q * hk, batch)) != CLMHA_OK ||
+            (p.project_kv &&
+             ((st = clmha__activity_sums(l, 1, l->ws_k, p.rows_kv * hk, batch)) != CLMHA_OK ||
+              (st = clmha__activity_sums(l, 2, l->ws_v, p.rows_kv * hv, batch)) != CLMHA_OK)) ||
+            (st = clmha__activity_sums(l, 3, l->ws_y, p.rows_q * l->out_features, batch)) !=
+                CLMHA_OK) {
+            return st;
+        }
+    }
     return enqueue_commit(l, a, &p);
 }

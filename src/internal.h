@@ -76,6 +76,13 @@ struct clmha_layer {
     cl_mem ws_q, ws_k, ws_v, ws_o, ws_q2, ws_k2, ws_v2, ws_o2, ws_m, ws_y, ws_p;
     size_t cap_q, cap_k, cap_v, cap_o, cap_q2, cap_k2, cap_v2, cap_o2, cap_m, cap_y, cap_p;
     uint32_t dropout_calls; /* Philox counter: one per training call with dropout */
+    /* Activity regularization of the last call: partial sums of |x| and x^2 per projection
+     * (query, key, value, output), each of act_groups pairs, and each projection's batch. */
+    cl_kernel k_sum, k_constrain;
+    size_t wg_sum, wg_constrain, act_groups;
+    cl_mem act;
+    bool act_valid[4];
+    size_t act_batch[4];
 };
 
 /* ---- errors and logging (status.c) ---- */
@@ -180,6 +187,15 @@ clmha_status clmha__set_args(clmha_context *ctx, cl_kernel kernel, const char *n
 /* Sets kernel arguments, naming the kernel and index on failure. */
 clmha_status clmha__set_arg(clmha_context *ctx, cl_kernel kernel, const char *name, cl_uint index,
                             size_t size, const void *value);
+
+/* ---- regularizers and constraints (regularize.c) ---- */
+
+/* Builds the kernels of regularize.cl for the layer. */
+clmha_status clmha__regularize_build(clmha_layer *layer);
+
+/* Enqueues the activity sums of projection @p slot (0 query, 1 key, 2 value, 3 output) over
+ * @p n floats of @p x, with @p batch the projection's batch size. */
+clmha_status clmha__activity_sums(clmha_layer *layer, int slot, cl_mem x, size_t n, size_t batch);
 
 /* ---- initialisers (init.c) ---- */
 

@@ -339,7 +339,7 @@ static clmha_status build_kernels(clmha_layer *l) {
     }
     l->wg_fill = pow2_floor(l->wg_fill < 256 ? l->wg_fill : 256);
     l->wg_commit = pow2_floor(l->wg_commit < 256 ? l->wg_commit : 256);
-    return CLMHA_OK;
+    return clmha__regularize_build(l);
 }
 
 static clmha_status upload(clmha_layer *l, clmha_weight w, const float *data, size_t n) {
@@ -490,14 +490,14 @@ void clmha_layer_release(clmha_layer *l) {
         }
     }
     cl_mem ws[] = {l->ws_q,  l->ws_k,  l->ws_v, l->ws_o, l->ws_q2, l->ws_k2,
-                   l->ws_v2, l->ws_o2, l->ws_m, l->ws_y, l->ws_p};
+                   l->ws_v2, l->ws_o2, l->ws_m, l->ws_y, l->ws_p,  l->act};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
         if (ws[i] != NULL) {
             clReleaseMemObject(ws[i]);
         }
     }
-    cl_kernel ks[] = {l->k_attention, l->k_commit,      l->k_fill,
-                      l->k_gather,    l->k_gather_mask, l->k_gemm};
+    cl_kernel ks[] = {l->k_attention,   l->k_commit, l->k_fill, l->k_gather,
+                      l->k_gather_mask, l->k_gemm,   l->k_sum,  l->k_constrain};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         if (ks[i] != NULL) {
             clReleaseKernel(ks[i]);

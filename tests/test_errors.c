@@ -269,10 +269,48 @@ static void test_bad_configs(void **state) {
     clmha_layer_release(l);
 }
 
+/* Regularizers and constraints: Keras's defaults, and a constraint axis that does not exist
+ * is refused before any weight changes. */
+static void test_regularization_errors(void **state) {
+    (void)state;
+    clmha_regularizer r = clmha_regularizer_default(CLMHA_REGULARIZER_L1);
+    assert_true(r.l1 == 0.01 && r.l2 == 0.0);
+    r = clmha_regularizer_default(CLMHA_REGULARIZER_L2);
+    assert_true(r.l1 == 0.0 && r.l2 == 0.01);
+    r = clmha_regularizer_default(CLMHA_REGULARIZER_L1L2);
+    assert_true(r.l1 == 0.0 && r.l2 == 0.0);
+    clmha_constraint c = clmha_constraint_default(CLMHA_CONSTRAINT_MAX_NORM);
+    assert_true(c.max_value == 2.0 && c.axis == 0);
+    c = clmha_constraint_default(CLMHA_CONSTRAINT_MIN_MAX_NORM);
+    assert_true(c.min_value == 0.0 && c.max_value == 1.0 && c.rate == 1.0 && c.axis == 0);
+
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = 2, cfg.key_dim = 3, cfg.seed = 1;
+    cfg.kernel_constraint = clmha_constraint_default(CLMHA_CONSTRAINT_UNIT_NORM);
+    cfg.bias_constraint = clmha_constraint_default(CLMHA_CONSTRAINT_MAX_NORM);
+    cfg.bias_constraint.axis = 2; /* the (H, dk) biases have no axis 2 */
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, 4, 4, 0, &l));
+    float before[24], after[24];
+    assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_QUERY_KERNEL, before, 24));
+    assert_int_equal(clmha_layer_apply_constraints(l), CLMHA_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(clmha_last_error(), "bias_constraint.axis is 2"));
+    assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_QUERY_KERNEL, after, 24));
+    assert_memory_equal(before, after, sizeof before); /* the kernels were not touched either */
+    double wl = -1, al = -1;
+    assert_ok(clmha_layer_regularization_loss(l, &wl, &al));
+    assert_true(wl == 0.0 && al == 0.0); /* no regularizers: no loss */
+    assert_int_equal(clmha_layer_regularization_loss(NULL, &wl, &al), CLMHA_ERR_NULL_ARGUMENT);
+    assert_int_equal(clmha_layer_apply_constraints(NULL), CLMHA_ERR_NULL_ARGUMENT);
+    clmha_layer_release(l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_calls),
         cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_regularization_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -10,6 +10,7 @@
 #include "h5io.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -42,7 +43,54 @@ typedef struct golden {
     double dropout, seed;
     int64_t axes[8];
     size_t naxes;
+    /* Regularization cases. */
+    bool reg;
+    clmha_regularizer kreg, breg, areg;
+    clmha_constraint kcon, bcon;
+    h5io_array weights_loss, activity_loss, constrained[CLMHA_WEIGHT_COUNT];
 } golden;
+
+static clmha_regularizer read_reg(hid_t f, const char *prefix) {
+    char kind[32] = "none", name[96];
+    clmha_regularizer r = {CLMHA_REGULARIZER_NONE, 0, 0};
+    h5io_attr_string(f, prefix, kind, sizeof kind);
+    if (strcmp(kind, "l1") == 0)
+        r.kind = CLMHA_REGULARIZER_L1;
+    else if (strcmp(kind, "l2") == 0)
+        r.kind = CLMHA_REGULARIZER_L2;
+    else if (strcmp(kind, "l1l2") == 0)
+        r.kind = CLMHA_REGULARIZER_L1L2;
+    snprintf(name, sizeof name, "%s_l1", prefix);
+    h5io_attr_double(f, name, &r.l1);
+    snprintf(name, sizeof name, "%s_l2", prefix);
+    h5io_attr_double(f, name, &r.l2);
+    return r;
+}
+
+static clmha_constraint read_con(hid_t f, const char *prefix) {
+    char kind[32] = "none", name[96];
+    clmha_constraint c = {CLMHA_CONSTRAINT_NONE, 0, 0, 0, 0};
+    double axis = 0;
+    h5io_attr_string(f, prefix, kind, sizeof kind);
+    if (strcmp(kind, "max_norm") == 0)
+        c.kind = CLMHA_CONSTRAINT_MAX_NORM;
+    else if (strcmp(kind, "min_max_norm") == 0)
+        c.kind = CLMHA_CONSTRAINT_MIN_MAX_NORM;
+    else if (strcmp(kind, "non_neg") == 0)
+        c.kind = CLMHA_CONSTRAINT_NON_NEG;
+    else if (strcmp(kind, "unit_norm") == 0)
+        c.kind = CLMHA_CONSTRAINT_UNIT_NORM;
+    snprintf(name, sizeof name, "%s_max_value", prefix);
+    h5io_attr_double(f, name, &c.max_value);
+    snprintf(name, sizeof name, "%s_min_value", prefix);
+    h5io_attr_double(f, name, &c.min_value);
+    snprintf(name, sizeof name, "%s_rate", prefix);
+    h5io_attr_double(f, name, &c.rate);
+    snprintf(name, sizeof name, "%s_axis", prefix);
+    h5io_attr_double(f, name, &axis);
+    c.axis = (int)axis;
+    return c;
+}
 
 static double *to_double(const float *f, size_t n) {
     double *d = malloc(n * sizeof *d);
@@ -79,13 +127,44 @@ static void load_case(const char *file, golden *g) {
     assert_int_equal(h5io_read_float(f, "expected_attention_output", &g->out, err, sizeof err), 1);
     assert_true(h5io_read_float(f, "expected_cache", &g->cache, err, sizeof err) >= 0);
     assert_true(h5io_read_float(f, "expected_attention_scores", &g->scores, err, sizeof err) >= 0);
+    double reg = 0;
+    h5io_attr_double(f, "regularization", &reg);
+    g->reg = reg != 0;
+    if (g->reg) {
+        g->kreg = read_reg(f, "kernel_regularizer");
+        g->breg = read_reg(f, "bias_regularizer");
+        g->areg = read_reg(f, "activity_regularizer");
+        g->kcon = read_con(f, "kernel_constraint");
+        g->bcon = read_con(f, "bias_constraint");
+        assert_int_equal(
+            h5io_read_float(f, "expected_weights_loss", &g->weights_loss, err, sizeof err), 1);
+        assert_int_equal(
+            h5io_read_float(f, "expected_activity_loss", &g->activity_loss, err, sizeof err), 1);
+        for (int w = 0; w < CLMHA_WEIGHT_COUNT; w++) {
+            char name[128];
+            snprintf(name, sizeof name, "expected_constrained/%s",
+                     clmha_weight_name((clmha_weight)w));
+            assert_int_equal(h5io_read_float(f, name, &g->constrained[w], err, sizeof err), 1);
+        }
+    }
     H5Fclose(f);
 }
 
 static void free_case(golden *g) {
-    h5io_array *all[] = {&g->q, &g->v, &g->k, &g->m, &g->c, &g->out, &g->cache, &g->scores};
+    h5io_array *all[] = {&g->q,
+                         &g->v,
+                         &g->k,
+                         &g->m,
+                         &g->c,
+                         &g->out,
+                         &g->cache,
+                         &g->scores,
+                         &g->weights_loss,
+                         &g->activity_loss};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         h5io_free(all[i]);
+    for (int w = 0; w < CLMHA_WEIGHT_COUNT; w++)
+        h5io_free(&g->constrained[w]);
 }
 
 static clmha_tensor *dev(const h5io_array *a, bool mask) {
@@ -112,6 +191,11 @@ static bool run_api(const golden *g) {
     base.num_attention_axes = (int)g->naxes;
     for (size_t i = 0; i < g->naxes; i++)
         base.attention_axes[i] = (int)g->axes[i];
+    if (g->reg) {
+        base.kernel_regularizer = g->kreg, base.bias_regularizer = g->breg;
+        base.activity_regularizer = g->areg;
+        base.kernel_constraint = g->kcon, base.bias_constraint = g->bcon;
+    }
     clmha_layer *layer = NULL;
     assert_ok(clmha_layer_create_from_keras(ctx, g->weights, g->layer, &base, &layer));
     clmha_tensor *tq = dev(&g->q, false), *tv = dev(&g->v, false), *tk = dev(&g->k, false);
@@ -139,6 +223,27 @@ static bool run_api(const golden *g) {
         float *p = test_read(tp, NULL);
         ok = compare_to("attention_scores", p, &g->scores, repro);
         free(p);
+    }
+    if (ok && g->reg) {
+        /* Keras's layer.losses after the call, and each weight after its constraint. */
+        double wl = 0, al = 0;
+        assert_ok(clmha_layer_regularization_loss(layer, &wl, &al));
+        double ew = g->weights_loss.f[0], ea = g->activity_loss.f[0];
+        if (fabs(wl - ew) > 1e-5 * fabs(ew) + 1e-9 || fabs(al - ea) > 1e-5 * fabs(ea) + 1e-9) {
+            print_error("%s: losses (weights %.9g, activity %.9g), Keras (%.9g, %.9g)\n", repro, wl,
+                        al, ew, ea);
+            ok = false;
+        }
+        assert_ok(clmha_layer_apply_constraints(layer));
+        for (int w = 0; ok && w < CLMHA_WEIGHT_COUNT; w++) {
+            size_t n = g->constrained[w].numel;
+            float *got = malloc(n * sizeof(float));
+            assert_ok(clmha_layer_get_weight(layer, (clmha_weight)w, got, n));
+            char what[160];
+            snprintf(what, sizeof what, "constrained %s", clmha_weight_name((clmha_weight)w));
+            ok = compare_to(what, got, &g->constrained[w], repro);
+            free(got);
+        }
     }
     clmha_tensor *all[] = {tq, tv, tk, tm, tc, to, tp};
     for (size_t i = 0; i < 7; i++)
@@ -206,7 +311,7 @@ static void test_golden_cases(void **state) {
     }
     closedir(d);
     qsort(names, n, sizeof names[0], cmp_str);
-    assert_true(n >= 40);
+    assert_true(n >= 49);
     size_t failed = 0;
     for (size_t i = 0; i < n; i++) {
         golden g;

@@ -17,6 +17,7 @@ tools/keras_golden.py [--out tests/data].
 import argparse
 import json
 import os
+import zlib
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -56,7 +57,8 @@ class Decoder(keras.Model):
 
 
 def rng_for(name):
-    return np.random.default_rng(abs(hash(name)) % (2**32))
+    """A generator seeded by the case name (CRC32: the same in every run, unlike hash())."""
+    return np.random.default_rng(zlib.crc32(name.encode()))
 
 
 def make_mask(rng, kind, B, T, S, index=0, q_offset=None):
@@ -194,6 +196,104 @@ def run_case(out_dir, c, model_cache):
     return new_cache
 
 
+REG_NAMES = {keras.regularizers.L1: "l1", keras.regularizers.L2: "l2",
+             keras.regularizers.L1L2: "l1l2"}
+CON_NAMES = {keras.constraints.MaxNorm: "max_norm", keras.constraints.MinMaxNorm: "min_max_norm",
+             keras.constraints.NonNeg: "non_neg", keras.constraints.UnitNorm: "unit_norm"}
+
+
+def describe_reg(f, prefix, r):
+    f.attrs[prefix] = REG_NAMES[type(r)] if r is not None else "none"
+    f.attrs[prefix + "_l1"] = float(getattr(r, "l1", 0.0) or 0.0)
+    f.attrs[prefix + "_l2"] = float(getattr(r, "l2", 0.0) or 0.0)
+
+
+def describe_con(f, prefix, c):
+    f.attrs[prefix] = CON_NAMES[type(c)] if c is not None else "none"
+    for k in ("max_value", "min_value", "rate", "axis"):
+        f.attrs[prefix + "_" + k] = float(getattr(c, k, 0) or 0)
+
+
+def regularization_case(out_dir, name, mode, kreg, breg, areg, kcon, bcon):
+    """A layer with regularizers and constraints: after one call, Keras's layer.losses (split
+    into the weights' part and the activity part) and each weight after its constraint."""
+    rng = rng_for(name)
+    layer = CachedMultiHeadAttention(num_heads=2, key_dim=4, kernel_regularizer=kreg,
+                                     bias_regularizer=breg, activity_regularizer=areg,
+                                     kernel_constraint=kcon, bias_constraint=bcon,
+                                     bias_initializer="random_normal", seed=3, name="attention")
+    B, T, S, D = 2, 3, 6, 8
+    q = rng.standard_normal((B, T, D)).astype("float32")
+    v = rng.standard_normal((B, 2 if mode == "update" else S, D)).astype("float32")
+    cache = rng.uniform(-1, 1, (B, 2, S, 2, 4)).astype("float32") if mode != "none" else None
+    kwargs = {}
+    if cache is not None:
+        kwargs["cache"] = cache
+        if mode == "update":
+            kwargs["cache_update_index"] = 1
+    vin = v if mode != "static" else np.zeros((B, 1, D), "float32")
+    result = layer(q, vin, **kwargs)
+    out = np.asarray(result[0] if isinstance(result, tuple) else result)
+    total = float(sum(float(x) for x in layer.losses))
+    weights_loss = 0.0
+    for w in layer.weights:
+        reg = kreg if w.path.endswith("kernel") else breg
+        if reg is not None:
+            weights_loss += float(reg(w))
+    # Save through a tiny model so the file has the usual nested structure.
+    holder = keras.Model(name="holder")
+    holder.attention = layer
+    holder.built = True
+    holder.save_weights(os.path.join(out_dir, name + ".weights.h5"))
+    with h5py.File(os.path.join(out_dir, name + ".h5"), "w") as f:
+        f.create_dataset("query", data=q)
+        if mode != "static":
+            f.create_dataset("value", data=v)
+        if cache is not None:
+            f.create_dataset("cache", data=cache)
+        if mode == "update":
+            f.create_dataset("cache_update_index", data=np.int64(1))
+        f.create_dataset("expected_attention_output", data=out)
+        if cache is not None:
+            f.create_dataset("expected_cache", data=np.asarray(result[-1]))
+        f.create_dataset("expected_weights_loss", data=np.float64(weights_loss))
+        f.create_dataset("expected_activity_loss", data=np.float64(total - weights_loss))
+        subs = {"query": "query_dense", "key": "key_dense", "value": "value_dense",
+                "attention_output": "output_dense"}
+        for w in layer.weights:
+            con = kcon if w.path.endswith("kernel") else bcon
+            sub, kind = w.path.split("/")[-2], w.path.split("/")[-1]
+            val = np.asarray(con(w)) if con is not None else np.asarray(w)
+            f.create_dataset("expected_constrained/%s/%s" % (subs[sub], kind), data=val)
+        f.attrs["weights_file"] = name + ".weights.h5"
+        f.attrs["layer"] = "attention"
+        f.attrs["description"] = "regularizers and constraints, " + mode
+        f.attrs["regularization"] = True
+        f.attrs["training"] = False
+        f.attrs["dropout"] = 0.0
+        f.attrs["seed"] = 3
+        f.attrs["attention_axes"] = np.array([], dtype=np.int64)
+        describe_reg(f, "kernel_regularizer", kreg)
+        describe_reg(f, "bias_regularizer", breg)
+        describe_reg(f, "activity_regularizer", areg)
+        describe_con(f, "kernel_constraint", kcon)
+        describe_con(f, "bias_constraint", bcon)
+        f.attrs["keras_version"] = keras.__version__
+        f.attrs["jax_version"] = jax.__version__
+        f.attrs["keras_hub_version"] = keras_hub.__version__
+
+
+def regularization_cases(out_dir):
+    R, K = keras.regularizers, keras.constraints
+    regularization_case(out_dir, "reg_nocache", "none", R.L1L2(0.01, 0.02), R.L2(0.03),
+                        R.L1(0.001), K.MaxNorm(0.5, axis=0), K.NonNeg())
+    regularization_case(out_dir, "reg_update", "update", R.L1(), R.L1L2(0.005, 0.001),
+                        R.L2(0.002), K.UnitNorm(axis=1), K.MinMaxNorm(0.1, 0.3, 0.7, axis=0))
+    regularization_case(out_dir, "reg_static", "static", None, None, R.L1L2(0.001, 0.003),
+                        K.MinMaxNorm(0.2, 0.4, 0.5, axis=-1), K.MaxNorm(0.1, axis=0))
+    return 3
+
+
 def reencode_float16(path):
     """Rewrites every dataset of a Keras weights file as gzip-compressed float16, keeping the
     groups and attributes Keras wrote."""
@@ -320,6 +420,7 @@ def main():
             c["S"] = c["vshape"][1]
         prev_cache = run_case(args.out, c, models)
         n += 1
+    n += regularization_cases(args.out)
     print("wrote %d cases to %s (keras %s, jax %s, keras-hub %s)" %
           (n, args.out, keras.__version__, jax.__version__, keras_hub.__version__))
 
