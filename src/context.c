@@ -88,14 +88,24 @@ static clmha_status apply_limits(clmha_context *ctx, bool use_env) {
     }
     const char *poison = clmha__getenv("CLMHA_POISON_BUFFERS");
     ctx->poison = poison != NULL && strcmp(poison, "0") != 0;
+    /* Measured on PoCL (docs/performance.md): the own kernel wins up to 3 rows, CLBlast from
+     * 4 on. */
+    ctx->small_m = 3;
     const char *gemm = clmha__getenv("CLMHA_GEMM");
     if (gemm != NULL) {
         if (strcmp(gemm, "own") == 0) {
             ctx->own_gemm = true;
-        } else if (strcmp(gemm, "clblast") != 0) {
+        } else if (strcmp(gemm, "clblast") == 0) {
+            ctx->small_m = 0;
+        } else if (strcmp(gemm, "auto") != 0) {
             return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                               "CLMHA_GEMM=\"%s\" is not clblast or own", gemm);
+                               "CLMHA_GEMM=\"%s\" is not auto, clblast or own", gemm);
         }
+    }
+    const char *small = clmha__getenv("CLMHA_GEMM_SMALL_M");
+    if (small != NULL && !clmha__parse_index(small, &ctx->small_m)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "CLMHA_GEMM_SMALL_M=\"%s\" is not a whole number", small);
     }
     if (wg != NULL || lm != NULL) {
         clmha__log(ctx, CLMHA_LOG_INFO, "device limits capped: work-group %zu, local memory %llu",

@@ -37,6 +37,9 @@ struct clmha_context {
     clmha_context_stats stats;
     /* CLBlast cannot run on this device (or CLMHA_GEMM=own): projections use gemm.cl. */
     bool own_gemm;
+    /* Projections of at most this many rows use gemm.cl even where CLBlast runs (CLBlast's
+     * fixed cost dominates one-row products); SIZE_MAX-free: 0 means never. */
+    size_t small_m;
     /* CLMHA_POISON_BUFFERS=1: new buffers are filled with NaN (finds uninitialised reads). */
     bool poison;
     /* The driver reported CL_OUT_OF_RESOURCES (or lost the device): nothing more is sent. */

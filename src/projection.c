@@ -2,9 +2,10 @@
  * projection.c - the dense projections (Keras EinsumDense with equations "abc,cde->abde" and
  * "abcd,cde->abe", which in row-major memory are plain matrix products) through CLBlast:
  * the bias kernel writes the broadcast bias (or zeros) into the output rows, then SGEMM
- * accumulates x . W into them with beta = 1. Where CLBlast's kernels do not fit the device
- * (small work-group or local-memory limits), or CLMHA_GEMM=own, clmha's own gemm.cl does the
- * product instead. Also the workspace growth helper.
+ * accumulates x . W into them with beta = 1. clmha's own gemm.cl does the product instead for
+ * products of a few rows (decode steps, where CLBlast's fixed cost dominates; see
+ * CLMHA_GEMM_SMALL_M), where CLBlast's kernels do not fit the device (small work-group or
+ * local-memory limits), or with CLMHA_GEMM=own. Also the workspace growth helper.
  */
 #include "internal.h"
 
@@ -68,7 +69,7 @@ clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size
     if (st != CLMHA_OK) {
         return st;
     }
-    if (ctx->own_gemm) {
+    if (ctx->own_gemm || m <= ctx->small_m) {
         return own_gemm(layer, x, x_off, m, k, w, n, y, y_off);
     }
     cl_command_queue q = ctx->queue;
