@@ -551,6 +551,11 @@ typedef struct clmha_call_args {
     bool has_cache_update_index;
     int64_t cache_update_index;
     bool training; /**< Training mode: dropout applies when the rate is > 0. */
+    /** In-kernel causal mask, keras-hub's generation rule: key j is attended to only when
+     *  j <= cache_update_index + t (updated cache) or j <= S - T + t (no cache, static cache).
+     *  Combines with attention_mask (both must allow). Needs rank-3 inputs. Keys past the
+     *  last allowed one are never read, so decoding into a long preallocated cache is cheap. */
+    bool causal;
     clmha_tensor *output;
     clmha_tensor *attention_scores;
 } clmha_call_args;

@@ -67,6 +67,8 @@ static __global const float *key_row(__global const float *base, ulong base_off,
  *        returns them).
  *   kn, vn  keys and values of positions new_lo .. new_hi - 1 (a cache update not yet spliced
  *        into the cache): row j at kn + b * kn_bstride + (j - new_lo) * H * DK + h * DK.
+ *   causal  key j is allowed only when j <= causal_base + t (keras-hub's generation mask);
+ *        keys past that are never read, so a long, mostly empty cache costs nothing.
  * Work-group r handles b, h, t with r = (b * H + h) * T + t. With drop_rate > 0 (training),
  * each probability is kept with probability 1 - rate and scaled by 1 / (1 - rate). */
 __kernel void attention_rows(__global const float *q, ulong q_off, __global const float *k,
@@ -76,7 +78,8 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
                              __global float *p, ulong p_off, int has_p, int T, int S, int H,
                              float scale, float drop_rate, uint drop_counter, uint seed_lo,
                              uint seed_hi, __global const float *kn, __global const float *vn,
-                             ulong new_lo, ulong new_hi, ulong kn_bstride, ulong vn_bstride) {
+                             ulong new_lo, ulong new_hi, ulong kn_bstride, ulong vn_bstride,
+                             int causal, long causal_base) {
     __local float qs[DK];
     __local float red[WG];
     __local float ps[WG];
@@ -98,11 +101,14 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
     const ulong k_step = (ulong)H * DK;
     const ulong v_step = (ulong)H * DV;
     const ulong m_base = m_off + b * m_sb + (ulong)t * m_st;
+    /* Keys at or past `end` are masked by the causal rule: the loops stop there. */
+    const long last = causal_base + (long)t;
+    const int end = !causal ? S : last < 0 ? 0 : last >= (long)S ? S : (int)last + 1;
 
     /* Pass 1: online max and sum of exp over this work-item's keys. */
     float m = NEG_SENTINEL;
     float l = 0.0f;
-    for (int j = lid; j < S; j += WG) {
+    for (int j = lid; j < end; j += WG) {
         if (has_mask && mask[m_base + (ulong)j * m_ss] == 0) {
             continue;
         }
@@ -147,10 +153,13 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
         acc[i] = 0.0f;
     }
     const ulong p_row = p_off + r * (ulong)S;
-    for (int j0 = 0; j0 < S; j0 += WG) {
+    /* With probabilities requested all S are written (zeros past `end`); else stop there. The
+     * bound is the same for the whole work-group, as the barriers inside need. */
+    const int pass2_end = has_p ? S : end;
+    for (int j0 = 0; j0 < pass2_end; j0 += WG) {
         const int j = j0 + lid;
         float pj = 0.0f;
-        if (j < S && (!has_mask || mask[m_base + (ulong)j * m_ss] != 0)) {
+        if (j < end && (!has_mask || mask[m_base + (ulong)j * m_ss] != 0)) {
             __global const float *kr = key_row(k, k_base, k_step, kn,
                                                b * kn_bstride + (ulong)h * DK, new_lo, new_hi,
                                                (ulong)j);
@@ -171,7 +180,7 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
         barrier(CLK_LOCAL_MEM_FENCE);
         ps[lid] = pj;
         barrier(CLK_LOCAL_MEM_FENCE);
-        const int n = min(WG, S - j0);
+        const int n = min(WG, end - j0);
         for (int jj = 0; jj < n; jj++) {
             const float w = ps[jj];
             if (w != 0.0f) {

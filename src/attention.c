@@ -178,11 +178,11 @@ static clmha_status plan_general(clmha_layer *l, const clmha_call_args *a, plan 
     if (st != CLMHA_OK) {
         return st;
     }
-    if (a->cache != NULL || a->has_cache_update_index) {
+    if (a->cache != NULL || a->has_cache_update_index || a->causal) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "query has rank %d; a cache (and cache_update_index) needs rank-3 "
-                           "(B, T, dim) inputs, as in Keras",
-                           r);
+                           "query has rank %d; %s needs rank-3 (B, T, dim) inputs%s", r,
+                           a->causal ? "args.causal" : "a cache (and cache_update_index)",
+                           a->causal ? "" : ", as in Keras");
     }
     if (v == NULL) {
         return clmha__fail(ctx, CLMHA_ERR_NULL_ARGUMENT,
@@ -517,9 +517,6 @@ static clmha_status validate(clmha_layer *l, const clmha_call_args *a, plan *p) 
                  l->dq_in);
         return shape_error(ctx, "query", a->query, want);
     }
-    if (a->training && l->cfg.dropout > 0.0 && l->cfg.dropout >= 1.0) {
-        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT, "config.dropout must be < 1");
-    }
     st = a->query->rank == 3 ? plan_rank3(l, a, p) : plan_general(l, a, p);
     if (st != CLMHA_OK) {
         return st;
@@ -654,6 +651,10 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     cl_mem kn = p->update ? l->ws_k : NULL, vn = p->update ? l->ws_v : NULL;
     cl_ulong new_lo = p->update ? p->index : 0, new_hi = p->update ? p->index + p->Sn : 0;
     cl_ulong kn_bs = p->Sn * l->heads * l->dk, vn_bs = p->Sn * l->heads * l->dv;
+    cl_int causal = a->causal;
+    cl_long causal_base = !a->causal ? 0
+                          : p->update ? (cl_long)p->index
+                                      : (cl_long)p->S - (cl_long)p->T;
     cl_int has_p = a->attention_scores != NULL;
     cl_int T = (cl_int)p->T, S = (cl_int)p->S, H = (cl_int)l->heads;
     /* Keras scales the query by 1/sqrt(key_dim) before the dot product (in float32). */
@@ -672,7 +673,8 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
         CLMHA__ARG(p_off),   CLMHA__ARG(has_p),    CLMHA__ARG(T),     CLMHA__ARG(S),
         CLMHA__ARG(H),       CLMHA__ARG(scale),    CLMHA__ARG(rate),  CLMHA__ARG(counter),
         CLMHA__ARG(seed_lo), CLMHA__ARG(seed_hi),  CLMHA__ARG(kn),    CLMHA__ARG(vn),
-        CLMHA__ARG(new_lo),  CLMHA__ARG(new_hi),   CLMHA__ARG(kn_bs), CLMHA__ARG(vn_bs)};
+        CLMHA__ARG(new_lo),  CLMHA__ARG(new_hi),   CLMHA__ARG(kn_bs), CLMHA__ARG(vn_bs),
+        CLMHA__ARG(causal),  CLMHA__ARG(causal_base)};
     clmha_status st = clmha__set_args(ctx, k, n, args, sizeof args / sizeof args[0]);
     if (st != CLMHA_OK) {
         return st;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void clmha_context_options_init(clmha_context_options *options) {
     if (options == NULL) {
@@ -26,7 +27,7 @@ static clmha_status resolve_cache_dir(clmha_context *ctx, const clmha_context_op
         v = clmha__getenv("CLMHA_CACHE_DIR");
     }
     *out = NULL;
-    if (v != NULL && clmha__contains_ci(v, "off") && strlen(v) == 3) {
+    if (v != NULL && strcasecmp(v, "off") == 0) {
         return CLMHA_OK;
     }
     char buf[4096];

@@ -115,6 +115,8 @@ static void test_bad_calls(void **state) {
     clmha_tensor_release(x);
     a = good(), a.query = x = f32(ctx, 4, B, T, 2, D, 0);
     expect(&a, CLMHA_ERR_INVALID_ARGUMENT, "a cache (and cache_update_index) needs rank-3");
+    a = good(), a.query = x, a.cache = NULL, a.has_cache_update_index = false, a.causal = true;
+    expect(&a, CLMHA_ERR_INVALID_ARGUMENT, "args.causal needs rank-3");
     clmha_tensor_release(x);
     a = good(), a.value = x = f32(ctx, 3, B, SN, D - 1, 0, 0);
     expect(&a, CLMHA_ERR_SHAPE_MISMATCH, "value");

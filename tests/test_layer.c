@@ -430,12 +430,82 @@ static void test_attention_axes_against_reference(void **state) {
     }
 }
 
+/* args.causal equals the explicit keras-hub causal mask tensor, bit for bit, alone and
+ * combined with a random mask, in every cache mode. */
+static void test_causal_flag_equals_mask(void **state) {
+    (void)state;
+    for (uint64_t seed = 0; seed < 24; seed++) {
+        test_rng r = {seed + 500};
+        int mode = (int)(seed % 3); /* none, static, update */
+        size_t B = 1 + rng_below(&r, 2), S = 1 + rng_below(&r, 70), H = 1 + rng_below(&r, 3);
+        size_t T = mode == 2 ? 1 + rng_below(&r, S) : 1 + rng_below(&r, S), D = 8, dk = 4;
+        size_t Sn = mode == 0 ? S : mode == 1 ? 1 : T;
+        size_t index = mode == 2 ? rng_below(&r, S - Sn + 1) : 0;
+        bool extra = rng_uniform(&r) < 0.5;
+        clmha_layer_config cfg;
+        clmha_layer_config_init(&cfg);
+        cfg.num_heads = (int)H, cfg.key_dim = (int)dk, cfg.seed = (int64_t)seed;
+        clmha_layer *l = NULL;
+        assert_ok(clmha_layer_create(ctx, &cfg, D, D, 0, &l));
+        float *q = malloc(B * T * D * sizeof(float)), *v = malloc(B * Sn * D * sizeof(float));
+        float *cache = malloc(B * 2 * S * H * dk * sizeof(float));
+        rng_fill(&r, q, B * T * D, -1, 1);
+        rng_fill(&r, v, B * Sn * D, -1, 1);
+        rng_fill(&r, cache, B * 2 * S * H * dk, -1, 1);
+        uint8_t *rand_m = malloc(B * T * S), *full_m = malloc(B * T * S);
+        long base = mode == 2 ? (long)index : (long)S - (long)T;
+        for (size_t b = 0; b < B; b++)
+            for (size_t t = 0; t < T; t++)
+                for (size_t j = 0; j < S; j++) {
+                    size_t i = (b * T + t) * S + j;
+                    rand_m[i] = extra ? rng_uniform(&r) < 0.7 : 1;
+                    full_m[i] = rand_m[i] && (long)j <= base + (long)t;
+                }
+        size_t qs[3] = {B, T, D}, vs[3] = {B, Sn, D}, cs[5] = {B, 2, S, H, dk};
+        size_t ms[3] = {B, T, S}, ps[4] = {B, H, T, S};
+        float *outs[2], *probs[2], *caches[2];
+        for (int way = 0; way < 2; way++) {
+            clmha_tensor *tq = test_tensor_f32(ctx, 3, qs, q), *tv = test_tensor_f32(ctx, 3, vs, v);
+            clmha_tensor *tc = test_tensor_f32(ctx, 5, cs, cache);
+            clmha_tensor *tm = test_tensor_u8(ctx, 3, ms, way == 0 ? full_m : rand_m);
+            clmha_tensor *to = test_tensor_f32(ctx, 3, qs, NULL);
+            clmha_tensor *tp = test_tensor_f32(ctx, 4, ps, NULL);
+            clmha_call_args a;
+            clmha_call_args_init(&a);
+            a.query = tq, a.value = tv, a.output = to, a.attention_scores = tp;
+            a.cache = mode ? tc : NULL;
+            a.has_cache_update_index = mode == 2, a.cache_update_index = (int64_t)index;
+            a.attention_mask = (way == 0 || extra) ? tm : NULL;
+            a.causal = way == 1;
+            assert_ok(clmha_layer_call(l, &a));
+            outs[way] = test_read(to, NULL);
+            probs[way] = test_read(tp, NULL);
+            caches[way] = test_read(tc, NULL);
+            clmha_tensor_release(tq), clmha_tensor_release(tv), clmha_tensor_release(tc);
+            clmha_tensor_release(tm), clmha_tensor_release(to), clmha_tensor_release(tp);
+        }
+        if (memcmp(outs[0], outs[1], B * T * D * sizeof(float)) != 0 ||
+            memcmp(probs[0], probs[1], B * H * T * S * sizeof(float)) != 0 ||
+            memcmp(caches[0], caches[1], B * 2 * S * H * dk * sizeof(float)) != 0) {
+            print_error("causal flag differs from the causal mask: seed %llu mode %d B %zu T %zu "
+                        "S %zu index %zu extra mask %d\n",
+                        (unsigned long long)seed, mode, B, T, S, index, extra);
+            fail();
+        }
+        for (int way = 0; way < 2; way++)
+            free(outs[way]), free(probs[way]), free(caches[way]);
+        free(q), free(v), free(cache), free(rand_m), free(full_m);
+        clmha_layer_release(l);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_edge_cases),
         cmocka_unit_test(test_attention_axes_against_reference),
         cmocka_unit_test(test_token_loop_equals_one_shot),
+        cmocka_unit_test(test_causal_flag_equals_mask),
         cmocka_unit_test(test_probabilities_sum_to_one),
         cmocka_unit_test(test_random_configurations),
     };

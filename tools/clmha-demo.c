@@ -16,9 +16,9 @@
 #include <time.h>
 
 typedef struct opts {
-    size_t prompt, steps, batch, dim, heads, head_dim;
+    size_t prompt, steps, batch, dim, heads, head_dim, cache_length;
     long long seed;
-    int check;
+    int check, mask;
 } opts;
 
 static void usage(FILE *f) {
@@ -34,6 +34,9 @@ static void usage(FILE *f) {
                "  --heads H      attention heads (default 12)\n"
                "  --head-dim K   key/value dim per head (default 64)\n"
                "  --seed S       weight and input seed (default 2024)\n"
+               "  --cache-length L  cache positions (default prompt + steps): a longer,\n"
+               "                 preallocated cache as a generation loop keeps one\n"
+               "  --mask         pass causal mask tensors instead of args.causal\n"
                "  --no-check     skip the no-cache recomputation check\n"
                "  --help         this text\n");
 }
@@ -45,7 +48,7 @@ static double now_s(void) {
 }
 
 static int parse(int argc, char **argv, opts *o) {
-    *o = (opts){32, 32, 1, 768, 12, 64, 2024, 1};
+    *o = (opts){32, 32, 1, 768, 12, 64, 0, 2024, 1, 0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         size_t *target = NULL;
@@ -55,6 +58,11 @@ static int parse(int argc, char **argv, opts *o) {
         } else if (strcmp(a, "--no-check") == 0) {
             o->check = 0;
             continue;
+        } else if (strcmp(a, "--mask") == 0) {
+            o->mask = 1;
+            continue;
+        } else if (strcmp(a, "--cache-length") == 0) {
+            target = &o->cache_length;
         } else if (strcmp(a, "--prompt") == 0) {
             target = &o->prompt;
         } else if (strcmp(a, "--steps") == 0) {
@@ -114,16 +122,18 @@ int main(int argc, char **argv) {
     }
     rc = 1;
     const size_t B = o.batch, D = o.dim, P = o.prompt, N = o.steps, L = o.prompt + o.steps;
+    /* The cache may be longer than the run fills, as a preallocated maximum length. */
+    const size_t CL = o.cache_length > L ? o.cache_length : L;
     clmha_context *ctx = NULL;
     clmha_layer *layer = NULL;
     clmha_tensor *tx = NULL, *tcache = NULL, *tmask = NULL, *tout = NULL;
     clmha_tensor *tstep = NULL, *tsmask = NULL, *tsout = NULL;
     float *x = malloc(B * L * D * sizeof(float));
-    float *zeros = calloc(B * 2 * L * D, sizeof(float));
+    float *zeros = calloc(B * 2 * CL * D, sizeof(float));
     float *out = malloc(B * L * D * sizeof(float));
     float *step_out = malloc(B * N * D * sizeof(float));
     double *lat = malloc((N ? N : 1) * sizeof(double));
-    unsigned char *mask = malloc(B * L * L);
+    unsigned char *mask = malloc(B * P * CL);
     if (!x || !zeros || !out || !step_out || !lat || !mask) {
         fprintf(stderr, "clmha-demo: out of memory\n");
         goto done;
@@ -140,8 +150,9 @@ int main(int argc, char **argv) {
     }
     printf("clmha %s decoding demo\n", clmha_version_string());
     printf("device: %s (%s, %s)\n", dev.name, dev.platform_name, clmha_device_type_name(dev.type));
-    printf("layer: dim %zu, %zu heads of %zu; batch %zu, prompt %zu, decode %zu tokens\n", D,
-           o.heads, o.head_dim, B, P, N);
+    printf("layer: dim %zu, %zu heads of %zu; batch %zu, prompt %zu, decode %zu tokens, cache "
+           "of %zu, causal %s\n",
+           D, o.heads, o.head_dim, B, P, N, CL, o.mask ? "mask tensors" : "in the kernel");
 
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
@@ -157,19 +168,19 @@ int main(int argc, char **argv) {
            clmha_context_cache_dir(ctx) ? "source or the binary cache" : "source");
 
     /* Prefill: the prompt attends causally, written into cache positions [0, P). */
-    size_t cs[5] = {B, 2, L, o.heads, o.head_dim}, ps[3] = {B, P, D}, pm[3] = {B, P, L};
+    size_t cs[5] = {B, 2, CL, o.heads, o.head_dim}, ps[3] = {B, P, D}, pm[3] = {B, P, CL};
     if (!ok(clmha_tensor_create(ctx, CLMHA_FLOAT32, 5, cs, &tcache))) {
         goto done;
     }
-    if (!ok(clmha_tensor_write(tcache, zeros, B * 2 * L * D * sizeof(float)))) {
+    if (!ok(clmha_tensor_write(tcache, zeros, B * 2 * CL * D * sizeof(float)))) {
         goto done;
     }
     float *prompt = malloc(B * P * D * sizeof(float));
     for (size_t b = 0; b < B; b++) {
         memcpy(prompt + b * P * D, x + b * L * D, P * D * sizeof(float));
         for (size_t t = 0; t < P; t++)
-            for (size_t j = 0; j < L; j++)
-                mask[(b * P + t) * L + j] = j <= t;
+            for (size_t j = 0; j < CL; j++)
+                mask[(b * P + t) * CL + j] = j <= t;
     }
     if (!ok(clmha_tensor_create(ctx, CLMHA_FLOAT32, 3, ps, &tx))) {
         goto done;
@@ -181,7 +192,7 @@ int main(int argc, char **argv) {
     if (!ok(clmha_tensor_create(ctx, CLMHA_UINT8, 3, pm, &tmask))) {
         goto done;
     }
-    if (!ok(clmha_tensor_write(tmask, mask, B * P * L))) {
+    if (!ok(clmha_tensor_write(tmask, mask, B * P * CL))) {
         goto done;
     }
     if (!ok(clmha_tensor_create(ctx, CLMHA_FLOAT32, 3, ps, &tout))) {
@@ -189,7 +200,9 @@ int main(int argc, char **argv) {
     }
     clmha_call_args a;
     clmha_call_args_init(&a);
-    a.query = tx, a.value = tx, a.attention_mask = tmask, a.cache = tcache, a.output = tout;
+    a.query = tx, a.value = tx, a.cache = tcache, a.output = tout;
+    /* keras-hub's causal rule, either in the kernel or as a mask tensor. */
+    a.attention_mask = o.mask ? tmask : NULL, a.causal = !o.mask;
     a.has_cache_update_index = true, a.cache_update_index = 0;
     if (!ok(clmha_layer_call(layer, &a))) { /* warm-up: first CLBlast use compiles its kernels */
         goto done;
@@ -197,7 +210,7 @@ int main(int argc, char **argv) {
     if (!ok(clmha_context_finish(ctx))) {
         goto done;
     }
-    if (!ok(clmha_tensor_write(tcache, zeros, B * 2 * L * D * sizeof(float)))) {
+    if (!ok(clmha_tensor_write(tcache, zeros, B * 2 * CL * D * sizeof(float)))) {
         goto done;
     }
     t0 = now_s();
@@ -214,7 +227,7 @@ int main(int argc, char **argv) {
     }
 
     /* Decode: one token per call, attending to every position up to itself. */
-    size_t ss[3] = {B, 1, D}, sm[3] = {B, 1, L};
+    size_t ss[3] = {B, 1, D}, sm[3] = {B, 1, CL};
     if (!ok(clmha_tensor_create(ctx, CLMHA_FLOAT32, 3, ss, &tstep))) {
         goto done;
     }
@@ -225,22 +238,23 @@ int main(int argc, char **argv) {
         goto done;
     }
     float *tok = malloc(B * D * sizeof(float));
-    unsigned char *smask = malloc(B * L);
+    unsigned char *smask = malloc(B * CL);
     for (size_t i = 0; i < N; i++) {
         size_t pos = P + i;
         for (size_t b = 0; b < B; b++) {
             memcpy(tok + b * D, x + (b * L + pos) * D, D * sizeof(float));
-            for (size_t j = 0; j < L; j++)
-                smask[b * L + j] = j <= pos;
+            for (size_t j = 0; j < CL; j++)
+                smask[b * CL + j] = j <= pos;
         }
         if (!ok(clmha_tensor_write(tstep, tok, B * D * sizeof(float)))) {
             goto done;
         }
-        if (!ok(clmha_tensor_write(tsmask, smask, B * L))) {
+        if (!ok(clmha_tensor_write(tsmask, smask, B * CL))) {
             goto done;
         }
         clmha_call_args_init(&a);
-        a.query = tstep, a.value = tstep, a.attention_mask = tsmask, a.cache = tcache;
+        a.query = tstep, a.value = tstep, a.cache = tcache;
+        a.attention_mask = o.mask ? tsmask : NULL, a.causal = !o.mask;
         a.output = tsout, a.has_cache_update_index = true, a.cache_update_index = (int64_t)pos;
         t0 = now_s();
         if (!ok(clmha_layer_call(layer, &a))) {
