@@ -652,7 +652,7 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     cl_ulong new_lo = p->update ? p->index : 0, new_hi = p->update ? p->index + p->Sn : 0;
     cl_ulong kn_bs = p->Sn * l->heads * l->dk, vn_bs = p->Sn * l->heads * l->dv;
     cl_int causal = a->causal;
-    cl_long causal_base = !a->causal ? 0
+    cl_long causal_base = !a->causal  ? 0
                           : p->update ? (cl_long)p->index
                                       : (cl_long)p->S - (cl_long)p->T;
     cl_int has_p = a->attention_scores != NULL;
@@ -666,14 +666,14 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     cl_uint seed_lo = (cl_uint)l->seed, seed_hi = (cl_uint)(l->seed >> 32);
     cl_mem o = l->ws_o;
     const clmha__karg args[] = {
-        CLMHA__ARG(qb),      CLMHA__ARG(q_off),    CLMHA__ARG(kb),    CLMHA__ARG(k_off),
-        CLMHA__ARG(k_bs),    CLMHA__ARG(vb),       CLMHA__ARG(v_off), CLMHA__ARG(v_bs),
-        CLMHA__ARG(mask),    CLMHA__ARG(m_off),    CLMHA__ARG(m_sb),  CLMHA__ARG(m_st),
-        CLMHA__ARG(m_ss),    CLMHA__ARG(has_mask), CLMHA__ARG(o),     CLMHA__ARG(probs),
-        CLMHA__ARG(p_off),   CLMHA__ARG(has_p),    CLMHA__ARG(T),     CLMHA__ARG(S),
-        CLMHA__ARG(H),       CLMHA__ARG(scale),    CLMHA__ARG(rate),  CLMHA__ARG(counter),
-        CLMHA__ARG(seed_lo), CLMHA__ARG(seed_hi),  CLMHA__ARG(kn),    CLMHA__ARG(vn),
-        CLMHA__ARG(new_lo),  CLMHA__ARG(new_hi),   CLMHA__ARG(kn_bs), CLMHA__ARG(vn_bs),
+        CLMHA__ARG(qb),      CLMHA__ARG(q_off),      CLMHA__ARG(kb),    CLMHA__ARG(k_off),
+        CLMHA__ARG(k_bs),    CLMHA__ARG(vb),         CLMHA__ARG(v_off), CLMHA__ARG(v_bs),
+        CLMHA__ARG(mask),    CLMHA__ARG(m_off),      CLMHA__ARG(m_sb),  CLMHA__ARG(m_st),
+        CLMHA__ARG(m_ss),    CLMHA__ARG(has_mask),   CLMHA__ARG(o),     CLMHA__ARG(probs),
+        CLMHA__ARG(p_off),   CLMHA__ARG(has_p),      CLMHA__ARG(T),     CLMHA__ARG(S),
+        CLMHA__ARG(H),       CLMHA__ARG(scale),      CLMHA__ARG(rate),  CLMHA__ARG(counter),
+        CLMHA__ARG(seed_lo), CLMHA__ARG(seed_hi),    CLMHA__ARG(kn),    CLMHA__ARG(vn),
+        CLMHA__ARG(new_lo),  CLMHA__ARG(new_hi),     CLMHA__ARG(kn_bs), CLMHA__ARG(vn_bs),
         CLMHA__ARG(causal),  CLMHA__ARG(causal_base)};
     clmha_status st = clmha__set_args(ctx, k, n, args, sizeof args / sizeof args[0]);
     if (st != CLMHA_OK) {
