@@ -207,8 +207,11 @@ typedef struct clmha_context_options {
      *  CLMHA_KERNEL_DIR. */
     const char *kernel_dir;
     bool use_environment; /**< Read the CLMHA_* variables for unset fields (default true). */
-    clmha_log_fn log_fn;  /**< Diagnostics sink, or NULL (then CLMHA_LOG decides). */
-    void *log_user;       /**< Passed to log_fn. */
+    /** Record the device time of every kernel (CLMHA_PROFILE=1 too); read it with
+     *  clmha_context_take_profile(). Costs an event per launch. */
+    bool profile;
+    clmha_log_fn log_fn; /**< Diagnostics sink, or NULL (then CLMHA_LOG decides). */
+    void *log_user;      /**< Passed to log_fn. */
     /** Most verbose level passed to log_fn; CLMHA_LOG_OFF (0) means "from CLMHA_LOG, else
      *  warn". */
     clmha_log_level log_level;
@@ -274,6 +277,19 @@ typedef struct clmha_context_stats {
 /** Copies the context's counters to @p stats. */
 CLMHA_API clmha_status clmha_context_get_stats(const clmha_context *ctx,
                                                clmha_context_stats *stats);
+
+/** Device time of the kernels launched on a profiling context, by what they do. */
+typedef struct clmha_profile {
+    double projection_s; /**< Dense projections (CLBlast or clmha's GEMM, bias fills). */
+    double attention_s;  /**< Masked attention, and its layout gathers for rank > 3. */
+    double other_s;      /**< The final commit (outputs, cache splice), regularizers. */
+    uint64_t launches;   /**< Kernels counted. */
+} clmha_profile;
+
+/** On a context made with options.profile: waits for all queued work, returns the device
+ *  time of every kernel launched since the last call (or since creation) and starts a new
+ *  count. CLMHA_ERR_INVALID_ARGUMENT on a context without profiling. */
+CLMHA_API clmha_status clmha_context_take_profile(clmha_context *ctx, clmha_profile *profile);
 
 /** Builds (or loads from the binary cache) every embedded kernel program with its default
  *  specialisation, so that later layer creation finds them ready. Optional. */

@@ -560,6 +560,7 @@ static clmha_status validate(clmha_layer *l, const clmha_call_args *a, plan *p) 
  * values into the cache. One enqueue, so a failure before it leaves the caller's tensors as
  * they were. */
 static clmha_status enqueue_commit(clmha_layer *l, const clmha_call_args *a, const plan *p) {
+    l->ctx->prof_category = CLMHA__PROF_OTHER;
     cl_mem y = l->ws_y, out = a->output->buffer;
     cl_ulong out_off = a->output->offset / sizeof(float), n_out = a->output->numel;
     cl_mem ps = a->attention_scores ? l->ws_p : NULL;
@@ -589,6 +590,7 @@ static clmha_status enqueue_commit(clmha_layer *l, const clmha_call_args *a, con
 /* Enqueues a row gather (rows of row_len floats) or, with row_len 0, a mask gather. */
 static clmha_status enqueue_gather(clmha_layer *l, cl_mem src, size_t src_off, cl_mem dst,
                                    size_t row_len, size_t n, const gather *g) {
+    l->ctx->prof_category = CLMHA__PROF_ATTENTION;
     cl_ulong8 dims, strides;
     for (int i = 0; i < 8; i++) {
         dims.s[i] = i < (int)g->nd ? g->dims[i] : 1;
@@ -621,6 +623,7 @@ static clmha_status enqueue_gather(clmha_layer *l, cl_mem src, size_t src_off, c
 
 static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, const plan *p) {
     clmha_context *ctx = l->ctx;
+    ctx->prof_category = CLMHA__PROF_ATTENTION;
     cl_kernel k = l->k_attention;
     const char *n = "attention_rows";
     cl_mem qb = p->general ? l->ws_q2 : l->ws_q;

@@ -211,7 +211,12 @@ clmha_status clmha_context_create(const clmha_context_options *options, clmha_co
         st = clmha__fail_cl(ctx, err, "clCreateContext");
         goto cleanup;
     }
-    ctx->queue = clCreateCommandQueue(ctx->cl_ctx, ctx->device, 0, &err);
+    ctx->profile =
+        (options && options->profile) ||
+        ((options == NULL || options->use_environment) && clmha__getenv("CLMHA_PROFILE") != NULL &&
+         strcmp(clmha__getenv("CLMHA_PROFILE"), "0") != 0);
+    ctx->queue = clCreateCommandQueue(ctx->cl_ctx, ctx->device,
+                                      ctx->profile ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     if (err != CL_SUCCESS) {
         st = clmha__fail_cl(ctx, err, "clCreateCommandQueue");
         goto cleanup;
@@ -278,6 +283,13 @@ clmha_status clmha_context_create_from_cl(cl_context cl_ctx, cl_device_id device
     if ((st = apply_limits(ctx, options == NULL || options->use_environment)) != CLMHA_OK) {
         goto cleanup;
     }
+    ctx->profile = options && options->profile;
+    if (ctx->profile && !(qprops & CL_QUEUE_PROFILING_ENABLE)) {
+        st = clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                         "clmha_context_create_from_cl: options.profile needs a queue created "
+                         "with CL_QUEUE_PROFILING_ENABLE");
+        goto cleanup;
+    }
     clRetainContext(cl_ctx);
     ctx->cl_ctx = cl_ctx;
     clRetainCommandQueue(queue);
@@ -298,6 +310,15 @@ void clmha_context_release(clmha_context *ctx) {
     if (ctx->queue != NULL) {
         clFinish(ctx->queue);
     }
+    for (size_t i = 0; i < ctx->prof_n; i++) {
+        clReleaseEvent(ctx->prof_events[i]);
+        if (ctx->prof_starts[i] != NULL) {
+            clReleaseEvent(ctx->prof_starts[i]);
+        }
+    }
+    free(ctx->prof_events);
+    free(ctx->prof_starts);
+    free(ctx->prof_kinds);
     clmha__program *p = ctx->programs;
     while (p != NULL) {
         clmha__program *next = p->next;
@@ -377,6 +398,97 @@ clmha_status clmha_context_get_stats(const clmha_context *ctx, clmha_context_sta
                            ctx ? "stats" : "ctx");
     }
     *stats = ctx->stats;
+    return CLMHA_OK;
+}
+
+cl_event *clmha__prof_slot(clmha_context *ctx) {
+    if (!ctx->profile) {
+        return NULL;
+    }
+    if (ctx->prof_n == ctx->prof_cap) {
+        size_t cap = ctx->prof_cap ? 2 * ctx->prof_cap : 64;
+        cl_event *ev = realloc(ctx->prof_events, cap * sizeof *ev);
+        if (ev != NULL) {
+            ctx->prof_events = ev;
+        }
+        int *kinds = realloc(ctx->prof_kinds, cap * sizeof *kinds);
+        if (kinds != NULL) {
+            ctx->prof_kinds = kinds;
+        }
+        cl_event *starts = realloc(ctx->prof_starts, cap * sizeof *starts);
+        if (starts != NULL) {
+            ctx->prof_starts = starts;
+        }
+        if (ev == NULL || kinds == NULL || starts == NULL) {
+            return NULL; /* out of memory: this launch goes uncounted */
+        }
+        ctx->prof_cap = cap;
+    }
+    ctx->prof_events[ctx->prof_n] = NULL;
+    return &ctx->prof_events[ctx->prof_n];
+}
+
+void clmha__prof_keep(clmha_context *ctx, cl_event *slot) {
+    clmha__prof_keep_span(ctx, NULL, slot);
+}
+
+cl_event clmha__prof_marker(clmha_context *ctx) {
+    cl_event m = NULL;
+    if (ctx->profile && clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, &m) != CL_SUCCESS) {
+        m = NULL;
+    }
+    return m;
+}
+
+void clmha__prof_keep_span(clmha_context *ctx, cl_event marker, cl_event *slot) {
+    if (slot != NULL && *slot != NULL) {
+        ctx->prof_starts[ctx->prof_n] = marker;
+        ctx->prof_kinds[ctx->prof_n++] = ctx->prof_category;
+    } else if (marker != NULL) {
+        clReleaseEvent(marker);
+    }
+}
+
+clmha_status clmha_context_take_profile(clmha_context *ctx, clmha_profile *out) {
+    if (ctx == NULL || out == NULL) {
+        return clmha__fail(ctx, CLMHA_ERR_NULL_ARGUMENT, "clmha_context_take_profile: %s is NULL",
+                           ctx ? "profile" : "ctx");
+    }
+    if (!ctx->profile) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "clmha_context_take_profile: the context was created without "
+                           "options.profile (or CLMHA_PROFILE=1)");
+    }
+    clmha_status st = clmha_context_finish(ctx);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < ctx->prof_n; i++) {
+        cl_ulong t0 = 0, t1 = 0;
+        cl_event from = ctx->prof_starts[i] ? ctx->prof_starts[i] : ctx->prof_events[i];
+        cl_profiling_info from_what =
+            ctx->prof_starts[i] ? CL_PROFILING_COMMAND_END : CL_PROFILING_COMMAND_START;
+        if (clGetEventProfilingInfo(from, from_what, sizeof t0, &t0, NULL) == CL_SUCCESS &&
+            clGetEventProfilingInfo(ctx->prof_events[i], CL_PROFILING_COMMAND_END, sizeof t1, &t1,
+                                    NULL) == CL_SUCCESS &&
+            t1 >= t0) {
+            double s = (double)(t1 - t0) * 1e-9;
+            if (ctx->prof_kinds[i] == CLMHA__PROF_PROJECTION) {
+                out->projection_s += s;
+            } else if (ctx->prof_kinds[i] == CLMHA__PROF_ATTENTION) {
+                out->attention_s += s;
+            } else {
+                out->other_s += s;
+            }
+            out->launches++;
+        }
+        clReleaseEvent(ctx->prof_events[i]);
+        if (ctx->prof_starts[i] != NULL) {
+            clReleaseEvent(ctx->prof_starts[i]);
+        }
+    }
+    ctx->prof_n = 0;
     return CLMHA_OK;
 }
 

@@ -44,6 +44,14 @@ struct clmha_context {
     bool poison;
     /* The driver reported CL_OUT_OF_RESOURCES (or lost the device): nothing more is sent. */
     bool broken;
+    /* Profiling: events of the launches since the last clmha_context_take_profile, each with
+     * the category (clmha__prof_category) that was current when it was launched. */
+    bool profile;
+    int prof_category;
+    cl_event *prof_events;
+    cl_event *prof_starts; /* a marker before the launch(es), or NULL: then START..END */
+    int *prof_kinds;
+    size_t prof_n, prof_cap;
 
     char last_error[CLMHA__MSG_LEN];
     cl_int last_cl_error;
@@ -111,6 +119,19 @@ void clmha__log(const clmha_context *ctx, clmha_log_level level, const char *fmt
 
 /* The level CLMHA_LOG asks for (CLMHA_LOG_WARN when unset). */
 clmha_log_level clmha__env_log_level(void);
+
+enum clmha__prof_category { CLMHA__PROF_OTHER = 0, CLMHA__PROF_PROJECTION, CLMHA__PROF_ATTENTION };
+
+/* With profiling on, a place for the next launch's event (NULL otherwise); after the launch,
+ * clmha__prof_keep() files it under the current category. */
+cl_event *clmha__prof_slot(clmha_context *ctx);
+void clmha__prof_keep(clmha_context *ctx, cl_event *slot);
+
+/* For a library call that enqueues several kernels but returns one event (CLBlast): a marker
+ * enqueued before it; clmha__prof_keep_span() then counts from the marker's end to the
+ * returned event's end. NULL when profiling is off. */
+cl_event clmha__prof_marker(clmha_context *ctx);
+void clmha__prof_keep_span(clmha_context *ctx, cl_event marker, cl_event *slot);
 
 /* ---- small helpers (util.c) ---- */
 

@@ -468,7 +468,11 @@ clmha_status clmha__launch(clmha_context *ctx, cl_kernel kernel, const char *nam
         return clmha__fail(ctx, CLMHA_ERR_DEVICE_LIMIT, "kernel %s: %zu work-groups overflow", name,
                            groups);
     }
-    err = clEnqueueNDRangeKernel(ctx->queue, kernel, 1, NULL, &global, &local, 0, NULL, NULL);
+    cl_event *ev = clmha__prof_slot(ctx);
+    err = clEnqueueNDRangeKernel(ctx->queue, kernel, 1, NULL, &global, &local, 0, NULL, ev);
+    if (err == CL_SUCCESS) {
+        clmha__prof_keep(ctx, ev);
+    }
     if (err != CL_SUCCESS) {
         char what[128];
         snprintf(what, sizeof what, "enqueueing kernel %s", name);

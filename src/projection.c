@@ -55,6 +55,7 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
 clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size_t x_off, size_t m,
                             size_t k, cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off) {
     clmha_context *ctx = layer->ctx;
+    ctx->prof_category = CLMHA__PROF_PROJECTION;
     cl_ulong off = y_off, rows = m, cols = n;
     cl_int has_bias = bias != NULL;
     const clmha__karg args[] = {CLMHA__ARG(y),    CLMHA__ARG(off),  CLMHA__ARG(rows),
@@ -73,9 +74,16 @@ clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size
         return own_gemm(layer, x, x_off, m, k, w, n, y, y_off);
     }
     cl_command_queue q = ctx->queue;
+    cl_event *ev = clmha__prof_slot(ctx);
+    cl_event marker = ev ? clmha__prof_marker(ctx) : NULL;
     CLBlastStatusCode s =
         CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, m, n, k, 1.0f,
-                     x, x_off, k, w, 0, n, 1.0f, y, y_off, n, &q, NULL);
+                     x, x_off, k, w, 0, n, 1.0f, y, y_off, n, &q, ev);
+    if (s == CLBlastSuccess) {
+        clmha__prof_keep_span(ctx, marker, ev); /* CLBlast may run several kernels */
+    } else if (marker != NULL) {
+        clReleaseEvent(marker);
+    }
     if (s == CLBlastInvalidLocalThreadsTotal || s == CLBlastInvalidLocalThreadsDim ||
         s == CLBlastInvalidLocalMemUsage || s == CLBlastInvalidLocalNumDimensions) {
         /* CLBlast's kernels do not fit this device's limits; it checks before enqueueing

@@ -56,6 +56,7 @@ clmha_status clmha__regularize_build(clmha_layer *l) {
 }
 
 clmha_status clmha__activity_sums(clmha_layer *l, int slot, cl_mem x, size_t n, size_t batch) {
+    l->ctx->prof_category = CLMHA__PROF_OTHER;
     cl_ulong nn = n, off = (cl_ulong)slot * l->act_groups * 2;
     const clmha__karg args[] = {CLMHA__ARG(x), CLMHA__ARG(nn), CLMHA__ARG(l->act), CLMHA__ARG(off)};
     clmha_status st = clmha__set_args(l->ctx, l->k_sum, "sum_abs_sq", args, 4);

@@ -499,9 +499,50 @@ static void test_causal_flag_equals_mask(void **state) {
     }
 }
 
+/* Profiling: device time by kind after a call, a fresh count after each take. */
+static void test_profile(void **state) {
+    (void)state;
+    clmha_context_options o;
+    clmha_context_options_init(&o);
+    o.profile = true;
+    clmha_context *pc = NULL;
+    assert_ok(clmha_context_create(&o, &pc));
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = 2, cfg.key_dim = 8, cfg.seed = 1;
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(pc, &cfg, 16, 16, 0, &l));
+    size_t xs[3] = {2, 9, 16};
+    float x[2 * 9 * 16];
+    test_rng r = {8};
+    rng_fill(&r, x, 2 * 9 * 16, -1, 1);
+    clmha_tensor *tx = NULL, *to = NULL;
+    assert_ok(clmha_tensor_create(pc, CLMHA_FLOAT32, 3, xs, &tx));
+    assert_ok(clmha_tensor_write(tx, x, sizeof x));
+    assert_ok(clmha_tensor_create(pc, CLMHA_FLOAT32, 3, xs, &to));
+    clmha_profile prof;
+    assert_ok(clmha_context_take_profile(pc, &prof)); /* start from zero */
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = tx, a.value = tx, a.output = to;
+    assert_ok(clmha_layer_call(l, &a));
+    assert_ok(clmha_context_take_profile(pc, &prof));
+    assert_true(prof.launches >= 5); /* 3 or more projections, attention, commit */
+    assert_true(prof.projection_s > 0 && prof.attention_s > 0 && prof.other_s > 0);
+    assert_ok(clmha_context_take_profile(pc, &prof));
+    assert_int_equal(prof.launches, 0);
+    assert_true(prof.projection_s == 0 && prof.attention_s == 0);
+    assert_int_equal(clmha_context_take_profile(ctx, &prof), CLMHA_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(clmha_last_error(), "without options.profile"));
+    clmha_tensor_release(tx), clmha_tensor_release(to);
+    clmha_layer_release(l);
+    clmha_context_release(pc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes),
+        cmocka_unit_test(test_profile),
         cmocka_unit_test(test_edge_cases),
         cmocka_unit_test(test_attention_axes_against_reference),
         cmocka_unit_test(test_token_loop_equals_one_shot),

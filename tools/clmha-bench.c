@@ -1,0 +1,363 @@
+/*
+ * clmha-bench - benchmarks the layer on the selected OpenCL device: a decode step (T = 1 into
+ * a cache of S positions) and a prefill (T = S), GPT-2-small-sized by default, over sequence
+ * lengths and batch sizes. In the same run it measures the device's own ceilings (a float4
+ * copy kernel's bandwidth and CLBlast's SGEMM rate) and reports, per case: the median and
+ * spread of the whole call over repeated runs after warm-up, the device time of attention and
+ * projections (from clmha's profiling), attention bytes / time as a fraction of the copy
+ * bandwidth (decode) and attention FLOP/s as a fraction of the SGEMM rate (prefill).
+ */
+#include <clmha.h>
+
+#include <clblast_c.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LIST 16
+
+typedef struct opts {
+    int decode, prefill;
+    size_t seqs[MAX_LIST], nseq, batches[MAX_LIST], nbatch;
+    size_t dim, heads, head_dim, reps, warmup;
+    const char *json;
+    int user_seq;
+} opts;
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: clmha-bench [options]\n"
+               "\n"
+               "  --phase P        decode, prefill or all (default all)\n"
+               "  --seq S[,S...]   sequence lengths (default decode 128,512,2048,8192,16384;\n"
+               "                   prefill 128,512,2048)\n"
+               "  --batch B[,B...] batch sizes (default 1,4)\n"
+               "  --dim D --heads H --head-dim K   layer size (default 768, 12, 64)\n"
+               "  --reps N         timed runs per case (default 10), after --warmup N (default 2)\n"
+               "  --cache-dtype T  float32 (the float16 cache is not implemented yet)\n"
+               "  --json FILE      also write one JSON object per case, one per line\n"
+               "  --help           this text\n"
+               "\n"
+               "The device comes from CLMHA_PLATFORM / CLMHA_DEVICE / CLMHA_DEVICE_TYPE.\n");
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, size_t n) {
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int parse_list(const char *s, size_t *out, size_t *n) {
+    *n = 0;
+    while (*s && *n < MAX_LIST) {
+        char *end;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (end == s || v == 0) {
+            return 0;
+        }
+        out[(*n)++] = (size_t)v;
+        s = *end == ',' ? end + 1 : end;
+    }
+    return *n > 0 && *s == '\0';
+}
+
+static int parse(int argc, char **argv, opts *o) {
+    memset(o, 0, sizeof *o);
+    o->decode = o->prefill = 1;
+    o->dim = 768, o->heads = 12, o->head_dim = 64, o->reps = 10, o->warmup = 2;
+    o->batches[0] = 1, o->batches[1] = 4, o->nbatch = 2;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            exit(0);
+        }
+        if (v == NULL) {
+            fprintf(stderr, "clmha-bench: %s needs a value (see --help)\n", a);
+            return 2;
+        }
+        size_t one[MAX_LIST], n1 = 0;
+        if (!strcmp(a, "--phase")) {
+            o->decode = !strcmp(v, "decode") || !strcmp(v, "all");
+            o->prefill = !strcmp(v, "prefill") || !strcmp(v, "all");
+            if (!o->decode && !o->prefill) {
+                fprintf(stderr, "clmha-bench: --phase is decode, prefill or all\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--seq")) {
+            if (!parse_list(v, o->seqs, &o->nseq)) {
+                fprintf(stderr, "clmha-bench: --seq needs whole numbers, e.g. 128,512\n");
+                return 2;
+            }
+            o->user_seq = 1;
+        } else if (!strcmp(a, "--batch")) {
+            if (!parse_list(v, o->batches, &o->nbatch)) {
+                fprintf(stderr, "clmha-bench: --batch needs whole numbers, e.g. 1,4\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--dim") || !strcmp(a, "--heads") || !strcmp(a, "--head-dim") ||
+                   !strcmp(a, "--reps") || !strcmp(a, "--warmup")) {
+            if (!parse_list(v, one, &n1) || n1 != 1) {
+                fprintf(stderr, "clmha-bench: %s needs a whole number >= 1\n", a);
+                return 2;
+            }
+            size_t *t = !strcmp(a, "--dim")        ? &o->dim
+                        : !strcmp(a, "--heads")    ? &o->heads
+                        : !strcmp(a, "--head-dim") ? &o->head_dim
+                        : !strcmp(a, "--reps")     ? &o->reps
+                                                   : &o->warmup;
+            *t = one[0];
+        } else if (!strcmp(a, "--cache-dtype")) {
+            if (strcmp(v, "float32") != 0) {
+                fprintf(stderr, "clmha-bench: --cache-dtype %s is not supported yet\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--json")) {
+            o->json = v;
+        } else {
+            fprintf(stderr, "clmha-bench: unknown option '%s' (see --help)\n", a);
+            return 2;
+        }
+        i++;
+    }
+    return 0;
+}
+
+static const char *COPY_SRC =
+    "__kernel void copy4(__global const float4 *a, __global float4 *b) {\n"
+    "    b[get_global_id(0)] = a[get_global_id(0)];\n"
+    "}\n";
+
+/* Bytes moved per second (read + write) by a float4 copy of 2 x 128 MiB, median of 5. */
+static double copy_bandwidth(clmha_context *ctx) {
+    cl_context c = clmha_context_cl_context(ctx);
+    cl_command_queue q = clmha_context_queue(ctx);
+    clmha_device_info dev;
+    clmha_context_device(ctx, &dev);
+    size_t bytes = (size_t)128 << 20;
+    if (bytes > dev.max_alloc_bytes) {
+        bytes = (size_t)dev.max_alloc_bytes / 16 * 16;
+    }
+    cl_int err;
+    cl_program p = clCreateProgramWithSource(c, 1, &COPY_SRC, NULL, &err);
+    if (err != CL_SUCCESS || clBuildProgram(p, 1, &dev.device, "-cl-std=CL1.2", NULL, NULL)) {
+        return 0;
+    }
+    cl_kernel k = clCreateKernel(p, "copy4", &err);
+    cl_mem a = clCreateBuffer(c, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    cl_mem b = clCreateBuffer(c, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    float zero = 0;
+    clEnqueueFillBuffer(q, a, &zero, sizeof zero, 0, bytes, 0, NULL, NULL);
+    clSetKernelArg(k, 0, sizeof a, &a);
+    clSetKernelArg(k, 1, sizeof b, &b);
+    size_t global = bytes / 16;
+    double t[6];
+    for (int i = 0; i < 6; i++) {
+        clFinish(q);
+        double t0 = now_s();
+        clEnqueueNDRangeKernel(q, k, 1, NULL, &global, NULL, 0, NULL, NULL);
+        clFinish(q);
+        t[i] = now_s() - t0;
+    }
+    clReleaseMemObject(a), clReleaseMemObject(b), clReleaseKernel(k), clReleaseProgram(p);
+    return 2.0 * (double)bytes / median(t + 1, 5); /* the first run is a warm-up */
+}
+
+/* CLBlast's SGEMM rate at 1024^3 (FLOP/s), median of 5 after a warm-up. */
+static double sgemm_rate(clmha_context *ctx) {
+    cl_context c = clmha_context_cl_context(ctx);
+    cl_command_queue q = clmha_context_queue(ctx);
+    const size_t n = 1024;
+    cl_int err;
+    cl_mem a = clCreateBuffer(c, CL_MEM_READ_WRITE, n * n * 4, NULL, &err);
+    cl_mem b = clCreateBuffer(c, CL_MEM_READ_WRITE, n * n * 4, NULL, &err);
+    cl_mem d = clCreateBuffer(c, CL_MEM_READ_WRITE, n * n * 4, NULL, &err);
+    float one = 0.01f;
+    clEnqueueFillBuffer(q, a, &one, 4, 0, n * n * 4, 0, NULL, NULL);
+    clEnqueueFillBuffer(q, b, &one, 4, 0, n * n * 4, 0, NULL, NULL);
+    double t[6];
+    int ok = 1;
+    for (int i = 0; i < 6 && ok; i++) {
+        clFinish(q);
+        double t0 = now_s();
+        ok = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, n, n, n,
+                          1.0f, a, 0, n, b, 0, n, 0.0f, d, 0, n, &q, NULL) == CLBlastSuccess;
+        clFinish(q);
+        t[i] = now_s() - t0;
+    }
+    clReleaseMemObject(a), clReleaseMemObject(b), clReleaseMemObject(d);
+    return ok ? 2.0 * (double)(n * n * n) / median(t + 1, 5) : 0;
+}
+
+typedef struct result {
+    double median_s, min_s, max_s, attn_s, proj_s;
+} result;
+
+/* Runs one case; returns 0 on success (the message is printed otherwise). */
+static int run_case(clmha_context *ctx, clmha_layer *layer, const opts *o, int decode, size_t B,
+                    size_t S, result *res) {
+    const size_t D = o->dim, T = decode ? 1 : S;
+    clmha_tensor *x = NULL, *y = NULL, *cache = NULL;
+    size_t xs[3] = {B, T, D};
+    int rc = 1;
+    double *wall = calloc(o->reps, sizeof(double)), *attn = calloc(o->reps, sizeof(double));
+    double *proj = calloc(o->reps, sizeof(double));
+    float *host = malloc(B * T * D * sizeof(float));
+    for (size_t i = 0; i < B * T * D; i++) {
+        host[i] = (float)((double)((i * 2654435761u) % 1000) / 1000.0 - 0.5);
+    }
+    if (clmha_tensor_create(ctx, CLMHA_FLOAT32, 3, xs, &x) != CLMHA_OK ||
+        clmha_tensor_write(x, host, B * T * D * sizeof(float)) != CLMHA_OK ||
+        clmha_tensor_create(ctx, CLMHA_FLOAT32, 3, xs, &y) != CLMHA_OK ||
+        (decode && clmha_layer_create_cache(layer, B, S, &cache) != CLMHA_OK)) {
+        fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
+        goto done;
+    }
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = x, a.value = x, a.output = y, a.causal = true;
+    if (decode) {
+        /* The step that writes the last position and attends to all S. */
+        a.cache = cache, a.has_cache_update_index = true;
+        a.cache_update_index = (int64_t)(S - 1);
+    }
+    clmha_profile prof;
+    for (size_t r = 0; r < o->warmup + o->reps; r++) {
+        clmha_context_take_profile(ctx, &prof);
+        double t0 = now_s();
+        if (clmha_layer_call(layer, &a) != CLMHA_OK || clmha_context_finish(ctx) != CLMHA_OK) {
+            fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
+            goto done;
+        }
+        double t = now_s() - t0;
+        clmha_context_take_profile(ctx, &prof);
+        if (r >= o->warmup) {
+            wall[r - o->warmup] = t;
+            attn[r - o->warmup] = prof.attention_s;
+            proj[r - o->warmup] = prof.projection_s;
+        }
+    }
+    res->median_s = median(wall, o->reps);
+    res->min_s = wall[0];
+    res->max_s = wall[o->reps - 1];
+    res->attn_s = median(attn, o->reps);
+    res->proj_s = median(proj, o->reps);
+    rc = 0;
+done:
+    clmha_tensor_release(x), clmha_tensor_release(y), clmha_tensor_release(cache);
+    free(wall), free(attn), free(proj), free(host);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    opts o;
+    int rc = parse(argc, argv, &o);
+    if (rc != 0) {
+        return rc;
+    }
+    clmha_context_options co;
+    clmha_context_options_init(&co);
+    co.profile = true;
+    clmha_context *ctx = NULL;
+    clmha_layer *layer = NULL;
+    FILE *json = NULL;
+    if (clmha_context_create(&co, &ctx) != CLMHA_OK) {
+        fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
+        return 1;
+    }
+    clmha_device_info dev;
+    clmha_context_device(ctx, &dev);
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = (int)o.heads, cfg.key_dim = (int)o.head_dim, cfg.seed = 1;
+    if (clmha_layer_create(ctx, &cfg, o.dim, o.dim, 0, &layer) != CLMHA_OK) {
+        fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
+        rc = 1;
+        goto done;
+    }
+    if (o.json != NULL && (json = fopen(o.json, "w")) == NULL) {
+        fprintf(stderr, "clmha-bench: cannot write %s\n", o.json);
+        rc = 1;
+        goto done;
+    }
+    int tty = isatty(fileno(stderr));
+    fprintf(stderr, "measuring the device's ceilings...\n");
+    const double bw = copy_bandwidth(ctx), gemm = sgemm_rate(ctx);
+    clmha_profile discard;
+    clmha_context_take_profile(ctx, &discard);
+    printf("clmha %s bench on %s (%s)\n", clmha_version_string(), dev.name, dev.platform_name);
+    printf("layer: dim %zu, %zu heads of %zu, fp32 cache; %zu runs per case after %zu warm-up\n",
+           o.dim, o.heads, o.head_dim, o.reps, o.warmup);
+    printf("ceilings: copy bandwidth %.1f GB/s, CLBlast SGEMM (1024^3) %.1f GFLOP/s\n\n", bw * 1e-9,
+           gemm * 1e-9);
+    printf("%-8s %3s %6s %6s %11s %17s %11s %11s %8s %8s\n", "phase", "B", "T", "S", "median ms",
+           "min..max ms", "attn ms", "proj ms", "of bw", "of gemm");
+    for (int phase = 0; phase < 2; phase++) {
+        int decode = phase == 0;
+        if ((decode && !o.decode) || (!decode && !o.prefill)) {
+            continue;
+        }
+        static const size_t dseq[] = {128, 512, 2048, 8192, 16384}, pseq[] = {128, 512, 2048};
+        const size_t *seqs = o.user_seq ? o.seqs : decode ? dseq : pseq;
+        size_t nseq = o.user_seq ? o.nseq : decode ? 5 : 3;
+        for (size_t si = 0; si < nseq; si++) {
+            for (size_t bi = 0; bi < o.nbatch; bi++) {
+                size_t S = seqs[si], B = o.batches[bi], T = decode ? 1 : S;
+                if (tty) {
+                    fprintf(stderr, "\r%s B=%zu S=%zu ...   ", decode ? "decode" : "prefill", B, S);
+                }
+                result r;
+                if (run_case(ctx, layer, &o, decode, B, S, &r) != 0) {
+                    rc = 1;
+                    goto done;
+                }
+                if (tty) {
+                    fprintf(stderr, "\r%40s\r", "");
+                }
+                /* Attention reads every key and value once (decode) and does 4 FLOP per
+                 * query-key-dim triple (scores and p x V), counting masked pairs too. */
+                double bytes = 2.0 * (double)(B * S * o.heads * o.head_dim) * 4.0;
+                double flops =
+                    4.0 * (double)B * (double)o.heads * (double)T * (double)S * (double)o.head_dim;
+                double fbw = r.attn_s > 0 ? bytes / r.attn_s / bw : 0;
+                double fgemm = r.attn_s > 0 ? flops / r.attn_s / gemm : 0;
+                printf("%-8s %3zu %6zu %6zu %11.3f %8.3f..%-8.3f %11.3f %11.3f %8.3f %8.3f\n",
+                       decode ? "decode" : "prefill", B, T, S, r.median_s * 1e3, r.min_s * 1e3,
+                       r.max_s * 1e3, r.attn_s * 1e3, r.proj_s * 1e3, fbw, fgemm);
+                fflush(stdout);
+                if (json != NULL) {
+                    fprintf(json,
+                            "{\"phase\": \"%s\", \"B\": %zu, \"T\": %zu, \"S\": %zu, \"dim\": %zu, "
+                            "\"heads\": %zu, \"head_dim\": %zu, \"cache_dtype\": \"float32\", "
+                            "\"device\": \"%s\", \"median_s\": %.9g, \"min_s\": %.9g, "
+                            "\"max_s\": %.9g, \"attention_median_s\": %.9g, "
+                            "\"projection_median_s\": %.9g, \"frac_bandwidth\": %.6g, "
+                            "\"frac_gemm\": %.6g, \"copy_bandwidth_bytes_per_s\": %.6g, "
+                            "\"sgemm_flops_per_s\": %.6g}\n",
+                            decode ? "decode" : "prefill", B, T, S, o.dim, o.heads, o.head_dim,
+                            dev.name, r.median_s, r.min_s, r.max_s, r.attn_s, r.proj_s, fbw, fgemm,
+                            bw, gemm);
+                }
+            }
+        }
+    }
+done:
+    if (json != NULL) {
+        fclose(json);
+    }
+    clmha_layer_release(layer);
+    clmha_context_release(ctx);
+    return rc;
+}
