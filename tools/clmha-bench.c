@@ -201,6 +201,18 @@ static double sgemm_rate(clmha_context *ctx) {
     return ok ? 2.0 * (double)(n * n * n) / median(t + 1, 5) : 0;
 }
 
+/* Formats a number with @p digits significant digits (fixed decimals when digits is 3), or
+ * @p missing when it is not finite. */
+static void fmt_num(char *buf, size_t len, double v, int digits, const char *missing) {
+    if (!isfinite(v)) {
+        snprintf(buf, len, "%s", missing);
+    } else if (digits == 3) {
+        snprintf(buf, len, "%.3f", v);
+    } else {
+        snprintf(buf, len, "%.*g", digits, v);
+    }
+}
+
 typedef struct result {
     double median_s, min_s, max_s, attn_s, proj_s;
 } result;
@@ -300,8 +312,12 @@ int main(int argc, char **argv) {
     printf("clmha %s bench on %s (%s)\n", clmha_version_string(), dev.name, dev.platform_name);
     printf("layer: dim %zu, %zu heads of %zu, fp32 cache; %zu runs per case after %zu warm-up\n",
            o.dim, o.heads, o.head_dim, o.reps, o.warmup);
-    printf("ceilings: copy bandwidth %.1f GB/s, CLBlast SGEMM (1024^3) %.1f GFLOP/s\n\n", bw * 1e-9,
-           gemm * 1e-9);
+    printf("ceilings: copy bandwidth %.1f GB/s, CLBlast SGEMM (1024^3) ", bw * 1e-9);
+    if (gemm > 0) {
+        printf("%.1f GFLOP/s\n\n", gemm * 1e-9);
+    } else {
+        printf("n/a (CLBlast cannot run on this device)\n\n");
+    }
     printf("%-8s %3s %6s %6s %11s %17s %11s %11s %8s %8s\n", "phase", "B", "T", "S", "median ms",
            "min..max ms", "attn ms", "proj ms", "of bw", "of gemm");
     for (int phase = 0; phase < 2; phase++) {
@@ -331,11 +347,20 @@ int main(int argc, char **argv) {
                 double bytes = 2.0 * (double)(B * S * o.heads * o.head_dim) * 4.0;
                 double flops =
                     4.0 * (double)B * (double)o.heads * (double)T * (double)S * (double)o.head_dim;
-                double fbw = r.attn_s > 0 ? bytes / r.attn_s / bw : 0;
-                double fgemm = r.attn_s > 0 ? flops / r.attn_s / gemm : 0;
-                printf("%-8s %3zu %6zu %6zu %11.3f %8.3f..%-8.3f %11.3f %11.3f %8.3f %8.3f\n",
+                /* A ceiling that could not be measured (CLBlast cannot run on every device)
+                 * leaves its fraction unknown: "n/a" in the table, null in JSON. */
+                double fbw = r.attn_s > 0 && bw > 0 ? bytes / r.attn_s / bw : NAN;
+                double fgemm = r.attn_s > 0 && gemm > 0 ? flops / r.attn_s / gemm : NAN;
+                char tbw[32], tgemm[32], jbw[32], jgemm[32], jcbw[32], jcgemm[32];
+                fmt_num(tbw, sizeof tbw, fbw, 3, "n/a");
+                fmt_num(tgemm, sizeof tgemm, fgemm, 3, "n/a");
+                fmt_num(jbw, sizeof jbw, fbw, 6, "null");
+                fmt_num(jgemm, sizeof jgemm, fgemm, 6, "null");
+                fmt_num(jcbw, sizeof jcbw, bw > 0 ? bw : NAN, 6, "null");
+                fmt_num(jcgemm, sizeof jcgemm, gemm > 0 ? gemm : NAN, 6, "null");
+                printf("%-8s %3zu %6zu %6zu %11.3f %8.3f..%-8.3f %11.3f %11.3f %8s %8s\n",
                        decode ? "decode" : "prefill", B, T, S, r.median_s * 1e3, r.min_s * 1e3,
-                       r.max_s * 1e3, r.attn_s * 1e3, r.proj_s * 1e3, fbw, fgemm);
+                       r.max_s * 1e3, r.attn_s * 1e3, r.proj_s * 1e3, tbw, tgemm);
                 fflush(stdout);
                 if (json != NULL) {
                     fprintf(json,
@@ -343,12 +368,12 @@ int main(int argc, char **argv) {
                             "\"heads\": %zu, \"head_dim\": %zu, \"cache_dtype\": \"float32\", "
                             "\"device\": \"%s\", \"median_s\": %.9g, \"min_s\": %.9g, "
                             "\"max_s\": %.9g, \"attention_median_s\": %.9g, "
-                            "\"projection_median_s\": %.9g, \"frac_bandwidth\": %.6g, "
-                            "\"frac_gemm\": %.6g, \"copy_bandwidth_bytes_per_s\": %.6g, "
-                            "\"sgemm_flops_per_s\": %.6g}\n",
+                            "\"projection_median_s\": %.9g, \"frac_bandwidth\": %s, "
+                            "\"frac_gemm\": %s, \"copy_bandwidth_bytes_per_s\": %s, "
+                            "\"sgemm_flops_per_s\": %s}\n",
                             decode ? "decode" : "prefill", B, T, S, o.dim, o.heads, o.head_dim,
-                            dev.name, r.median_s, r.min_s, r.max_s, r.attn_s, r.proj_s, fbw, fgemm,
-                            bw, gemm);
+                            dev.name, r.median_s, r.min_s, r.max_s, r.attn_s, r.proj_s, jbw, jgemm,
+                            jcbw, jcgemm);
                 }
             }
         }
