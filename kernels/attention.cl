@@ -48,6 +48,24 @@ static bool dropout_keep(ulong r, int j, uint counter, uint2 seed, float rate) {
     return (float)x.x * 2.3283064365386963e-10f >= rate;
 }
 
+/* The scaled query row (local) dotted with a key row: four lanes of fma when DK allows,
+ * summed pairwise at the end; float accumulation either way. */
+static float dot_qk(__local const float *qs, __global const float *kr) {
+#if DK % 4 == 0
+    float4 acc = (float4)(0.0f);
+    for (int d = 0; d < DK; d += 4) {
+        acc = fma(vload4(0, qs + d), vload4(0, kr + d), acc);
+    }
+    return (acc.x + acc.y) + (acc.z + acc.w);
+#else
+    float s = 0.0f;
+    for (int d = 0; d < DK; d++) {
+        s = fma(qs[d], kr[d], s);
+    }
+    return s;
+#endif
+}
+
 /* Row j of keys (or values): from the new rows when j is in [new_lo, new_hi), else from the
  * cache or projection buffer. Both have the same row stride (H * DK or H * DV). */
 static __global const float *key_row(__global const float *base, ulong base_off, ulong step,
@@ -114,10 +132,7 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
         }
         __global const float *kr = key_row(k, k_base, k_step, kn, b * kn_bstride + (ulong)h * DK,
                                            new_lo, new_hi, (ulong)j);
-        float s = 0.0f;
-        for (int d = 0; d < DK; d++) {
-            s = fma(qs[d], kr[d], s);
-        }
+        const float s = dot_qk(qs, kr);
         if (s > m) {
             l = l * exp(m - s) + 1.0f;
             m = s;
@@ -163,10 +178,7 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
             __global const float *kr = key_row(k, k_base, k_step, kn,
                                                b * kn_bstride + (ulong)h * DK, new_lo, new_hi,
                                                (ulong)j);
-            float s = 0.0f;
-            for (int d = 0; d < DK; d++) {
-                s = fma(qs[d], kr[d], s);
-            }
+            const float s = dot_qk(qs, kr);
             pj = exp(s - row_max) * inv_sum;
         }
         if (has_p && j < S) {
