@@ -272,6 +272,7 @@ typedef struct clmha_context_stats {
     uint64_t programs_loaded_from_cache; /**< Built from a cached binary. */
     uint64_t cache_files_written;        /**< Binaries written to the cache folder. */
     uint64_t cache_files_rejected;       /**< Corrupt, truncated or stale files replaced. */
+    uint64_t workspace_allocations;      /**< Layer workspace buffers allocated or grown. */
 } clmha_context_stats;
 
 /** Copies the context's counters to @p stats. */
@@ -513,6 +514,18 @@ CLMHA_API clmha_status clmha_layer_regularization_loss(clmha_layer *layer, doubl
  * changes. Enqueued (asynchronous).
  */
 CLMHA_API clmha_status clmha_layer_apply_constraints(clmha_layer *layer);
+
+/**
+ * Allocates the layer's workspace for calls with rank-3 inputs of up to @p max_batch
+ * sequences, @p max_query_len query positions, @p max_kv_len projected key/value positions
+ * (S* with a cache, S without) and caches of up to @p max_cache_len positions (0 without a
+ * cache), with room for the attention probabilities when @p with_scores. Later calls within
+ * those sizes allocate nothing; without it the workspace grows, once, on the first call that
+ * needs more (an allocation inside that call).
+ */
+CLMHA_API clmha_status clmha_layer_reserve(clmha_layer *layer, size_t max_batch,
+                                           size_t max_query_len, size_t max_kv_len,
+                                           size_t max_cache_len, bool with_scores);
 
 /** The layer's output feature shape (output_shape, or (Dq,) by default). */
 CLMHA_API clmha_status clmha_layer_output_shape(const clmha_layer *layer, int *rank,

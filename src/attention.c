@@ -711,6 +711,36 @@ static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan
     return CLMHA_OK;
 }
 
+clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_query_len,
+                                 size_t max_kv_len, size_t max_cache_len, bool with_scores) {
+    if (l == NULL) {
+        return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT, "clmha_layer_reserve: layer is NULL");
+    }
+    size_t S = max_kv_len > max_cache_len ? max_kv_len : max_cache_len, rq, rkv, sc, tmp;
+    if (max_batch == 0 || max_query_len == 0 || max_kv_len == 0 ||
+        !clmha__mul(max_batch, max_query_len, &rq) || !clmha__mul(max_batch, max_kv_len, &rkv) ||
+        !clmha__mul(rq, l->heads, &tmp) || !clmha__mul(tmp, S, &sc) ||
+        !clmha__mul(rq, l->heads * (l->dk > l->dv ? l->dk : l->dv), &tmp) ||
+        !clmha__mul(rkv, l->heads * (l->dk > l->dv ? l->dk : l->dv), &tmp) ||
+        !clmha__mul(rq, l->out_features, &tmp)) {
+        return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "clmha_layer_reserve: sizes must be >= 1 and their products must fit "
+                           "(batch %zu, query %zu, key/value %zu, cache %zu)",
+                           max_batch, max_query_len, max_kv_len, max_cache_len);
+    }
+    size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
+    clmha_status st;
+    if ((st = clmha__workspace(l, &l->ws_q, &l->cap_q, rq * hk)) ||
+        (st = clmha__workspace(l, &l->ws_o, &l->cap_o, rq * hv)) ||
+        (st = clmha__workspace(l, &l->ws_y, &l->cap_y, rq * l->out_features)) ||
+        (st = clmha__workspace(l, &l->ws_k, &l->cap_k, rkv * hk)) ||
+        (st = clmha__workspace(l, &l->ws_v, &l->cap_v, rkv * hv)) ||
+        (with_scores && (st = clmha__workspace(l, &l->ws_p, &l->cap_p, sc)))) {
+        return st;
+    }
+    return CLMHA_OK;
+}
+
 clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
     if (l == NULL || a == NULL) {
         return clmha__fail(l ? l->ctx : NULL, CLMHA_ERR_NULL_ARGUMENT,

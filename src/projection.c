@@ -34,6 +34,7 @@ clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size
     }
     *buf = fresh;
     *cap = n;
+    ctx->stats.workspace_allocations++;
     return CLMHA_OK;
 }
 

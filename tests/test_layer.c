@@ -539,10 +539,59 @@ static void test_profile(void **state) {
     clmha_context_release(pc);
 }
 
+/* After clmha_layer_reserve, calls within the reserved sizes allocate nothing. */
+static void test_reserve(void **state) {
+    (void)state;
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = 2, cfg.key_dim = 4, cfg.seed = 2;
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, 8, 8, 0, &l));
+    assert_ok(clmha_layer_reserve(l, 2, 16, 16, 32, true));
+    assert_int_equal(clmha_layer_reserve(l, 0, 16, 16, 32, true), CLMHA_ERR_INVALID_ARGUMENT);
+    clmha_context_stats before, after;
+    assert_ok(clmha_context_get_stats(ctx, &before));
+    clmha_tensor *cache = NULL;
+    assert_ok(clmha_layer_create_cache(l, 2, 32, &cache));
+    size_t ps[3] = {2, 16, 8}, ss[3] = {2, 1, 8}, sc[4] = {2, 2, 16, 32}, s1[4] = {2, 2, 1, 32};
+    float x[2 * 16 * 8];
+    test_rng r = {3};
+    rng_fill(&r, x, 2 * 16 * 8, -1, 1);
+    clmha_tensor *tp = test_tensor_f32(ctx, 3, ps, x), *op = test_tensor_f32(ctx, 3, ps, NULL);
+    clmha_tensor *t1 = test_tensor_f32(ctx, 3, ss, x), *o1 = test_tensor_f32(ctx, 3, ss, NULL);
+    clmha_tensor *pp = test_tensor_f32(ctx, 4, sc, NULL), *p1 = test_tensor_f32(ctx, 4, s1, NULL);
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = tp, a.value = tp, a.cache = cache, a.output = op, a.attention_scores = pp;
+    a.has_cache_update_index = true, a.cache_update_index = 0, a.causal = true;
+    assert_ok(clmha_layer_call(l, &a)); /* prefill 16 */
+    for (int step = 16; step < 32; step++) {
+        a.query = t1, a.value = t1, a.output = o1, a.attention_scores = p1;
+        a.cache_update_index = step;
+        assert_ok(clmha_layer_call(l, &a)); /* decode steps */
+    }
+    assert_ok(clmha_context_get_stats(ctx, &after));
+    assert_int_equal(after.workspace_allocations, before.workspace_allocations);
+    /* Past the reserved sizes the workspace grows. */
+    size_t big[3] = {2, 20, 8};
+    clmha_tensor *tb = test_tensor_f32(ctx, 3, big, NULL), *ob = test_tensor_f32(ctx, 3, big, NULL);
+    assert_ok(clmha_tensor_zero(tb));
+    clmha_call_args_init(&a);
+    a.query = tb, a.value = tb, a.output = ob;
+    assert_ok(clmha_layer_call(l, &a));
+    assert_ok(clmha_context_get_stats(ctx, &after));
+    assert_true(after.workspace_allocations > before.workspace_allocations);
+    clmha_tensor *all[] = {cache, tp, op, t1, o1, pp, p1, tb, ob};
+    for (size_t i = 0; i < 9; i++)
+        clmha_tensor_release(all[i]);
+    clmha_layer_release(l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_profile),
+        cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_edge_cases),
         cmocka_unit_test(test_attention_axes_against_reference),
         cmocka_unit_test(test_token_loop_equals_one_shot),
