@@ -9,8 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-clmha_context *ctx;
-
 static const char *const mode_names[] = {"none", "static", "update"};
 
 static void describe(const case_cfg *c, char *buf, size_t len) {

@@ -6,6 +6,7 @@
 #ifndef CLMHA_TEST_LAYER_CASE_H
 #define CLMHA_TEST_LAYER_CASE_H
 
+#include "fixture.h"
 #include "support.h"
 
 enum { MODE_NONE, MODE_STATIC, MODE_UPDATE };
@@ -32,9 +33,6 @@ typedef struct case_cfg {
     size_t index;
     uint64_t seed;
 } case_cfg;
-
-/* The context run_case uses; set by the test program. */
-extern clmha_context *ctx;
 
 /* Builds the case's layer with random weights, runs it, compares everything; fails the test
  * with a reproducer on any difference. */

@@ -8,6 +8,7 @@
  * and call counter give identical outputs, successive calls different ones; training = false
  * (or rate 0) is bit-identical to inference.
  */
+#include "fixture.h"
 #include "support.h"
 
 #include <Random123/philox.h>
@@ -16,20 +17,6 @@
 #include <string.h>
 
 enum { S = 64, T = 256, DK = 8, DQ = 12 };
-
-static clmha_context *ctx;
-
-static int setup(void **state) {
-    (void)state;
-    ctx = test_context();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    clmha_context_release(ctx);
-    return 0;
-}
 
 /* A one-head layer whose value and output projections are identities. */
 static clmha_layer *make_layer(double rate, int64_t seed) {
@@ -162,5 +149,5 @@ int main(void) {
         cmocka_unit_test(test_dropout_statistics_and_exactness),
         cmocka_unit_test(test_dropout_reproducible),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, test_setup_context, test_teardown_context);
 }

@@ -3,6 +3,7 @@
  * message naming the argument, and leaves output, cache and every input byte-for-byte as they
  * were (read back and compared). Also invalid layer configurations at create.
  */
+#include "fixture.h"
 #include "support.h"
 
 #include <math.h>
@@ -11,7 +12,7 @@
 
 enum { B = 2, T = 3, S = 10, SN = 2, D = 12, H = 2, DK = 4 };
 
-static clmha_context *ctx, *other;
+static clmha_context *other;
 static clmha_layer *layer;
 static clmha_tensor *tq, *tv, *tk, *tm, *tc, *to, *tp;
 static void *snap[7];

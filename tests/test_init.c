@@ -5,6 +5,7 @@
  * the same seed gives identical weights twice, another seed different ones; biases default to
  * zeros; constant, ones and zeros are exact.
  */
+#include "fixture.h"
 #include "support.h"
 
 #include <math.h>
@@ -14,20 +15,6 @@
 enum { DQ = 200, H = 4, DK = 48, N = 30 };
 #define QN ((size_t)DQ * H * DK) /* query kernel size */
 #define ON ((size_t)H * DK * N)  /* output kernel size */
-
-static clmha_context *ctx;
-
-static int setup(void **state) {
-    (void)state;
-    ctx = test_context();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    clmha_context_release(ctx);
-    return 0;
-}
 
 static float *weights(clmha_initializer kinit, int64_t seed, clmha_weight which, size_t n) {
     clmha_layer_config cfg;
@@ -200,5 +187,5 @@ int main(void) {
         cmocka_unit_test(test_constants_and_bias_default),
         cmocka_unit_test(test_seed_reproducible),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, test_setup_context, test_teardown_context);
 }

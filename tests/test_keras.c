@@ -5,6 +5,7 @@
  * must reproduce Keras's attention output, updated cache and attention scores. Also the weight
  * file reader: listing layers, choosing by name, clear errors for bad names and bad files.
  */
+#include "fixture.h"
 #include "support.h"
 
 #include "h5io.h"
@@ -16,23 +17,14 @@
 #include <unistd.h>
 
 static const char *data_dir = CLMHA_TEST_DATA_DIR;
-static clmha_context *ctx;
 
 /* Keras computes in float32 (XLA's order of operations): the same rule as for the float64
  * reference, with the per-element floor scaled for float32 against float32. */
 static const tol_rule TOL_KERAS = {2e-5, 2e-5, 2e-6};
 
 static int setup(void **state) {
-    (void)state;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    ctx = test_context();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    clmha_context_release(ctx);
-    return 0;
+    return test_setup_context(state);
 }
 
 typedef struct golden {
@@ -437,5 +429,5 @@ int main(void) {
         cmocka_unit_test(test_run_errors),
         cmocka_unit_test(test_golden_cases),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, test_teardown_context);
 }

@@ -9,18 +9,6 @@
 
 #include <string.h>
 
-static int setup(void **state) {
-    (void)state;
-    ctx = test_context();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    clmha_context_release(ctx);
-    return 0;
-}
-
 static void test_small_cases(void **state) {
     (void)state;
     for (int mode = MODE_NONE; mode <= MODE_UPDATE; mode++) {
@@ -80,5 +68,5 @@ int main(void) {
         cmocka_unit_test(test_small_cases),
         cmocka_unit_test(test_small_gather_and_dropout),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, test_setup_context, test_teardown_context);
 }

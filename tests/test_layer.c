@@ -14,18 +14,6 @@
 
 #include "layer_case.h"
 
-static int setup(void **state) {
-    (void)state;
-    ctx = test_context();
-    return ctx ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    clmha_context_release(ctx);
-    return 0;
-}
-
 static const size_t LENS[] = {1, 7, 63, 64, 65, 113, 385};
 static const size_t DIMS[] = {1, 8, 64, 72, 96, 128};
 static const size_t HEADS[] = {1, 2, 12};
@@ -599,5 +587,5 @@ int main(void) {
         cmocka_unit_test(test_probabilities_sum_to_one),
         cmocka_unit_test(test_random_configurations),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, test_setup_context, test_teardown_context);
 }

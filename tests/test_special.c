@@ -5,6 +5,7 @@
  * clmha_layer_create_cache is zero-filled.
  */
 #include "reference.h"
+#include "fixture.h"
 #include "support.h"
 
 #include <math.h>
@@ -13,12 +14,12 @@
 
 enum { B = 2, T = 4, S = 6, D = 8, H = 2, DK = 4 };
 
-static clmha_context *ctx;
 static clmha_layer *layer;
 
 static int setup(void **state) {
-    (void)state;
-    ctx = test_context();
+    if (test_setup_context(state) != 0) {
+        return -1;
+    }
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
     cfg.num_heads = H, cfg.key_dim = DK, cfg.seed = 11;
@@ -28,10 +29,8 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-    (void)state;
     clmha_layer_release(layer);
-    clmha_context_release(ctx);
-    return 0;
+    return test_teardown_context(state);
 }
 
 /* Runs a no-cache call; out is (B, T, D). */
