@@ -578,12 +578,12 @@ static clmha_status enqueue_commit(clmha_layer *l, const clmha_call_args *a, con
                                 CLMHA__ARG(vv),    CLMHA__ARG(cache), CLMHA__ARG(c_off),
                                 CLMHA__ARG(B),     CLMHA__ARG(Sn),    CLMHA__ARG(S),
                                 CLMHA__ARG(HD),    CLMHA__ARG(idx),   CLMHA__ARG(n_splice)};
-    clmha_status st = clmha__set_args(l->ctx, l->k_commit, "commit", args, 18);
+    clmha_status st = clmha__set_args(l->ctx, &l->k_commit, args, 18);
     if (st != CLMHA_OK) {
         return st;
     }
     size_t total = (size_t)(n_out + n_p + n_splice);
-    return clmha__launch(l->ctx, l->k_commit, "commit", (total + l->wg_commit - 1) / l->wg_commit,
+    return clmha__launch(l->ctx, &l->k_commit, (total + l->wg_commit - 1) / l->wg_commit,
                          l->wg_commit);
 }
 
@@ -604,28 +604,26 @@ static clmha_status enqueue_gather(clmha_layer *l, cl_mem src, size_t src_off, c
         const clmha__karg args[] = {CLMHA__ARG(src),  CLMHA__ARG(off),    CLMHA__ARG(dst),
                                     CLMHA__ARG(rl),   CLMHA__ARG(count),  CLMHA__ARG(nd),
                                     CLMHA__ARG(dims), CLMHA__ARG(strides)};
-        st = clmha__set_args(l->ctx, l->k_gather, "gather_rows", args, 8);
+        st = clmha__set_args(l->ctx, &l->k_gather, args, 8);
         total = n * row_len;
     } else {
         const clmha__karg args[] = {CLMHA__ARG(src),    CLMHA__ARG(off), CLMHA__ARG(dst),
                                     CLMHA__ARG(count),  CLMHA__ARG(nd),  CLMHA__ARG(dims),
                                     CLMHA__ARG(strides)};
-        st = clmha__set_args(l->ctx, l->k_gather_mask, "gather_mask", args, 7);
+        st = clmha__set_args(l->ctx, &l->k_gather_mask, args, 7);
         total = n;
     }
     if (st != CLMHA_OK) {
         return st;
     }
-    return clmha__launch(l->ctx, row_len > 0 ? l->k_gather : l->k_gather_mask,
-                         row_len > 0 ? "gather_rows" : "gather_mask",
+    return clmha__launch(l->ctx, row_len > 0 ? &l->k_gather : &l->k_gather_mask,
                          (total + l->wg_gather - 1) / l->wg_gather, l->wg_gather);
 }
 
 static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, const plan *p) {
     clmha_context *ctx = l->ctx;
     ctx->prof_category = CLMHA__PROF_ATTENTION;
-    cl_kernel k = l->k_attention;
-    const char *n = "attention_rows";
+    const clmha__kernel *k = &l->k_attention;
     cl_mem qb = p->general ? l->ws_q2 : l->ws_q;
     cl_mem kb, vb;
     cl_ulong k_off, v_off, k_bs, v_bs;
@@ -678,11 +676,11 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
         CLMHA__ARG(seed_lo), CLMHA__ARG(seed_hi),    CLMHA__ARG(kn),    CLMHA__ARG(vn),
         CLMHA__ARG(new_lo),  CLMHA__ARG(new_hi),     CLMHA__ARG(kn_bs), CLMHA__ARG(vn_bs),
         CLMHA__ARG(causal),  CLMHA__ARG(causal_base)};
-    clmha_status st = clmha__set_args(ctx, k, n, args, sizeof args / sizeof args[0]);
+    clmha_status st = clmha__set_args(ctx, k, args, sizeof args / sizeof args[0]);
     if (st != CLMHA_OK) {
         return st;
     }
-    return clmha__launch(ctx, k, n, p->B * l->heads * p->T, l->wg_attention);
+    return clmha__launch(ctx, k, p->B * l->heads * p->T, l->wg_attention);
 }
 
 /* Grows every workspace buffer the call needs, before anything is enqueued. */

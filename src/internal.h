@@ -69,6 +69,14 @@ struct clmha_tensor {
     size_t offset; /* bytes */
 };
 
+/* A kernel with the limits the device gives it, asked once when it is created. */
+typedef struct clmha__kernel {
+    cl_kernel k;
+    const char *name;   /* a string literal */
+    size_t max_wg;      /* CL_KERNEL_WORK_GROUP_SIZE, at most max_work_item_sizes[0] */
+    cl_ulong local_mem; /* CL_KERNEL_LOCAL_MEM_SIZE */
+} clmha__kernel;
+
 struct clmha_layer {
     clmha_context *ctx;
     clmha_layer_config cfg;
@@ -79,7 +87,7 @@ struct clmha_layer {
     size_t out_features; /* prod(out_shape) */
     uint64_t seed;
     cl_mem weights[CLMHA_WEIGHT_COUNT];
-    cl_kernel k_attention, k_commit, k_fill, k_gather, k_gather_mask, k_gemm;
+    clmha__kernel k_attention, k_commit, k_fill, k_gather, k_gather_mask, k_gemm;
     size_t wg_attention, wg_fill, wg_commit, wg_gather, wg_gemm;
     /* Workspace, grown on demand and reused (float capacities). ws_*2 and ws_m hold the
      * canonical (rank > 3) copies and the broadcast mask; ws_y the output and ws_p the
@@ -89,7 +97,7 @@ struct clmha_layer {
     uint32_t dropout_calls; /* Philox counter: one per training call with dropout */
     /* Activity regularization of the last call: partial sums of |x| and x^2 per projection
      * (query, key, value, output), each of act_groups pairs, and each projection's batch. */
-    cl_kernel k_sum, k_constrain;
+    clmha__kernel k_sum, k_constrain;
     size_t wg_sum, wg_constrain, act_groups;
     cl_mem act;
     bool act_valid[4];
@@ -184,17 +192,17 @@ extern const size_t clmha__embedded_kernel_count;
 clmha_status clmha__program_get(clmha_context *ctx, const char *name, const char *defines,
                                 cl_program *program);
 
-/* Creates a kernel from a program, reporting a missing name clearly. */
+/* Creates kernel @p kernel (a string literal) from a program and records its limits;
+ * reports a missing name clearly. */
 clmha_status clmha__kernel_create(clmha_context *ctx, cl_program program, const char *kernel,
-                                  cl_kernel *out);
+                                  clmha__kernel *out);
 
-/* Checks a 1-D launch of @p kernel with @p local work-items against the kernel's and the
- * device's limits, then enqueues it with global = groups * local. */
-clmha_status clmha__launch(clmha_context *ctx, cl_kernel kernel, const char *name, size_t groups,
-                           size_t local);
+/* Releases the kernel (a no-op for one never created). */
+void clmha__kernel_release(clmha__kernel *k);
 
-/* The largest work-group size this kernel may use on the context's device. */
-clmha_status clmha__kernel_max_wg(clmha_context *ctx, cl_kernel kernel, size_t *out);
+/* Checks a 1-D launch of @p k with @p local work-items against the kernel's and the device's
+ * limits, then enqueues it with global = groups * local. */
+clmha_status clmha__launch(clmha_context *ctx, const clmha__kernel *k, size_t groups, size_t local);
 
 /* One kernel argument: its size and a pointer to its value. */
 typedef struct clmha__karg {
@@ -204,13 +212,9 @@ typedef struct clmha__karg {
 #define CLMHA__ARG(v)                                                                              \
     { sizeof(v), &(v) }
 
-/* Sets arguments 0..n-1 of @p kernel from @p args, naming the kernel and index on failure. */
-clmha_status clmha__set_args(clmha_context *ctx, cl_kernel kernel, const char *name,
-                             const clmha__karg *args, size_t n);
-
-/* Sets kernel arguments, naming the kernel and index on failure. */
-clmha_status clmha__set_arg(clmha_context *ctx, cl_kernel kernel, const char *name, cl_uint index,
-                            size_t size, const void *value);
+/* Sets arguments 0..n-1 of @p k from @p args, naming the kernel and index on failure. */
+clmha_status clmha__set_args(clmha_context *ctx, const clmha__kernel *k, const clmha__karg *args,
+                             size_t n);
 
 /* ---- regularizers and constraints (regularize.c) ---- */
 

@@ -286,17 +286,11 @@ static clmha_status build_kernels(clmha_layer *l) {
         if ((st = clmha__program_get(ctx, "attention.cl", defines, &prog)) != CLMHA_OK) {
             return st;
         }
-        if (l->k_attention != NULL) {
-            clReleaseKernel(l->k_attention);
-            l->k_attention = NULL;
-        }
+        clmha__kernel_release(&l->k_attention);
         if ((st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention)) != CLMHA_OK) {
             return st;
         }
-        size_t kmax = 0;
-        if ((st = clmha__kernel_max_wg(ctx, l->k_attention, &kmax)) != CLMHA_OK) {
-            return st;
-        }
+        size_t kmax = l->k_attention.max_wg;
         if (kmax >= wg) {
             break;
         }
@@ -310,35 +304,29 @@ static clmha_status build_kernels(clmha_layer *l) {
     l->wg_attention = wg;
 
     if ((st = clmha__program_get(ctx, "bias.cl", "", &prog)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "fill_bias", &l->k_fill)) != CLMHA_OK ||
-        (st = clmha__kernel_max_wg(ctx, l->k_fill, &l->wg_fill)) != CLMHA_OK) {
+        (st = clmha__kernel_create(ctx, prog, "fill_bias", &l->k_fill)) != CLMHA_OK) {
         return st;
     }
     if ((st = clmha__program_get(ctx, "gather.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "gather_rows", &l->k_gather)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "gather_mask", &l->k_gather_mask)) != CLMHA_OK ||
-        (st = clmha__kernel_max_wg(ctx, l->k_gather, &l->wg_gather)) != CLMHA_OK) {
+        (st = clmha__kernel_create(ctx, prog, "gather_mask", &l->k_gather_mask)) != CLMHA_OK) {
         return st;
     }
-    size_t wg_mask = 0;
-    if ((st = clmha__kernel_max_wg(ctx, l->k_gather_mask, &wg_mask)) != CLMHA_OK) {
-        return st;
-    }
-    l->wg_gather = pow2_floor(l->wg_gather < wg_mask ? l->wg_gather : wg_mask);
+    l->wg_gather =
+        pow2_floor(l->k_gather.max_wg < l->k_gather_mask.max_wg ? l->k_gather.max_wg
+                                                                : l->k_gather_mask.max_wg);
     l->wg_gather = l->wg_gather < 256 ? l->wg_gather : 256;
     if ((st = clmha__program_get(ctx, "gemm.cl", "", &prog)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "gemm_acc", &l->k_gemm)) != CLMHA_OK ||
-        (st = clmha__kernel_max_wg(ctx, l->k_gemm, &l->wg_gemm)) != CLMHA_OK) {
+        (st = clmha__kernel_create(ctx, prog, "gemm_acc", &l->k_gemm)) != CLMHA_OK) {
         return st;
     }
-    l->wg_gemm = pow2_floor(l->wg_gemm < 64 ? l->wg_gemm : 64);
+    l->wg_gemm = pow2_floor(l->k_gemm.max_wg < 64 ? l->k_gemm.max_wg : 64);
     if ((st = clmha__program_get(ctx, "splice.cl", "", &prog)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit)) != CLMHA_OK ||
-        (st = clmha__kernel_max_wg(ctx, l->k_commit, &l->wg_commit)) != CLMHA_OK) {
+        (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit)) != CLMHA_OK) {
         return st;
     }
-    l->wg_fill = pow2_floor(l->wg_fill < 256 ? l->wg_fill : 256);
-    l->wg_commit = pow2_floor(l->wg_commit < 256 ? l->wg_commit : 256);
+    l->wg_fill = pow2_floor(l->k_fill.max_wg < 256 ? l->k_fill.max_wg : 256);
+    l->wg_commit = pow2_floor(l->k_commit.max_wg < 256 ? l->k_commit.max_wg : 256);
     return clmha__regularize_build(l);
 }
 
@@ -496,12 +484,10 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(ws[i]);
         }
     }
-    cl_kernel ks[] = {l->k_attention,   l->k_commit, l->k_fill, l->k_gather,
-                      l->k_gather_mask, l->k_gemm,   l->k_sum,  l->k_constrain};
+    clmha__kernel *ks[] = {&l->k_attention,   &l->k_commit, &l->k_fill, &l->k_gather,
+                           &l->k_gather_mask, &l->k_gemm,   &l->k_sum,  &l->k_constrain};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
-        if (ks[i] != NULL) {
-            clReleaseKernel(ks[i]);
-        }
+        clmha__kernel_release(ks[i]);
     }
     free(l);
 }

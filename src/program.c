@@ -385,8 +385,10 @@ cleanup:
 }
 
 clmha_status clmha__kernel_create(clmha_context *ctx, cl_program program, const char *kernel,
-                                  cl_kernel *out) {
+                                  clmha__kernel *out) {
     cl_int err = CL_SUCCESS;
+    size_t wg = 0;
+    cl_ulong lmem = 0;
     cl_kernel k = clCreateKernel(program, kernel, &err);
     if (err != CL_SUCCESS) {
         ctx->last_cl_error = err;
@@ -394,40 +396,45 @@ clmha_status clmha__kernel_create(clmha_context *ctx, cl_program program, const 
             ctx, err == CL_INVALID_KERNEL_NAME ? CLMHA_ERR_KERNEL_SOURCE : CLMHA_ERR_OPENCL,
             "creating kernel \"%s\" failed with %s", kernel, clmha__cl_error_name(err));
     }
-    *out = k;
-    return CLMHA_OK;
-}
-
-clmha_status clmha__kernel_max_wg(clmha_context *ctx, cl_kernel kernel, size_t *out) {
-    size_t wg = 0;
-    cl_int err = clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg,
-                                          &wg, NULL);
+    /* The kernel's limits on this device never change: ask once, check every launch. */
+    err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+    if (err == CL_SUCCESS) {
+        err = clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof lmem, &lmem,
+                                       NULL);
+    }
     if (err != CL_SUCCESS) {
-        return clmha__fail_cl(ctx, err, "clGetKernelWorkGroupInfo(CL_KERNEL_WORK_GROUP_SIZE)");
+        clReleaseKernel(k);
+        return clmha__fail_cl(ctx, err, "clGetKernelWorkGroupInfo");
     }
-    if (wg > ctx->info.max_work_item_sizes[0]) {
-        wg = ctx->info.max_work_item_sizes[0];
-    }
-    *out = wg;
+    out->k = k;
+    out->name = kernel;
+    out->max_wg = wg < ctx->info.max_work_item_sizes[0] ? wg : ctx->info.max_work_item_sizes[0];
+    out->local_mem = lmem;
     return CLMHA_OK;
 }
 
-clmha_status clmha__set_arg(clmha_context *ctx, cl_kernel kernel, const char *name, cl_uint index,
-                            size_t size, const void *value) {
-    cl_int err = clSetKernelArg(kernel, index, size, value);
+void clmha__kernel_release(clmha__kernel *k) {
+    if (k->k != NULL) {
+        clReleaseKernel(k->k);
+        k->k = NULL;
+    }
+}
+
+static clmha_status set_arg(clmha_context *ctx, const clmha__kernel *k, cl_uint index, size_t size,
+                            const void *value) {
+    cl_int err = clSetKernelArg(k->k, index, size, value);
     if (err != CL_SUCCESS) {
         ctx->last_cl_error = err;
         return clmha__fail(ctx, CLMHA_ERR_OPENCL, "setting argument %u of kernel %s failed with %s",
-                           index, name, clmha__cl_error_name(err));
+                           index, k->name, clmha__cl_error_name(err));
     }
     return CLMHA_OK;
 }
 
-clmha_status clmha__set_args(clmha_context *ctx, cl_kernel kernel, const char *name,
-                             const clmha__karg *args, size_t n) {
+clmha_status clmha__set_args(clmha_context *ctx, const clmha__kernel *k, const clmha__karg *args,
+                             size_t n) {
     for (size_t i = 0; i < n; i++) {
-        clmha_status st =
-            clmha__set_arg(ctx, kernel, name, (cl_uint)i, args[i].size, args[i].value);
+        clmha_status st = set_arg(ctx, k, (cl_uint)i, args[i].size, args[i].value);
         if (st != CLMHA_OK) {
             return st;
         }
@@ -435,29 +442,19 @@ clmha_status clmha__set_args(clmha_context *ctx, cl_kernel kernel, const char *n
     return CLMHA_OK;
 }
 
-clmha_status clmha__launch(clmha_context *ctx, cl_kernel kernel, const char *name, size_t groups,
+clmha_status clmha__launch(clmha_context *ctx, const clmha__kernel *k, size_t groups,
                            size_t local) {
-    size_t max_wg = 0;
-    cl_ulong lmem = 0;
-    clmha_status st = clmha__kernel_max_wg(ctx, kernel, &max_wg);
-    if (st != CLMHA_OK) {
-        return st;
-    }
-    cl_int err = clGetKernelWorkGroupInfo(kernel, ctx->device, CL_KERNEL_LOCAL_MEM_SIZE,
-                                          sizeof lmem, &lmem, NULL);
-    if (err != CL_SUCCESS) {
-        return clmha__fail_cl(ctx, err, "clGetKernelWorkGroupInfo(CL_KERNEL_LOCAL_MEM_SIZE)");
-    }
-    if (local == 0 || local > max_wg || local > ctx->info.max_work_group_size) {
+    const char *name = k->name;
+    if (local == 0 || local > k->max_wg || local > ctx->info.max_work_group_size) {
         return clmha__fail(ctx, CLMHA_ERR_DEVICE_LIMIT,
                            "kernel %s: work-group size %zu exceeds the limit %zu of this kernel "
                            "on device \"%s\"",
-                           name, local, max_wg, ctx->info.name);
+                           name, local, k->max_wg, ctx->info.name);
     }
-    if (lmem > ctx->info.local_mem_bytes) {
+    if (k->local_mem > ctx->info.local_mem_bytes) {
         return clmha__fail(ctx, CLMHA_ERR_DEVICE_LIMIT,
                            "kernel %s: needs %llu bytes of local memory, device \"%s\" has %llu",
-                           name, (unsigned long long)lmem, ctx->info.name,
+                           name, (unsigned long long)k->local_mem, ctx->info.name,
                            (unsigned long long)ctx->info.local_mem_bytes);
     }
     size_t global;
@@ -469,7 +466,7 @@ clmha_status clmha__launch(clmha_context *ctx, cl_kernel kernel, const char *nam
                            groups);
     }
     cl_event *ev = clmha__prof_slot(ctx);
-    err = clEnqueueNDRangeKernel(ctx->queue, kernel, 1, NULL, &global, &local, 0, NULL, ev);
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, k->k, 1, NULL, &global, &local, 0, NULL, ev);
     if (err == CL_SUCCESS) {
         clmha__prof_keep(ctx, ev);
     }

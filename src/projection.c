@@ -45,12 +45,12 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
     const clmha__karg args[] = {CLMHA__ARG(x),  CLMHA__ARG(a_off), CLMHA__ARG(w),
                                 CLMHA__ARG(y),  CLMHA__ARG(c_off), CLMHA__ARG(mm),
                                 CLMHA__ARG(nn), CLMHA__ARG(kk)};
-    clmha_status st = clmha__set_args(layer->ctx, layer->k_gemm, "gemm_acc", args, 8);
+    clmha_status st = clmha__set_args(layer->ctx, &layer->k_gemm, args, 8);
     if (st != CLMHA_OK) {
         return st;
     }
-    return clmha__launch(layer->ctx, layer->k_gemm, "gemm_acc",
-                         (m * n + layer->wg_gemm - 1) / layer->wg_gemm, layer->wg_gemm);
+    return clmha__launch(layer->ctx, &layer->k_gemm, (m * n + layer->wg_gemm - 1) / layer->wg_gemm,
+                         layer->wg_gemm);
 }
 
 clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size_t x_off, size_t m,
@@ -61,13 +61,13 @@ clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size
     cl_int has_bias = bias != NULL;
     const clmha__karg args[] = {CLMHA__ARG(y),    CLMHA__ARG(off),  CLMHA__ARG(rows),
                                 CLMHA__ARG(cols), CLMHA__ARG(bias), CLMHA__ARG(has_bias)};
-    clmha_status st = clmha__set_args(ctx, layer->k_fill, "fill_bias", args, 6);
+    clmha_status st = clmha__set_args(ctx, &layer->k_fill, args, 6);
     if (st != CLMHA_OK) {
         return st;
     }
     size_t total = m * n; /* checked by the caller's shape validation */
     size_t groups = (total + layer->wg_fill - 1) / layer->wg_fill;
-    st = clmha__launch(ctx, layer->k_fill, "fill_bias", groups, layer->wg_fill);
+    st = clmha__launch(ctx, &layer->k_fill, groups, layer->wg_fill);
     if (st != CLMHA_OK) {
         return st;
     }

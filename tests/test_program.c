@@ -253,18 +253,33 @@ static void test_launch_limits(void **state) {
     (void)state;
     clmha_context *ctx = ctx_with("off", NULL);
     cl_program prog;
-    cl_kernel k;
+    clmha__kernel k;
     assert_ok(clmha__program_get(ctx, "bias.cl", "", &prog));
     assert_ok(clmha__kernel_create(ctx, prog, "fill_bias", &k));
-    size_t max = 0;
-    assert_ok(clmha__kernel_max_wg(ctx, k, &max));
-    assert_int_equal(clmha__launch(ctx, k, "fill_bias", 1, max + 1), CLMHA_ERR_DEVICE_LIMIT);
+    /* The limit recorded at creation is the driver's own. */
+    size_t driver_wg = 0;
+    clmha_device_info dev;
+    assert_ok(clmha_context_device(ctx, &dev));
+    assert_int_equal(clGetKernelWorkGroupInfo(k.k, dev.device, CL_KERNEL_WORK_GROUP_SIZE,
+                                              sizeof driver_wg, &driver_wg, NULL),
+                     CL_SUCCESS);
+    size_t max = k.max_wg;
+    assert_true(max >= 1 && max <= driver_wg);
+    assert_int_equal(clmha__launch(ctx, &k, 1, max + 1), CLMHA_ERR_DEVICE_LIMIT);
     assert_non_null(strstr(clmha_last_error(), "work-group size"));
-    assert_int_equal(clmha__launch(ctx, k, "fill_bias", 1, 0), CLMHA_ERR_DEVICE_LIMIT);
-    assert_int_equal(clmha__kernel_create(ctx, prog, "no_such_kernel", &k),
+    assert_int_equal(clmha__launch(ctx, &k, 1, 0), CLMHA_ERR_DEVICE_LIMIT);
+    /* A kernel needing more local memory than the device has is refused before launch. */
+    clmha__kernel big = k;
+    big.local_mem = dev.local_mem_bytes + 1;
+    assert_int_equal(clmha__launch(ctx, &big, 1, 1), CLMHA_ERR_DEVICE_LIMIT);
+    assert_non_null(strstr(clmha_last_error(), "local memory"));
+    clmha__kernel missing = {NULL, NULL, 0, 0};
+    assert_int_equal(clmha__kernel_create(ctx, prog, "no_such_kernel", &missing),
                      CLMHA_ERR_KERNEL_SOURCE);
     assert_non_null(strstr(clmha_last_error(), "no_such_kernel"));
-    clReleaseKernel(k);
+    assert_null(missing.k);
+    clmha__kernel_release(&k);
+    clmha__kernel_release(&missing);
     clmha_context_release(ctx);
 }
 
