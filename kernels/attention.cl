@@ -104,9 +104,12 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
 
     const int lid = (int)get_local_id(0);
     const ulong r = get_group_id(0);
-    const int t = (int)(r % (ulong)T);
-    const int h = (int)((r / (ulong)T) % (ulong)H);
-    const ulong b = r / ((ulong)T * (ulong)H);
+    /* Remainders as x - q * d rather than %: LLVM pairs a / and a % of the same operands with
+     * a `freeze`, which Oclgrind's uninitialised-value checker cannot follow. */
+    const ulong rt = r / (ulong)T;
+    const int t = (int)(r - rt * (ulong)T);
+    const ulong b = rt / (ulong)H;
+    const int h = (int)(rt - b * (ulong)H);
 
     const ulong q_row = q_off + ((b * (ulong)T + (ulong)t) * (ulong)H + (ulong)h) * DK;
     for (int d = lid; d < DK; d += WG) {

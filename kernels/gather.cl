@@ -11,8 +11,9 @@ static ulong source_row(ulong r, uint nd, ulong8 dims8, ulong8 strides8) {
     const ulong strides[8] = DIGITS(strides8);
     ulong src = 0;
     for (int i = (int)nd - 1; i >= 0; i--) {
-        src += (r % dims[i]) * strides[i];
-        r /= dims[i];
+        const ulong q = r / dims[i];
+        src += (r - q * dims[i]) * strides[i]; /* r % dims[i], without a div/rem pair */
+        r = q;
     }
     return src;
 }

@@ -50,7 +50,8 @@ __kernel void constrain(__global float *w, ulong outer, ulong A, ulong inner, in
     if (col >= outer * inner) {
         return;
     }
-    const ulong base = (col / inner) * A * inner + (col % inner);
+    const ulong o = col / inner;
+    const ulong base = o * A * inner + (col - o * inner);
     if (kind == 3) {
         for (ulong k = 0; k < A; k++) {
             w[base + k * inner] = fmax(w[base + k * inner], 0.0f);

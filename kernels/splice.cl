@@ -31,9 +31,10 @@ __kernel void commit(__global const float *y, __global float *out, ulong out_off
     const ulong n = B * Sn * HD;
     const ulong which = gid / n; /* 0 keys, 1 values */
     const ulong i = gid - which * n;
-    const ulong e = i % HD;
-    const ulong s = (i / HD) % Sn;
-    const ulong b = i / (HD * Sn);
+    const ulong row = i / HD; /* remainders as x - q * d: no div/rem pairs */
+    const ulong e = i - row * HD;
+    const ulong b = row / Sn;
+    const ulong s = row - b * Sn;
     const ulong dst = c_off + ((b * 2 + which) * S + index + s) * HD + e;
     cache[dst] = which ? src_v[i] : src_k[i];
 }

@@ -124,23 +124,78 @@ clmha_status clmha__buffer_create(clmha_context *ctx, size_t bytes, const char *
         return clmha__fail_cl(ctx, err, msg);
     }
     if (ctx->poison) {
-        /* A quiet NaN in every float (and 0x7f in every byte) until somebody writes. */
-        const cl_uint nan_bits = 0x7fc0007fu;
-        size_t whole = bytes / 4 * 4;
-        if (whole > 0) {
-            err = clEnqueueFillBuffer(ctx->queue, buf, &nan_bits, 4, 0, whole, 0, NULL, NULL);
-        }
-        if (err == CL_SUCCESS && whole < bytes) {
-            const cl_uchar b = 0x7f;
-            err = clEnqueueFillBuffer(ctx->queue, buf, &b, 1, whole, bytes - whole, 0, NULL, NULL);
-        }
-        if (err != CL_SUCCESS) {
+        /* A quiet NaN in every float (and 0x7f in every other byte) until somebody writes. */
+        clmha_status st = clmha__fill(ctx, buf, 0, bytes, 0x7fc0007fu, "poisoning a new buffer");
+        if (st != CLMHA_OK) {
             clReleaseMemObject(buf);
-            return clmha__fail_cl(ctx, err, "poisoning a new buffer (clEnqueueFillBuffer)");
+            return st;
         }
     }
     *out = buf;
     return CLMHA_OK;
+}
+
+/* One fill launch: n units (words or bytes) from unit offset off. */
+static clmha_status fill_launch(clmha_context *ctx, clmha__kernel *k, cl_mem buf, size_t off,
+                                size_t n, cl_uint value, const char *what) {
+    if (n == 0) {
+        return CLMHA_OK;
+    }
+    cl_ulong off64 = off, n64 = n;
+    cl_uchar byte = (cl_uchar)(value & 0xffu);
+    const bool words = k == &ctx->k_fill_words;
+    const clmha__karg args[] = {CLMHA__ARG(buf), CLMHA__ARG(off64), CLMHA__ARG(n64),
+                                words ? (clmha__karg)CLMHA__ARG(value)
+                                      : (clmha__karg)CLMHA__ARG(byte)};
+    size_t local = k->max_wg < 256 ? k->max_wg : 256;
+    while (local & (local - 1)) {
+        local &= local - 1; /* a power of two */
+    }
+    clmha_status st = clmha__set_args(ctx, k, args, 4);
+    if (st == CLMHA_OK) {
+        st = clmha__launch(ctx, k, (n + local - 1) / local, local);
+    }
+    if (st != CLMHA_OK) {
+        char msg[CLMHA__MSG_LEN];
+        snprintf(msg, sizeof msg, "%s", clmha_last_error());
+        cl_int code = ctx->last_cl_error;
+        st = clmha__fail(ctx, st, "%s: %s", what, msg);
+        ctx->last_cl_error = code;
+    }
+    return st;
+}
+
+clmha_status clmha__fill(clmha_context *ctx, cl_mem buf, size_t offset, size_t bytes,
+                         cl_uint pattern, const char *what) {
+    if (ctx->k_fill_words.k == NULL) {
+        cl_program prog = NULL;
+        clmha_status st = clmha__program_get(ctx, "fill.cl", "", &prog);
+        if (st == CLMHA_OK) {
+            st = clmha__kernel_create(ctx, prog, "fill_words", &ctx->k_fill_words);
+        }
+        if (st == CLMHA_OK) {
+            st = clmha__kernel_create(ctx, prog, "fill_bytes", &ctx->k_fill_bytes);
+        }
+        if (st != CLMHA_OK) {
+            clmha__kernel_release(&ctx->k_fill_words);
+            clmha__kernel_release(&ctx->k_fill_bytes);
+            return st;
+        }
+    }
+    /* Bytes before the first aligned word, whole words, then the bytes after the last. */
+    size_t head = (4 - offset % 4) % 4;
+    head = head < bytes ? head : bytes;
+    size_t words = (bytes - head) / 4;
+    size_t tail = bytes - head - words * 4;
+    clmha_status st = fill_launch(ctx, &ctx->k_fill_bytes, buf, offset, head, pattern, what);
+    if (st == CLMHA_OK) {
+        st = fill_launch(ctx, &ctx->k_fill_words, buf, (offset + head) / 4, words, pattern, what);
+    }
+    if (st == CLMHA_OK) {
+        st = fill_launch(ctx, &ctx->k_fill_bytes, buf, offset + head + words * 4, tail, pattern,
+                         what);
+    }
+    return st;
 }
 
 /* Allocates a context and applies the options that do not depend on the device. */
@@ -319,6 +374,8 @@ void clmha_context_release(clmha_context *ctx) {
     free(ctx->prof_events);
     free(ctx->prof_starts);
     free(ctx->prof_kinds);
+    clmha__kernel_release(&ctx->k_fill_words);
+    clmha__kernel_release(&ctx->k_fill_bytes);
     clmha__program *p = ctx->programs;
     while (p != NULL) {
         clmha__program *next = p->next;

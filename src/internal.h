@@ -20,6 +20,14 @@ typedef struct clmha__program {
     struct clmha__program *next;
 } clmha__program;
 
+/* A kernel with the limits the device gives it, asked once when it is created. */
+typedef struct clmha__kernel {
+    cl_kernel k;
+    const char *name;   /* a string literal */
+    size_t max_wg;      /* CL_KERNEL_WORK_GROUP_SIZE, at most max_work_item_sizes[0] */
+    cl_ulong local_mem; /* CL_KERNEL_LOCAL_MEM_SIZE */
+} clmha__kernel;
+
 struct clmha_context {
     cl_platform_id platform;
     cl_device_id device;
@@ -57,6 +65,8 @@ struct clmha_context {
     cl_int last_cl_error;
     int last_clblast_error;
     char *build_log;
+    /* fill.cl's kernels, created on first use by clmha__fill. */
+    clmha__kernel k_fill_words, k_fill_bytes;
 };
 
 struct clmha_tensor {
@@ -68,14 +78,6 @@ struct clmha_tensor {
     cl_mem buffer;
     size_t offset; /* bytes */
 };
-
-/* A kernel with the limits the device gives it, asked once when it is created. */
-typedef struct clmha__kernel {
-    cl_kernel k;
-    const char *name;   /* a string literal */
-    size_t max_wg;      /* CL_KERNEL_WORK_GROUP_SIZE, at most max_work_item_sizes[0] */
-    cl_ulong local_mem; /* CL_KERNEL_LOCAL_MEM_SIZE */
-} clmha__kernel;
 
 struct clmha_layer {
     clmha_context *ctx;
@@ -169,6 +171,12 @@ const char *clmha__getenv(const char *name);
 /* Creates a read-write buffer of @p bytes; with ctx->poison, fills it with NaN first. @p what
  * names it in errors. */
 clmha_status clmha__buffer_create(clmha_context *ctx, size_t bytes, const char *what, cl_mem *out);
+
+/* Sets @p bytes of @p buf from byte @p offset to the repeated little-endian word @p pattern
+ * (bytes outside whole aligned words get its low byte), with fill.cl's kernels rather than
+ * clEnqueueFillBuffer. @p what names the fill in errors. */
+clmha_status clmha__fill(clmha_context *ctx, cl_mem buf, size_t offset, size_t bytes,
+                         cl_uint pattern, const char *what);
 
 /* ---- devices (device.c) ---- */
 

@@ -180,13 +180,8 @@ clmha_status clmha_tensor_zero(clmha_tensor *tensor) {
     if (tensor == NULL) {
         return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT, "clmha_tensor_zero: tensor is NULL");
     }
-    const cl_uchar zero = 0;
-    cl_int err = clEnqueueFillBuffer(tensor->ctx->queue, tensor->buffer, &zero, 1, tensor->offset,
-                                     tensor->numel * elem_size(tensor->dtype), 0, NULL, NULL);
-    if (err != CL_SUCCESS) {
-        return clmha__fail_cl(tensor->ctx, err, "clmha_tensor_zero: clEnqueueFillBuffer");
-    }
-    return CLMHA_OK;
+    return clmha__fill(tensor->ctx, tensor->buffer, tensor->offset,
+                       tensor->numel * elem_size(tensor->dtype), 0, "clmha_tensor_zero");
 }
 
 int clmha_tensor_rank(const clmha_tensor *tensor) {

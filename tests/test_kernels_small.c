@@ -2,17 +2,33 @@
  * test_kernels_small.c - tiny shapes through every kernel (bias fill, GEMM fallback when
  * CLMHA_GEMM=own, cache splice, attention with every mask form, probabilities, dropout, the
  * rank > 3 gathers), each compared with the float64 reference. Small enough to run under
- * Oclgrind, which ctest does (test_kernels_oclgrind, see oclgrind.sh) with its data-race and
- * API checks and the work-group size capped at 4, failing on any report.
+ * Oclgrind, which ctest does (test_kernels_oclgrind, see oclgrind.sh): the whole program with
+ * the data-race and API checks and the work-group size capped at 4, then each case in a process
+ * of its own with the uninitialised-value check. `test_kernels_small --count` prints the number
+ * of cases and `test_kernels_small N` runs case N alone.
  */
 #include "layer_case.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* Cases: 3 cache modes x MASK_KINDS masks, then the gather-and-dropout case. */
+#define SMALL_CASES (3 * MASK_KINDS)
+#define CASE_COUNT (SMALL_CASES + 1)
+static int only_case = -1; /* -1: every case */
+
+static bool selected(int i) {
+    return only_case < 0 || only_case == i;
+}
 
 static void test_small_cases(void **state) {
     (void)state;
     for (int mode = MODE_NONE; mode <= MODE_UPDATE; mode++) {
         for (int mask = MASK_NONE; mask < MASK_KINDS; mask++) {
+            if (!selected(mode * MASK_KINDS + mask)) {
+                continue;
+            }
             case_cfg c;
             memset(&c, 0, sizeof c);
             c.seed = (uint64_t)(mode * 100 + mask);
@@ -31,6 +47,9 @@ static void test_small_cases(void **state) {
 /* Rank 4 with attention over axis 2 (the gathers), and dropout in training mode. */
 static void test_small_gather_and_dropout(void **state) {
     (void)state;
+    if (!selected(SMALL_CASES)) {
+        return;
+    }
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
     cfg.num_heads = 2, cfg.key_dim = 2, cfg.dropout = 0.5, cfg.seed = 4;
@@ -63,7 +82,23 @@ static void test_small_gather_and_dropout(void **state) {
     clmha_layer_release(l);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc == 2 && strcmp(argv[1], "--count") == 0) {
+        printf("%d\n", CASE_COUNT);
+        return 0;
+    }
+    if (argc == 2) {
+        char *end = NULL;
+        long v = strtol(argv[1], &end, 10);
+        if (*argv[1] == '\0' || *end != '\0' || v < 0 || v >= CASE_COUNT) {
+            fprintf(stderr, "usage: %s [--count | CASE (0 to %d)]\n", argv[0], CASE_COUNT - 1);
+            return 2;
+        }
+        only_case = (int)v;
+    } else if (argc > 2) {
+        fprintf(stderr, "usage: %s [--count | CASE (0 to %d)]\n", argv[0], CASE_COUNT - 1);
+        return 2;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_cases),
         cmocka_unit_test(test_small_gather_and_dropout),
