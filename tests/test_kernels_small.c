@@ -13,9 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Cases: 3 cache modes x MASK_KINDS masks, then the gather-and-dropout case. */
+/* Cases: 3 cache modes x MASK_KINDS masks, then the gather-and-dropout case, then the fresh
+ * cache. */
 #define SMALL_CASES (3 * MASK_KINDS)
-#define CASE_COUNT (SMALL_CASES + 1)
+#define CASE_COUNT (SMALL_CASES + 2)
 static int only_case = -1; /* -1: every case */
 
 static bool selected(int i) {
@@ -82,6 +83,49 @@ static void test_small_gather_and_dropout(void **state) {
     clmha_layer_release(l);
 }
 
+/* A cache from clmha_layer_create_cache (zeroed by fill.cl) gives the same output, bit for bit,
+ * as a cache the host wrote zeros into: a causal prompt of 3 into a cache of 5. */
+static void test_small_fresh_cache(void **state) {
+    (void)state;
+    if (!selected(SMALL_CASES + 1)) {
+        return;
+    }
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = 2, cfg.key_dim = 3, cfg.seed = 9;
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, 4, 4, 0, &l));
+    size_t xs[3] = {2, 3, 4}, cs[5] = {2, 2, 5, 2, 3};
+    float x[24], zeros[120] = {0}, out[2][24], cache[2][120];
+    test_rng r = {5};
+    rng_fill(&r, x, 24, -1, 1);
+    clmha_tensor *tx = test_tensor_f32(ctx, 3, xs, x), *to = test_tensor_f32(ctx, 3, xs, NULL);
+    clmha_tensor *fresh = NULL, *host = test_tensor_f32(ctx, 5, cs, zeros);
+    assert_ok(clmha_layer_create_cache(l, 2, 5, &fresh));
+    clmha_tensor *caches[2] = {fresh, host};
+    for (int i = 0; i < 2; i++) {
+        clmha_call_args a;
+        clmha_call_args_init(&a);
+        a.query = tx, a.value = tx, a.cache = caches[i], a.output = to, a.causal = true;
+        a.has_cache_update_index = true, a.cache_update_index = 0;
+        assert_ok(clmha_layer_call(l, &a));
+        assert_ok(clmha_tensor_read(to, out[i], sizeof out[i]));
+        assert_ok(clmha_tensor_read(caches[i], cache[i], sizeof cache[i]));
+    }
+    assert_memory_equal(out[0], out[1], sizeof out[0]);
+    assert_memory_equal(cache[0], cache[1], sizeof cache[0]);
+    for (int b = 0; b < 2; b++) { /* rows 3 and 4 of keys and values stay zero */
+        for (int kv = 0; kv < 2; kv++) {
+            for (int e = 18; e < 30; e++) {
+                assert_true(cache[0][(b * 2 + kv) * 30 + e] == 0.0f);
+            }
+        }
+    }
+    clmha_tensor_release(tx), clmha_tensor_release(to);
+    clmha_tensor_release(fresh), clmha_tensor_release(host);
+    clmha_layer_release(l);
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "--count") == 0) {
         printf("%d\n", CASE_COUNT);
@@ -102,6 +146,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_cases),
         cmocka_unit_test(test_small_gather_and_dropout),
+        cmocka_unit_test(test_small_fresh_cache),
     };
     return cmocka_run_group_tests(tests, test_setup_context, test_teardown_context);
 }
