@@ -304,7 +304,10 @@ CLMHA_API clmha_status clmha_context_warm_up(clmha_context *ctx);
 
 typedef enum clmha_dtype {
     CLMHA_FLOAT32 = 0, /**< 4-byte IEEE float: inputs, outputs, caches. */
-    CLMHA_UINT8 = 1    /**< 1-byte unsigned: masks (nonzero = attend). */
+    CLMHA_UINT8 = 1,   /**< 1-byte unsigned: masks (nonzero = attend). */
+    /** 2-byte IEEE half (binary16), host data as uint16_t bit patterns: the half key/value
+     *  cache of a layer created with cache_dtype CLMHA_FLOAT16. */
+    CLMHA_FLOAT16 = 2
 } clmha_dtype;
 
 /** A dense row-major device tensor: a shape, a dtype and a region of a cl_mem. Opaque. */
@@ -433,6 +436,13 @@ typedef struct clmha_layer_config {
     clmha_regularizer kernel_regularizer, bias_regularizer, activity_regularizer;
     clmha_constraint kernel_constraint, bias_constraint;
     int64_t seed; /**< >= 0, or CLMHA_SEED_NONE (default). */
+    /** The dtype of the key/value cache the layer's calls take: CLMHA_FLOAT32 (default) or
+     *  CLMHA_FLOAT16, which halves the cache's memory and the bytes a decode step reads. With a
+     *  half cache the new keys and values are rounded to half (round to nearest even) before
+     *  the call attends over them, so a call sees exactly what the cache keeps; all arithmetic
+     *  stays float32. Calls without a cache are unaffected. Not a Keras argument: Keras keeps
+     *  the cache in the layer's compute dtype. */
+    clmha_dtype cache_dtype;
 } clmha_layer_config;
 
 /** Fills @p config with Keras's defaults (num_heads and key_dim set to 1: set them). */

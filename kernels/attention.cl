@@ -12,7 +12,9 @@
  * output dims lid, lid + WG, ... No (B, H, T, S) scratch is materialised.
  *
  * Specialisation: DK (key head dim), DV (value head dim), WG (work-group size, a power of
- * two). Defaults make the file compile on its own. float accumulation throughout; a finite
+ * two), KV_HALF (keys and values, cached and new, are IEEE half: read with vload_half, the
+ * core OpenCL 1.2 conversion, no cl_khr_fp16 needed). Defaults make the file compile on its
+ * own. float accumulation throughout; a finite
  * sentinel (-FLT_MAX) for the running maximum; no fast-math.
  */
 #ifndef DK
@@ -25,6 +27,15 @@
 #define WG 64
 #endif
 #define NDV ((DV + WG - 1) / WG)
+#ifdef KV_HALF
+#define KV_T half
+#define LOAD_KV(i, p) vload_half((i), (p))
+#define LOAD_KV4(i, p) vload_half4((i), (p))
+#else
+#define KV_T float
+#define LOAD_KV(i, p) ((p)[i])
+#define LOAD_KV4(i, p) vload4((i), (p))
+#endif
 #define NEG_SENTINEL (-FLT_MAX)
 
 /* Philox4x32-10 (Salmon, Moraes, Dror, Shaw: "Parallel random numbers: as easy as 1, 2, 3",
@@ -50,17 +61,17 @@ static bool dropout_keep(ulong r, int j, uint counter, uint2 seed, float rate) {
 
 /* The scaled query row (local) dotted with a key row: four lanes of fma when DK allows,
  * summed pairwise at the end; float accumulation either way. */
-static float dot_qk(__local const float *qs, __global const float *kr) {
+static float dot_qk(__local const float *qs, __global const KV_T *kr) {
 #if DK % 4 == 0
     float4 acc = (float4)(0.0f);
     for (int d = 0; d < DK; d += 4) {
-        acc = fma(vload4(0, qs + d), vload4(0, kr + d), acc);
+        acc = fma(vload4(0, qs + d), LOAD_KV4(0, kr + d), acc);
     }
     return (acc.x + acc.y) + (acc.z + acc.w);
 #else
     float s = 0.0f;
     for (int d = 0; d < DK; d++) {
-        s = fma(qs[d], kr[d], s);
+        s = fma(qs[d], LOAD_KV(d, kr), s);
     }
     return s;
 #endif
@@ -68,9 +79,9 @@ static float dot_qk(__local const float *qs, __global const float *kr) {
 
 /* Row j of keys (or values): from the new rows when j is in [new_lo, new_hi), else from the
  * cache or projection buffer. Both have the same row stride (H * DK or H * DV). */
-static __global const float *key_row(__global const float *base, ulong base_off, ulong step,
-                                     __global const float *fresh, ulong fresh_off, ulong new_lo,
-                                     ulong new_hi, ulong j) {
+static __global const KV_T *key_row(__global const KV_T *base, ulong base_off, ulong step,
+                                    __global const KV_T *fresh, ulong fresh_off, ulong new_lo,
+                                    ulong new_hi, ulong j) {
     return (j >= new_lo && j < new_hi) ? fresh + fresh_off + (j - new_lo) * step
                                        : base + base_off + j * step;
 }
@@ -89,13 +100,13 @@ static __global const float *key_row(__global const float *base, ulong base_off,
  *        keys past that are never read, so a long, mostly empty cache costs nothing.
  * Work-group r handles b, h, t with r = (b * H + h) * T + t. With drop_rate > 0 (training),
  * each probability is kept with probability 1 - rate and scaled by 1 / (1 - rate). */
-__kernel void attention_rows(__global const float *q, ulong q_off, __global const float *k,
-                             ulong k_off, ulong k_bstride, __global const float *v, ulong v_off,
+__kernel void attention_rows(__global const float *q, ulong q_off, __global const KV_T *k,
+                             ulong k_off, ulong k_bstride, __global const KV_T *v, ulong v_off,
                              ulong v_bstride, __global const uchar *mask, ulong m_off, ulong m_sb,
                              ulong m_st, ulong m_ss, int has_mask, __global float *o,
                              __global float *p, ulong p_off, int has_p, int T, int S, int H,
                              float scale, float drop_rate, uint drop_counter, uint seed_lo,
-                             uint seed_hi, __global const float *kn, __global const float *vn,
+                             uint seed_hi, __global const KV_T *kn, __global const KV_T *vn,
                              ulong new_lo, ulong new_hi, ulong kn_bstride, ulong vn_bstride,
                              int causal, long causal_base) {
     __local float qs[DK];
@@ -133,8 +144,8 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
         if (has_mask && mask[m_base + (ulong)j * m_ss] == 0) {
             continue;
         }
-        __global const float *kr = key_row(k, k_base, k_step, kn, b * kn_bstride + (ulong)h * DK,
-                                           new_lo, new_hi, (ulong)j);
+        __global const KV_T *kr = key_row(k, k_base, k_step, kn, b * kn_bstride + (ulong)h * DK,
+                                          new_lo, new_hi, (ulong)j);
         const float s = dot_qk(qs, kr);
         if (s > m) {
             l = l * exp(m - s) + 1.0f;
@@ -178,9 +189,9 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
         const int j = j0 + lid;
         float pj = 0.0f;
         if (j < end && (!has_mask || mask[m_base + (ulong)j * m_ss] != 0)) {
-            __global const float *kr = key_row(k, k_base, k_step, kn,
-                                               b * kn_bstride + (ulong)h * DK, new_lo, new_hi,
-                                               (ulong)j);
+            __global const KV_T *kr = key_row(k, k_base, k_step, kn,
+                                              b * kn_bstride + (ulong)h * DK, new_lo, new_hi,
+                                              (ulong)j);
             const float s = dot_qk(qs, kr);
             pj = exp(s - row_max) * inv_sum;
         }
@@ -199,13 +210,13 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
         for (int jj = 0; jj < n; jj++) {
             const float w = ps[jj];
             if (w != 0.0f) {
-                __global const float *vr =
+                __global const KV_T *vr =
                     key_row(v, v_base, v_step, vn, b * vn_bstride + (ulong)h * DV, new_lo,
                             new_hi, (ulong)(j0 + jj));
                 for (int i = 0; i < NDV; i++) {
                     const int d = lid + i * WG;
                     if (d < DV) {
-                        acc[i] = fma(w, vr[d], acc[i]);
+                        acc[i] = fma(w, LOAD_KV(d, vr), acc[i]);
                     }
                 }
             }

@@ -8,11 +8,20 @@
  * (B, Sn, H * D) each. Rows index .. index + Sn - 1 of every batch are overwritten, nothing
  * else is touched (positions outside the range stay byte-identical). One work-item a float:
  * the first n_out copy the output, the next n_p the probabilities, the rest splice.
+ *
+ * CACHE_HALF: the cache holds IEEE half. The new keys and values were rounded to half by
+ * to_half (the attention of the same call read those halves), so the splice copies their bits
+ * unchanged: what the call attended over is exactly what the cache keeps.
  */
+#ifdef CACHE_HALF
+#define CACHE_T ushort /* half bits, copied as they are */
+#else
+#define CACHE_T float
+#endif
 __kernel void commit(__global const float *y, __global float *out, ulong out_off, ulong n_out,
                      __global const float *ps, __global float *p, ulong p_off, ulong n_p,
-                     __global const float *src_k, __global const float *src_v,
-                     __global float *cache, ulong c_off, ulong B, ulong Sn, ulong S, ulong HD,
+                     __global const CACHE_T *src_k, __global const CACHE_T *src_v,
+                     __global CACHE_T *cache, ulong c_off, ulong B, ulong Sn, ulong S, ulong HD,
                      ulong index, ulong n_splice) {
     ulong gid = get_global_id(0);
     if (gid < n_out) {
@@ -37,4 +46,16 @@ __kernel void commit(__global const float *y, __global float *out, ulong out_off
     const ulong s = row - b * Sn;
     const ulong dst = c_off + ((b * 2 + which) * S + index + s) * HD + e;
     cache[dst] = which ? src_v[i] : src_k[i];
+}
+
+/* Rounds n new keys into kh and n new values into vh as IEEE half (vstore_half: round to
+ * nearest even), for a half cache. */
+__kernel void to_half(__global const float *k, __global const float *v, __global half *kh,
+                      __global half *vh, ulong n) {
+    const ulong gid = get_global_id(0);
+    if (gid < n) {
+        vstore_half(k[gid], gid, kh);
+    } else if (gid < 2 * n) {
+        vstore_half(v[gid - n], gid - n, vh);
+    }
 }

@@ -39,6 +39,7 @@ typedef struct plan {
                                batch in update mode */
     size_t rows_q, rows_kv; /* rows of the projections */
     bool has_cache, update, project_kv;
+    bool half; /* the cache is half: half attention kernel, rounded new keys and values */
     size_t index;
     cl_ulong m_sb, m_st, m_ss;
     /* rank > 3 */
@@ -55,8 +56,7 @@ static clmha_status check_tensor(clmha_context *ctx, const clmha_tensor *t, cons
     }
     if (t->dtype != dtype) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT, "%s has dtype %s; expected %s", name,
-                           t->dtype == CLMHA_UINT8 ? "uint8" : "float32",
-                           dtype == CLMHA_UINT8 ? "uint8" : "float32");
+                           clmha__dtype_name(t->dtype), clmha__dtype_name(dtype));
     }
     return CLMHA_OK;
 }
@@ -74,8 +74,8 @@ static bool overlaps(const clmha_tensor *a, const clmha_tensor *b) {
     if (a == NULL || b == NULL || a->buffer != b->buffer) {
         return false;
     }
-    size_t ea = a->offset + a->numel * (a->dtype == CLMHA_UINT8 ? 1 : 4);
-    size_t eb = b->offset + b->numel * (b->dtype == CLMHA_UINT8 ? 1 : 4);
+    size_t ea = a->offset + a->numel * clmha__dtype_size(a->dtype);
+    size_t eb = b->offset + b->numel * clmha__dtype_size(b->dtype);
     return a->offset < eb && b->offset < ea;
 }
 
@@ -364,7 +364,13 @@ static clmha_status plan_rank3(clmha_layer *l, const clmha_call_args *a, plan *p
 
     /* cache (B, 2, S, H, dk) */
     if (p->has_cache) {
-        if ((st = check_tensor(ctx, a->cache, "cache", CLMHA_FLOAT32)) != CLMHA_OK) {
+        if (a->cache->ctx == ctx && a->cache->dtype != l->cfg.cache_dtype) {
+            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                               "cache has dtype %s; this layer was created with cache_dtype %s",
+                               clmha__dtype_name(a->cache->dtype),
+                               clmha__dtype_name(l->cfg.cache_dtype));
+        }
+        if ((st = check_tensor(ctx, a->cache, "cache", l->cfg.cache_dtype)) != CLMHA_OK) {
             return st;
         }
         if (l->dk != l->dv) {
@@ -506,6 +512,7 @@ static clmha_status validate(clmha_layer *l, const clmha_call_args *a, plan *p) 
     p->has_cache = a->cache != NULL;
     p->update = p->has_cache && a->has_cache_update_index;
     p->project_kv = !p->has_cache || p->update;
+    p->half = p->has_cache && l->half_cache;
     if ((st = check_tensor(ctx, a->query, "query", CLMHA_FLOAT32)) != CLMHA_OK) {
         return st;
     }
@@ -567,9 +574,10 @@ static clmha_status enqueue_commit(clmha_layer *l, const clmha_call_args *a, con
     cl_mem pd = a->attention_scores ? a->attention_scores->buffer : NULL;
     cl_ulong p_off = a->attention_scores ? a->attention_scores->offset / sizeof(float) : 0;
     cl_ulong n_p = a->attention_scores ? a->attention_scores->numel : 0;
-    cl_mem kk = p->update ? l->ws_k : NULL, vv = p->update ? l->ws_v : NULL;
+    cl_mem kk = !p->update ? NULL : p->half ? l->ws_kh : l->ws_k;
+    cl_mem vv = !p->update ? NULL : p->half ? l->ws_vh : l->ws_v;
     cl_mem cache = p->update ? a->cache->buffer : NULL;
-    cl_ulong c_off = p->update ? a->cache->offset / sizeof(float) : 0;
+    cl_ulong c_off = p->update ? a->cache->offset / clmha__dtype_size(a->cache->dtype) : 0;
     cl_ulong B = p->B, Sn = p->Sn, S = p->S, HD = l->heads * l->dk, idx = p->index;
     cl_ulong n_splice = p->update ? 2 * B * Sn * HD : 0;
     const clmha__karg args[] = {CLMHA__ARG(y),     CLMHA__ARG(out),   CLMHA__ARG(out_off),
@@ -578,12 +586,28 @@ static clmha_status enqueue_commit(clmha_layer *l, const clmha_call_args *a, con
                                 CLMHA__ARG(vv),    CLMHA__ARG(cache), CLMHA__ARG(c_off),
                                 CLMHA__ARG(B),     CLMHA__ARG(Sn),    CLMHA__ARG(S),
                                 CLMHA__ARG(HD),    CLMHA__ARG(idx),   CLMHA__ARG(n_splice)};
-    clmha_status st = clmha__set_args(l->ctx, &l->k_commit, args, 18);
+    const clmha__kernel *k = p->half ? &l->k_commit_half : &l->k_commit;
+    clmha_status st = clmha__set_args(l->ctx, k, args, 18);
     if (st != CLMHA_OK) {
         return st;
     }
     size_t total = (size_t)(n_out + n_p + n_splice);
-    return clmha__launch(l->ctx, &l->k_commit, (total + l->wg_commit - 1) / l->wg_commit,
+    return clmha__launch(l->ctx, k, (total + l->wg_commit - 1) / l->wg_commit, l->wg_commit);
+}
+
+/* A half cache: rounds the new keys and values (ws_k, ws_v) to half into ws_kh and ws_vh,
+ * which the attention reads and the commit copies into the cache. */
+static clmha_status enqueue_to_half(clmha_layer *l, const plan *p) {
+    l->ctx->prof_category = CLMHA__PROF_ATTENTION;
+    cl_ulong n = p->rows_kv * l->heads * l->dk;
+    const clmha__karg args[] = {CLMHA__ARG(l->ws_k), CLMHA__ARG(l->ws_v), CLMHA__ARG(l->ws_kh),
+                                CLMHA__ARG(l->ws_vh), CLMHA__ARG(n)};
+    clmha_status st = clmha__set_args(l->ctx, &l->k_to_half, args, 5);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    size_t total = (size_t)(2 * n);
+    return clmha__launch(l->ctx, &l->k_to_half, (total + l->wg_commit - 1) / l->wg_commit,
                          l->wg_commit);
 }
 
@@ -623,13 +647,13 @@ static clmha_status enqueue_gather(clmha_layer *l, cl_mem src, size_t src_off, c
 static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, const plan *p) {
     clmha_context *ctx = l->ctx;
     ctx->prof_category = CLMHA__PROF_ATTENTION;
-    const clmha__kernel *k = &l->k_attention;
+    const clmha__kernel *k = p->half ? &l->k_attention_half : &l->k_attention;
     cl_mem qb = p->general ? l->ws_q2 : l->ws_q;
     cl_mem kb, vb;
     cl_ulong k_off, v_off, k_bs, v_bs;
     if (p->has_cache) {
         kb = vb = a->cache->buffer;
-        k_off = a->cache->offset / sizeof(float);
+        k_off = a->cache->offset / clmha__dtype_size(a->cache->dtype);
         v_off = k_off + p->S * l->heads * l->dk;
         k_bs = v_bs = 2 * p->S * l->heads * l->dk;
     } else {
@@ -649,7 +673,8 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     cl_ulong p_off = 0;
     /* An update's new keys and values are read from the workspace: the cache is written only
      * by the final commit. */
-    cl_mem kn = p->update ? l->ws_k : NULL, vn = p->update ? l->ws_v : NULL;
+    cl_mem kn = !p->update ? NULL : p->half ? l->ws_kh : l->ws_k;
+    cl_mem vn = !p->update ? NULL : p->half ? l->ws_vh : l->ws_v;
     cl_ulong new_lo = p->update ? p->index : 0, new_hi = p->update ? p->index + p->Sn : 0;
     cl_ulong kn_bs = p->Sn * l->heads * l->dk, vn_bs = p->Sn * l->heads * l->dv;
     cl_int causal = a->causal;
@@ -698,6 +723,12 @@ static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan
                           (st = clmha__workspace(l, &l->ws_v, &l->cap_v, p->rows_kv * hv)))) {
         return st;
     }
+    /* Halves, two to a float. */
+    if (p->half && p->update &&
+        ((st = clmha__workspace(l, &l->ws_kh, &l->cap_kh, (p->rows_kv * hk + 1) / 2)) ||
+         (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, (p->rows_kv * hv + 1) / 2)))) {
+        return st;
+    }
     if (p->general && ((st = clmha__workspace(l, &l->ws_q2, &l->cap_q2, p->rows_q * hk)) ||
                        (st = clmha__workspace(l, &l->ws_k2, &l->cap_k2, p->rows_kv * hk)) ||
                        (st = clmha__workspace(l, &l->ws_v2, &l->cap_v2, p->rows_kv * hv)) ||
@@ -733,7 +764,10 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
         (st = clmha__workspace(l, &l->ws_y, &l->cap_y, rq * l->out_features)) ||
         (st = clmha__workspace(l, &l->ws_k, &l->cap_k, rkv * hk)) ||
         (st = clmha__workspace(l, &l->ws_v, &l->cap_v, rkv * hv)) ||
-        (with_scores && (st = clmha__workspace(l, &l->ws_p, &l->cap_p, sc)))) {
+        (with_scores && (st = clmha__workspace(l, &l->ws_p, &l->cap_p, sc))) ||
+        (l->half_cache &&
+         ((st = clmha__workspace(l, &l->ws_kh, &l->cap_kh, (rkv * hk + 1) / 2)) ||
+          (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, (rkv * hv + 1) / 2))))) {
         return st;
     }
     return CLMHA_OK;
@@ -778,6 +812,9 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
          (a->attention_mask &&
           (st = enqueue_gather(l, a->attention_mask->buffer, a->attention_mask->offset, l->ws_m, 0,
                                p.mask_elems, &p.gm)) != CLMHA_OK))) {
+        return st;
+    }
+    if (p.half && p.update && (st = enqueue_to_half(l, &p)) != CLMHA_OK) {
         return st;
     }
     if ((st = enqueue_attention(l, a, &p)) != CLMHA_OK) {

@@ -20,6 +20,14 @@ typedef struct clmha__program {
     struct clmha__program *next;
 } clmha__program;
 
+/* Bytes per element and name of a dtype. */
+static inline size_t clmha__dtype_size(clmha_dtype dt) {
+    return dt == CLMHA_UINT8 ? 1 : dt == CLMHA_FLOAT16 ? 2 : 4;
+}
+static inline const char *clmha__dtype_name(clmha_dtype dt) {
+    return dt == CLMHA_UINT8 ? "uint8" : dt == CLMHA_FLOAT16 ? "float16" : "float32";
+}
+
 /* A kernel with the limits the device gives it, asked once when it is created. */
 typedef struct clmha__kernel {
     cl_kernel k;
@@ -91,6 +99,12 @@ struct clmha_layer {
     cl_mem weights[CLMHA_WEIGHT_COUNT];
     clmha__kernel k_attention, k_commit, k_fill, k_gather, k_gather_mask, k_gemm;
     size_t wg_attention, wg_fill, wg_commit, wg_gather, wg_gemm;
+    /* cache_dtype float16: attention over half keys and values, the half commit and the
+     * rounding of new keys and values into ws_kh and ws_vh (capacities in floats). */
+    bool half_cache;
+    clmha__kernel k_attention_half, k_commit_half, k_to_half;
+    cl_mem ws_kh, ws_vh;
+    size_t cap_kh, cap_vh;
     /* Workspace, grown on demand and reused (float capacities). ws_*2 and ws_m hold the
      * canonical (rank > 3) copies and the broadcast mask; ws_y the output and ws_p the
      * probabilities until the commit kernel copies them out. */

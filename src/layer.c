@@ -46,6 +46,7 @@ void clmha_layer_config_init(clmha_layer_config *c) {
     c->kernel_constraint.max_value = 2.0;
     c->bias_constraint.max_value = 2.0;
     c->seed = CLMHA_SEED_NONE;
+    c->cache_dtype = CLMHA_FLOAT32;
 }
 
 static const char *const weight_names[CLMHA_WEIGHT_COUNT] = {
@@ -134,6 +135,11 @@ static clmha_status check_config(clmha_context *ctx, const clmha_layer_config *c
     if (c->value_dim < 0) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
                            "config.value_dim is %d; expected >= 1, or 0 for key_dim", c->value_dim);
+    }
+    if (c->cache_dtype != CLMHA_FLOAT32 && c->cache_dtype != CLMHA_FLOAT16) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.cache_dtype is %d; expected CLMHA_FLOAT32 or CLMHA_FLOAT16",
+                           (int)c->cache_dtype);
     }
     if (!(c->dropout >= 0.0 && c->dropout < 1.0)) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
@@ -291,6 +297,17 @@ static clmha_status build_kernels(clmha_layer *l) {
             return st;
         }
         size_t kmax = l->k_attention.max_wg;
+        if (l->half_cache) {
+            char half_defines[280];
+            snprintf(half_defines, sizeof half_defines, "%s -DKV_HALF", defines);
+            clmha__kernel_release(&l->k_attention_half);
+            if ((st = clmha__program_get(ctx, "attention.cl", half_defines, &prog)) != CLMHA_OK ||
+                (st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention_half)) !=
+                    CLMHA_OK) {
+                return st;
+            }
+            kmax = kmax < l->k_attention_half.max_wg ? kmax : l->k_attention_half.max_wg;
+        }
         if (kmax >= wg) {
             break;
         }
@@ -325,8 +342,19 @@ static clmha_status build_kernels(clmha_layer *l) {
         (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit)) != CLMHA_OK) {
         return st;
     }
+    if (l->half_cache &&
+        ((st = clmha__program_get(ctx, "splice.cl", "-DCACHE_HALF", &prog)) != CLMHA_OK ||
+         (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit_half)) != CLMHA_OK ||
+         (st = clmha__kernel_create(ctx, prog, "to_half", &l->k_to_half)) != CLMHA_OK)) {
+        return st;
+    }
     l->wg_fill = pow2_floor(l->k_fill.max_wg < 256 ? l->k_fill.max_wg : 256);
     l->wg_commit = pow2_floor(l->k_commit.max_wg < 256 ? l->k_commit.max_wg : 256);
+    if (l->half_cache) {
+        size_t m = l->k_commit_half.max_wg < l->k_to_half.max_wg ? l->k_commit_half.max_wg
+                                                                 : l->k_to_half.max_wg;
+        l->wg_commit = l->wg_commit < m ? l->wg_commit : pow2_floor(m);
+    }
     return clmha__regularize_build(l);
 }
 
@@ -377,6 +405,7 @@ clmha_status clmha_layer_create(clmha_context *ctx, const clmha_layer_config *co
     }
     l->ctx = ctx;
     l->cfg = *config;
+    l->half_cache = config->cache_dtype == CLMHA_FLOAT16;
     l->heads = (size_t)config->num_heads;
     l->dk = (size_t)config->key_dim;
     l->dv = config->value_dim > 0 ? (size_t)config->value_dim : l->dk;
@@ -477,15 +506,16 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(l->weights[w]);
         }
     }
-    cl_mem ws[] = {l->ws_q,  l->ws_k,  l->ws_v, l->ws_o, l->ws_q2, l->ws_k2,
-                   l->ws_v2, l->ws_o2, l->ws_m, l->ws_y, l->ws_p,  l->act};
+    cl_mem ws[] = {l->ws_q,  l->ws_k, l->ws_v, l->ws_o, l->ws_q2, l->ws_k2, l->ws_v2,
+                   l->ws_o2, l->ws_m, l->ws_y, l->ws_p, l->act,   l->ws_kh, l->ws_vh};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
         if (ws[i] != NULL) {
             clReleaseMemObject(ws[i]);
         }
     }
-    clmha__kernel *ks[] = {&l->k_attention,   &l->k_commit, &l->k_fill, &l->k_gather,
-                           &l->k_gather_mask, &l->k_gemm,   &l->k_sum,  &l->k_constrain};
+    clmha__kernel *ks[] = {&l->k_attention,      &l->k_commit,      &l->k_fill,   &l->k_gather,
+                           &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,    &l->k_constrain,
+                           &l->k_attention_half, &l->k_commit_half, &l->k_to_half};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         clmha__kernel_release(ks[i]);
     }
@@ -581,7 +611,7 @@ clmha_status clmha_layer_create_cache(clmha_layer *l, size_t batch, size_t max_l
     }
     size_t shape[5] = {batch, 2, max_length, l->heads, l->dk};
     clmha_tensor *t = NULL;
-    clmha_status st = clmha_tensor_create(l->ctx, CLMHA_FLOAT32, 5, shape, &t);
+    clmha_status st = clmha_tensor_create(l->ctx, l->cfg.cache_dtype, 5, shape, &t);
     if (st == CLMHA_OK && (st = clmha_tensor_zero(t)) != CLMHA_OK) {
         clmha_tensor_release(t);
         t = NULL;

@@ -14,62 +14,77 @@ static const char *const mode_names[] = {"none", "static", "update"};
 static void describe(const case_cfg *c, char *buf, size_t len) {
     snprintf(buf, len,
              "seed=%llu mode=%s B=%zu T=%zu S=%zu Sn=%zu H=%zu dk=%zu dv=%zu Dq=%zu Dk=%zu "
-             "Dv=%zu bias=%d key=%d out_rank=%d mask=%d index=%zu scores=%d offsets=%d",
+             "Dv=%zu bias=%d key=%d out_rank=%d mask=%d index=%zu scores=%d offsets=%d "
+             "half_cache=%d",
              (unsigned long long)c->seed, mode_names[c->mode], c->B, c->T, c->S, c->Sn, c->H, c->dk,
              c->dv, c->Dq, c->Dk, c->Dv, c->use_bias, c->separate_key, c->out_rank, c->mask,
-             c->index, c->scores, c->offsets);
+             c->index, c->scores, c->offsets, c->half_cache);
 }
 
-/* A float tensor, either on its own or inside a larger buffer between canary regions. */
+/* A float (or, for a half cache, half) tensor, either on its own or inside a larger buffer
+ * between canary regions. */
 typedef struct placed {
     clmha_tensor *t;
     cl_mem big;
-    size_t pad, n; /* canary floats on each side; tensor floats */
+    size_t pad, n, elem; /* canary elements on each side; tensor elements; bytes each */
 } placed;
 
 static const float CANARY = -7777.25f;
+static const uint16_t CANARY_F16 = 0xC5A5;
 
-static placed place(const case_cfg *c, int rank, const size_t *shape, const float *data) {
+static placed place_as(const case_cfg *c, clmha_dtype dt, int rank, const size_t *shape,
+                       const void *data) {
     placed p = {0};
     p.n = 1;
+    p.elem = dt == CLMHA_FLOAT16 ? 2 : 4;
     for (int i = 0; i < rank; i++) {
         p.n *= shape[i];
     }
-    if (!c->offsets) {
-        p.t = test_tensor_f32(ctx, rank, shape, data);
-        return p;
-    }
-    p.pad = 37;
+    p.pad = c->offsets ? 37 : 0;
     size_t total = p.n + 2 * p.pad;
-    float *host = malloc(total * sizeof(float));
+    unsigned char *host = malloc(total * p.elem);
     assert_non_null(host);
     for (size_t i = 0; i < total; i++) {
-        host[i] = CANARY;
+        memcpy(host + i * p.elem, p.elem == 2 ? (const void *)&CANARY_F16 : (const void *)&CANARY,
+               p.elem);
     }
     if (data) {
-        memcpy(host + p.pad, data, p.n * sizeof(float));
+        memcpy(host + p.pad * p.elem, data, p.n * p.elem);
+    }
+    if (!c->offsets) {
+        assert_ok(clmha_tensor_create(ctx, dt, rank, shape, &p.t));
+        if (data) {
+            assert_ok(clmha_tensor_write(p.t, host, p.n * p.elem));
+        }
+        free(host);
+        return p;
     }
     cl_int err;
     p.big = clCreateBuffer(clmha_context_cl_context(ctx), CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR,
-                           total * sizeof(float), host, &err);
+                           total * p.elem, host, &err);
     assert_int_equal(err, CL_SUCCESS);
-    assert_ok(
-        clmha_tensor_wrap(ctx, CLMHA_FLOAT32, rank, shape, p.big, p.pad * sizeof(float), &p.t));
+    assert_ok(clmha_tensor_wrap(ctx, dt, rank, shape, p.big, p.pad * p.elem, &p.t));
     free(host);
     return p;
+}
+
+static placed place(const case_cfg *c, int rank, const size_t *shape, const float *data) {
+    return place_as(c, CLMHA_FLOAT32, rank, shape, data);
 }
 
 /* Checks the canaries around a placed tensor and releases it. */
 static void unplace(placed *p, const char *what, const char *repro) {
     if (p->big != NULL) {
         size_t total = p->n + 2 * p->pad;
-        float *host = malloc(total * sizeof(float));
+        unsigned char *host = malloc(total * p->elem);
         assert_non_null(host);
         assert_int_equal(clEnqueueReadBuffer(clmha_context_queue(ctx), p->big, CL_TRUE, 0,
-                                             total * sizeof(float), host, 0, NULL, NULL),
+                                             total * p->elem, host, 0, NULL, NULL),
                          CL_SUCCESS);
+        const void *canary = p->elem == 2 ? (const void *)&CANARY_F16 : (const void *)&CANARY;
         for (size_t i = 0; i < p->pad; i++) {
-            if (host[i] != CANARY || host[p->pad + p->n + i] != CANARY) {
+            if (memcmp(host + i * p->elem, canary, p->elem) != 0 ||
+                memcmp(host + (p->pad + p->n + i) * p->elem, canary, p->elem) != 0) {
                 print_error("%s: canary around the tensor overwritten\n  reproduce: %s\n", what,
                             repro);
                 fail();
@@ -114,6 +129,7 @@ void run_case(const case_cfg *c) {
     cfg.output_rank = c->out_rank;
     memcpy(cfg.output_shape, c->out_shape, sizeof c->out_shape);
     cfg.seed = (int64_t)c->seed;
+    cfg.cache_dtype = c->half_cache ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
     clmha_layer *layer = NULL;
     assert_ok(clmha_layer_create(ctx, &cfg, c->Dq, c->Dv, c->Dk, &layer));
 
@@ -144,6 +160,16 @@ void run_case(const case_cfg *c) {
     rng_fill(&r, v, B * Sn * c->Dv, -1, 1);
     rng_fill(&r, k, B * Sn * c->Dk, -1, 1);
     rng_fill(&r, cache, B * 2 * S * H * dk, -1.5, 1.5);
+    /* A half cache holds halves: the host's copy (and the reference's input) is rounded. */
+    uint16_t *cache16 = NULL;
+    if (c->half_cache) {
+        cache16 = malloc(B * 2 * S * H * dk * sizeof *cache16 + 2);
+        assert_non_null(cache16);
+        for (size_t i = 0; i < B * 2 * S * H * dk; i++) {
+            cache16[i] = test_f32_to_f16(cache[i]);
+            cache[i] = test_f16_to_f32(cache16[i]);
+        }
+    }
 
     /* The mask, in its stored shape. */
     size_t md[3] = {1, 1, 1};
@@ -205,7 +231,8 @@ void run_case(const case_cfg *c) {
                    c->index,
                    cache_ref,
                    out_ref,
-                   p_ref};
+                   p_ref,
+                   c->half_cache};
     assert_true(ref_forward(&rw, &rc));
 
     /* Device. */
@@ -223,7 +250,7 @@ void run_case(const case_cfg *c) {
         }
     }
     if (c->mode != MODE_NONE) {
-        pc = place(c, 5, cs, cache);
+        pc = c->half_cache ? place_as(c, CLMHA_FLOAT16, 5, cs, cache16) : place(c, 5, cs, cache);
     }
     placed po = place(c, orank, os, NULL);
     if (c->scores) {
@@ -246,11 +273,12 @@ void run_case(const case_cfg *c) {
     a.attention_scores = pp.t;
     assert_ok(clmha_layer_call(layer, &a));
 
+    const tol_rule tol = c->half_cache ? TOL_F16 : TOL_F32;
     float *out = test_read(po.t, NULL);
-    bool ok = compare_close("output", out, out_ref, B * T * N, TOL_F32, repro);
+    bool ok = compare_close("output", out, out_ref, B * T * N, tol, repro);
     if (ok && c->scores) {
         float *p = test_read(pp.t, NULL);
-        ok = compare_close("attention_scores", p, p_ref, B * H * T * S, TOL_F32, repro);
+        ok = compare_close("attention_scores", p, p_ref, B * H * T * S, tol, repro);
         /* Masked probabilities are exactly 0. */
         for (size_t i = 0; ok && i < B * H * T * S; i++) {
             if (p_ref[i] == 0.0 && p[i] != 0.0f) {
@@ -262,9 +290,49 @@ void run_case(const case_cfg *c) {
         free(p);
     }
     if (ok && c->mode != MODE_NONE) {
-        float *cn = test_read(pc.t, NULL);
         size_t n = B * 2 * S * H * dk;
-        ok = compare_close("cache", cn, cache_ref, n, TOL_F32, repro);
+        float *cn = NULL;
+        if (c->half_cache) {
+            uint16_t *c16 = test_read(pc.t, NULL);
+            cn = malloc(n * sizeof *cn + 4);
+            assert_non_null(cn);
+            /* The device rounds to nearest even as the reference does: its halves equal the
+             * reference's, but for the rare value that float rounding moved across a half tie
+             * (one ulp off) and tiny values, where the float projection's own error (about
+             * 1e-7) spans several subnormal ulps. Rounding toward zero, say, would miss about
+             * half of the values. */
+            size_t off_by_one = 0, rounded = 0;
+            for (size_t i = 0; i < n; i++) {
+                cn[i] = test_f16_to_f32(c16[i]);
+                uint16_t want = test_f32_to_f16((float)cache_ref[i]);
+                size_t j = (i / (H * dk)) % S;
+                rounded += c->mode == MODE_UPDATE && j >= c->index && j < c->index + Sn;
+                if (c16[i] == want) {
+                    continue;
+                }
+                double got = cn[i], ref = test_f16_to_f32(want);
+                bool tiny = fabs(ref) < 1e-3 && fabs(got - ref) <= 1e-6;
+                int d = (int)(c16[i] & 0x7fff) - (int)(want & 0x7fff);
+                bool one_ulp = ((c16[i] ^ want) & 0x8000) == 0 && (d == 1 || d == -1);
+                if (!tiny && !one_ulp) {
+                    print_error("cache element %zu is half 0x%04x (%.6g), reference 0x%04x "
+                                "(%.6g)\n  reproduce: %s\n",
+                                i, c16[i], got, want, ref, repro);
+                    ok = false;
+                }
+                off_by_one += !tiny;
+            }
+            if (off_by_one > 1 + rounded / 200) {
+                print_error("cache: %zu of %zu halves differ from the reference by one ulp "
+                            "(rounding is not to nearest even?)\n  reproduce: %s\n",
+                            off_by_one, rounded, repro);
+                ok = false;
+            }
+            free(c16);
+        } else {
+            cn = test_read(pc.t, NULL);
+        }
+        ok = ok && compare_close("cache", cn, cache_ref, n, tol, repro);
         /* Outside the updated range (everywhere in static mode) byte-identical. */
         for (size_t i = 0; ok && i < n; i++) {
             size_t j = (i / (H * dk)) % S;
@@ -293,6 +361,6 @@ void run_case(const case_cfg *c) {
     for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++) {
         free(w[i]);
     }
-    free(q), free(v), free(k), free(cache), free(mask);
+    free(q), free(v), free(k), free(cache), free(cache16), free(mask);
     free(out_ref), free(p_ref), free(cache_ref);
 }

@@ -27,6 +27,7 @@ enum {
 typedef struct case_cfg {
     size_t B, T, S, Sn, H, dk, dv, Dq, Dk, Dv;
     bool use_bias, separate_key, scores, offsets;
+    bool half_cache; /* cache_dtype float16 (cache modes only) */
     int out_rank;
     size_t out_shape[2];
     int mode, mask;

@@ -11,6 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A projected key or value as a half cache keeps it: float, then half (the compiler's own
+ * _Float16 conversion, round to nearest even), back to double. */
+static double as_half(double x) {
+    return (double)(_Float16)(float)x;
+}
+
 /* y[rows, n] = x[rows, k] . W[k, n] + b, all in double. */
 static void dense(const float *xf, const double *xd, size_t rows, size_t k, const float *w,
                   const float *b, size_t n, double *y) {
@@ -53,6 +59,14 @@ bool ref_forward(const ref_weights *w, ref_call *c) {
         const float *key = c->key ? c->key : c->value;
         dense(key, NULL, B * c->Sn, w->Dk, w->wk, w->use_bias ? w->bk : NULL, H * dk, kn);
         dense(c->value, NULL, B * c->Sn, w->Dv, w->wv, w->use_bias ? w->bv : NULL, H * dv, vn);
+        if (c->half_kv) {
+            for (size_t i = 0; i < B * c->Sn * H * dk; i++) {
+                kn[i] = as_half(kn[i]);
+            }
+            for (size_t i = 0; i < B * c->Sn * H * dv; i++) {
+                vn[i] = as_half(vn[i]);
+            }
+        }
     }
     /* Step 2: keys and values (B, S, H, d). */
     const size_t hk = H * dk, hv = H * dv;

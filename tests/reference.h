@@ -36,6 +36,9 @@ typedef struct ref_call {
     double *cache_new; /* (B, 2, S, H, dk), only with a cache */
     double *out;       /* (B, T, N) */
     double *probs;     /* (B, H, T, S) or NULL */
+    /* A half cache: new keys and values are rounded to float, then to IEEE half (nearest
+     * even), as the device stores them; the cache given must hold half-representable values. */
+    bool half_kv;
 } ref_call;
 
 /* Runs the forward pass; returns false on an inconsistent call (a test bug). */

@@ -8,6 +8,20 @@
 #include <string.h>
 
 const tol_rule TOL_F32 = {1e-5, 1e-5, 1e-6};
+const tol_rule TOL_F16 = {1e-3, 2e-3, 1e-5};
+
+uint16_t test_f32_to_f16(float x) {
+    _Float16 h = (_Float16)x;
+    uint16_t bits;
+    memcpy(&bits, &h, sizeof bits);
+    return bits;
+}
+
+float test_f16_to_f32(uint16_t bits) {
+    _Float16 h;
+    memcpy(&h, &bits, sizeof h);
+    return (float)h;
+}
 
 void test_assert_close(double a, double b, double tol, const char *expr, const char *file,
                        int line) {
@@ -100,7 +114,8 @@ clmha_tensor *test_tensor_u8(clmha_context *ctx, int rank, const size_t *shape,
 }
 
 void *test_read(const clmha_tensor *t, size_t *bytes) {
-    size_t n = clmha_tensor_numel(t) * (clmha_tensor_dtype(t) == CLMHA_UINT8 ? 1 : 4);
+    clmha_dtype dt = clmha_tensor_dtype(t);
+    size_t n = clmha_tensor_numel(t) * (dt == CLMHA_UINT8 ? 1 : dt == CLMHA_FLOAT16 ? 2 : 4);
     void *buf = malloc(n);
     assert_non_null(buf);
     assert_ok(clmha_tensor_read(t, buf, n));

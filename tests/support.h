@@ -44,6 +44,15 @@ typedef struct tol_rule {
     double rel_fro, rel_elem, abs_floor;
 } tol_rule;
 extern const tol_rule TOL_F32;
+/* Results over a half key/value cache: the reference rounds keys and values to half as the
+ * device does, but a value within float rounding of a half tie can round the other way there
+ * (one half ulp, 2^-11 relative), which moves scores and outputs by up to about 1e-3. */
+extern const tol_rule TOL_F16;
+
+/* IEEE half bits from a float (round to nearest even) and back, by the compiler's _Float16:
+ * independent of the library's device conversions. */
+uint16_t test_f32_to_f16(float x);
+float test_f16_to_f32(uint16_t h);
 bool compare_close(const char *what, const float *got, const double *ref, size_t n, tol_rule tol,
                    const char *repro);
 

@@ -133,6 +133,22 @@ static void test_bad_calls(void **state) {
     clmha_tensor_release(x);
     a = good(), a.value = NULL;
     expect(&a, CLMHA_ERR_NULL_ARGUMENT, "value is required to update the cache");
+    /* A half cache given to a layer created for a float one (and a uint8 "cache"). */
+    {
+        size_t cs[5];
+        for (int i = 0; i < 5; i++) {
+            cs[i] = clmha_tensor_dim(tc, i);
+        }
+        assert_ok(clmha_tensor_create(ctx, CLMHA_FLOAT16, 5, cs, &x));
+        a = good(), a.cache = x;
+        expect(&a, CLMHA_ERR_INVALID_ARGUMENT,
+               "cache has dtype float16; this layer was created with cache_dtype float32");
+        clmha_tensor_release(x);
+        assert_ok(clmha_tensor_create(ctx, CLMHA_UINT8, 5, cs, &x));
+        a = good(), a.cache = x;
+        expect(&a, CLMHA_ERR_INVALID_ARGUMENT, "cache has dtype uint8");
+        clmha_tensor_release(x);
+    }
 
     /* Masks. */
     size_t m1[3] = {B, T, S + 1}, m2[4] = {1, B, T, S}, m3[3] = {3, T, S};
@@ -240,6 +256,7 @@ static void test_bad_configs(void **state) {
     BAD((c.bias_constraint.kind = CLMHA_CONSTRAINT_MIN_MAX_NORM, c.bias_constraint.min_value = 3),
         "bias_constraint");
     BAD(c.seed = -2, "seed");
+    BAD(c.cache_dtype = CLMHA_UINT8, "cache_dtype is 1");
 #undef BAD
     clmha_layer_config_init(&c);
     assert_int_equal(clmha_layer_create(ctx, &c, 0, 8, 0, &l), CLMHA_ERR_INVALID_ARGUMENT);

@@ -146,12 +146,16 @@ static void disarm(void) {
 /* Keeps arming at 1, 2, 3, ... until the operation runs without reaching the fault. */
 #define MAX_N 2000
 
-static clmha_layer *make_layer(clmha_context *ctx) {
+static clmha_layer *make_layer_as(clmha_context *ctx, clmha_dtype cache_dtype) {
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
-    cfg.num_heads = 2, cfg.key_dim = 4, cfg.seed = 5;
+    cfg.num_heads = 2, cfg.key_dim = 4, cfg.seed = 5, cfg.cache_dtype = cache_dtype;
     clmha_layer *l = NULL;
     return clmha_layer_create(ctx, &cfg, 6, 6, 0, &l) == CLMHA_OK ? l : NULL;
+}
+
+static clmha_layer *make_layer(clmha_context *ctx) {
+    return make_layer_as(ctx, CLMHA_FLOAT32);
 }
 
 static void test_faults_creating(void **state) {
@@ -220,11 +224,13 @@ static void test_faults_loading(void **state) {
 
 enum { B = 2, T = 3, S = 6, D = 6, H = 2, DK = 4 };
 
-/* One call in a cache mode (0 none, 1 static, 2 update), armed at fault point n. Returns
- * whether the fault fired. */
+/* One call in a cache mode (0 none, 1 static, 2 update, 3 update over a half cache), armed at
+ * fault point n. Returns whether the fault fired. */
 static bool call_with_fault(int mode, long n) {
+    const bool half = mode == 3;
+    mode = half ? 2 : mode;
     clmha_context *ctx = test_context();
-    clmha_layer *l = make_layer(ctx);
+    clmha_layer *l = make_layer_as(ctx, half ? CLMHA_FLOAT16 : CLMHA_FLOAT32);
     assert_non_null(l);
     test_rng r = {(uint64_t)mode + 1};
     float q[B * T * D], v[B * T * D], cache[B * 2 * S * H * DK], out0[B * T * D];
@@ -243,7 +249,15 @@ static bool call_with_fault(int mode, long n) {
     rng_fill(&r, vfull, B * S * D, -1, 1);
     clmha_tensor *tq = test_tensor_f32(ctx, 3, qs, q);
     clmha_tensor *tv = test_tensor_f32(ctx, 3, vs, mode == 0 ? vfull : v);
-    clmha_tensor *tc = test_tensor_f32(ctx, 5, cs, cache);
+    uint16_t cache16[B * 2 * S * H * DK];
+    for (size_t i = 0; i < B * 2 * S * H * DK; i++) {
+        cache16[i] = test_f32_to_f16(cache[i]);
+    }
+    const void *cache_bytes = half ? (const void *)cache16 : (const void *)cache;
+    const size_t cache_size = half ? sizeof cache16 : sizeof cache;
+    clmha_tensor *tc = NULL;
+    assert_ok(clmha_tensor_create(ctx, half ? CLMHA_FLOAT16 : CLMHA_FLOAT32, 5, cs, &tc));
+    assert_ok(clmha_tensor_write(tc, cache_bytes, cache_size));
     clmha_tensor *tm = test_tensor_u8(ctx, 3, ms, m);
     clmha_tensor *to = test_tensor_f32(ctx, 3, qs, out0);
     clmha_tensor *tp = test_tensor_f32(ctx, 4, ps, p0);
@@ -264,8 +278,8 @@ static bool call_with_fault(int mode, long n) {
         float c1[B * 2 * S * H * DK], o1[B * T * D], p1[B * H * T * S];
         cl_command_queue cq = clmha_context_queue(ctx);
         assert_int_equal(clFinish(cq), CL_SUCCESS);
-        assert_int_equal(clEnqueueReadBuffer(cq, clmha_tensor_buffer(tc), CL_TRUE, 0, sizeof c1, c1,
-                                             0, NULL, NULL),
+        assert_int_equal(clEnqueueReadBuffer(cq, clmha_tensor_buffer(tc), CL_TRUE, 0, cache_size,
+                                             c1, 0, NULL, NULL),
                          CL_SUCCESS);
         assert_int_equal(clEnqueueReadBuffer(cq, clmha_tensor_buffer(to), CL_TRUE, 0, sizeof o1, o1,
                                              0, NULL, NULL),
@@ -273,13 +287,13 @@ static bool call_with_fault(int mode, long n) {
         assert_int_equal(clEnqueueReadBuffer(cq, clmha_tensor_buffer(tp), CL_TRUE, 0, sizeof p1, p1,
                                              0, NULL, NULL),
                          CL_SUCCESS);
-        if (memcmp(c1, cache, sizeof c1) || memcmp(o1, out0, sizeof o1) ||
+        if (memcmp(c1, cache_bytes, cache_size) || memcmp(o1, out0, sizeof o1) ||
             memcmp(p1, p0, sizeof p1)) {
             print_error("mode %d, fault point %ld: a failed call (%s) changed the %s\n", mode, n,
                         clmha_last_error(),
-                        memcmp(c1, cache, sizeof c1)  ? "cache"
-                        : memcmp(o1, out0, sizeof o1) ? "output"
-                                                      : "attention scores");
+                        memcmp(c1, cache_bytes, cache_size) ? "cache"
+                        : memcmp(o1, out0, sizeof o1)       ? "output"
+                                                            : "attention scores");
             fail();
         }
         /* After out-of-resources the context refuses further work clearly. */
@@ -300,14 +314,15 @@ static bool call_with_fault(int mode, long n) {
 
 static void test_faults_calling(void **state) {
     (void)state;
-    for (int mode = 0; mode < 3; mode++) {
+    for (int mode = 0; mode < 4; mode++) {
         long n;
         for (n = 1; n < MAX_N; n++) {
             if (!call_with_fault(mode, n)) {
                 break;
             }
         }
-        print_message("a call in cache mode %d: %ld fault points, each handled\n", mode, n - 1);
+        print_message("a call in cache mode %d%s: %ld fault points, each handled\n",
+                      mode == 3 ? 2 : mode, mode == 3 ? " over a half cache" : "", n - 1);
         assert_true(n > 10 && n < MAX_N);
     }
 }

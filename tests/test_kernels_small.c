@@ -1,11 +1,12 @@
 /*
  * test_kernels_small.c - tiny shapes through every kernel (bias fill, GEMM fallback when
  * CLMHA_GEMM=own, cache splice, attention with every mask form, probabilities, dropout, the
- * rank > 3 gathers), each compared with the float64 reference. Small enough to run under
- * Oclgrind, which ctest does (test_kernels_oclgrind, see oclgrind.sh): the whole program with
- * the data-race and API checks and the work-group size capped at 4, then each case in a process
- * of its own with the uninitialised-value check. `test_kernels_small --count` prints the number
- * of cases and `test_kernels_small N` runs case N alone.
+ * rank > 3 gathers, the half cache's rounding, splice and attention), each compared with the
+ * float64 reference. Small enough to run under Oclgrind, which ctest does (test_kernels_oclgrind,
+ * see oclgrind.sh): the whole program with the data-race and API checks and the work-group size
+ * capped at 4, then each case in a process of its own with the uninitialised-value check.
+ * `test_kernels_small --count` prints the number of cases and `test_kernels_small N` runs case N
+ * alone.
  */
 #include "layer_case.h"
 
@@ -40,6 +41,7 @@ static void test_small_cases(void **state) {
             c.out_rank = mask % 3, c.out_shape[0] = 3, c.out_shape[1] = 2;
             c.Sn = mode == MODE_NONE ? c.S : mode == MODE_STATIC ? 1 : 2;
             c.index = mode == MODE_UPDATE ? (size_t)(mask % 4) : 0;
+            c.half_cache = mode != MODE_NONE && (mask % 2) == 1; /* half the cached cases */
             run_case(&c);
         }
     }

@@ -126,7 +126,7 @@ static void test_large_logits(void **state) {
     assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_OUTPUT_BIAS, bo, D));
     double ref[B * T * D], pref[B * T * S];
     ref_weights rw = {1, D, D, D, D, D, D, true, eye, bq, eye, bk, wv, bv, wo, bo};
-    ref_call rc = {B, T, q, NULL, v, S, NULL, {0, 0, 0}, NULL, 0, false, 0, NULL, ref, pref};
+    ref_call rc = {B, T, q, NULL, v, S, NULL, {0, 0, 0}, NULL, 0, false, 0, NULL, ref, pref, false};
     assert_true(ref_forward(&rw, &rc));
     /* The largest |score| really is around 1e4. */
     double maxs = 0;

@@ -34,6 +34,24 @@ static void test_round_trip(void **state) {
     assert_ok(clmha_tensor_read(tm, m2, 6));
     assert_memory_equal(m, m2, 6);
     clmha_tensor_release(tm);
+
+    /* float16: two bytes an element, bits as given; zeroing (fill.cl) clears odd sizes too. */
+    uint16_t h[5] = {0x3c00, 0xc000, 0x7bff, 0x0001, 0x8000}, h2[5];
+    size_t hs[1] = {5};
+    clmha_tensor *th = NULL;
+    assert_ok(clmha_tensor_create(ctx, CLMHA_FLOAT16, 1, hs, &th));
+    assert_int_equal(clmha_tensor_dtype(th), CLMHA_FLOAT16);
+    assert_ok(clmha_tensor_write(th, h, sizeof h));
+    assert_ok(clmha_tensor_read(th, h2, sizeof h2));
+    assert_memory_equal(h, h2, sizeof h);
+    assert_int_equal(clmha_tensor_read(th, h2, 20), CLMHA_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(clmha_last_error(), "holds 10"));
+    assert_ok(clmha_tensor_zero(th));
+    assert_ok(clmha_tensor_read(th, h2, sizeof h2));
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(h2[i], 0);
+    }
+    clmha_tensor_release(th);
     clmha_context_release(ctx);
 }
 

@@ -15,29 +15,32 @@
 #include <unistd.h>
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: clmha-run --weights FILE [--layer NAME] --inputs FILE --output FILE\n"
-               "                 [--attention-axes A[,B...]] [--dropout RATE --training --seed N]\n"
-               "                 [--return-scores] [--cache-dtype float32|float16]\n"
-               "\n"
-               "  --weights FILE   a Keras 3 .weights.h5 file (model.save_weights)\n"
-               "  --layer NAME     the attention layer's group path or last path component;\n"
-               "                   may be left out when the file holds exactly one\n"
-               "  --inputs FILE    HDF5 datasets: query (required); value (required except in\n"
-               "                   static-cache mode); key; attention_mask (bool, integer or\n"
-               "                   float, nonzero attends); cache (B, 2, S, H, key_dim); and\n"
-               "                   cache_update_index (a scalar integer). Floats: float32/64.\n"
-               "  --output FILE    written with attention_output, cache (the updated cache, when\n"
-               "                   a cache was given) and attention_scores (with\n"
-               "                   --return-scores), all float32\n"
-               "  --attention-axes the layer's attention_axes (Keras's None when left out)\n"
-               "  --dropout RATE   the layer's dropout rate; applied only with --training\n"
-               "  --training       call in training mode\n"
-               "  --seed N         the layer's seed (dropout draws)\n"
-               "  --return-scores  also write the attention probabilities\n"
-               "  --cache-dtype T  the cache's storage type; float32 (default)\n"
-               "\n"
-               "The device comes from CLMHA_PLATFORM / CLMHA_DEVICE / CLMHA_DEVICE_TYPE.\n"
-               "Exit status 0 on success; otherwise one line on stderr and no output file.\n");
+    fprintf(f,
+            "usage: clmha-run --weights FILE [--layer NAME] --inputs FILE --output FILE\n"
+            "                 [--attention-axes A[,B...]] [--dropout RATE --training --seed N]\n"
+            "                 [--return-scores] [--cache-dtype float32|float16]\n"
+            "\n"
+            "  --weights FILE   a Keras 3 .weights.h5 file (model.save_weights)\n"
+            "  --layer NAME     the attention layer's group path or last path component;\n"
+            "                   may be left out when the file holds exactly one\n"
+            "  --inputs FILE    HDF5 datasets: query (required); value (required except in\n"
+            "                   static-cache mode); key; attention_mask (bool, integer or\n"
+            "                   float, nonzero attends); cache (B, 2, S, H, key_dim); and\n"
+            "                   cache_update_index (a scalar integer). Floats: float32/64.\n"
+            "  --output FILE    written with attention_output, cache (the updated cache, when\n"
+            "                   a cache was given) and attention_scores (with\n"
+            "                   --return-scores), all float32\n"
+            "  --attention-axes the layer's attention_axes (Keras's None when left out)\n"
+            "  --dropout RATE   the layer's dropout rate; applied only with --training\n"
+            "  --training       call in training mode\n"
+            "  --seed N         the layer's seed (dropout draws)\n"
+            "  --return-scores  also write the attention probabilities\n"
+            "  --cache-dtype T  the cache's storage type on the device: float32 (default) or\n"
+            "                   float16 (the layer's cache_dtype: the file's cache is rounded\n"
+            "                   to half on the way in, the updated cache widened on the way out)\n"
+            "\n"
+            "The device comes from CLMHA_PLATFORM / CLMHA_DEVICE / CLMHA_DEVICE_TYPE.\n"
+            "Exit status 0 on success; otherwise one line on stderr and no output file.\n");
 }
 
 static char tmp_path[4200];
@@ -140,14 +143,53 @@ static clmha_tensor *upload(clmha_context *ctx, clmha_dtype dt, const h5io_array
     return t;
 }
 
+/* The cache as IEEE half (round to nearest even, by the compiler's _Float16). */
+static clmha_tensor *upload_half(clmha_context *ctx, const h5io_array *a) {
+    uint16_t *h = malloc(a->numel * sizeof *h + 2);
+    clmha_tensor *t = NULL;
+    if (h == NULL) {
+        fprintf(stderr, "clmha-run: cache: out of memory\n");
+        return NULL;
+    }
+    for (size_t i = 0; i < a->numel; i++) {
+        _Float16 x = (_Float16)a->f[i];
+        memcpy(&h[i], &x, sizeof x);
+    }
+    if (clmha_tensor_create(ctx, CLMHA_FLOAT16, a->rank, a->dims, &t) != CLMHA_OK ||
+        clmha_tensor_write(t, h, a->numel * sizeof *h) != CLMHA_OK) {
+        fprintf(stderr, "clmha-run: cache: %s\n", clmha_last_error());
+        clmha_tensor_release(t);
+        t = NULL;
+    }
+    free(h);
+    return t;
+}
+
+/* Reads a half tensor of n elements into floats. */
+static clmha_status read_half(const clmha_tensor *t, float *out, size_t n) {
+    uint16_t *h = malloc(n * sizeof *h + 2);
+    if (h == NULL) {
+        return CLMHA_ERR_OUT_OF_HOST_MEMORY;
+    }
+    clmha_status st = clmha_tensor_read(t, h, n * sizeof *h);
+    for (size_t i = 0; st == CLMHA_OK && i < n; i++) {
+        _Float16 x;
+        memcpy(&x, &h[i], sizeof x);
+        out[i] = (float)x;
+    }
+    free(h);
+    return st;
+}
+
 int main(int argc, char **argv) {
     args a;
     int rc = parse(argc, argv, &a);
     if (rc != 0) {
         return rc;
     }
-    if (a.cache_dtype && strcmp(a.cache_dtype, "float32") != 0) {
-        return fail("--cache-dtype %s is not supported yet; use float32", a.cache_dtype);
+    bool half = a.cache_dtype && strcmp(a.cache_dtype, "float16") == 0;
+    if (a.cache_dtype && !half && strcmp(a.cache_dtype, "float32") != 0) {
+        return fail("--cache-dtype %s: expected float32 or float16", a.cache_dtype);
     }
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     char err[512] = "";
@@ -183,6 +225,7 @@ int main(int argc, char **argv) {
     clmha_layer_config_init(&base);
     base.dropout = a.dropout;
     base.seed = a.seed;
+    base.cache_dtype = half ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
     if (a.axes != NULL) {
         char *s = (char *)a.axes, *end;
         while (*s && base.num_attention_axes < CLMHA_MAX_RANK) {
@@ -204,7 +247,8 @@ int main(int argc, char **argv) {
         (rv > 0 && !(tv = upload(ctx, CLMHA_FLOAT32, &v, "value"))) ||
         (rk > 0 && !(tk = upload(ctx, CLMHA_FLOAT32, &k, "key"))) ||
         (rm > 0 && !(tm = upload(ctx, CLMHA_UINT8, &m, "attention_mask"))) ||
-        (rc2 > 0 && !(tc = upload(ctx, CLMHA_FLOAT32, &c, "cache")))) {
+        (rc2 > 0 &&
+         !(tc = half ? upload_half(ctx, &c) : upload(ctx, CLMHA_FLOAT32, &c, "cache")))) {
         goto done;
     }
     /* Output: the query's shape with its feature dim replaced by output_shape. */
@@ -252,8 +296,9 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (tc && (!(cache_out = malloc(c.numel * sizeof(float))) ||
-               clmha_tensor_read(tc, cache_out, c.numel * sizeof(float)) != CLMHA_OK)) {
-        fail("%s", clmha_last_error());
+               (half ? read_half(tc, cache_out, c.numel)
+                     : clmha_tensor_read(tc, cache_out, c.numel * sizeof(float))) != CLMHA_OK)) {
+        fail("%s", cache_out ? clmha_last_error() : "out of memory");
         goto done;
     }
     /* Write to a temporary file beside the output, then rename: never a partial output. */
