@@ -25,6 +25,7 @@ typedef struct opts {
     size_t dim, heads, head_dim, reps, warmup;
     const char *json;
     int user_seq;
+    int half[2], nhalf; /* cache dtypes: 0 float32, 1 float16 */
 } opts;
 
 static void usage(FILE *f) {
@@ -36,7 +37,8 @@ static void usage(FILE *f) {
                "  --batch B[,B...] batch sizes (default 1,4)\n"
                "  --dim D --heads H --head-dim K   layer size (default 768, 12, 64)\n"
                "  --reps N         timed runs per case (default 10), after --warmup N (default 2)\n"
-               "  --cache-dtype T  float32 (the float16 cache is not implemented yet)\n"
+               "  --cache-dtype T[,T]  float32 and/or float16: the decode cache's dtype (default\n"
+               "                   float32; prefill has no cache and runs once)\n"
                "  --json FILE      also write one JSON object per case, one per line\n"
                "  --help           this text\n"
                "\n"
@@ -78,6 +80,7 @@ static int parse(int argc, char **argv, opts *o) {
     o->decode = o->prefill = 1;
     o->dim = 768, o->heads = 12, o->head_dim = 64, o->reps = 10, o->warmup = 2;
     o->batches[0] = 1, o->batches[1] = 4, o->nbatch = 2;
+    o->nhalf = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -120,8 +123,22 @@ static int parse(int argc, char **argv, opts *o) {
                                                    : &o->warmup;
             *t = one[0];
         } else if (!strcmp(a, "--cache-dtype")) {
-            if (strcmp(v, "float32") != 0) {
-                fprintf(stderr, "clmha-bench: --cache-dtype %s is not supported yet\n", v);
+            o->nhalf = 0;
+            for (const char *s = v; *s && o->nhalf < 2;) {
+                size_t len = strcspn(s, ",");
+                if (len == 7 && !strncmp(s, "float32", 7)) {
+                    o->half[o->nhalf++] = 0;
+                } else if (len == 7 && !strncmp(s, "float16", 7)) {
+                    o->half[o->nhalf++] = 1;
+                } else {
+                    o->nhalf = 0;
+                    break;
+                }
+                s += len + (s[len] == ',');
+            }
+            if (o->nhalf == 0) {
+                fprintf(stderr, "clmha-bench: --cache-dtype is float32, float16 or both "
+                                "(float32,float16)\n");
                 return 2;
             }
         } else if (!strcmp(a, "--json")) {
@@ -283,7 +300,7 @@ int main(int argc, char **argv) {
     clmha_context_options_init(&co);
     co.profile = true;
     clmha_context *ctx = NULL;
-    clmha_layer *layer = NULL;
+    clmha_layer *layers[2] = {NULL, NULL}; /* float32 cache, float16 cache */
     FILE *json = NULL;
     if (clmha_context_create(&co, &ctx) != CLMHA_OK) {
         fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
@@ -294,10 +311,17 @@ int main(int argc, char **argv) {
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
     cfg.num_heads = (int)o.heads, cfg.key_dim = (int)o.head_dim, cfg.seed = 1;
-    if (clmha_layer_create(ctx, &cfg, o.dim, o.dim, 0, &layer) != CLMHA_OK) {
-        fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
-        rc = 1;
-        goto done;
+    for (int h = 0; h < 2; h++) {
+        cfg.cache_dtype = h ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
+        bool wanted = h == 0 ? o.prefill != 0 : false;
+        for (int k = 0; k < o.nhalf; k++) {
+            wanted = wanted || (o.decode && o.half[k] == h);
+        }
+        if (wanted && clmha_layer_create(ctx, &cfg, o.dim, o.dim, 0, &layers[h]) != CLMHA_OK) {
+            fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
+            rc = 1;
+            goto done;
+        }
     }
     if (o.json != NULL && (json = fopen(o.json, "w")) == NULL) {
         fprintf(stderr, "clmha-bench: cannot write %s\n", o.json);
@@ -310,16 +334,16 @@ int main(int argc, char **argv) {
     clmha_profile discard;
     clmha_context_take_profile(ctx, &discard);
     printf("clmha %s bench on %s (%s)\n", clmha_version_string(), dev.name, dev.platform_name);
-    printf("layer: dim %zu, %zu heads of %zu, fp32 cache; %zu runs per case after %zu warm-up\n",
-           o.dim, o.heads, o.head_dim, o.reps, o.warmup);
+    printf("layer: dim %zu, %zu heads of %zu; %zu runs per case after %zu warm-up\n", o.dim,
+           o.heads, o.head_dim, o.reps, o.warmup);
     printf("ceilings: copy bandwidth %.1f GB/s, CLBlast SGEMM (1024^3) ", bw * 1e-9);
     if (gemm > 0) {
         printf("%.1f GFLOP/s\n\n", gemm * 1e-9);
     } else {
         printf("n/a (CLBlast cannot run on this device)\n\n");
     }
-    printf("%-8s %3s %6s %6s %11s %17s %11s %11s %8s %8s\n", "phase", "B", "T", "S", "median ms",
-           "min..max ms", "attn ms", "proj ms", "of bw", "of gemm");
+    printf("%-8s %-7s %3s %6s %6s %11s %17s %11s %11s %8s %8s\n", "phase", "cache", "B", "T", "S",
+           "median ms", "min..max ms", "attn ms", "proj ms", "of bw", "of gemm");
     for (int phase = 0; phase < 2; phase++) {
         int decode = phase == 0;
         if ((decode && !o.decode) || (!decode && !o.prefill)) {
@@ -330,50 +354,59 @@ int main(int argc, char **argv) {
         size_t nseq = o.user_seq ? o.nseq : decode ? 5 : 3;
         for (size_t si = 0; si < nseq; si++) {
             for (size_t bi = 0; bi < o.nbatch; bi++) {
-                size_t S = seqs[si], B = o.batches[bi], T = decode ? 1 : S;
-                if (tty) {
-                    fprintf(stderr, "\r%s B=%zu S=%zu ...   ", decode ? "decode" : "prefill", B, S);
-                }
-                result r;
-                if (run_case(ctx, layer, &o, decode, B, S, &r) != 0) {
-                    rc = 1;
-                    goto done;
-                }
-                if (tty) {
-                    fprintf(stderr, "\r%40s\r", "");
-                }
-                /* Attention reads every key and value once (decode) and does 4 FLOP per
-                 * query-key-dim triple (scores and p x V), counting masked pairs too. */
-                double bytes = 2.0 * (double)(B * S * o.heads * o.head_dim) * 4.0;
-                double flops =
-                    4.0 * (double)B * (double)o.heads * (double)T * (double)S * (double)o.head_dim;
-                /* A ceiling that could not be measured (CLBlast cannot run on every device)
-                 * leaves its fraction unknown: "n/a" in the table, null in JSON. */
-                double fbw = r.attn_s > 0 && bw > 0 ? bytes / r.attn_s / bw : NAN;
-                double fgemm = r.attn_s > 0 && gemm > 0 ? flops / r.attn_s / gemm : NAN;
-                char tbw[32], tgemm[32], jbw[32], jgemm[32], jcbw[32], jcgemm[32];
-                fmt_num(tbw, sizeof tbw, fbw, 3, "n/a");
-                fmt_num(tgemm, sizeof tgemm, fgemm, 3, "n/a");
-                fmt_num(jbw, sizeof jbw, fbw, 6, "null");
-                fmt_num(jgemm, sizeof jgemm, fgemm, 6, "null");
-                fmt_num(jcbw, sizeof jcbw, bw > 0 ? bw : NAN, 6, "null");
-                fmt_num(jcgemm, sizeof jcgemm, gemm > 0 ? gemm : NAN, 6, "null");
-                printf("%-8s %3zu %6zu %6zu %11.3f %8.3f..%-8.3f %11.3f %11.3f %8s %8s\n",
-                       decode ? "decode" : "prefill", B, T, S, r.median_s * 1e3, r.min_s * 1e3,
-                       r.max_s * 1e3, r.attn_s * 1e3, r.proj_s * 1e3, tbw, tgemm);
-                fflush(stdout);
-                if (json != NULL) {
-                    fprintf(json,
+                for (int hk = 0; hk < (decode ? o.nhalf : 1); hk++) {
+                    const int half = decode ? o.half[hk] : 0;
+                    const char *dtname = decode ? (half ? "float16" : "float32") : "none";
+                    clmha_layer *layer = layers[half];
+                    size_t S = seqs[si], B = o.batches[bi], T = decode ? 1 : S;
+                    if (tty) {
+                        fprintf(stderr, "\r%s B=%zu S=%zu ...   ", decode ? "decode" : "prefill", B,
+                                S);
+                    }
+                    result r;
+                    if (run_case(ctx, layer, &o, decode, B, S, &r) != 0) {
+                        rc = 1;
+                        goto done;
+                    }
+                    if (tty) {
+                        fprintf(stderr, "\r%40s\r", "");
+                    }
+                    /* Attention reads every key and value once (decode) and does 4 FLOP per
+                     * query-key-dim triple (scores and p x V), counting masked pairs too. */
+                    double bytes =
+                        2.0 * (double)(B * S * o.heads * o.head_dim) * (half ? 2.0 : 4.0);
+                    double flops = 4.0 * (double)B * (double)o.heads * (double)T * (double)S *
+                                   (double)o.head_dim;
+                    /* A ceiling that could not be measured (CLBlast cannot run on every device)
+                     * leaves its fraction unknown: "n/a" in the table, null in JSON. */
+                    double fbw = r.attn_s > 0 && bw > 0 ? bytes / r.attn_s / bw : NAN;
+                    double fgemm = r.attn_s > 0 && gemm > 0 ? flops / r.attn_s / gemm : NAN;
+                    char tbw[32], tgemm[32], jbw[32], jgemm[32], jcbw[32], jcgemm[32];
+                    fmt_num(tbw, sizeof tbw, fbw, 3, "n/a");
+                    fmt_num(tgemm, sizeof tgemm, fgemm, 3, "n/a");
+                    fmt_num(jbw, sizeof jbw, fbw, 6, "null");
+                    fmt_num(jgemm, sizeof jgemm, fgemm, 6, "null");
+                    fmt_num(jcbw, sizeof jcbw, bw > 0 ? bw : NAN, 6, "null");
+                    fmt_num(jcgemm, sizeof jcgemm, gemm > 0 ? gemm : NAN, 6, "null");
+                    printf("%-8s %-7s %3zu %6zu %6zu %11.3f %8.3f..%-8.3f %11.3f %11.3f %8s %8s\n",
+                           decode ? "decode" : "prefill", dtname, B, T, S, r.median_s * 1e3,
+                           r.min_s * 1e3, r.max_s * 1e3, r.attn_s * 1e3, r.proj_s * 1e3, tbw,
+                           tgemm);
+                    fflush(stdout);
+                    if (json != NULL) {
+                        fprintf(
+                            json,
                             "{\"phase\": \"%s\", \"B\": %zu, \"T\": %zu, \"S\": %zu, \"dim\": %zu, "
-                            "\"heads\": %zu, \"head_dim\": %zu, \"cache_dtype\": \"float32\", "
+                            "\"heads\": %zu, \"head_dim\": %zu, \"cache_dtype\": \"%s\", "
                             "\"device\": \"%s\", \"median_s\": %.9g, \"min_s\": %.9g, "
                             "\"max_s\": %.9g, \"attention_median_s\": %.9g, "
                             "\"projection_median_s\": %.9g, \"frac_bandwidth\": %s, "
                             "\"frac_gemm\": %s, \"copy_bandwidth_bytes_per_s\": %s, "
                             "\"sgemm_flops_per_s\": %s}\n",
                             decode ? "decode" : "prefill", B, T, S, o.dim, o.heads, o.head_dim,
-                            dev.name, r.median_s, r.min_s, r.max_s, r.attn_s, r.proj_s, jbw, jgemm,
-                            jcbw, jcgemm);
+                            decode ? dtname : "none", dev.name, r.median_s, r.min_s, r.max_s,
+                            r.attn_s, r.proj_s, jbw, jgemm, jcbw, jcgemm);
+                    }
                 }
             }
         }
@@ -382,7 +415,8 @@ done:
     if (json != NULL) {
         fclose(json);
     }
-    clmha_layer_release(layer);
+    clmha_layer_release(layers[0]);
+    clmha_layer_release(layers[1]);
     clmha_context_release(ctx);
     return rc;
 }
