@@ -230,3 +230,167 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
         }
     }
 }
+
+/* ---- Split attention (flash-decoding): no probabilities, no dropout ----
+ *
+ * attention_split: work-group g handles query row r = g / nch (r = (b * H + h) * T + t as
+ * above) over the keys of chunk c = g % nch, [c * chunk, (c + 1) * chunk) cut at the causal end.
+ * Its WGS work-items take the chunk's keys in turn, each keeping an online softmax (running
+ * maximum m, sum l) and an unnormalised output acc = sum e^(s_j - m) v_j in private memory, and
+ * reading every key and value once. The work-items' partials are combined in local memory. With
+ * nch == 1 the row is finished here (o = acc / l, zeros when every key is masked); otherwise
+ * the chunk's (m, l, acc) go to part[g * (DV + 2)] for attention_merge. Chunks past the causal
+ * end read nothing. WGS (a power of two) is 1 on CPUs, where one work-item streams its keys
+ * with vector loads, and up to 64 on GPUs. Layouts and arguments as attention_rows. */
+#ifndef WGS
+#define WGS 1
+#endif
+
+__kernel void attention_split(__global const float *q, ulong q_off, __global const KV_T *k,
+                              ulong k_off, ulong k_bstride, __global const KV_T *v, ulong v_off,
+                              ulong v_bstride, __global const uchar *mask, ulong m_off, ulong m_sb,
+                              ulong m_st, ulong m_ss, int has_mask, __global float *o,
+                              __global float *part, int nch, int chunk, int T, int S, int H,
+                              float scale, __global const KV_T *kn, __global const KV_T *vn,
+                              ulong new_lo, ulong new_hi, ulong kn_bstride, ulong vn_bstride,
+                              int causal, long causal_base) {
+    __local float qs[DK];
+    __local float red_m[WGS], red_l[WGS];
+    __local float red_acc[WGS * DV];
+
+    const int lid = (int)get_local_id(0);
+    const ulong g = get_group_id(0);
+    const ulong r = g / (ulong)nch;
+    const int c = (int)(g - r * (ulong)nch);
+    const ulong rt = r / (ulong)T;
+    const int t = (int)(r - rt * (ulong)T);
+    const ulong b = rt / (ulong)H;
+    const int h = (int)(rt - b * (ulong)H);
+
+    const ulong q_row = q_off + ((b * (ulong)T + (ulong)t) * (ulong)H + (ulong)h) * DK;
+    for (int d = lid; d < DK; d += WGS) {
+        qs[d] = q[q_row + d] * scale;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    const ulong k_base = k_off + b * k_bstride + (ulong)h * DK;
+    const ulong v_base = v_off + b * v_bstride + (ulong)h * DV;
+    const ulong k_step = (ulong)H * DK;
+    const ulong v_step = (ulong)H * DV;
+    const ulong m_base = m_off + b * m_sb + (ulong)t * m_st;
+    const long last = causal_base + (long)t;
+    const int end = !causal ? S : last < 0 ? 0 : last >= (long)S ? S : (int)last + 1;
+    const int j0 = c * chunk;
+    const int j1 = min(end, j0 + chunk);
+
+    float m = NEG_SENTINEL;
+    float l = 0.0f;
+    float acc[DV];
+    for (int d = 0; d < DV; d++) {
+        acc[d] = 0.0f;
+    }
+    for (int j = j0 + lid; j < j1; j += WGS) {
+        if (has_mask && mask[m_base + (ulong)j * m_ss] == 0) {
+            continue;
+        }
+        __global const KV_T *kr = key_row(k, k_base, k_step, kn, b * kn_bstride + (ulong)h * DK,
+                                          new_lo, new_hi, (ulong)j);
+        __global const KV_T *vr = key_row(v, v_base, v_step, vn, b * vn_bstride + (ulong)h * DV,
+                                          new_lo, new_hi, (ulong)j);
+        const float s = dot_qk(qs, kr);
+        float w = 1.0f;
+        if (s > m) {
+            const float f = exp(m - s); /* 0 for the first key (m is the sentinel) */
+            l *= f;
+            for (int d = 0; d < DV; d++) {
+                acc[d] *= f;
+            }
+            m = s;
+        } else {
+            w = exp(s - m);
+        }
+        l += w;
+#if DV % 4 == 0
+        for (int d = 0; d < DV; d += 4) {
+            vstore4(fma((float4)(w), LOAD_KV4(0, vr + d), vload4(0, acc + d)), 0, acc + d);
+        }
+#else
+        for (int d = 0; d < DV; d++) {
+            acc[d] = fma(w, LOAD_KV(d, vr), acc[d]);
+        }
+#endif
+    }
+
+    /* Combine the work-items' partials: rescale each to the largest maximum. */
+    float mx = m, lt = l;
+    if (WGS > 1) {
+        red_m[lid] = m;
+        red_l[lid] = l;
+        for (int d = 0; d < DV; d++) {
+            red_acc[lid * DV + d] = acc[d];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        mx = NEG_SENTINEL;
+        for (int i = 0; i < WGS; i++) {
+            mx = fmax(mx, red_l[i] > 0.0f ? red_m[i] : NEG_SENTINEL);
+        }
+        lt = 0.0f;
+        for (int i = 0; i < WGS; i++) {
+            lt += red_l[i] > 0.0f ? red_l[i] * exp(red_m[i] - mx) : 0.0f;
+        }
+    }
+    const ulong o_row = ((b * (ulong)T + (ulong)t) * (ulong)H + (ulong)h) * DV;
+    __global float *dst = nch == 1 ? o + o_row : part + g * (ulong)(DV + 2);
+    const float inv = nch == 1 ? (lt > 0.0f ? 1.0f / lt : 0.0f) : 1.0f;
+    for (int d = lid; d < DV; d += WGS) {
+        float x;
+        if (WGS > 1) {
+            x = 0.0f;
+            for (int i = 0; i < WGS; i++) {
+                x += red_l[i] > 0.0f ? red_acc[i * DV + d] * exp(red_m[i] - mx) : 0.0f;
+            }
+        } else {
+            x = acc[d];
+        }
+        dst[(nch == 1 ? 0 : 2) + d] = x * inv;
+    }
+    if (nch > 1 && lid == 0) {
+        dst[0] = mx;
+        dst[1] = lt;
+    }
+}
+
+/* attention_merge: one work-group per query row r combines the nch chunk partials of
+ * attention_split: o = sum_c acc_c e^(m_c - M) / sum_c l_c e^(m_c - M), M the largest m_c of a
+ * chunk that attended somewhere; zeros when no chunk did. */
+__kernel void attention_merge(__global const float *part, __global float *o, int nch, int T,
+                              int H) {
+    const int lid = (int)get_local_id(0);
+    const ulong r = get_group_id(0);
+    const ulong rt = r / (ulong)T;
+    const int t = (int)(r - rt * (ulong)T);
+    const ulong b = rt / (ulong)H;
+    const int h = (int)(rt - b * (ulong)H);
+    __global const float *pr = part + r * (ulong)nch * (ulong)(DV + 2);
+    float mx = NEG_SENTINEL;
+    for (int c = 0; c < nch; c++) {
+        const float lc = pr[(ulong)c * (DV + 2) + 1];
+        mx = lc > 0.0f ? fmax(mx, pr[(ulong)c * (DV + 2)]) : mx;
+    }
+    float lt = 0.0f;
+    for (int c = 0; c < nch; c++) {
+        const float lc = pr[(ulong)c * (DV + 2) + 1];
+        lt += lc > 0.0f ? lc * exp(pr[(ulong)c * (DV + 2)] - mx) : 0.0f;
+    }
+    const float inv = lt > 0.0f ? 1.0f / lt : 0.0f;
+    const ulong o_row = ((b * (ulong)T + (ulong)t) * (ulong)H + (ulong)h) * DV;
+    for (int d = lid; d < DV; d += WG) {
+        float x = 0.0f;
+        for (int c = 0; c < nch; c++) {
+            const float lc = pr[(ulong)c * (DV + 2) + 1];
+            x += lc > 0.0f ? pr[(ulong)c * (DV + 2) + 2 + d] * exp(pr[(ulong)c * (DV + 2)] - mx)
+                           : 0.0f;
+        }
+        o[o_row + d] = x * inv;
+    }
+}

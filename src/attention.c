@@ -40,6 +40,9 @@ typedef struct plan {
     size_t rows_q, rows_kv; /* rows of the projections */
     bool has_cache, update, project_kv;
     bool half; /* the cache is half: half attention kernel, rounded new keys and values */
+    /* Split attention: nch chunks of `chunk` keys per query row (nch 1: no merge). */
+    bool split;
+    int nch, chunk;
     size_t index;
     cl_ulong m_sb, m_st, m_ss;
     /* rank > 3 */
@@ -691,6 +694,34 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     cl_uint counter = drop ? l->dropout_calls : 0;
     cl_uint seed_lo = (cl_uint)l->seed, seed_hi = (cl_uint)(l->seed >> 32);
     cl_mem o = l->ws_o;
+    if (p->split) {
+        const clmha__kernel *ks = p->half ? &l->k_split_half : &l->k_split;
+        cl_mem part = p->nch > 1 ? l->ws_part : NULL;
+        cl_int nch = p->nch, chunk = p->chunk;
+        const clmha__karg sargs[] = {
+            CLMHA__ARG(qb),     CLMHA__ARG(q_off),      CLMHA__ARG(kb),    CLMHA__ARG(k_off),
+            CLMHA__ARG(k_bs),   CLMHA__ARG(vb),         CLMHA__ARG(v_off), CLMHA__ARG(v_bs),
+            CLMHA__ARG(mask),   CLMHA__ARG(m_off),      CLMHA__ARG(m_sb),  CLMHA__ARG(m_st),
+            CLMHA__ARG(m_ss),   CLMHA__ARG(has_mask),   CLMHA__ARG(o),     CLMHA__ARG(part),
+            CLMHA__ARG(nch),    CLMHA__ARG(chunk),      CLMHA__ARG(T),     CLMHA__ARG(S),
+            CLMHA__ARG(H),      CLMHA__ARG(scale),      CLMHA__ARG(kn),    CLMHA__ARG(vn),
+            CLMHA__ARG(new_lo), CLMHA__ARG(new_hi),     CLMHA__ARG(kn_bs), CLMHA__ARG(vn_bs),
+            CLMHA__ARG(causal), CLMHA__ARG(causal_base)};
+        clmha_status st = clmha__set_args(ctx, ks, sargs, sizeof sargs / sizeof sargs[0]);
+        if (st == CLMHA_OK) {
+            st = clmha__launch(ctx, ks, p->B * l->heads * p->T * (size_t)p->nch, l->wg_split);
+        }
+        if (st != CLMHA_OK || p->nch == 1) {
+            return st;
+        }
+        const clmha__karg margs[] = {CLMHA__ARG(part), CLMHA__ARG(o), CLMHA__ARG(nch),
+                                     CLMHA__ARG(T), CLMHA__ARG(H)};
+        st = clmha__set_args(ctx, &l->k_merge, margs, 5);
+        if (st == CLMHA_OK) {
+            st = clmha__launch(ctx, &l->k_merge, p->B * l->heads * p->T, l->wg_attention);
+        }
+        return st;
+    }
     const clmha__karg args[] = {
         CLMHA__ARG(qb),      CLMHA__ARG(q_off),      CLMHA__ARG(kb),    CLMHA__ARG(k_off),
         CLMHA__ARG(k_bs),    CLMHA__ARG(vb),         CLMHA__ARG(v_off), CLMHA__ARG(v_bs),
@@ -708,6 +739,28 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     return clmha__launch(ctx, k, p->B * l->heads * p->T, l->wg_attention);
 }
 
+/* Chooses the attention kernels: the split kernels unless the call wants probabilities or
+ * dropout; chunks so that about four work-groups per compute unit run, none shorter than the
+ * layer's minimum chunk. */
+static void plan_split(const clmha_layer *l, const clmha_call_args *a, plan *p) {
+    const bool drop = a->training && l->cfg.dropout > 0.0;
+    p->split = l->use_split && a->attention_scores == NULL && !drop;
+    p->nch = 1;
+    p->chunk = (int)p->S;
+    if (!p->split || p->S == 0) {
+        return;
+    }
+    size_t rows = p->B * l->heads * p->T;
+    size_t target = 4 * (size_t)(l->ctx->info.compute_units ? l->ctx->info.compute_units : 1);
+    size_t by_rows = (target + rows - 1) / rows;
+    size_t by_len = (p->S + l->split_min_chunk - 1) / l->split_min_chunk;
+    size_t nch = by_rows < by_len ? by_rows : by_len;
+    nch = nch < 1 ? 1 : nch > 256 ? 256 : nch;
+    size_t chunk = (p->S + nch - 1) / nch;
+    p->nch = (int)((p->S + chunk - 1) / chunk);
+    p->chunk = (int)chunk;
+}
+
 /* Grows every workspace buffer the call needs, before anything is enqueued. */
 static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan *p) {
     size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
@@ -721,6 +774,11 @@ static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan
     }
     if (p->project_kv && ((st = clmha__workspace(l, &l->ws_k, &l->cap_k, p->rows_kv * hk)) ||
                           (st = clmha__workspace(l, &l->ws_v, &l->cap_v, p->rows_kv * hv)))) {
+        return st;
+    }
+    if (p->split && p->nch > 1 &&
+        (st = clmha__workspace(l, &l->ws_part, &l->cap_part,
+                               p->B * l->heads * p->T * (size_t)p->nch * (l->dv + 2)))) {
         return st;
     }
     /* Halves, two to a float. */
@@ -765,6 +823,10 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
         (st = clmha__workspace(l, &l->ws_k, &l->cap_k, rkv * hk)) ||
         (st = clmha__workspace(l, &l->ws_v, &l->cap_v, rkv * hv)) ||
         (with_scores && (st = clmha__workspace(l, &l->ws_p, &l->cap_p, sc))) ||
+        (l->use_split &&
+         (st = clmha__workspace(l, &l->ws_part, &l->cap_part,
+                                (4 * (size_t)(l->ctx->info.compute_units + 1) + rq * l->heads) *
+                                    (l->dv + 2)))) ||
         (l->half_cache &&
          ((st = clmha__workspace(l, &l->ws_kh, &l->cap_kh, (rkv * hk + 1) / 2)) ||
           (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, (rkv * hv + 1) / 2))))) {
@@ -784,7 +846,11 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
         return st;
     }
     st = validate(l, a, &p);
-    if (st != CLMHA_OK || (st = reserve(l, a, &p)) != CLMHA_OK) {
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    plan_split(l, a, &p);
+    if ((st = reserve(l, a, &p)) != CLMHA_OK) {
         return st;
     }
     cl_mem *w = l->weights;

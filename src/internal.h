@@ -103,6 +103,14 @@ struct clmha_layer {
      * rounding of new keys and values into ws_kh and ws_vh (capacities in floats). */
     bool half_cache;
     clmha__kernel k_attention_half, k_commit_half, k_to_half;
+    /* Split attention (attention_split + attention_merge, flash-decoding) for calls without
+     * probabilities or dropout: its work-group size (WGS), the smallest chunk of keys a work-group
+     * takes, and the partials' workspace (floats). */
+    bool use_split;
+    clmha__kernel k_split, k_split_half, k_merge;
+    size_t wg_split, split_min_chunk;
+    cl_mem ws_part;
+    size_t cap_part;
     cl_mem ws_kh, ws_vh;
     size_t cap_kh, cap_vh;
     /* Workspace, grown on demand and reused (float capacities). ws_*2 and ws_m hold the

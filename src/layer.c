@@ -5,6 +5,7 @@
  */
 #include "internal.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,6 +269,39 @@ static size_t pow2_floor(size_t x) {
 
 /* Builds the three programs and kernels; the attention work-group size starts at 64 (a
  * multiple of every GPU's SIMD width) and shrinks to what the device and kernel allow. */
+/* The split attention's settings: CLMHA_SPLIT=0 turns it off; CLMHA_SPLIT_WG (a power of two)
+ * and CLMHA_SPLIT_CHUNK (keys) override the defaults: one work-item a work-group on CPUs (it
+ * streams its keys with vector loads), up to 64 elsewhere, as local memory allows; chunks of at
+ * least 256 keys. */
+static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
+    clmha_context *ctx = l->ctx;
+    const char *on = clmha__getenv("CLMHA_SPLIT");
+    l->use_split = on == NULL || strcmp(on, "0") != 0;
+    size_t wgs = (ctx->info.type & CL_DEVICE_TYPE_CPU) ? 1 : wg_cap;
+    while (wgs > 1 && (l->dk + 2 * wgs + wgs * l->dv) * sizeof(float) > ctx->info.local_mem_bytes) {
+        wgs /= 2;
+    }
+    const char *env = clmha__getenv("CLMHA_SPLIT_WG");
+    if (env != NULL) {
+        size_t v;
+        if (!clmha__parse_index(env, &v) || v == 0 || (v & (v - 1)) != 0 || v > wg_cap) {
+            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                               "CLMHA_SPLIT_WG=\"%s\" is not a power of two from 1 to %zu", env,
+                               wg_cap);
+        }
+        wgs = v;
+    }
+    l->wg_split = wgs;
+    l->split_min_chunk = 256;
+    env = clmha__getenv("CLMHA_SPLIT_CHUNK");
+    if (env != NULL && (!clmha__parse_index(env, &l->split_min_chunk) || l->split_min_chunk == 0 ||
+                        l->split_min_chunk > INT_MAX)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "CLMHA_SPLIT_CHUNK=\"%s\" is not a whole number of keys >= 1", env);
+    }
+    return CLMHA_OK;
+}
+
 static clmha_status build_kernels(clmha_layer *l) {
     clmha_context *ctx = l->ctx;
     clmha_status st;
@@ -277,6 +311,9 @@ static clmha_status build_kernels(clmha_layer *l) {
                                : ctx->info.max_work_item_sizes[0]);
     if (wg > 64) {
         wg = 64;
+    }
+    if ((st = split_settings(l, wg)) != CLMHA_OK) {
+        return st;
     }
     for (int attempt = 0; attempt < 2; attempt++) {
         size_t lmem = (l->dk + 2 * wg) * sizeof(float);
@@ -288,12 +325,17 @@ static clmha_status build_kernels(clmha_layer *l) {
                                (unsigned long long)ctx->info.local_mem_bytes);
         }
         char defines[256];
-        snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DWG=%zu", l->dk, l->dv, wg);
+        snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DWG=%zu -DWGS=%zu", l->dk, l->dv, wg,
+                 l->wg_split);
         if ((st = clmha__program_get(ctx, "attention.cl", defines, &prog)) != CLMHA_OK) {
             return st;
         }
         clmha__kernel_release(&l->k_attention);
-        if ((st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention)) != CLMHA_OK) {
+        clmha__kernel_release(&l->k_split);
+        clmha__kernel_release(&l->k_merge);
+        if ((st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention)) != CLMHA_OK ||
+            (st = clmha__kernel_create(ctx, prog, "attention_split", &l->k_split)) != CLMHA_OK ||
+            (st = clmha__kernel_create(ctx, prog, "attention_merge", &l->k_merge)) != CLMHA_OK) {
             return st;
         }
         size_t kmax = l->k_attention.max_wg;
@@ -301,8 +343,11 @@ static clmha_status build_kernels(clmha_layer *l) {
             char half_defines[280];
             snprintf(half_defines, sizeof half_defines, "%s -DKV_HALF", defines);
             clmha__kernel_release(&l->k_attention_half);
+            clmha__kernel_release(&l->k_split_half);
             if ((st = clmha__program_get(ctx, "attention.cl", half_defines, &prog)) != CLMHA_OK ||
                 (st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention_half)) !=
+                    CLMHA_OK ||
+                (st = clmha__kernel_create(ctx, prog, "attention_split", &l->k_split_half)) !=
                     CLMHA_OK) {
                 return st;
             }
@@ -319,6 +364,16 @@ static clmha_status build_kernels(clmha_layer *l) {
         wg = pow2_floor(kmax);
     }
     l->wg_attention = wg;
+    /* The split kernels must take their work-group sizes (merge runs with wg); where the
+     * compiled kernel allows fewer, calls use attention_rows alone. */
+    if (l->use_split && (l->k_split.max_wg < l->wg_split || l->k_merge.max_wg < wg ||
+                         (l->half_cache && l->k_split_half.max_wg < l->wg_split) ||
+                         l->k_split.local_mem > ctx->info.local_mem_bytes)) {
+        clmha__log(ctx, CLMHA_LOG_INFO,
+                   "split attention off: its kernels allow %zu and %zu work-items (need %zu, %zu)",
+                   l->k_split.max_wg, l->k_merge.max_wg, l->wg_split, wg);
+        l->use_split = false;
+    }
 
     if ((st = clmha__program_get(ctx, "bias.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "fill_bias", &l->k_fill)) != CLMHA_OK) {
@@ -506,16 +561,17 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(l->weights[w]);
         }
     }
-    cl_mem ws[] = {l->ws_q,  l->ws_k, l->ws_v, l->ws_o, l->ws_q2, l->ws_k2, l->ws_v2,
-                   l->ws_o2, l->ws_m, l->ws_y, l->ws_p, l->act,   l->ws_kh, l->ws_vh};
+    cl_mem ws[] = {l->ws_q, l->ws_k, l->ws_v, l->ws_o, l->ws_q2, l->ws_k2, l->ws_v2,  l->ws_o2,
+                   l->ws_m, l->ws_y, l->ws_p, l->act,  l->ws_kh, l->ws_vh, l->ws_part};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
         if (ws[i] != NULL) {
             clReleaseMemObject(ws[i]);
         }
     }
-    clmha__kernel *ks[] = {&l->k_attention,      &l->k_commit,      &l->k_fill,   &l->k_gather,
-                           &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,    &l->k_constrain,
-                           &l->k_attention_half, &l->k_commit_half, &l->k_to_half};
+    clmha__kernel *ks[] = {&l->k_attention,      &l->k_commit,      &l->k_fill,    &l->k_gather,
+                           &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,     &l->k_constrain,
+                           &l->k_attention_half, &l->k_commit_half, &l->k_to_half, &l->k_split,
+                           &l->k_split_half,     &l->k_merge};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         clmha__kernel_release(ks[i]);
     }
