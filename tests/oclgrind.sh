@@ -3,7 +3,8 @@
 # or Oclgrind reports anything. Projections use clmha's own GEMM kernel (CLMHA_GEMM=own), so
 # every kernel checked is clmha's, and the work-group size is capped at 4
 # (CLMHA_MAX_WORK_GROUP_SIZE) so that tiled loops take several tiles and barriers between them
-# matter.
+# matter. The split attention runs with 4 work-items a group and chunks of 2 keys
+# (CLMHA_SPLIT_WG, CLMHA_SPLIT_CHUNK), so its local-memory combine and the merge are checked.
 #
 # 1. The whole program with the data-race and API checks (removing a barrier is reported).
 # 2. Each case in a process of its own with the uninitialised-value check (--uninitialized):
@@ -18,6 +19,7 @@ prog=$1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 export CLMHA_GEMM=own CLMHA_MAX_WORK_GROUP_SIZE=4 CLMHA_CACHE_DIR=off
+export CLMHA_SPLIT_WG=4 CLMHA_SPLIT_CHUNK=2
 
 fail=0
 report() { # $1: what ran

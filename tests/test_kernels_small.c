@@ -37,7 +37,8 @@ static void test_small_cases(void **state) {
             c.mode = mode, c.mask = mask;
             c.B = 2, c.T = 3, c.S = 5, c.H = 2, c.dk = 3, c.dv = mode == MODE_NONE ? 2 : 3;
             c.Dq = 4, c.Dv = 5, c.Dk = 3, c.separate_key = true;
-            c.use_bias = (mask % 2) == 0, c.scores = true, c.offsets = mask == MASK_FULL;
+            c.use_bias = (mask % 2) == 0, c.offsets = mask == MASK_FULL;
+            c.scores = (mask % 3) != 2; /* without probabilities: the split kernels */
             c.out_rank = mask % 3, c.out_shape[0] = 3, c.out_shape[1] = 2;
             c.Sn = mode == MODE_NONE ? c.S : mode == MODE_STATIC ? 1 : 2;
             c.index = mode == MODE_UPDATE ? (size_t)(mask % 4) : 0;
