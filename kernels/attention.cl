@@ -321,7 +321,9 @@ __kernel void attention_split(__global const float *q, ulong q_off, __global con
 #endif
     }
 
-    /* Combine the work-items' partials: rescale each to the largest maximum. */
+    /* Combine the work-items' partials: rescale each to the largest maximum. A work-item saw a
+     * key iff its sum is not 0 (at least 1 then, or NaN from a NaN score, which must reach the
+     * output as the single-work-item path lets it). */
     float mx = m, lt = l;
     if (WGS > 1) {
         red_m[lid] = m;
@@ -332,11 +334,11 @@ __kernel void attention_split(__global const float *q, ulong q_off, __global con
         barrier(CLK_LOCAL_MEM_FENCE);
         mx = NEG_SENTINEL;
         for (int i = 0; i < WGS; i++) {
-            mx = fmax(mx, red_l[i] > 0.0f ? red_m[i] : NEG_SENTINEL);
+            mx = fmax(mx, red_l[i] != 0.0f ? red_m[i] : NEG_SENTINEL);
         }
         lt = 0.0f;
         for (int i = 0; i < WGS; i++) {
-            lt += red_l[i] > 0.0f ? red_l[i] * exp(red_m[i] - mx) : 0.0f;
+            lt += red_l[i] != 0.0f ? red_l[i] * exp(red_m[i] - mx) : 0.0f;
         }
     }
     const ulong o_row = ((b * (ulong)T + (ulong)t) * (ulong)H + (ulong)h) * DV;
@@ -347,7 +349,7 @@ __kernel void attention_split(__global const float *q, ulong q_off, __global con
         if (WGS > 1) {
             x = 0.0f;
             for (int i = 0; i < WGS; i++) {
-                x += red_l[i] > 0.0f ? red_acc[i * DV + d] * exp(red_m[i] - mx) : 0.0f;
+                x += red_l[i] != 0.0f ? red_acc[i * DV + d] * exp(red_m[i] - mx) : 0.0f;
             }
         } else {
             x = acc[d];
@@ -362,7 +364,7 @@ __kernel void attention_split(__global const float *q, ulong q_off, __global con
 
 /* attention_merge: one work-group per query row r combines the nch chunk partials of
  * attention_split: o = sum_c acc_c e^(m_c - M) / sum_c l_c e^(m_c - M), M the largest m_c of a
- * chunk that attended somewhere; zeros when no chunk did. */
+ * chunk that attended somewhere (l_c != 0, NaN included); zeros when no chunk did. */
 __kernel void attention_merge(__global const float *part, __global float *o, int nch, int T,
                               int H) {
     const int lid = (int)get_local_id(0);
@@ -375,12 +377,12 @@ __kernel void attention_merge(__global const float *part, __global float *o, int
     float mx = NEG_SENTINEL;
     for (int c = 0; c < nch; c++) {
         const float lc = pr[(ulong)c * (DV + 2) + 1];
-        mx = lc > 0.0f ? fmax(mx, pr[(ulong)c * (DV + 2)]) : mx;
+        mx = lc != 0.0f ? fmax(mx, pr[(ulong)c * (DV + 2)]) : mx;
     }
     float lt = 0.0f;
     for (int c = 0; c < nch; c++) {
         const float lc = pr[(ulong)c * (DV + 2) + 1];
-        lt += lc > 0.0f ? lc * exp(pr[(ulong)c * (DV + 2)] - mx) : 0.0f;
+        lt += lc != 0.0f ? lc * exp(pr[(ulong)c * (DV + 2)] - mx) : 0.0f;
     }
     const float inv = lt > 0.0f ? 1.0f / lt : 0.0f;
     const ulong o_row = ((b * (ulong)T + (ulong)t) * (ulong)H + (ulong)h) * DV;
@@ -388,7 +390,7 @@ __kernel void attention_merge(__global const float *part, __global float *o, int
         float x = 0.0f;
         for (int c = 0; c < nch; c++) {
             const float lc = pr[(ulong)c * (DV + 2) + 1];
-            x += lc > 0.0f ? pr[(ulong)c * (DV + 2) + 2 + d] * exp(pr[(ulong)c * (DV + 2)] - mx)
+            x += lc != 0.0f ? pr[(ulong)c * (DV + 2) + 2 + d] * exp(pr[(ulong)c * (DV + 2)] - mx)
                            : 0.0f;
         }
         o[o_row + d] = x * inv;
