@@ -21,3 +21,24 @@ __kernel void gemm_acc(__global const float *a, ulong a_off, __global const floa
     }
     c[c_off + gid] += acc;
 }
+
+/* gemm_acc4: the same product with four consecutive columns per work-item (n a multiple of 4),
+ * read as float4: a quarter of the work-items, and each element of A read once per four
+ * outputs. The projections of few rows (decode steps) use it. */
+__kernel void gemm_acc4(__global const float *a, ulong a_off, __global const float *b,
+                        __global float *c, ulong c_off, ulong m, ulong n, ulong k) {
+    const ulong gid = get_global_id(0);
+    const ulong n4 = n / 4;
+    if (gid >= m * n4) {
+        return;
+    }
+    const ulong row = gid / n4;
+    const ulong col = (gid - row * n4) * 4;
+    __global const float *ar = a + a_off + row * k;
+    float4 acc = (float4)(0.0f);
+    for (ulong i = 0; i < k; i++) {
+        acc = fma((float4)(ar[i]), vload4(0, b + i * n + col), acc);
+    }
+    __global float *cr = c + c_off + row * n + col;
+    vstore4(vload4(0, cr) + acc, 0, cr);
+}

@@ -89,9 +89,11 @@ static clmha_status apply_limits(clmha_context *ctx, bool use_env) {
     }
     const char *poison = clmha__getenv("CLMHA_POISON_BUFFERS");
     ctx->poison = poison != NULL && strcmp(poison, "0") != 0;
-    /* Measured on PoCL (docs/performance.md): the own kernel wins up to 3 rows, CLBlast from
-     * 4 on. */
-    ctx->small_m = 3;
+    /* The per-device-type default, measured on PoCL (docs/performance.md): on a CPU the own
+     * kernel (four columns a work-item) wins up to about 12 rows, CLBlast from 16 on. Elsewhere
+     * (GPUs, not measured here) CLBlast takes products from 4 rows, where its tiled kernels are
+     * built for the hardware. */
+    ctx->small_m = (ctx->info.type & CL_DEVICE_TYPE_CPU) ? 12 : 3;
     const char *gemm = clmha__getenv("CLMHA_GEMM");
     if (gemm != NULL) {
         if (strcmp(gemm, "own") == 0) {

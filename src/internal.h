@@ -97,7 +97,7 @@ struct clmha_layer {
     size_t out_features; /* prod(out_shape) */
     uint64_t seed;
     cl_mem weights[CLMHA_WEIGHT_COUNT];
-    clmha__kernel k_attention, k_commit, k_fill, k_gather, k_gather_mask, k_gemm;
+    clmha__kernel k_attention, k_commit, k_fill, k_gather, k_gather_mask, k_gemm, k_gemm4;
     size_t wg_attention, wg_fill, wg_commit, wg_gather, wg_gemm;
     /* cache_dtype float16: attention over half keys and values, the half commit and the
      * rounding of new keys and values into ws_kh and ws_vh (capacities in floats). */

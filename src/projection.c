@@ -45,11 +45,14 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
     const clmha__karg args[] = {CLMHA__ARG(x),  CLMHA__ARG(a_off), CLMHA__ARG(w),
                                 CLMHA__ARG(y),  CLMHA__ARG(c_off), CLMHA__ARG(mm),
                                 CLMHA__ARG(nn), CLMHA__ARG(kk)};
-    clmha_status st = clmha__set_args(layer->ctx, &layer->k_gemm, args, 8);
+    /* Four columns a work-item where the width allows it. */
+    const clmha__kernel *kern = n % 4 == 0 ? &layer->k_gemm4 : &layer->k_gemm;
+    const size_t items = n % 4 == 0 ? m * (n / 4) : m * n;
+    clmha_status st = clmha__set_args(layer->ctx, kern, args, 8);
     if (st != CLMHA_OK) {
         return st;
     }
-    return clmha__launch(layer->ctx, &layer->k_gemm, (m * n + layer->wg_gemm - 1) / layer->wg_gemm,
+    return clmha__launch(layer->ctx, kern, (items + layer->wg_gemm - 1) / layer->wg_gemm,
                          layer->wg_gemm);
 }
 
