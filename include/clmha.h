@@ -502,7 +502,8 @@ CLMHA_API clmha_status clmha_layer_get_weight(const clmha_layer *layer, clmha_we
                                               float *data, size_t count);
 
 /** Creates a zero-filled key/value cache (batch, 2, max_length, num_heads, key_dim) for this
- *  layer. Needs key_dim == value_dim. Positions not yet written hold zeros, never garbage. */
+ *  layer, of the layer's cache_dtype (float32 or float16). Needs key_dim == value_dim. Positions
+ *  not yet written hold zeros, never garbage. */
 CLMHA_API clmha_status clmha_layer_create_cache(clmha_layer *layer, size_t batch, size_t max_length,
                                                 clmha_tensor **cache);
 

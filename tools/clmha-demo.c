@@ -151,6 +151,7 @@ int main(int argc, char **argv) {
     unsigned long long st = (unsigned long long)o.seed;
     fill(x, B * L * D, &st);
 
+    const double t_start = now_s(); /* for the time to the first layer output */
     if (!ok(clmha_context_create(NULL, &ctx))) {
         goto done;
     }
@@ -219,6 +220,9 @@ int main(int argc, char **argv) {
     if (!ok(clmha_context_finish(ctx))) {
         goto done;
     }
+    /* Context, device, programs (from the binary cache when warm), weights and one prefill. */
+    printf("first layer output %.1f ms after start (context, layer, first call)\n",
+           (now_s() - t_start) * 1e3);
     if (!ok(clmha_tensor_zero(tcache))) {
         goto done;
     }
