@@ -171,16 +171,26 @@ static void token_loop_equals_one_shot(clmha_dtype cache_dtype) {
         clmha_tensor_release(txi), clmha_tensor_release(tmi), clmha_tensor_release(oi);
     }
     float *loopc = test_read(cache2, NULL);
+    /* The loop's projections have 2 rows, the one-shot call's 18: where they take different
+     * GEMM kernels their float results can differ in the last bit, and a value that close to a
+     * half tie rounds to the neighbouring half (one ulp, 2^-11 relative). So with a half cache:
+     * outputs within 1e-4 (a key or value left unrounded moves them by about 5e-4), and the
+     * caches' halves equal but for a few one-ulp neighbours. */
+    const double out_tol = cache_dtype == CLMHA_FLOAT16 ? 1e-4 : 1e-5;
     for (size_t i = 0; i < B * S * D; i++)
-        assert_close(loop[i], one[i], 1e-5);
-    for (size_t i = 0; i < B * 2 * S * H * dk; i++) {
+        assert_close(loop[i], one[i], out_tol);
+    size_t neighbours = 0, n = B * 2 * S * H * dk;
+    for (size_t i = 0; i < n; i++) {
         if (cache_dtype == CLMHA_FLOAT16) {
             const uint16_t *l16 = (const uint16_t *)loopc, *o16 = (const uint16_t *)onec;
-            assert_close(test_f16_to_f32(l16[i]), test_f16_to_f32(o16[i]), 1e-5);
+            int d = (int)l16[i] - (int)o16[i];
+            assert_true(d >= -1 && d <= 1);
+            neighbours += d != 0;
         } else {
             assert_close(loopc[i], onec[i], 1e-5);
         }
     }
+    assert_true(neighbours <= 1 + n / 100);
     free(one), free(onec), free(loopc), free(zeros);
     clmha_tensor_release(tx), clmha_tensor_release(cache1), clmha_tensor_release(cache2);
     clmha_tensor_release(out1), clmha_tensor_release(tm);
