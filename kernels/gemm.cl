@@ -22,11 +22,13 @@ __kernel void gemm_acc(__global const float *a, ulong a_off, __global const floa
     c[c_off + gid] += acc;
 }
 
-/* gemm_acc4: the same product with four consecutive columns per work-item (n a multiple of 4),
- * read as float4: a quarter of the work-items, and each element of A read once per four
- * outputs. The projections of few rows (decode steps) use it. */
-__kernel void gemm_acc4(__global const float *a, ulong a_off, __global const float *b,
-                        __global float *c, ulong c_off, ulong m, ulong n, ulong k) {
+/* gemm_bias4: C[m, n] = bias[n] (or 0) + sum_k A[m, k] * B[k, n] with four consecutive columns
+ * per work-item (n a multiple of 4), read as float4: a quarter of the work-items, each element
+ * of A read once per four outputs, and the bias added here, so the projection is one launch.
+ * The projections of few rows (decode steps) use it. */
+__kernel void gemm_bias4(__global const float *a, ulong a_off, __global const float *b,
+                         __global float *c, ulong c_off, ulong m, ulong n, ulong k,
+                         __global const float *bias, int has_bias) {
     const ulong gid = get_global_id(0);
     const ulong n4 = n / 4;
     if (gid >= m * n4) {
@@ -39,6 +41,6 @@ __kernel void gemm_acc4(__global const float *a, ulong a_off, __global const flo
     for (ulong i = 0; i < k; i++) {
         acc = fma((float4)(ar[i]), vload4(0, b + i * n + col), acc);
     }
-    __global float *cr = c + c_off + row * n + col;
-    vstore4(vload4(0, cr) + acc, 0, cr);
+    const float4 b0 = has_bias ? vload4(0, bias + col) : (float4)(0.0f);
+    vstore4(b0 + acc, 0, c + c_off + row * n + col);
 }

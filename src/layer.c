@@ -390,7 +390,7 @@ static clmha_status build_kernels(clmha_layer *l) {
     l->wg_gather = l->wg_gather < 256 ? l->wg_gather : 256;
     if ((st = clmha__program_get(ctx, "gemm.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "gemm_acc", &l->k_gemm)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "gemm_acc4", &l->k_gemm4)) != CLMHA_OK) {
+        (st = clmha__kernel_create(ctx, prog, "gemm_bias4", &l->k_gemm4)) != CLMHA_OK) {
         return st;
     }
     l->wg_gemm = pow2_floor(l->k_gemm.max_wg < 64 ? l->k_gemm.max_wg : 64);

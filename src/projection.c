@@ -2,7 +2,8 @@
  * projection.c - the dense projections (Keras EinsumDense with equations "abc,cde->abde" and
  * "abcd,cde->abe", which in row-major memory are plain matrix products) through CLBlast:
  * the bias kernel writes the broadcast bias (or zeros) into the output rows, then SGEMM
- * accumulates x . W into them with beta = 1. clmha's own gemm.cl does the product instead for
+ * accumulates x . W into them with beta = 1. clmha's own gemm.cl does the product (and the bias,
+ * in one launch where the width is a multiple of 4) instead for
  * products of a few rows (decode steps, where CLBlast's fixed cost dominates; see
  * CLMHA_GEMM_SMALL_M), where CLBlast's kernels do not fit the device (small work-group or
  * local-memory limits), or with CLMHA_GEMM=own. Also the workspace growth helper.
@@ -38,17 +39,43 @@ clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size
     return CLMHA_OK;
 }
 
-/* y[m, n] += x[m, k] . w[k, n] with gemm.cl. */
+/* y[m, n] = bias (or zeros), broadcast over the rows: the first half of a CLBlast projection
+ * (beta = 1 then adds the product) and of the own scalar kernel. */
+static clmha_status fill_bias(clmha_layer *layer, cl_mem y, size_t y_off, size_t m, size_t n,
+                              cl_mem bias) {
+    cl_ulong off = y_off, rows = m, cols = n;
+    cl_int has_bias = bias != NULL;
+    const clmha__karg args[] = {CLMHA__ARG(y),    CLMHA__ARG(off),  CLMHA__ARG(rows),
+                                CLMHA__ARG(cols), CLMHA__ARG(bias), CLMHA__ARG(has_bias)};
+    clmha_status st = clmha__set_args(layer->ctx, &layer->k_fill, args, 6);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    size_t total = m * n; /* checked by the caller's shape validation */
+    return clmha__launch(layer->ctx, &layer->k_fill, (total + layer->wg_fill - 1) / layer->wg_fill,
+                         layer->wg_fill);
+}
+
+/* y[m, n] = x[m, k] . w[k, n] + bias with gemm.cl: gemm_bias4 (four columns a work-item, the
+ * bias added in the same launch) where n allows it, else the bias fill and gemm_acc. @p filled:
+ * y already holds the bias. */
 static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, size_t k,
-                             cl_mem w, size_t n, cl_mem y, size_t y_off) {
+                             cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off, bool filled) {
     cl_ulong a_off = x_off, c_off = y_off, mm = m, nn = n, kk = k;
-    const clmha__karg args[] = {CLMHA__ARG(x),  CLMHA__ARG(a_off), CLMHA__ARG(w),
-                                CLMHA__ARG(y),  CLMHA__ARG(c_off), CLMHA__ARG(mm),
-                                CLMHA__ARG(nn), CLMHA__ARG(kk)};
-    /* Four columns a work-item where the width allows it. */
-    const clmha__kernel *kern = n % 4 == 0 ? &layer->k_gemm4 : &layer->k_gemm;
-    const size_t items = n % 4 == 0 ? m * (n / 4) : m * n;
-    clmha_status st = clmha__set_args(layer->ctx, kern, args, 8);
+    cl_int has_bias = bias != NULL;
+    const clmha__karg args[] = {
+        CLMHA__ARG(x),  CLMHA__ARG(a_off), CLMHA__ARG(w),  CLMHA__ARG(y),    CLMHA__ARG(c_off),
+        CLMHA__ARG(mm), CLMHA__ARG(nn),    CLMHA__ARG(kk), CLMHA__ARG(bias), CLMHA__ARG(has_bias)};
+    const bool by4 = n % 4 == 0;
+    clmha_status st = CLMHA_OK;
+    if (!by4 && !filled) {
+        st = fill_bias(layer, y, y_off, m, n, bias);
+    }
+    const clmha__kernel *kern = by4 ? &layer->k_gemm4 : &layer->k_gemm;
+    const size_t items = by4 ? m * (n / 4) : m * n;
+    if (st == CLMHA_OK) {
+        st = clmha__set_args(layer->ctx, kern, args, by4 ? 10 : 8);
+    }
     if (st != CLMHA_OK) {
         return st;
     }
@@ -60,22 +87,12 @@ clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size
                             size_t k, cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off) {
     clmha_context *ctx = layer->ctx;
     ctx->prof_category = CLMHA__PROF_PROJECTION;
-    cl_ulong off = y_off, rows = m, cols = n;
-    cl_int has_bias = bias != NULL;
-    const clmha__karg args[] = {CLMHA__ARG(y),    CLMHA__ARG(off),  CLMHA__ARG(rows),
-                                CLMHA__ARG(cols), CLMHA__ARG(bias), CLMHA__ARG(has_bias)};
-    clmha_status st = clmha__set_args(ctx, &layer->k_fill, args, 6);
-    if (st != CLMHA_OK) {
-        return st;
-    }
-    size_t total = m * n; /* checked by the caller's shape validation */
-    size_t groups = (total + layer->wg_fill - 1) / layer->wg_fill;
-    st = clmha__launch(ctx, &layer->k_fill, groups, layer->wg_fill);
-    if (st != CLMHA_OK) {
-        return st;
-    }
     if (ctx->own_gemm || m <= ctx->small_m) {
-        return own_gemm(layer, x, x_off, m, k, w, n, y, y_off);
+        return own_gemm(layer, x, x_off, m, k, w, n, bias, y, y_off, false);
+    }
+    clmha_status st = fill_bias(layer, y, y_off, m, n, bias);
+    if (st != CLMHA_OK) {
+        return st;
     }
     cl_command_queue q = ctx->queue;
     cl_event *ev = clmha__prof_slot(ctx);
@@ -97,7 +114,7 @@ clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size
                    "CLBlast cannot run on device \"%s\" (status %d): using clmha's own GEMM",
                    ctx->info.name, (int)s);
         ctx->own_gemm = true;
-        return own_gemm(layer, x, x_off, m, k, w, n, y, y_off);
+        return own_gemm(layer, x, x_off, m, k, w, n, bias, y, y_off, true);
     }
     if (s != CLBlastSuccess) {
         ctx->last_clblast_error = (int)s;
