@@ -307,7 +307,8 @@ typedef enum clmha_dtype {
     CLMHA_UINT8 = 1,   /**< 1-byte unsigned: masks (nonzero = attend). */
     /** 2-byte IEEE half (binary16), host data as uint16_t bit patterns: the half key/value
      *  cache of a layer created with cache_dtype CLMHA_FLOAT16. */
-    CLMHA_FLOAT16 = 2
+    CLMHA_FLOAT16 = 2,
+    CLMHA_INT32 = 3 /**< 4-byte signed integer: per-sequence key lengths (args.key_lengths). */
 } clmha_dtype;
 
 /** A dense row-major device tensor: a shape, a dtype and a region of a cl_mem. Opaque. */
@@ -596,6 +597,12 @@ typedef struct clmha_call_args {
      *  Combines with attention_mask (both must allow). Needs rank-3 inputs. Keys past the
      *  last allowed one are never read, so decoding into a long preallocated cache is cheap. */
     bool causal;
+    /** Optional (B,) int32 tensor of per-sequence valid key lengths: key j of sequence b is
+     *  attended to only when j < key_lengths[b] (values below 0 count as 0, above S as S).
+     *  Combines with attention_mask and causal (all must allow); keys past the length are
+     *  never read, so batched decoding of sequences of different lengths needs no mask tensor.
+     *  Needs rank-3 inputs. Not a Keras argument (Keras expresses it with the mask). */
+    const clmha_tensor *key_lengths;
     clmha_tensor *output;
     clmha_tensor *attention_scores;
 } clmha_call_args;

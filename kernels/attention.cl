@@ -98,6 +98,8 @@ static __global const KV_T *key_row(__global const KV_T *base, ulong base_off, u
  *        into the cache): row j at kn + b * kn_bstride + (j - new_lo) * H * DK + h * DK.
  *   causal  key j is allowed only when j <= causal_base + t (keras-hub's generation mask);
  *        keys past that are never read, so a long, mostly empty cache costs nothing.
+ *   lens    with has_lens, key j of batch b is allowed only when j < lens[lens_off + b]
+ *        (clamped to [0, S]); keys past it are never read either.
  * Work-group r handles b, h, t with r = (b * H + h) * T + t. With drop_rate > 0 (training),
  * each probability is kept with probability 1 - rate and scaled by 1 / (1 - rate). */
 __kernel void attention_rows(__global const float *q, ulong q_off, __global const KV_T *k,
@@ -108,7 +110,8 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
                              float scale, float drop_rate, uint drop_counter, uint seed_lo,
                              uint seed_hi, __global const KV_T *kn, __global const KV_T *vn,
                              ulong new_lo, ulong new_hi, ulong kn_bstride, ulong vn_bstride,
-                             int causal, long causal_base) {
+                             int causal, long causal_base, __global const int *lens,
+                             ulong lens_off, int has_lens) {
     __local float qs[DK];
     __local float red[WG];
     __local float ps[WG];
@@ -135,7 +138,10 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
     const ulong m_base = m_off + b * m_sb + (ulong)t * m_st;
     /* Keys at or past `end` are masked by the causal rule: the loops stop there. */
     const long last = causal_base + (long)t;
-    const int end = !causal ? S : last < 0 ? 0 : last >= (long)S ? S : (int)last + 1;
+    int end = !causal ? S : last < 0 ? 0 : last >= (long)S ? S : (int)last + 1;
+    if (has_lens) {
+        end = min(end, clamp(lens[lens_off + b], 0, S)); /* keys past the length: never read */
+    }
 
     /* Pass 1: online max and sum of exp over this work-item's keys. */
     float m = NEG_SENTINEL;
@@ -253,7 +259,8 @@ __kernel void attention_split(__global const float *q, ulong q_off, __global con
                               __global float *part, int nch, int chunk, int T, int S, int H,
                               float scale, __global const KV_T *kn, __global const KV_T *vn,
                               ulong new_lo, ulong new_hi, ulong kn_bstride, ulong vn_bstride,
-                              int causal, long causal_base) {
+                              int causal, long causal_base, __global const int *lens,
+                              ulong lens_off, int has_lens) {
     __local float qs[DK];
     __local float red_m[WGS], red_l[WGS];
     __local float red_acc[WGS * DV];
@@ -279,7 +286,10 @@ __kernel void attention_split(__global const float *q, ulong q_off, __global con
     const ulong v_step = (ulong)H * DV;
     const ulong m_base = m_off + b * m_sb + (ulong)t * m_st;
     const long last = causal_base + (long)t;
-    const int end = !causal ? S : last < 0 ? 0 : last >= (long)S ? S : (int)last + 1;
+    int end = !causal ? S : last < 0 ? 0 : last >= (long)S ? S : (int)last + 1;
+    if (has_lens) {
+        end = min(end, clamp(lens[lens_off + b], 0, S)); /* keys past the length: never read */
+    }
     const int j0 = c * chunk;
     const int j1 = min(end, j0 + chunk);
 

@@ -181,11 +181,13 @@ static clmha_status plan_general(clmha_layer *l, const clmha_call_args *a, plan 
     if (st != CLMHA_OK) {
         return st;
     }
-    if (a->cache != NULL || a->has_cache_update_index || a->causal) {
+    if (a->cache != NULL || a->has_cache_update_index || a->causal || a->key_lengths) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
                            "query has rank %d; %s needs rank-3 (B, T, dim) inputs%s", r,
-                           a->causal ? "args.causal" : "a cache (and cache_update_index)",
-                           a->causal ? "" : ", as in Keras");
+                           a->causal        ? "args.causal"
+                           : a->key_lengths ? "args.key_lengths"
+                                            : "a cache (and cache_update_index)",
+                           a->causal || a->key_lengths ? "" : ", as in Keras");
     }
     if (v == NULL) {
         return clmha__fail(ctx, CLMHA_ERR_NULL_ARGUMENT,
@@ -499,6 +501,16 @@ static clmha_status plan_rank3(clmha_layer *l, const clmha_call_args *a, plan *p
             return shape_error(ctx, "attention_scores", a->attention_scores, want);
         }
     }
+    /* key_lengths (B,) int32 */
+    if (a->key_lengths != NULL) {
+        if ((st = check_tensor(ctx, a->key_lengths, "key_lengths", CLMHA_INT32)) != CLMHA_OK) {
+            return st;
+        }
+        if (a->key_lengths->rank != 1 || a->key_lengths->shape[0] != p->B) {
+            snprintf(want, sizeof want, "(%zu,) = (B,)", p->B);
+            return shape_error(ctx, "key_lengths", a->key_lengths, want);
+        }
+    }
     p->rows_q = p->B * p->T;
     p->rows_kv = p->B * p->Sn;
     return CLMHA_OK;
@@ -533,13 +545,17 @@ static clmha_status validate(clmha_layer *l, const clmha_call_args *a, plan *p) 
     }
 
     /* Outputs must not overlap any input (or each other). */
-    const clmha_tensor *ins[] = {a->query, p->project_kv ? a->value : NULL,
-                                 p->project_kv ? a->key : NULL, a->attention_mask, a->cache};
-    const char *in_names[] = {"query", "value", "key", "attention_mask", "cache"};
+    const clmha_tensor *ins[] = {a->query,
+                                 p->project_kv ? a->value : NULL,
+                                 p->project_kv ? a->key : NULL,
+                                 a->attention_mask,
+                                 a->cache,
+                                 a->key_lengths};
+    const char *in_names[] = {"query", "value", "key", "attention_mask", "cache", "key_lengths"};
     const clmha_tensor *outs[] = {a->output, a->attention_scores};
     const char *out_names[] = {"output", "attention_scores"};
     for (int o = 0; o < 2; o++) {
-        for (int i = 0; i < 5; i++) {
+        for (int i = 0; i < 6; i++) {
             if (overlaps(outs[o], ins[i])) {
                 return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
                                    "%s overlaps %s in the same buffer; outputs need their own "
@@ -681,6 +697,9 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     cl_ulong new_lo = p->update ? p->index : 0, new_hi = p->update ? p->index + p->Sn : 0;
     cl_ulong kn_bs = p->Sn * l->heads * l->dk, vn_bs = p->Sn * l->heads * l->dv;
     cl_int causal = a->causal;
+    cl_mem lens = a->key_lengths ? a->key_lengths->buffer : NULL;
+    cl_ulong lens_off = a->key_lengths ? a->key_lengths->offset / 4 : 0;
+    cl_int has_lens = a->key_lengths != NULL;
     cl_long causal_base = !a->causal  ? 0
                           : p->update ? (cl_long)p->index
                                       : (cl_long)p->S - (cl_long)p->T;
@@ -699,14 +718,15 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
         cl_mem part = p->nch > 1 ? l->ws_part : NULL;
         cl_int nch = p->nch, chunk = p->chunk;
         const clmha__karg sargs[] = {
-            CLMHA__ARG(qb),     CLMHA__ARG(q_off),      CLMHA__ARG(kb),    CLMHA__ARG(k_off),
-            CLMHA__ARG(k_bs),   CLMHA__ARG(vb),         CLMHA__ARG(v_off), CLMHA__ARG(v_bs),
-            CLMHA__ARG(mask),   CLMHA__ARG(m_off),      CLMHA__ARG(m_sb),  CLMHA__ARG(m_st),
-            CLMHA__ARG(m_ss),   CLMHA__ARG(has_mask),   CLMHA__ARG(o),     CLMHA__ARG(part),
-            CLMHA__ARG(nch),    CLMHA__ARG(chunk),      CLMHA__ARG(T),     CLMHA__ARG(S),
-            CLMHA__ARG(H),      CLMHA__ARG(scale),      CLMHA__ARG(kn),    CLMHA__ARG(vn),
-            CLMHA__ARG(new_lo), CLMHA__ARG(new_hi),     CLMHA__ARG(kn_bs), CLMHA__ARG(vn_bs),
-            CLMHA__ARG(causal), CLMHA__ARG(causal_base)};
+            CLMHA__ARG(qb),      CLMHA__ARG(q_off),       CLMHA__ARG(kb),    CLMHA__ARG(k_off),
+            CLMHA__ARG(k_bs),    CLMHA__ARG(vb),          CLMHA__ARG(v_off), CLMHA__ARG(v_bs),
+            CLMHA__ARG(mask),    CLMHA__ARG(m_off),       CLMHA__ARG(m_sb),  CLMHA__ARG(m_st),
+            CLMHA__ARG(m_ss),    CLMHA__ARG(has_mask),    CLMHA__ARG(o),     CLMHA__ARG(part),
+            CLMHA__ARG(nch),     CLMHA__ARG(chunk),       CLMHA__ARG(T),     CLMHA__ARG(S),
+            CLMHA__ARG(H),       CLMHA__ARG(scale),       CLMHA__ARG(kn),    CLMHA__ARG(vn),
+            CLMHA__ARG(new_lo),  CLMHA__ARG(new_hi),      CLMHA__ARG(kn_bs), CLMHA__ARG(vn_bs),
+            CLMHA__ARG(causal),  CLMHA__ARG(causal_base), CLMHA__ARG(lens),  CLMHA__ARG(lens_off),
+            CLMHA__ARG(has_lens)};
         clmha_status st = clmha__set_args(ctx, ks, sargs, sizeof sargs / sizeof sargs[0]);
         if (st == CLMHA_OK) {
             st = clmha__launch(ctx, ks, p->B * l->heads * p->T * (size_t)p->nch, l->wg_split);
@@ -723,15 +743,16 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
         return st;
     }
     const clmha__karg args[] = {
-        CLMHA__ARG(qb),      CLMHA__ARG(q_off),      CLMHA__ARG(kb),    CLMHA__ARG(k_off),
-        CLMHA__ARG(k_bs),    CLMHA__ARG(vb),         CLMHA__ARG(v_off), CLMHA__ARG(v_bs),
-        CLMHA__ARG(mask),    CLMHA__ARG(m_off),      CLMHA__ARG(m_sb),  CLMHA__ARG(m_st),
-        CLMHA__ARG(m_ss),    CLMHA__ARG(has_mask),   CLMHA__ARG(o),     CLMHA__ARG(probs),
-        CLMHA__ARG(p_off),   CLMHA__ARG(has_p),      CLMHA__ARG(T),     CLMHA__ARG(S),
-        CLMHA__ARG(H),       CLMHA__ARG(scale),      CLMHA__ARG(rate),  CLMHA__ARG(counter),
-        CLMHA__ARG(seed_lo), CLMHA__ARG(seed_hi),    CLMHA__ARG(kn),    CLMHA__ARG(vn),
-        CLMHA__ARG(new_lo),  CLMHA__ARG(new_hi),     CLMHA__ARG(kn_bs), CLMHA__ARG(vn_bs),
-        CLMHA__ARG(causal),  CLMHA__ARG(causal_base)};
+        CLMHA__ARG(qb),      CLMHA__ARG(q_off),       CLMHA__ARG(kb),    CLMHA__ARG(k_off),
+        CLMHA__ARG(k_bs),    CLMHA__ARG(vb),          CLMHA__ARG(v_off), CLMHA__ARG(v_bs),
+        CLMHA__ARG(mask),    CLMHA__ARG(m_off),       CLMHA__ARG(m_sb),  CLMHA__ARG(m_st),
+        CLMHA__ARG(m_ss),    CLMHA__ARG(has_mask),    CLMHA__ARG(o),     CLMHA__ARG(probs),
+        CLMHA__ARG(p_off),   CLMHA__ARG(has_p),       CLMHA__ARG(T),     CLMHA__ARG(S),
+        CLMHA__ARG(H),       CLMHA__ARG(scale),       CLMHA__ARG(rate),  CLMHA__ARG(counter),
+        CLMHA__ARG(seed_lo), CLMHA__ARG(seed_hi),     CLMHA__ARG(kn),    CLMHA__ARG(vn),
+        CLMHA__ARG(new_lo),  CLMHA__ARG(new_hi),      CLMHA__ARG(kn_bs), CLMHA__ARG(vn_bs),
+        CLMHA__ARG(causal),  CLMHA__ARG(causal_base), CLMHA__ARG(lens),  CLMHA__ARG(lens_off),
+        CLMHA__ARG(has_lens)};
     clmha_status st = clmha__set_args(ctx, k, args, sizeof args / sizeof args[0]);
     if (st != CLMHA_OK) {
         return st;

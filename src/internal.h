@@ -25,7 +25,10 @@ static inline size_t clmha__dtype_size(clmha_dtype dt) {
     return dt == CLMHA_UINT8 ? 1 : dt == CLMHA_FLOAT16 ? 2 : 4;
 }
 static inline const char *clmha__dtype_name(clmha_dtype dt) {
-    return dt == CLMHA_UINT8 ? "uint8" : dt == CLMHA_FLOAT16 ? "float16" : "float32";
+    return dt == CLMHA_UINT8     ? "uint8"
+           : dt == CLMHA_FLOAT16 ? "float16"
+           : dt == CLMHA_INT32   ? "int32"
+                                 : "float32";
 }
 
 /* A kernel with the limits the device gives it, asked once when it is created. */

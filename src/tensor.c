@@ -14,10 +14,12 @@ static size_t elem_size(clmha_dtype dt) {
 /* Validates dtype, rank and shape and computes element count and byte size. */
 static clmha_status check_shape(clmha_context *ctx, const char *fn, clmha_dtype dtype, int rank,
                                 const size_t *shape, size_t *numel, size_t *bytes) {
-    if (dtype != CLMHA_FLOAT32 && dtype != CLMHA_UINT8 && dtype != CLMHA_FLOAT16) {
+    if (dtype != CLMHA_FLOAT32 && dtype != CLMHA_UINT8 && dtype != CLMHA_FLOAT16 &&
+        dtype != CLMHA_INT32) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "%s: dtype %d is not CLMHA_FLOAT32, CLMHA_UINT8 or CLMHA_FLOAT16", fn,
-                           (int)dtype);
+                           "%s: dtype %d is not CLMHA_FLOAT32, CLMHA_UINT8, CLMHA_FLOAT16 or "
+                           "CLMHA_INT32",
+                           fn, (int)dtype);
     }
     if (rank < 1 || rank > CLMHA_MAX_RANK) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT, "%s: rank is %d; expected 1..%d", fn,

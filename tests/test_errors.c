@@ -106,7 +106,7 @@ static clmha_tensor *f32(clmha_context *c, int rank, size_t a, size_t b, size_t 
 static void test_bad_calls(void **state) {
     (void)state;
     clmha_call_args a;
-    clmha_tensor *x;
+    clmha_tensor *x, *tk2 = NULL;
 
     a = good(), a.query = x = f32(ctx, 3, B, T, D + 1, 0, 0);
     expect(&a, CLMHA_ERR_SHAPE_MISMATCH, "query has shape (2, 3, 13)");
@@ -133,6 +133,24 @@ static void test_bad_calls(void **state) {
     clmha_tensor_release(x);
     a = good(), a.value = NULL;
     expect(&a, CLMHA_ERR_NULL_ARGUMENT, "value is required to update the cache");
+    /* key_lengths: int32 of shape (B,). */
+    {
+        size_t ls[2] = {B, 1};
+        assert_ok(clmha_tensor_create(ctx, CLMHA_INT32, 2, ls, &x));
+        a = good(), a.key_lengths = x;
+        expect(&a, CLMHA_ERR_SHAPE_MISMATCH, "key_lengths has shape (2, 1); expected (2,)");
+        clmha_tensor_release(x);
+        x = f32(ctx, 1, B, 0, 0, 0, 0);
+        a = good(), a.key_lengths = x;
+        expect(&a, CLMHA_ERR_INVALID_ARGUMENT, "key_lengths has dtype float32; expected int32");
+        clmha_tensor_release(x);
+        x = f32(ctx, 4, B, T, 2, D, 0);
+        assert_ok(clmha_tensor_create(ctx, CLMHA_INT32, 1, ls, &tk2));
+        a = good(), a.query = x, a.cache = NULL, a.has_cache_update_index = false;
+        a.key_lengths = tk2;
+        expect(&a, CLMHA_ERR_INVALID_ARGUMENT, "args.key_lengths needs rank-3");
+        clmha_tensor_release(x), clmha_tensor_release(tk2);
+    }
     /* A half cache given to a layer created for a float one (and a uint8 "cache"). */
     {
         size_t cs[5];

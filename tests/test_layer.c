@@ -452,18 +452,29 @@ static void test_attention_axes_against_reference(void **state) {
     }
 }
 
-/* args.causal equals the explicit keras-hub causal mask tensor, bit for bit, alone and
- * combined with a random mask, in every cache mode. */
+/* The in-kernel rules equal the masks they stand for, bit for bit: args.causal and
+ * args.key_lengths (lengths below 0, 0, inside, S and past S), alone or together, with or
+ * without an extra mask tensor, in all three modes, through the two-pass kernel (probabilities
+ * asked) and the split kernel. The mask path itself is checked against the reference by the
+ * random sweep. */
 static void test_causal_flag_equals_mask(void **state) {
     (void)state;
-    for (uint64_t seed = 0; seed < 24; seed++) {
+    for (uint64_t seed = 0; seed < 48; seed++) {
         test_rng r = {seed + 500};
         int mode = (int)(seed % 3); /* none, static, update */
-        size_t B = 1 + rng_below(&r, 2), S = 1 + rng_below(&r, 70), H = 1 + rng_below(&r, 3);
+        size_t B = 1 + rng_below(&r, 3), S = 1 + rng_below(&r, 70), H = 1 + rng_below(&r, 3);
         size_t T = mode == 2 ? 1 + rng_below(&r, S) : 1 + rng_below(&r, S), D = 8, dk = 4;
         size_t Sn = mode == 0 ? S : mode == 1 ? 1 : T;
         size_t index = mode == 2 ? rng_below(&r, S - Sn + 1) : 0;
         bool extra = rng_uniform(&r) < 0.5;
+        bool use_lens = (seed / 3) % 3 != 0, use_causal = (seed / 3) % 3 != 1;
+        bool with_p = (seed / 9) % 2 == 0;
+        int32_t lens[3];
+        for (size_t b = 0; b < B; b++) {
+            const int32_t picks[5] = {-2, 0, (int32_t)rng_below(&r, S + 1), (int32_t)S,
+                                      (int32_t)S + 5};
+            lens[b] = picks[rng_below(&r, 5)];
+        }
         clmha_layer_config cfg;
         clmha_layer_config_init(&cfg);
         cfg.num_heads = (int)H, cfg.key_dim = (int)dk, cfg.seed = (int64_t)seed;
@@ -481,37 +492,44 @@ static void test_causal_flag_equals_mask(void **state) {
                 for (size_t j = 0; j < S; j++) {
                     size_t i = (b * T + t) * S + j;
                     rand_m[i] = extra ? rng_uniform(&r) < 0.7 : 1;
-                    full_m[i] = rand_m[i] && (long)j <= base + (long)t;
+                    full_m[i] = rand_m[i] && (!use_causal || (long)j <= base + (long)t) &&
+                                (!use_lens || (long)j < (long)lens[b]);
                 }
         size_t qs[3] = {B, T, D}, vs[3] = {B, Sn, D}, cs[5] = {B, 2, S, H, dk};
-        size_t ms[3] = {B, T, S}, ps[4] = {B, H, T, S};
-        float *outs[2], *probs[2], *caches[2];
+        size_t ms[3] = {B, T, S}, ps[4] = {B, H, T, S}, ls[1] = {B};
+        float *outs[2], *probs[2] = {NULL, NULL}, *caches[2];
         for (int way = 0; way < 2; way++) {
             clmha_tensor *tq = test_tensor_f32(ctx, 3, qs, q), *tv = test_tensor_f32(ctx, 3, vs, v);
             clmha_tensor *tc = test_tensor_f32(ctx, 5, cs, cache);
             clmha_tensor *tm = test_tensor_u8(ctx, 3, ms, way == 0 ? full_m : rand_m);
             clmha_tensor *to = test_tensor_f32(ctx, 3, qs, NULL);
-            clmha_tensor *tp = test_tensor_f32(ctx, 4, ps, NULL);
+            clmha_tensor *tp = with_p ? test_tensor_f32(ctx, 4, ps, NULL) : NULL;
+            clmha_tensor *tl = NULL;
+            assert_ok(clmha_tensor_create(ctx, CLMHA_INT32, 1, ls, &tl));
+            assert_ok(clmha_tensor_write(tl, lens, B * sizeof(int32_t)));
             clmha_call_args a;
             clmha_call_args_init(&a);
             a.query = tq, a.value = tv, a.output = to, a.attention_scores = tp;
             a.cache = mode ? tc : NULL;
             a.has_cache_update_index = mode == 2, a.cache_update_index = (int64_t)index;
             a.attention_mask = (way == 0 || extra) ? tm : NULL;
-            a.causal = way == 1;
+            a.causal = way == 1 && use_causal;
+            a.key_lengths = way == 1 && use_lens ? tl : NULL;
             assert_ok(clmha_layer_call(l, &a));
             outs[way] = test_read(to, NULL);
-            probs[way] = test_read(tp, NULL);
+            probs[way] = with_p ? test_read(tp, NULL) : NULL;
             caches[way] = test_read(tc, NULL);
             clmha_tensor_release(tq), clmha_tensor_release(tv), clmha_tensor_release(tc);
             clmha_tensor_release(tm), clmha_tensor_release(to), clmha_tensor_release(tp);
+            clmha_tensor_release(tl);
         }
         if (memcmp(outs[0], outs[1], B * T * D * sizeof(float)) != 0 ||
-            memcmp(probs[0], probs[1], B * H * T * S * sizeof(float)) != 0 ||
+            (with_p && memcmp(probs[0], probs[1], B * H * T * S * sizeof(float)) != 0) ||
             memcmp(caches[0], caches[1], B * 2 * S * H * dk * sizeof(float)) != 0) {
-            print_error("causal flag differs from the causal mask: seed %llu mode %d B %zu T %zu "
-                        "S %zu index %zu extra mask %d\n",
-                        (unsigned long long)seed, mode, B, T, S, index, extra);
+            print_error("in-kernel rules differ from the mask: seed %llu mode %d B %zu T %zu S %zu "
+                        "index %zu extra mask %d causal %d lengths %d probabilities %d\n",
+                        (unsigned long long)seed, mode, B, T, S, index, extra, use_causal, use_lens,
+                        with_p);
             fail();
         }
         for (int way = 0; way < 2; way++)
