@@ -273,6 +273,11 @@ typedef struct clmha_context_stats {
     uint64_t cache_files_written;        /**< Binaries written to the cache folder. */
     uint64_t cache_files_rejected;       /**< Corrupt, truncated or stale files replaced. */
     uint64_t workspace_allocations;      /**< Layer workspace buffers allocated or grown. */
+    /** CLBlast's GEMM program built by clmha_layer_reserve (0 or 1 per context). */
+    uint64_t clblast_builds_reserved;
+    /** CLBlast's GEMM program built inside a call (its first projection through CLBlast on a
+     *  context where no reserve had it built first; 0 or 1). */
+    uint64_t clblast_builds_in_calls;
 } clmha_context_stats;
 
 /** Copies the context's counters to @p stats. */

@@ -838,6 +838,11 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
     }
     size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
     clmha_status st;
+    /* Projections of more rows than the own GEMM takes go to CLBlast: have it build now. */
+    if ((rq > l->ctx->small_m || rkv > l->ctx->small_m) &&
+        (st = clmha__clblast_warm(l->ctx)) != CLMHA_OK) {
+        return st;
+    }
     if ((st = clmha__workspace(l, &l->ws_q, &l->cap_q, rq * hk)) ||
         (st = clmha__workspace(l, &l->ws_o, &l->cap_o, rq * hv)) ||
         (st = clmha__workspace(l, &l->ws_y, &l->cap_y, rq * l->out_features)) ||

@@ -56,6 +56,8 @@ struct clmha_context {
     clmha_context_stats stats;
     /* CLBlast cannot run on this device (or CLMHA_GEMM=own): projections use gemm.cl. */
     bool own_gemm;
+    /* CLBlast has built its GEMM program on this context (clmha__clblast_warm). */
+    bool clblast_warm;
     /* Projections of at most this many rows use gemm.cl even where CLBlast runs (CLBlast's
      * fixed cost dominates one-row products); SIZE_MAX-free: 0 means never. */
     size_t small_m;
@@ -271,6 +273,11 @@ clmha_status clmha__init_fill(clmha_context *ctx, const clmha_initializer *init,
  * @p what names the projection in errors. */
 clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size_t x_off, size_t m,
                             size_t k, cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off);
+
+/* Runs one tiny CLBlast SGEMM on the context, once, so that CLBlast builds its GEMM program in
+ * clmha_layer_reserve rather than inside a call; a device whose limits CLBlast's kernels exceed
+ * switches to clmha's own GEMM here. A no-op with the own GEMM. */
+clmha_status clmha__clblast_warm(clmha_context *ctx);
 
 /* Makes *buf hold at least @p n floats, reallocating (never shrinking) when needed. */
 clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size_t n);

@@ -39,6 +39,55 @@ clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size
     return CLMHA_OK;
 }
 
+static bool clblast_refuses_device(CLBlastStatusCode s) {
+    return s == CLBlastInvalidLocalThreadsTotal || s == CLBlastInvalidLocalThreadsDim ||
+           s == CLBlastInvalidLocalMemUsage || s == CLBlastInvalidLocalNumDimensions;
+}
+
+clmha_status clmha__clblast_warm(clmha_context *ctx) {
+    if (ctx->own_gemm || ctx->clblast_warm) {
+        return CLMHA_OK;
+    }
+    enum { N = 16 };
+    cl_mem buf[3] = {NULL, NULL, NULL};
+    clmha_status st = CLMHA_OK;
+    for (int i = 0; i < 3 && st == CLMHA_OK; i++) {
+        st = clmha__buffer_create(ctx, N * N * sizeof(float), "CLBlast's warm-up", &buf[i]);
+    }
+    /* Zero the inputs (a kernel, as every fill): the product is never read, but nothing reads
+     * memory nobody wrote. */
+    for (int i = 0; i < 2 && st == CLMHA_OK; i++) {
+        st = clmha__fill(ctx, buf[i], 0, N * N * sizeof(float), 0, "CLBlast's warm-up");
+    }
+    if (st == CLMHA_OK) {
+        cl_command_queue q = ctx->queue;
+        CLBlastStatusCode s =
+            CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, N, N, N,
+                         1.0f, buf[0], 0, N, buf[1], 0, N, 0.0f, buf[2], 0, N, &q, NULL);
+        if (clblast_refuses_device(s)) {
+            clmha__log(ctx, CLMHA_LOG_WARN,
+                       "CLBlast cannot run on device \"%s\" (status %d): using clmha's own GEMM",
+                       ctx->info.name, (int)s);
+            ctx->own_gemm = true;
+        } else if (s != CLBlastSuccess) {
+            ctx->last_clblast_error = (int)s;
+            st = clmha__fail(ctx, CLMHA_ERR_CLBLAST,
+                             "building CLBlast's GEMM (a 16^3 warm-up SGEMM) failed with CLBlast "
+                             "status %d",
+                             (int)s);
+        } else {
+            ctx->clblast_warm = true;
+            ctx->stats.clblast_builds_reserved++;
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        if (buf[i] != NULL) {
+            clReleaseMemObject(buf[i]); /* queued work keeps them alive until it finishes */
+        }
+    }
+    return st;
+}
+
 /* y[m, n] = bias (or zeros), broadcast over the rows: the first half of a CLBlast projection
  * (beta = 1 then adds the product) and of the own scalar kernel. */
 static clmha_status fill_bias(clmha_layer *layer, cl_mem y, size_t y_off, size_t m, size_t n,
@@ -102,11 +151,14 @@ clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size
                      x, x_off, k, w, 0, n, 1.0f, y, y_off, n, &q, ev);
     if (s == CLBlastSuccess) {
         clmha__prof_keep_span(ctx, marker, ev); /* CLBlast may run several kernels */
+        if (!ctx->clblast_warm) {
+            ctx->clblast_warm = true; /* CLBlast built its program in this call */
+            ctx->stats.clblast_builds_in_calls++;
+        }
     } else if (marker != NULL) {
         clReleaseEvent(marker);
     }
-    if (s == CLBlastInvalidLocalThreadsTotal || s == CLBlastInvalidLocalThreadsDim ||
-        s == CLBlastInvalidLocalMemUsage || s == CLBlastInvalidLocalNumDimensions) {
+    if (clblast_refuses_device(s)) {
         /* CLBlast's kernels do not fit this device's limits; it checks before enqueueing
          * anything, so the output still holds just the bias and the own kernel can add the
          * product. Later projections on this context skip CLBlast. */

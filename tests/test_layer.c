@@ -579,6 +579,47 @@ static void test_profile(void **state) {
     clmha_context_release(pc);
 }
 
+/* clmha_layer_reserve has CLBlast build its GEMM program when the reserved sizes mean CLBlast
+ * projections, so no call builds one; without it the first such call does. */
+static void test_reserve_builds_clblast(void **state) {
+    (void)state;
+    uint64_t reserved = 0;
+    for (int with_reserve = 1; with_reserve >= 0; with_reserve--) {
+        clmha_context *c = test_context(); /* fresh: CLBlast has built nothing on it */
+        clmha_layer_config cfg;
+        clmha_layer_config_init(&cfg);
+        cfg.num_heads = 2, cfg.key_dim = 4, cfg.seed = 2;
+        clmha_layer *l = NULL;
+        assert_ok(clmha_layer_create(c, &cfg, 8, 8, 0, &l));
+        if (with_reserve) {
+            assert_ok(clmha_layer_reserve(l, 4, 32, 32, 0, false)); /* 128-row projections */
+        }
+        clmha_context_stats st;
+        assert_ok(clmha_context_get_stats(c, &st));
+        if (with_reserve) {
+            reserved = st.clblast_builds_reserved; /* 0 where CLBlast cannot run (own GEMM) */
+            assert_true(reserved <= 1);
+        } else {
+            assert_int_equal(st.clblast_builds_reserved, 0);
+        }
+        size_t xs[3] = {4, 32, 8};
+        float x[4 * 32 * 8];
+        test_rng r = {4};
+        rng_fill(&r, x, 4 * 32 * 8, -1, 1);
+        clmha_tensor *tx = test_tensor_f32(c, 3, xs, x), *to = test_tensor_f32(c, 3, xs, NULL);
+        clmha_call_args a;
+        clmha_call_args_init(&a);
+        a.query = tx, a.value = tx, a.output = to;
+        assert_ok(clmha_layer_call(l, &a));
+        assert_ok(clmha_context_finish(c));
+        assert_ok(clmha_context_get_stats(c, &st));
+        assert_int_equal(st.clblast_builds_in_calls, with_reserve ? 0 : reserved);
+        clmha_tensor_release(tx), clmha_tensor_release(to);
+        clmha_layer_release(l);
+        clmha_context_release(c);
+    }
+}
+
 /* After clmha_layer_reserve, calls within the reserved sizes allocate nothing. */
 static void test_reserve(void **state) {
     (void)state;
@@ -632,6 +673,7 @@ int main(void) {
         cmocka_unit_test(test_shapes),
         cmocka_unit_test(test_profile),
         cmocka_unit_test(test_reserve),
+        cmocka_unit_test(test_reserve_builds_clblast),
         cmocka_unit_test(test_edge_cases),
         cmocka_unit_test(test_attention_axes_against_reference),
         cmocka_unit_test(test_token_loop_equals_one_shot),
