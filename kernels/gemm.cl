@@ -44,3 +44,37 @@ __kernel void gemm_bias4(__global const float *a, ulong a_off, __global const fl
     const float4 b0 = has_bias ? vload4(0, bias + col) : (float4)(0.0f);
     vstore4(b0 + acc, 0, c + c_off + row * n + col);
 }
+
+/* gemm_qkv4: the query, key and value projections of one input (self-attention) in one launch:
+ * the columns [0, nq) are x . wq + bq into yq, [nq, nq + nk) x . wk + bk into yk and the rest
+ * x . wv + bv into yv, four columns a work-item as gemm_bias4 (nq, nk, nv multiples of 4). */
+__kernel void gemm_qkv4(__global const float *a, ulong a_off, ulong m, ulong k,
+                        __global const float *wq, __global const float *wk,
+                        __global const float *wv, __global const float *bq,
+                        __global const float *bk, __global const float *bv, int has_bias,
+                        __global float *yq, __global float *yk, __global float *yv, ulong nq,
+                        ulong nk, ulong nv) {
+    const ulong gid = get_global_id(0);
+    const ulong n4 = (nq + nk + nv) / 4;
+    if (gid >= m * n4) {
+        return;
+    }
+    const ulong row = gid / n4;
+    ulong col = (gid - row * n4) * 4;
+    __global const float *w = wq;
+    __global const float *bias = bq;
+    __global float *y = yq;
+    ulong n = nq;
+    if (col >= nq + nk) {
+        w = wv, bias = bv, y = yv, n = nv, col -= nq + nk;
+    } else if (col >= nq) {
+        w = wk, bias = bk, y = yk, n = nk, col -= nq;
+    }
+    __global const float *ar = a + a_off + row * k;
+    float4 acc = (float4)(0.0f);
+    for (ulong i = 0; i < k; i++) {
+        acc = fma((float4)(ar[i]), vload4(0, w + i * n + col), acc);
+    }
+    const float4 b0 = has_bias ? vload4(0, bias + col) : (float4)(0.0f);
+    vstore4(b0 + acc, 0, y + row * n + col);
+}

@@ -72,6 +72,12 @@ static clmha_status shape_error(clmha_context *ctx, const char *name, const clmh
                        expected);
 }
 
+/* Two tensors are the same data: one buffer, offset, dtype and element count. */
+static bool same_region(const clmha_tensor *a, const clmha_tensor *b) {
+    return a != NULL && b != NULL && a->buffer == b->buffer && a->offset == b->offset &&
+           a->dtype == b->dtype && a->numel == b->numel;
+}
+
 /* Two regions of the same buffer overlap. */
 static bool overlaps(const clmha_tensor *a, const clmha_tensor *b) {
     if (a == NULL || b == NULL || a->buffer != b->buffer) {
@@ -882,12 +888,21 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
     cl_mem *w = l->weights;
     size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
     const clmha_tensor *key = a->key ? a->key : a->value;
-    if ((st = clmha__project(l, "query", a->query->buffer, a->query->offset / sizeof(float),
-                             p.rows_q, l->dq_in, w[CLMHA_WEIGHT_QUERY_KERNEL], hk,
-                             w[CLMHA_WEIGHT_QUERY_BIAS], l->ws_q, 0)) != CLMHA_OK) {
+    /* Self-attention (query, key and value one tensor) on the own GEMM: one launch. */
+    const bool fused = p.project_kv && same_region(a->query, a->value) &&
+                       same_region(a->query, key) && p.rows_q == p.rows_kv &&
+                       clmha__project_qkv_fits(l, p.rows_q);
+    if (fused) {
+        if ((st = clmha__project_qkv(l, a->query->buffer, a->query->offset / sizeof(float),
+                                     p.rows_q)) != CLMHA_OK) {
+            return st;
+        }
+    } else if ((st = clmha__project(l, "query", a->query->buffer, a->query->offset / sizeof(float),
+                                    p.rows_q, l->dq_in, w[CLMHA_WEIGHT_QUERY_KERNEL], hk,
+                                    w[CLMHA_WEIGHT_QUERY_BIAS], l->ws_q, 0)) != CLMHA_OK) {
         return st;
     }
-    if (p.project_kv) {
+    if (p.project_kv && !fused) {
         if ((st = clmha__project(l, "key", key->buffer, key->offset / sizeof(float), p.rows_kv,
                                  l->dk_in, w[CLMHA_WEIGHT_KEY_KERNEL], hk, w[CLMHA_WEIGHT_KEY_BIAS],
                                  l->ws_k, 0)) != CLMHA_OK ||

@@ -102,7 +102,7 @@ struct clmha_layer {
     size_t out_features; /* prod(out_shape) */
     uint64_t seed;
     cl_mem weights[CLMHA_WEIGHT_COUNT];
-    clmha__kernel k_attention, k_commit, k_fill, k_gather, k_gather_mask, k_gemm, k_gemm4;
+    clmha__kernel k_attention, k_commit, k_fill, k_gather, k_gather_mask, k_gemm, k_gemm4, k_qkv;
     size_t wg_attention, wg_fill, wg_commit, wg_gather, wg_gemm;
     /* cache_dtype float16: attention over half keys and values, the half commit and the
      * rounding of new keys and values into ws_kh and ws_vh (capacities in floats). */
@@ -278,6 +278,12 @@ clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size
  * clmha_layer_reserve rather than inside a call; a device whose limits CLBlast's kernels exceed
  * switches to clmha's own GEMM here. A no-op with the own GEMM. */
 clmha_status clmha__clblast_warm(clmha_context *ctx);
+
+/* Self-attention's query, key and value projections of @p m rows of x in one launch of the own
+ * GEMM (gemm_qkv4) into ws_q, ws_k and ws_v; false from clmha__project_qkv_fits when the
+ * projections would not take the own GEMM or a width is not a multiple of 4. */
+bool clmha__project_qkv_fits(const clmha_layer *layer, size_t m);
+clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size_t m);
 
 /* Makes *buf hold at least @p n floats, reallocating (never shrinking) when needed. */
 clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size_t n);

@@ -390,11 +390,13 @@ static clmha_status build_kernels(clmha_layer *l) {
     l->wg_gather = l->wg_gather < 256 ? l->wg_gather : 256;
     if ((st = clmha__program_get(ctx, "gemm.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "gemm_acc", &l->k_gemm)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "gemm_bias4", &l->k_gemm4)) != CLMHA_OK) {
+        (st = clmha__kernel_create(ctx, prog, "gemm_bias4", &l->k_gemm4)) != CLMHA_OK ||
+        (st = clmha__kernel_create(ctx, prog, "gemm_qkv4", &l->k_qkv)) != CLMHA_OK) {
         return st;
     }
     l->wg_gemm = pow2_floor(l->k_gemm.max_wg < 64 ? l->k_gemm.max_wg : 64);
     l->wg_gemm = l->wg_gemm < l->k_gemm4.max_wg ? l->wg_gemm : pow2_floor(l->k_gemm4.max_wg);
+    l->wg_gemm = l->wg_gemm < l->k_qkv.max_wg ? l->wg_gemm : pow2_floor(l->k_qkv.max_wg);
     if ((st = clmha__program_get(ctx, "splice.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit)) != CLMHA_OK) {
         return st;
@@ -573,7 +575,7 @@ void clmha_layer_release(clmha_layer *l) {
     clmha__kernel *ks[] = {&l->k_attention,      &l->k_commit,      &l->k_fill,    &l->k_gather,
                            &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,     &l->k_constrain,
                            &l->k_attention_half, &l->k_commit_half, &l->k_to_half, &l->k_split,
-                           &l->k_split_half,     &l->k_merge,       &l->k_gemm4};
+                           &l->k_split_half,     &l->k_merge,       &l->k_gemm4,   &l->k_qkv};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         clmha__kernel_release(ks[i]);
     }

@@ -132,6 +132,45 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
                          layer->wg_gemm);
 }
 
+bool clmha__project_qkv_fits(const clmha_layer *layer, size_t m) {
+    const size_t nq = layer->heads * layer->dk, nv = layer->heads * layer->dv;
+    return (layer->ctx->own_gemm || m <= layer->ctx->small_m) && nq % 4 == 0 && nv % 4 == 0 &&
+           layer->dq_in == layer->dk_in && layer->dq_in == layer->dv_in;
+}
+
+clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size_t m) {
+    clmha_context *ctx = layer->ctx;
+    ctx->prof_category = CLMHA__PROF_PROJECTION;
+    const cl_mem *w = layer->weights;
+    cl_ulong a_off = x_off, mm = m, kk = layer->dq_in;
+    cl_ulong nq = layer->heads * layer->dk, nk = nq, nv = layer->heads * layer->dv;
+    cl_int has_bias = w[CLMHA_WEIGHT_QUERY_BIAS] != NULL;
+    const clmha__karg args[] = {CLMHA__ARG(x),
+                                CLMHA__ARG(a_off),
+                                CLMHA__ARG(mm),
+                                CLMHA__ARG(kk),
+                                CLMHA__ARG(w[CLMHA_WEIGHT_QUERY_KERNEL]),
+                                CLMHA__ARG(w[CLMHA_WEIGHT_KEY_KERNEL]),
+                                CLMHA__ARG(w[CLMHA_WEIGHT_VALUE_KERNEL]),
+                                CLMHA__ARG(w[CLMHA_WEIGHT_QUERY_BIAS]),
+                                CLMHA__ARG(w[CLMHA_WEIGHT_KEY_BIAS]),
+                                CLMHA__ARG(w[CLMHA_WEIGHT_VALUE_BIAS]),
+                                CLMHA__ARG(has_bias),
+                                CLMHA__ARG(layer->ws_q),
+                                CLMHA__ARG(layer->ws_k),
+                                CLMHA__ARG(layer->ws_v),
+                                CLMHA__ARG(nq),
+                                CLMHA__ARG(nk),
+                                CLMHA__ARG(nv)};
+    clmha_status st = clmha__set_args(ctx, &layer->k_qkv, args, sizeof args / sizeof args[0]);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    const size_t items = m * ((nq + nk + nv) / 4);
+    return clmha__launch(ctx, &layer->k_qkv, (items + layer->wg_gemm - 1) / layer->wg_gemm,
+                         layer->wg_gemm);
+}
+
 clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size_t x_off, size_t m,
                             size_t k, cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off) {
     clmha_context *ctx = layer->ctx;

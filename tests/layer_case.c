@@ -15,10 +15,10 @@ static void describe(const case_cfg *c, char *buf, size_t len) {
     snprintf(buf, len,
              "seed=%llu mode=%s B=%zu T=%zu S=%zu Sn=%zu H=%zu dk=%zu dv=%zu Dq=%zu Dk=%zu "
              "Dv=%zu bias=%d key=%d out_rank=%d mask=%d index=%zu scores=%d offsets=%d "
-             "half_cache=%d",
+             "half_cache=%d self_input=%d",
              (unsigned long long)c->seed, mode_names[c->mode], c->B, c->T, c->S, c->Sn, c->H, c->dk,
              c->dv, c->Dq, c->Dk, c->Dv, c->use_bias, c->separate_key, c->out_rank, c->mask,
-             c->index, c->scores, c->offsets, c->half_cache);
+             c->index, c->scores, c->offsets, c->half_cache, c->self_input);
 }
 
 /* A float (or, for a half cache, half) tensor, either on its own or inside a larger buffer
@@ -220,8 +220,10 @@ void run_case(const case_cfg *c) {
     ref_call rc = {B,
                    T,
                    q,
-                   c->separate_key ? k : NULL,
-                   v,
+                   c->self_input     ? (c->separate_key ? q : NULL)
+                   : c->separate_key ? k
+                                     : NULL,
+                   c->self_input ? q : v,
                    Sn,
                    mask,
                    {md[0], md[1], md[2]},
@@ -243,7 +245,7 @@ void run_case(const case_cfg *c) {
     placed pq = place(c, 3, qs, q);
     placed pv = {0}, pk = {0}, pc = {0}, pp = {0};
     bool kv = c->mode != MODE_STATIC;
-    if (kv) {
+    if (kv && !c->self_input) {
         pv = place(c, 3, vs, v);
         if (c->separate_key) {
             pk = place(c, 3, ks, k);
@@ -263,8 +265,8 @@ void run_case(const case_cfg *c) {
     clmha_call_args a;
     clmha_call_args_init(&a);
     a.query = pq.t;
-    a.value = pv.t;
-    a.key = pk.t;
+    a.value = c->self_input ? pq.t : pv.t; /* self-attention: one tensor for all three */
+    a.key = c->self_input ? (c->separate_key ? pq.t : NULL) : pk.t;
     a.attention_mask = tm;
     a.cache = pc.t;
     a.has_cache_update_index = c->mode == MODE_UPDATE;

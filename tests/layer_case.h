@@ -28,6 +28,9 @@ typedef struct case_cfg {
     size_t B, T, S, Sn, H, dk, dv, Dq, Dk, Dv;
     bool use_bias, separate_key, scores, offsets;
     bool half_cache; /* cache_dtype float16 (cache modes only) */
+    /* Self-attention: value (and key, with separate_key) are the query tensor itself; needs
+     * Dq == Dk == Dv and Sn == T (mode none or update). */
+    bool self_input;
     int out_rank;
     size_t out_shape[2];
     int mode, mask;

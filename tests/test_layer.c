@@ -579,6 +579,31 @@ static void test_profile(void **state) {
     clmha_context_release(pc);
 }
 
+/* Self-attention (value and key the query tensor itself), which the own GEMM projects in one
+ * launch (gemm_qkv4) where the widths allow, against the reference: no cache and updates, with
+ * key given or not, widths that fuse and widths that do not. */
+static void test_self_attention(void **state) {
+    (void)state;
+    for (uint64_t i = 0; i < 12; i++) {
+        case_cfg c;
+        memset(&c, 0, sizeof c);
+        c.seed = 900 + i;
+        c.mode = i % 2 ? MODE_UPDATE : MODE_NONE;
+        c.mask = (int)(i % 3) == 0 ? MASK_NONE : MASK_CAUSAL;
+        c.B = 1 + i % 3, c.T = i < 6 ? 1 + i % 3 : 9, c.H = 1 + i % 3;
+        c.dk = c.dv = i % 4 == 3 ? 3 : 8; /* H * 3 is not a multiple of 4 for H = 1, 2 */
+        c.Dq = c.Dk = c.Dv = 8 + i;
+        c.S = c.mode == MODE_NONE ? c.T : c.T + 4;
+        c.Sn = c.T;
+        c.index = c.mode == MODE_UPDATE ? 4 - i % 5 : 0;
+        c.separate_key = i % 4 == 1;
+        c.use_bias = i % 5 != 2, c.scores = i % 2 == 0, c.offsets = i % 3 == 2;
+        c.half_cache = c.mode == MODE_UPDATE && i % 4 == 1;
+        c.self_input = true;
+        run_case(&c);
+    }
+}
+
 /* clmha_layer_reserve has CLBlast build its GEMM program when the reserved sizes mean CLBlast
  * projections, so no call builds one; without it the first such call does. */
 static void test_reserve_builds_clblast(void **state) {
@@ -674,6 +699,7 @@ int main(void) {
         cmocka_unit_test(test_profile),
         cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_reserve_builds_clblast),
+        cmocka_unit_test(test_self_attention),
         cmocka_unit_test(test_edge_cases),
         cmocka_unit_test(test_attention_axes_against_reference),
         cmocka_unit_test(test_token_loop_equals_one_shot),
