@@ -86,6 +86,50 @@ static __global const KV_T *key_row(__global const KV_T *base, ulong base_off, u
                                        : base + base_off + j * step;
 }
 
+/* Where query row r = (b * H + h) * T + t reads: its batch, head and position, the start of
+ * its keys, values and mask bytes, and `end`, the first key the causal rule and the sequence's
+ * length exclude (the loops stop there: those keys are never read). */
+typedef struct row_info {
+    ulong b, k_base, v_base, k_step, v_step, m_base;
+    int h, t, end;
+} row_info;
+
+static row_info row_setup(ulong r, int T, int H, int S, ulong k_off, ulong k_bstride, ulong v_off,
+                          ulong v_bstride, ulong m_off, ulong m_sb, ulong m_st, int causal,
+                          long causal_base, __global const int *lens, ulong lens_off,
+                          int has_lens) {
+    row_info ri;
+    /* Remainders as x - q * d rather than %: LLVM pairs a / and a % of the same operands with
+     * a `freeze`, which Oclgrind's uninitialised-value checker cannot follow. */
+    const ulong rt = r / (ulong)T;
+    ri.t = (int)(r - rt * (ulong)T);
+    ri.b = rt / (ulong)H;
+    ri.h = (int)(rt - ri.b * (ulong)H);
+    ri.k_base = k_off + ri.b * k_bstride + (ulong)ri.h * DK;
+    ri.v_base = v_off + ri.b * v_bstride + (ulong)ri.h * DV;
+    ri.k_step = (ulong)H * DK;
+    ri.v_step = (ulong)H * DV;
+    ri.m_base = m_off + ri.b * m_sb + (ulong)ri.t * m_st;
+    const long last = causal_base + (long)ri.t;
+    ri.end = !causal ? S : last < 0 ? 0 : last >= (long)S ? S : (int)last + 1;
+    if (has_lens) {
+        ri.end = min(ri.end, clamp(lens[lens_off + ri.b], 0, S));
+    }
+    return ri;
+}
+
+/* The row's query, scaled by 1/sqrt(dk), into local memory by the work-group's `stride`
+ * work-items; returns after the barrier. */
+static void load_query(__local float *qs, __global const float *q, ulong q_off,
+                       const row_info *ri, int T, int H, float scale, int lid, int stride) {
+    const ulong q_row =
+        q_off + ((ri->b * (ulong)T + (ulong)ri->t) * (ulong)H + (ulong)ri->h) * DK;
+    for (int d = lid; d < DK; d += stride) {
+        qs[d] = q[q_row + d] * scale;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
 /* Layouts (elements; offsets are element offsets into the buffers):
  *   q    (B, T, H, DK) contiguous at q_off.
  *   k    row j of batch b, head h at k_off + b * kv_bstride_k + j * H * DK + h * DK.
@@ -117,31 +161,13 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
     __local float ps[WG];
 
     const int lid = (int)get_local_id(0);
-    const ulong r = get_group_id(0);
-    /* Remainders as x - q * d rather than %: LLVM pairs a / and a % of the same operands with
-     * a `freeze`, which Oclgrind's uninitialised-value checker cannot follow. */
-    const ulong rt = r / (ulong)T;
-    const int t = (int)(r - rt * (ulong)T);
-    const ulong b = rt / (ulong)H;
-    const int h = (int)(rt - b * (ulong)H);
-
-    const ulong q_row = q_off + ((b * (ulong)T + (ulong)t) * (ulong)H + (ulong)h) * DK;
-    for (int d = lid; d < DK; d += WG) {
-        qs[d] = q[q_row + d] * scale;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-
-    const ulong k_base = k_off + b * k_bstride + (ulong)h * DK;
-    const ulong v_base = v_off + b * v_bstride + (ulong)h * DV;
-    const ulong k_step = (ulong)H * DK;
-    const ulong v_step = (ulong)H * DV;
-    const ulong m_base = m_off + b * m_sb + (ulong)t * m_st;
-    /* Keys at or past `end` are masked by the causal rule: the loops stop there. */
-    const long last = causal_base + (long)t;
-    int end = !causal ? S : last < 0 ? 0 : last >= (long)S ? S : (int)last + 1;
-    if (has_lens) {
-        end = min(end, clamp(lens[lens_off + b], 0, S)); /* keys past the length: never read */
-    }
+    const row_info ri = row_setup(get_group_id(0), T, H, S, k_off, k_bstride, v_off, v_bstride,
+                                  m_off, m_sb, m_st, causal, causal_base, lens, lens_off, has_lens);
+    const ulong r = get_group_id(0), b = ri.b;
+    const int h = ri.h, t = ri.t, end = ri.end;
+    const ulong k_base = ri.k_base, v_base = ri.v_base, k_step = ri.k_step, v_step = ri.v_step;
+    const ulong m_base = ri.m_base;
+    load_query(qs, q, q_off, &ri, T, H, scale, lid, WG);
 
     /* Pass 1: online max and sum of exp over this work-item's keys. */
     float m = NEG_SENTINEL;
@@ -269,27 +295,14 @@ __kernel void attention_split(__global const float *q, ulong q_off, __global con
     const ulong g = get_group_id(0);
     const ulong r = g / (ulong)nch;
     const int c = (int)(g - r * (ulong)nch);
-    const ulong rt = r / (ulong)T;
-    const int t = (int)(r - rt * (ulong)T);
-    const ulong b = rt / (ulong)H;
-    const int h = (int)(rt - b * (ulong)H);
+    const row_info ri = row_setup(r, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off, m_sb,
+                                  m_st, causal, causal_base, lens, lens_off, has_lens);
+    const ulong b = ri.b;
+    const int h = ri.h, t = ri.t, end = ri.end;
+    const ulong k_base = ri.k_base, v_base = ri.v_base, k_step = ri.k_step, v_step = ri.v_step;
+    const ulong m_base = ri.m_base;
+    load_query(qs, q, q_off, &ri, T, H, scale, lid, WGS);
 
-    const ulong q_row = q_off + ((b * (ulong)T + (ulong)t) * (ulong)H + (ulong)h) * DK;
-    for (int d = lid; d < DK; d += WGS) {
-        qs[d] = q[q_row + d] * scale;
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-
-    const ulong k_base = k_off + b * k_bstride + (ulong)h * DK;
-    const ulong v_base = v_off + b * v_bstride + (ulong)h * DV;
-    const ulong k_step = (ulong)H * DK;
-    const ulong v_step = (ulong)H * DV;
-    const ulong m_base = m_off + b * m_sb + (ulong)t * m_st;
-    const long last = causal_base + (long)t;
-    int end = !causal ? S : last < 0 ? 0 : last >= (long)S ? S : (int)last + 1;
-    if (has_lens) {
-        end = min(end, clamp(lens[lens_off + b], 0, S)); /* keys past the length: never read */
-    }
     const int j0 = c * chunk;
     const int j1 = min(end, j0 + chunk);
 
