@@ -6,15 +6,16 @@
  * Written for clarity, not speed: plain loops in double.
  */
 #include "reference.h"
+#include "half.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* A projected key or value as a half cache keeps it: float, then half (the compiler's own
- * _Float16 conversion, round to nearest even), back to double. */
+/* A projected key or value as a half cache keeps it: float, then half (round to nearest even,
+ * tools/half.h), back to double. */
 static double as_half(double x) {
-    return (double)(_Float16)(float)x;
+    return (double)half_to_float(half_from_float((float)x));
 }
 
 /* y[rows, n] = x[rows, k] . W[k, n] + b, all in double. */

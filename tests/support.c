@@ -2,6 +2,7 @@
  * support.c - implementation of the shared test helpers (see support.h).
  */
 #include "support.h"
+#include "half.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -11,16 +12,11 @@ const tol_rule TOL_F32 = {1e-5, 1e-5, 1e-6};
 const tol_rule TOL_F16 = {1e-3, 2e-3, 1e-5};
 
 uint16_t test_f32_to_f16(float x) {
-    _Float16 h = (_Float16)x;
-    uint16_t bits;
-    memcpy(&bits, &h, sizeof bits);
-    return bits;
+    return half_from_float(x);
 }
 
 float test_f16_to_f32(uint16_t bits) {
-    _Float16 h;
-    memcpy(&h, &bits, sizeof h);
-    return (float)h;
+    return half_to_float(bits);
 }
 
 void test_assert_close(double a, double b, double tol, const char *expr, const char *file,

@@ -81,7 +81,7 @@ static int parse(int argc, char **argv, opts *o) {
     o->dim = 768, o->heads = 12, o->head_dim = 64, o->reps = 10, o->warmup = 2;
     o->batches[0] = 1, o->batches[1] = 4, o->nbatch = 2;
     o->nhalf = 1;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
@@ -147,7 +147,6 @@ static int parse(int argc, char **argv, opts *o) {
             fprintf(stderr, "clmha-bench: unknown option '%s' (see --help)\n", a);
             return 2;
         }
-        i++;
     }
     return 0;
 }

@@ -7,6 +7,7 @@
 #include <clmha.h>
 
 #include "h5io.h"
+#include "half.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -143,7 +144,7 @@ static clmha_tensor *upload(clmha_context *ctx, clmha_dtype dt, const h5io_array
     return t;
 }
 
-/* The cache as IEEE half (round to nearest even, by the compiler's _Float16). */
+/* The cache as IEEE half (round to nearest even, tools/half.h). */
 static clmha_tensor *upload_half(clmha_context *ctx, const h5io_array *a) {
     uint16_t *h = malloc(a->numel * sizeof *h + 2);
     clmha_tensor *t = NULL;
@@ -152,8 +153,7 @@ static clmha_tensor *upload_half(clmha_context *ctx, const h5io_array *a) {
         return NULL;
     }
     for (size_t i = 0; i < a->numel; i++) {
-        _Float16 x = (_Float16)a->f[i];
-        memcpy(&h[i], &x, sizeof x);
+        h[i] = half_from_float(a->f[i]);
     }
     if (clmha_tensor_create(ctx, CLMHA_FLOAT16, a->rank, a->dims, &t) != CLMHA_OK ||
         clmha_tensor_write(t, h, a->numel * sizeof *h) != CLMHA_OK) {
@@ -173,9 +173,7 @@ static clmha_status read_half(const clmha_tensor *t, float *out, size_t n) {
     }
     clmha_status st = clmha_tensor_read(t, h, n * sizeof *h);
     for (size_t i = 0; st == CLMHA_OK && i < n; i++) {
-        _Float16 x;
-        memcpy(&x, &h[i], sizeof x);
-        out[i] = (float)x;
+        out[i] = half_to_float(h[i]);
     }
     free(h);
     return st;

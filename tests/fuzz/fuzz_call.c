@@ -1,7 +1,8 @@
 /*
  * fuzz_call.c - libFuzzer target for the call's argument validation. The input bytes choose
  * a tiny layer (heads, head dims, feature dims, output shape, attention axes, dropout) and the
- * ranks, shapes and presence of every call argument (query, value, key, mask, cache, update
+ * ranks, shapes, dtypes and presence of every call argument (query, value, key, mask, cache
+ * (float32 or float16, matching the layer's cache_dtype or not), key_lengths, causal, update
  * index, training, output, scores), mostly valid, sometimes off by one here or there. Every
  * call must either succeed or fail cleanly, and a failed call must leave the cache and the
  * output byte-for-byte as they were (abort otherwise, which libFuzzer reports).
@@ -59,6 +60,10 @@ static size_t dim(reader *r, size_t want) {
     return want;
 }
 
+static size_t esize(clmha_dtype dt) {
+    return dt == CLMHA_UINT8 ? 1 : dt == CLMHA_FLOAT16 ? 2 : 4;
+}
+
 static clmha_tensor *tensor(reader *r, clmha_dtype dt, int rank, const size_t *want) {
     if (take(r, 12) == 0) {
         return NULL;
@@ -74,7 +79,7 @@ static clmha_tensor *tensor(reader *r, clmha_dtype dt, int rank, const size_t *w
     if (clmha_tensor_create(ctx, dt, rank, shape, &t) != CLMHA_OK) {
         return NULL;
     }
-    size_t bytes = clmha_tensor_numel(t) * (dt == CLMHA_UINT8 ? 1 : 4);
+    size_t bytes = clmha_tensor_numel(t) * esize(dt);
     uint8_t *fill = malloc(bytes);
     for (size_t i = 0; i < bytes; i++) {
         fill[i] = dt == CLMHA_UINT8 ? (uint8_t)take(r, 2) : (uint8_t)(i % 4 == 3 ? 0x3f : i);
@@ -88,7 +93,7 @@ static uint8_t *snapshot(const clmha_tensor *t, size_t *bytes) {
     if (t == NULL) {
         return NULL;
     }
-    *bytes = clmha_tensor_numel(t) * (clmha_tensor_dtype(t) == CLMHA_UINT8 ? 1 : 4);
+    *bytes = clmha_tensor_numel(t) * esize(clmha_tensor_dtype(t));
     uint8_t *b = malloc(*bytes);
     clmha_tensor_read(t, b, *bytes);
     return b;
@@ -111,6 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         cfg.attention_axes[0] = (int)take(&r, 7) - 3;
     }
     size_t Dq = 1 + take(&r, 4), Dv = 1 + take(&r, 4), Dk = take(&r, 2) ? 1 + take(&r, 4) : 0;
+    cfg.cache_dtype = take(&r, 3) == 0 ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
     clmha_layer *layer = NULL;
     if (clmha_layer_create(ctx, &cfg, Dq, Dv, Dk, &layer) != CLMHA_OK) {
         return 0;
@@ -129,7 +135,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     clmha_tensor *m = take(&r, 2)
                           ? tensor(&r, CLMHA_UINT8, take(&r, 2) ? 3 : 2, take(&r, 2) ? wm : wm + 1)
                           : NULL;
-    clmha_tensor *c = mode ? tensor(&r, CLMHA_FLOAT32, 5, wc) : NULL;
+    /* Mostly the layer's cache dtype, sometimes the other one. */
+    const bool other = take(&r, 8) == 0;
+    clmha_dtype cdt = (cfg.cache_dtype == CLMHA_FLOAT16) != other ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
+    clmha_tensor *c = mode ? tensor(&r, cdt, 5, wc) : NULL;
     clmha_tensor *o = tensor(&r, CLMHA_FLOAT32, 2 + (cfg.output_rank ? cfg.output_rank : 1), wo);
     clmha_tensor *p = take(&r, 3) == 0 ? tensor(&r, CLMHA_FLOAT32, 4, wp) : NULL;
     clmha_call_args a;
@@ -139,6 +148,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     a.has_cache_update_index = mode == 2 || take(&r, 16) == 0;
     a.cache_update_index = (int64_t)take(&r, 8) - 2;
     a.training = take(&r, 2);
+    a.causal = take(&r, 4) == 0;
+    size_t wl[8] = {B};
+    clmha_tensor *lens =
+        take(&r, 4) == 0 ? tensor(&r, take(&r, 6) ? CLMHA_INT32 : CLMHA_UINT8, 1, wl) : NULL;
+    a.key_lengths = lens;
     size_t cb = 0, ob = 0;
     uint8_t *c0 = snapshot(c, &cb), *o0 = snapshot(o, &ob);
     if (clmha_layer_call(layer, &a) != CLMHA_OK) {
@@ -156,7 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     free(c0), free(o0);
     clmha_tensor_release(q), clmha_tensor_release(v), clmha_tensor_release(k);
     clmha_tensor_release(m), clmha_tensor_release(c), clmha_tensor_release(o);
-    clmha_tensor_release(p);
+    clmha_tensor_release(p), clmha_tensor_release(lens);
     clmha_layer_release(layer);
     return 0;
 }
