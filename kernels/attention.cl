@@ -419,3 +419,105 @@ __kernel void attention_merge(__global const float *part, __global float *o, int
         o[o_row + d] = x * inv;
     }
 }
+
+/* ---- Tiled attention for CPUs (query tiles, no probabilities, no dropout) ----
+ *
+ * attention_tile: one work-item (a work-group of 1) takes TQ consecutive query rows of one
+ * (batch, head) and streams the keys and values once for all of them, each row keeping its own
+ * online softmax and output in private memory: each key and value row is read once per tile
+ * instead of once per query row. Masks, the causal rule and key_lengths apply per row; keys
+ * past the last row's end are never read. Used for T >= 2 on CPU devices, where private memory
+ * is plain memory; other devices take attention_split. */
+#ifndef TQ
+#define TQ 4
+#endif
+
+__kernel void attention_tile(__global const float *q, ulong q_off, __global const KV_T *k,
+                             ulong k_off, ulong k_bstride, __global const KV_T *v, ulong v_off,
+                             ulong v_bstride, __global const uchar *mask, ulong m_off, ulong m_sb,
+                             ulong m_st, ulong m_ss, int has_mask, __global float *o, int T, int S,
+                             int H, float scale, __global const KV_T *kn,
+                             __global const KV_T *vn, ulong new_lo, ulong new_hi,
+                             ulong kn_bstride, ulong vn_bstride, int causal, long causal_base,
+                             __global const int *lens, ulong lens_off, int has_lens) {
+    const ulong g = get_group_id(0);
+    const ulong ntile = ((ulong)T + TQ - 1) / TQ;
+    const ulong bh = g / ntile;
+    const int t0 = (int)(g - bh * ntile) * TQ;
+    const int nrows = min(TQ, T - t0);
+    row_info ri[TQ];
+    float qv[TQ][DK], acc[TQ][DV], m[TQ], l[TQ];
+    int jmax = 0;
+    for (int u = 0; u < nrows; u++) {
+        ri[u] = row_setup(bh * (ulong)T + (ulong)(t0 + u), T, H, S, k_off, k_bstride, v_off,
+                          v_bstride, m_off, m_sb, m_st, causal, causal_base, lens, lens_off,
+                          has_lens);
+        const ulong q_row =
+            q_off + ((ri[u].b * (ulong)T + (ulong)ri[u].t) * (ulong)H + (ulong)ri[u].h) * DK;
+        for (int d = 0; d < DK; d++) {
+            qv[u][d] = q[q_row + d] * scale;
+        }
+        for (int d = 0; d < DV; d++) {
+            acc[u][d] = 0.0f;
+        }
+        m[u] = NEG_SENTINEL;
+        l[u] = 0.0f;
+        jmax = max(jmax, ri[u].end);
+    }
+    const ulong b = ri[0].b;
+    const int h = ri[0].h;
+    for (int j = 0; j < jmax; j++) {
+        __global const KV_T *kr = key_row(k, ri[0].k_base, ri[0].k_step, kn,
+                                          b * kn_bstride + (ulong)h * DK, new_lo, new_hi, (ulong)j);
+        __global const KV_T *vr = key_row(v, ri[0].v_base, ri[0].v_step, vn,
+                                          b * vn_bstride + (ulong)h * DV, new_lo, new_hi, (ulong)j);
+        for (int u = 0; u < nrows; u++) {
+            if (j >= ri[u].end || (has_mask && mask[ri[u].m_base + (ulong)j * m_ss] == 0)) {
+                continue;
+            }
+            float s;
+#if DK % 4 == 0
+            float4 a4 = (float4)(0.0f);
+            for (int d = 0; d < DK; d += 4) {
+                a4 = fma(vload4(0, qv[u] + d), LOAD_KV4(0, kr + d), a4);
+            }
+            s = (a4.x + a4.y) + (a4.z + a4.w);
+#else
+            s = 0.0f;
+            for (int d = 0; d < DK; d++) {
+                s = fma(qv[u][d], LOAD_KV(d, kr), s);
+            }
+#endif
+            float w = 1.0f;
+            if (s > m[u]) {
+                const float f = exp(m[u] - s);
+                l[u] *= f;
+                for (int d = 0; d < DV; d++) {
+                    acc[u][d] *= f;
+                }
+                m[u] = s;
+            } else {
+                w = exp(s - m[u]);
+            }
+            l[u] += w;
+#if DV % 4 == 0
+            for (int d = 0; d < DV; d += 4) {
+                vstore4(fma((float4)(w), LOAD_KV4(0, vr + d), vload4(0, acc[u] + d)), 0,
+                        acc[u] + d);
+            }
+#else
+            for (int d = 0; d < DV; d++) {
+                acc[u][d] = fma(w, LOAD_KV(d, vr), acc[u][d]);
+            }
+#endif
+        }
+    }
+    for (int u = 0; u < nrows; u++) {
+        const float inv = l[u] > 0.0f ? 1.0f / l[u] : 0.0f;
+        const ulong o_row =
+            ((ri[u].b * (ulong)T + (ulong)ri[u].t) * (ulong)H + (ulong)ri[u].h) * DV;
+        for (int d = 0; d < DV; d++) {
+            o[o_row + d] = acc[u][d] * inv;
+        }
+    }
+}

@@ -719,6 +719,25 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     cl_uint counter = drop ? l->dropout_calls : 0;
     cl_uint seed_lo = (cl_uint)l->seed, seed_hi = (cl_uint)(l->seed >> 32);
     cl_mem o = l->ws_o;
+    if (p->split && l->use_tile && p->T >= 2) {
+        /* Query tiles of tile_rows rows (TQ), one work-item each. */
+        const clmha__kernel *kt = p->half ? &l->k_tile_half : &l->k_tile;
+        const clmha__karg targs[] = {
+            CLMHA__ARG(qb),       CLMHA__ARG(q_off),    CLMHA__ARG(kb),          CLMHA__ARG(k_off),
+            CLMHA__ARG(k_bs),     CLMHA__ARG(vb),       CLMHA__ARG(v_off),       CLMHA__ARG(v_bs),
+            CLMHA__ARG(mask),     CLMHA__ARG(m_off),    CLMHA__ARG(m_sb),        CLMHA__ARG(m_st),
+            CLMHA__ARG(m_ss),     CLMHA__ARG(has_mask), CLMHA__ARG(o),           CLMHA__ARG(T),
+            CLMHA__ARG(S),        CLMHA__ARG(H),        CLMHA__ARG(scale),       CLMHA__ARG(kn),
+            CLMHA__ARG(vn),       CLMHA__ARG(new_lo),   CLMHA__ARG(new_hi),      CLMHA__ARG(kn_bs),
+            CLMHA__ARG(vn_bs),    CLMHA__ARG(causal),   CLMHA__ARG(causal_base), CLMHA__ARG(lens),
+            CLMHA__ARG(lens_off), CLMHA__ARG(has_lens)};
+        clmha_status st = clmha__set_args(ctx, kt, targs, sizeof targs / sizeof targs[0]);
+        if (st != CLMHA_OK) {
+            return st;
+        }
+        return clmha__launch(ctx, kt, p->B * l->heads * ((p->T + l->tile_rows - 1) / l->tile_rows),
+                             1);
+    }
     if (p->split) {
         const clmha__kernel *ks = p->half ? &l->k_split_half : &l->k_split;
         cl_mem part = p->nch > 1 ? l->ws_part : NULL;

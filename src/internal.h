@@ -113,6 +113,10 @@ struct clmha_layer {
      * takes, and the partials' workspace (floats). */
     bool use_split;
     clmha__kernel k_split, k_split_half, k_merge;
+    /* attention_tile (query tiles of TQ rows, one work-item a group): CPU devices, T >= 2. */
+    bool use_tile;
+    size_t tile_rows; /* TQ */
+    clmha__kernel k_tile, k_tile_half;
     size_t wg_split, split_min_chunk;
     cl_mem ws_part;
     size_t cap_part;

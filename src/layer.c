@@ -292,6 +292,17 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
         wgs = v;
     }
     l->wg_split = wgs;
+    /* Query tiles where one work-item streams the keys (CPUs); CLMHA_TILE=0 turns them off. */
+    const char *tile = clmha__getenv("CLMHA_TILE");
+    l->use_tile = wgs == 1 && (tile == NULL || strcmp(tile, "0") != 0);
+    l->tile_rows = 8;
+    env = clmha__getenv("CLMHA_TILE_ROWS");
+    if (env != NULL &&
+        (!clmha__parse_index(env, &l->tile_rows) || l->tile_rows < 1 || l->tile_rows > 16)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "CLMHA_TILE_ROWS=\"%s\" is not a number of query rows from 1 to 16",
+                           env);
+    }
     l->split_min_chunk = 256;
     env = clmha__getenv("CLMHA_SPLIT_CHUNK");
     if (env != NULL && (!clmha__parse_index(env, &l->split_min_chunk) || l->split_min_chunk == 0 ||
@@ -325,17 +336,19 @@ static clmha_status build_kernels(clmha_layer *l) {
                                (unsigned long long)ctx->info.local_mem_bytes);
         }
         char defines[256];
-        snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DWG=%zu -DWGS=%zu", l->dk, l->dv, wg,
-                 l->wg_split);
+        snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DWG=%zu -DWGS=%zu -DTQ=%zu", l->dk,
+                 l->dv, wg, l->wg_split, l->tile_rows);
         if ((st = clmha__program_get(ctx, "attention.cl", defines, &prog)) != CLMHA_OK) {
             return st;
         }
         clmha__kernel_release(&l->k_attention);
         clmha__kernel_release(&l->k_split);
         clmha__kernel_release(&l->k_merge);
+        clmha__kernel_release(&l->k_tile);
         if ((st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "attention_split", &l->k_split)) != CLMHA_OK ||
-            (st = clmha__kernel_create(ctx, prog, "attention_merge", &l->k_merge)) != CLMHA_OK) {
+            (st = clmha__kernel_create(ctx, prog, "attention_merge", &l->k_merge)) != CLMHA_OK ||
+            (st = clmha__kernel_create(ctx, prog, "attention_tile", &l->k_tile)) != CLMHA_OK) {
             return st;
         }
         size_t kmax = l->k_attention.max_wg;
@@ -344,10 +357,13 @@ static clmha_status build_kernels(clmha_layer *l) {
             snprintf(half_defines, sizeof half_defines, "%s -DKV_HALF", defines);
             clmha__kernel_release(&l->k_attention_half);
             clmha__kernel_release(&l->k_split_half);
+            clmha__kernel_release(&l->k_tile_half);
             if ((st = clmha__program_get(ctx, "attention.cl", half_defines, &prog)) != CLMHA_OK ||
                 (st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention_half)) !=
                     CLMHA_OK ||
                 (st = clmha__kernel_create(ctx, prog, "attention_split", &l->k_split_half)) !=
+                    CLMHA_OK ||
+                (st = clmha__kernel_create(ctx, prog, "attention_tile", &l->k_tile_half)) !=
                     CLMHA_OK) {
                 return st;
             }
@@ -575,7 +591,8 @@ void clmha_layer_release(clmha_layer *l) {
     clmha__kernel *ks[] = {&l->k_attention,      &l->k_commit,      &l->k_fill,    &l->k_gather,
                            &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,     &l->k_constrain,
                            &l->k_attention_half, &l->k_commit_half, &l->k_to_half, &l->k_split,
-                           &l->k_split_half,     &l->k_merge,       &l->k_gemm4,   &l->k_qkv};
+                           &l->k_split_half,     &l->k_merge,       &l->k_gemm4,   &l->k_qkv,
+                           &l->k_tile,           &l->k_tile_half};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         clmha__kernel_release(ks[i]);
     }

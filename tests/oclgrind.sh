@@ -3,8 +3,9 @@
 # or Oclgrind reports anything. Projections use clmha's own GEMM kernel (CLMHA_GEMM=own), so
 # every kernel checked is clmha's, and the work-group size is capped at 4
 # (CLMHA_MAX_WORK_GROUP_SIZE) so that tiled loops take several tiles and barriers between them
-# matter. The split attention runs with 4 work-items a group and chunks of 2 keys
-# (CLMHA_SPLIT_WG, CLMHA_SPLIT_CHUNK), so its local-memory combine and the merge are checked.
+# matter. The split attention runs with chunks of 2 keys (CLMHA_SPLIT_CHUNK), so the merge
+# runs; with 4 work-items a group in the race pass (its local-memory combine), and with one as
+# on a CPU in the uninitialised-value pass, which also runs the query tiles (2 rows a tile).
 #
 # 1. The whole program with the data-race and API checks (removing a barrier is reported).
 # 2. Each case in a process of its own with the uninitialised-value check (--uninitialized):
@@ -18,8 +19,7 @@ set -u
 prog=$1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-export CLMHA_GEMM=own CLMHA_MAX_WORK_GROUP_SIZE=4 CLMHA_CACHE_DIR=off
-export CLMHA_SPLIT_WG=4 CLMHA_SPLIT_CHUNK=2
+export CLMHA_GEMM=own CLMHA_MAX_WORK_GROUP_SIZE=4 CLMHA_CACHE_DIR=off CLMHA_SPLIT_CHUNK=2
 
 fail=0
 report() { # $1: what ran
@@ -30,13 +30,14 @@ report() { # $1: what ran
     fi
 }
 
-oclgrind --data-races --check-api --log "$log" "$prog" || fail=1
+CLMHA_SPLIT_WG=4 oclgrind --data-races --check-api --log "$log" "$prog" || fail=1
 report "data races and API, all cases"
 
 n=$("$prog" --count) || exit 1
 for ((i = 0; i < n; i++)); do
     : >"$log"
-    if ! oclgrind --uninitialized --check-api --log "$log" "$prog" "$i" >/dev/null 2>&1; then
+    if ! CLMHA_SPLIT_WG=1 CLMHA_TILE_ROWS=2 oclgrind --uninitialized --check-api --log "$log" \
+        "$prog" "$i" >/dev/null 2>&1; then
         echo "case $i failed under Oclgrind --uninitialized; rerun: $prog $i"
         fail=1
     fi
