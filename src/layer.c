@@ -295,7 +295,10 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     /* Query tiles where one work-item streams the keys (CPUs); CLMHA_TILE=0 turns them off. */
     const char *tile = clmha__getenv("CLMHA_TILE");
     l->use_tile = wgs == 1 && (tile == NULL || strcmp(tile, "0") != 0);
-    l->tile_rows = 8;
+    /* Each row keeps its query and output in private memory: at most 512 floats in all (2 KiB;
+     * Mesa's llvmpipe computes wrong results from 4 KiB on), and 8 rows. */
+    l->tile_rows = 512 / (l->dk + l->dv);
+    l->tile_rows = l->tile_rows > 8 ? 8 : l->tile_rows;
     env = clmha__getenv("CLMHA_TILE_ROWS");
     if (env != NULL &&
         (!clmha__parse_index(env, &l->tile_rows) || l->tile_rows < 1 || l->tile_rows > 16)) {
@@ -303,6 +306,7 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
                            "CLMHA_TILE_ROWS=\"%s\" is not a number of query rows from 1 to 16",
                            env);
     }
+    l->use_tile = l->use_tile && l->tile_rows >= 2; /* one row a tile: the split kernel */
     l->split_min_chunk = 256;
     env = clmha__getenv("CLMHA_SPLIT_CHUNK");
     if (env != NULL && (!clmha__parse_index(env, &l->split_min_chunk) || l->split_min_chunk == 0 ||
