@@ -217,6 +217,32 @@ static double sgemm_rate(clmha_context *ctx) {
     return ok ? 2.0 * (double)(n * n * n) / median(t + 1, 5) : 0;
 }
 
+/* CLBlast's SGEMV on one row times a dim x dim matrix (a decode projection), seconds per
+ * product (median of 20 after a warm-up that builds the kernel); 0 when CLBlast cannot run. */
+static double sgemv_time(clmha_context *ctx, size_t n) {
+    cl_context c = clmha_context_cl_context(ctx);
+    cl_command_queue q = clmha_context_queue(ctx);
+    cl_int err;
+    cl_mem w = clCreateBuffer(c, CL_MEM_READ_WRITE, n * n * 4, NULL, &err);
+    cl_mem x = clCreateBuffer(c, CL_MEM_READ_WRITE, n * 4, NULL, &err);
+    cl_mem y = clCreateBuffer(c, CL_MEM_READ_WRITE, n * 4, NULL, &err);
+    float v = 0.01f;
+    clEnqueueFillBuffer(q, w, &v, 4, 0, n * n * 4, 0, NULL, NULL);
+    clEnqueueFillBuffer(q, x, &v, 4, 0, n * 4, 0, NULL, NULL);
+    double t[21];
+    int ok = 1;
+    for (int i = 0; i < 21 && ok; i++) {
+        clFinish(q);
+        double t0 = now_s();
+        ok = CLBlastSgemv(CLBlastLayoutRowMajor, CLBlastTransposeYes, n, n, 1.0f, w, 0, n, x, 0, 1,
+                          0.0f, y, 0, 1, &q, NULL) == CLBlastSuccess;
+        clFinish(q);
+        t[i] = now_s() - t0;
+    }
+    clReleaseMemObject(w), clReleaseMemObject(x), clReleaseMemObject(y);
+    return ok ? median(t + 1, 20) : 0;
+}
+
 /* Formats a number with @p digits significant digits (fixed decimals when digits is 3), or
  * @p missing when it is not finite. */
 static void fmt_num(char *buf, size_t len, double v, int digits, const char *missing) {
@@ -329,7 +355,7 @@ int main(int argc, char **argv) {
     }
     int tty = isatty(fileno(stderr));
     fprintf(stderr, "measuring the device's ceilings...\n");
-    const double bw = copy_bandwidth(ctx), gemm = sgemm_rate(ctx);
+    const double bw = copy_bandwidth(ctx), gemm = sgemm_rate(ctx), gemv = sgemv_time(ctx, o.dim);
     clmha_profile discard;
     clmha_context_take_profile(ctx, &discard);
     printf("clmha %s bench on %s (%s)\n", clmha_version_string(), dev.name, dev.platform_name);
@@ -337,9 +363,17 @@ int main(int argc, char **argv) {
            o.heads, o.head_dim, o.reps, o.warmup);
     printf("ceilings: copy bandwidth %.1f GB/s, CLBlast SGEMM (1024^3) ", bw * 1e-9);
     if (gemm > 0) {
-        printf("%.1f GFLOP/s\n\n", gemm * 1e-9);
+        printf("%.1f GFLOP/s\n", gemm * 1e-9);
     } else {
-        printf("n/a (CLBlast cannot run on this device)\n\n");
+        printf("n/a (CLBlast cannot run on this device)\n");
+    }
+    /* For the choice of a decode projection's kernel: compare with "proj ms" / 4 of a B = 1
+     * decode case (clmha's own GEMM, bias included). */
+    if (gemv > 0) {
+        printf("CLBlast SGEMV, one row times %zu x %zu: %.3f ms per product\n\n", o.dim, o.dim,
+               gemv * 1e3);
+    } else {
+        printf("CLBlast SGEMV: n/a\n\n");
     }
     printf("%-8s %-7s %3s %6s %6s %11s %17s %11s %11s %8s %8s\n", "phase", "cache", "B", "T", "S",
            "median ms", "min..max ms", "attn ms", "proj ms", "of bw", "of gemm");
