@@ -521,3 +521,103 @@ __kernel void attention_tile(__global const float *q, ulong q_off, __global cons
         }
     }
 }
+
+/* ---- Tiled attention in local memory (GPUs: query tiles, key tiles) ----
+ *
+ * attention_qtile: a work-group of WGS work-items takes WGS consecutive query rows of one
+ * (batch, head), one row per work-item, and walks the keys in tiles of KT: the group loads a
+ * tile of keys and values into local memory together, then every work-item scores its row
+ * against the tile with its own online softmax and output in private memory. Each key and value
+ * is read from global memory once per WGS query rows. Keys past the tile's last row's end are
+ * never read; masks, the causal rule and key_lengths apply per row. Used for T >= 2 where the
+ * split kernel runs several work-items a group (GPUs). No probabilities, no dropout. */
+#ifndef KT
+#define KT 16
+#endif
+
+__kernel void attention_qtile(__global const float *q, ulong q_off, __global const KV_T *k,
+                              ulong k_off, ulong k_bstride, __global const KV_T *v, ulong v_off,
+                              ulong v_bstride, __global const uchar *mask, ulong m_off, ulong m_sb,
+                              ulong m_st, ulong m_ss, int has_mask, __global float *o, int T,
+                              int S, int H, float scale, __global const KV_T *kn,
+                              __global const KV_T *vn, ulong new_lo, ulong new_hi,
+                              ulong kn_bstride, ulong vn_bstride, int causal, long causal_base,
+                              __global const int *lens, ulong lens_off, int has_lens) {
+    __local float kt[KT * DK];
+    __local float vt[KT * DV];
+    const int lid = (int)get_local_id(0);
+    const ulong g = get_group_id(0);
+    const ulong ntile = ((ulong)T + WGS - 1) / WGS;
+    const ulong bh = g / ntile;
+    const int t0 = (int)(g - bh * ntile) * WGS;
+    const int t = min(t0 + lid, T - 1); /* rows past T compute a copy of the last, unwritten */
+    const bool mine = t0 + lid < T;
+    const row_info ri = row_setup(bh * (ulong)T + (ulong)t, T, H, S, k_off, k_bstride, v_off,
+                                  v_bstride, m_off, m_sb, m_st, causal, causal_base, lens,
+                                  lens_off, has_lens);
+    /* The tile's last row ends last (the causal end grows with t; lengths are per batch). */
+    const row_info rl = row_setup(bh * (ulong)T + (ulong)min(t0 + WGS - 1, T - 1), T, H, S, k_off,
+                                  k_bstride, v_off, v_bstride, m_off, m_sb, m_st, causal,
+                                  causal_base, lens, lens_off, has_lens);
+    const int jmax = rl.end;
+    float qv[DK], acc[DV];
+    const ulong q_row = q_off + ((ri.b * (ulong)T + (ulong)ri.t) * (ulong)H + (ulong)ri.h) * DK;
+    for (int d = 0; d < DK; d++) {
+        qv[d] = q[q_row + d] * scale;
+    }
+    for (int d = 0; d < DV; d++) {
+        acc[d] = 0.0f;
+    }
+    float m = NEG_SENTINEL, l = 0.0f;
+    for (int j0 = 0; j0 < jmax; j0 += KT) {
+        const int n = min(KT, jmax - j0);
+        barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is no longer read */
+        for (int e = lid; e < n * DK; e += WGS) {
+            const int jj = e / DK;
+            __global const KV_T *kr = key_row(k, ri.k_base, ri.k_step, kn,
+                                              ri.b * kn_bstride + (ulong)ri.h * DK, new_lo, new_hi,
+                                              (ulong)(j0 + jj));
+            kt[e] = LOAD_KV(e - jj * DK, kr);
+        }
+        for (int e = lid; e < n * DV; e += WGS) {
+            const int jj = e / DV;
+            __global const KV_T *vr = key_row(v, ri.v_base, ri.v_step, vn,
+                                              ri.b * vn_bstride + (ulong)ri.h * DV, new_lo, new_hi,
+                                              (ulong)(j0 + jj));
+            vt[e] = LOAD_KV(e - jj * DV, vr);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int jj = 0; jj < n; jj++) {
+            const int j = j0 + jj;
+            if (j >= ri.end || (has_mask && mask[ri.m_base + (ulong)j * m_ss] == 0)) {
+                continue;
+            }
+            float s = 0.0f;
+            for (int d = 0; d < DK; d++) {
+                s = fma(qv[d], kt[jj * DK + d], s);
+            }
+            float w = 1.0f;
+            if (s > m) {
+                const float f = exp(m - s);
+                l *= f;
+                for (int d = 0; d < DV; d++) {
+                    acc[d] *= f;
+                }
+                m = s;
+            } else {
+                w = exp(s - m);
+            }
+            l += w;
+            for (int d = 0; d < DV; d++) {
+                acc[d] = fma(w, vt[jj * DV + d], acc[d]);
+            }
+        }
+    }
+    if (mine) {
+        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+        const ulong o_row = ((ri.b * (ulong)T + (ulong)ri.t) * (ulong)H + (ulong)ri.h) * DV;
+        for (int d = 0; d < DV; d++) {
+            o[o_row + d] = acc[d] * inv;
+        }
+    }
+}

@@ -719,9 +719,13 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     cl_uint counter = drop ? l->dropout_calls : 0;
     cl_uint seed_lo = (cl_uint)l->seed, seed_hi = (cl_uint)(l->seed >> 32);
     cl_mem o = l->ws_o;
-    if (p->split && l->use_tile && p->T >= 2) {
-        /* Query tiles of tile_rows rows (TQ), one work-item each. */
-        const clmha__kernel *kt = p->half ? &l->k_tile_half : &l->k_tile;
+    if (p->split && (l->use_tile || l->use_qtile) && p->T >= 2) {
+        /* Query tiles: of tile_rows rows (TQ) for one work-item (CPUs), or of wg_split rows, one
+         * per work-item, with key tiles in local memory. The same arguments. */
+        const bool local = !l->use_tile;
+        const clmha__kernel *kt = local ? (p->half ? &l->k_qtile_half : &l->k_qtile)
+                                        : (p->half ? &l->k_tile_half : &l->k_tile);
+        const size_t rows = local ? l->wg_split : l->tile_rows;
         const clmha__karg targs[] = {
             CLMHA__ARG(qb),       CLMHA__ARG(q_off),    CLMHA__ARG(kb),          CLMHA__ARG(k_off),
             CLMHA__ARG(k_bs),     CLMHA__ARG(vb),       CLMHA__ARG(v_off),       CLMHA__ARG(v_bs),
@@ -735,8 +739,8 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
         if (st != CLMHA_OK) {
             return st;
         }
-        return clmha__launch(ctx, kt, p->B * l->heads * ((p->T + l->tile_rows - 1) / l->tile_rows),
-                             1);
+        return clmha__launch(ctx, kt, p->B * l->heads * ((p->T + rows - 1) / rows),
+                             local ? l->wg_split : 1);
     }
     if (p->split) {
         const clmha__kernel *ks = p->half ? &l->k_split_half : &l->k_split;

@@ -117,6 +117,11 @@ struct clmha_layer {
     bool use_tile;
     size_t tile_rows; /* TQ */
     clmha__kernel k_tile, k_tile_half;
+    /* attention_qtile (query tiles of wg_split rows, key tiles of key_tile in local memory):
+     * devices where the split kernel runs several work-items a group, T >= 2. */
+    bool use_qtile;
+    size_t key_tile; /* KT */
+    clmha__kernel k_qtile, k_qtile_half;
     size_t wg_split, split_min_chunk;
     cl_mem ws_part;
     size_t cap_part;

@@ -307,6 +307,25 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
                            env);
     }
     l->use_tile = l->use_tile && l->tile_rows >= 2; /* one row a tile: the split kernel */
+    /* Elsewhere, tiles of wg_split query rows with key tiles in local memory: KT keys and values,
+     * within half the local memory. */
+    l->use_qtile = wgs >= 2 && (tile == NULL || strcmp(tile, "0") != 0);
+    l->key_tile = 64;
+    while (l->key_tile > 1 &&
+           l->key_tile * (l->dk + l->dv) * sizeof(float) > ctx->info.local_mem_bytes / 2) {
+        l->key_tile /= 2;
+    }
+    env = clmha__getenv("CLMHA_KEY_TILE");
+    if (env != NULL) {
+        size_t v;
+        if (!clmha__parse_index(env, &v) || v == 0 || (v & (v - 1)) != 0 || v > l->key_tile) {
+            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                               "CLMHA_KEY_TILE=\"%s\" is not a power of two from 1 to %zu (what "
+                               "local memory allows)",
+                               env, l->key_tile);
+        }
+        l->key_tile = v;
+    }
     l->split_min_chunk = 256;
     env = clmha__getenv("CLMHA_SPLIT_CHUNK");
     if (env != NULL && (!clmha__parse_index(env, &l->split_min_chunk) || l->split_min_chunk == 0 ||
@@ -340,8 +359,8 @@ static clmha_status build_kernels(clmha_layer *l) {
                                (unsigned long long)ctx->info.local_mem_bytes);
         }
         char defines[256];
-        snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DWG=%zu -DWGS=%zu -DTQ=%zu", l->dk,
-                 l->dv, wg, l->wg_split, l->tile_rows);
+        snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DWG=%zu -DWGS=%zu -DTQ=%zu -DKT=%zu",
+                 l->dk, l->dv, wg, l->wg_split, l->tile_rows, l->key_tile);
         if ((st = clmha__program_get(ctx, "attention.cl", defines, &prog)) != CLMHA_OK) {
             return st;
         }
@@ -349,7 +368,9 @@ static clmha_status build_kernels(clmha_layer *l) {
         clmha__kernel_release(&l->k_split);
         clmha__kernel_release(&l->k_merge);
         clmha__kernel_release(&l->k_tile);
+        clmha__kernel_release(&l->k_qtile);
         if ((st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention)) != CLMHA_OK ||
+            (st = clmha__kernel_create(ctx, prog, "attention_qtile", &l->k_qtile)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "attention_split", &l->k_split)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "attention_merge", &l->k_merge)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "attention_tile", &l->k_tile)) != CLMHA_OK) {
@@ -362,12 +383,15 @@ static clmha_status build_kernels(clmha_layer *l) {
             clmha__kernel_release(&l->k_attention_half);
             clmha__kernel_release(&l->k_split_half);
             clmha__kernel_release(&l->k_tile_half);
+            clmha__kernel_release(&l->k_qtile_half);
             if ((st = clmha__program_get(ctx, "attention.cl", half_defines, &prog)) != CLMHA_OK ||
                 (st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention_half)) !=
                     CLMHA_OK ||
                 (st = clmha__kernel_create(ctx, prog, "attention_split", &l->k_split_half)) !=
                     CLMHA_OK ||
                 (st = clmha__kernel_create(ctx, prog, "attention_tile", &l->k_tile_half)) !=
+                    CLMHA_OK ||
+                (st = clmha__kernel_create(ctx, prog, "attention_qtile", &l->k_qtile_half)) !=
                     CLMHA_OK) {
                 return st;
             }
@@ -393,6 +417,13 @@ static clmha_status build_kernels(clmha_layer *l) {
                    "split attention off: its kernels allow %zu and %zu work-items (need %zu, %zu)",
                    l->k_split.max_wg, l->k_merge.max_wg, l->wg_split, wg);
         l->use_split = false;
+    }
+    if (l->use_qtile && (!l->use_split || l->k_qtile.max_wg < l->wg_split ||
+                         l->k_qtile.local_mem > ctx->info.local_mem_bytes ||
+                         (l->half_cache && l->k_qtile_half.max_wg < l->wg_split))) {
+        clmha__log(ctx, CLMHA_LOG_INFO, "query tiles off: the kernel allows %zu work-items",
+                   l->k_qtile.max_wg);
+        l->use_qtile = false;
     }
 
     if ((st = clmha__program_get(ctx, "bias.cl", "", &prog)) != CLMHA_OK ||
@@ -592,11 +623,11 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(ws[i]);
         }
     }
-    clmha__kernel *ks[] = {&l->k_attention,      &l->k_commit,      &l->k_fill,    &l->k_gather,
-                           &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,     &l->k_constrain,
-                           &l->k_attention_half, &l->k_commit_half, &l->k_to_half, &l->k_split,
-                           &l->k_split_half,     &l->k_merge,       &l->k_gemm4,   &l->k_qkv,
-                           &l->k_tile,           &l->k_tile_half};
+    clmha__kernel *ks[] = {
+        &l->k_attention, &l->k_commit, &l->k_fill,       &l->k_gather,         &l->k_gather_mask,
+        &l->k_gemm,      &l->k_sum,    &l->k_constrain,  &l->k_attention_half, &l->k_commit_half,
+        &l->k_to_half,   &l->k_split,  &l->k_split_half, &l->k_merge,          &l->k_gemm4,
+        &l->k_qkv,       &l->k_tile,   &l->k_tile_half,  &l->k_qtile,          &l->k_qtile_half};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         clmha__kernel_release(ks[i]);
     }

@@ -4,8 +4,9 @@
 # every kernel checked is clmha's, and the work-group size is capped at 4
 # (CLMHA_MAX_WORK_GROUP_SIZE) so that tiled loops take several tiles and barriers between them
 # matter. The split attention runs with chunks of 2 keys (CLMHA_SPLIT_CHUNK), so the merge
-# runs; with 4 work-items a group in the race pass (its local-memory combine), and with one as
-# on a CPU in the uninitialised-value pass, which also runs the query tiles (2 rows a tile).
+# runs; with 4 work-items a group in the race pass (its local-memory combine, and the GPU query
+# tiles with key tiles of 2, so tiles follow each other through local memory), and with one as
+# on a CPU in the uninitialised-value pass, which also runs the CPU query tiles (2 rows).
 #
 # 1. The whole program with the data-race and API checks (removing a barrier is reported).
 # 2. Each case in a process of its own with the uninitialised-value check (--uninitialized):
@@ -30,7 +31,7 @@ report() { # $1: what ran
     fi
 }
 
-CLMHA_SPLIT_WG=4 oclgrind --data-races --check-api --log "$log" "$prog" || fail=1
+CLMHA_SPLIT_WG=4 CLMHA_KEY_TILE=2 oclgrind --data-races --check-api --log "$log" "$prog" || fail=1
 report "data races and API, all cases"
 
 n=$("$prog" --count) || exit 1
