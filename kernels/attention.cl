@@ -130,6 +130,46 @@ static void load_query(__local float *qs, __global const float *q, ulong q_off,
     barrier(CLK_LOCAL_MEM_FENCE);
 }
 
+/* One key's step of a row's online softmax: when score s raises the running maximum *m, the
+ * sum *l and the unnormalised output acc (DV floats) are rescaled to it. Returns the key's
+ * weight e^(s - m), already added to *l, for the caller to add times its value row. */
+static float online_step(float s, float *m, float *l, float *acc) {
+    float w = 1.0f;
+    if (s > *m) {
+        const float f = exp(*m - s); /* 0 for the first key (m is the sentinel) */
+        *l *= f;
+        for (int d = 0; d < DV; d++) {
+            acc[d] *= f;
+        }
+        *m = s;
+    } else {
+        w = exp(s - *m);
+    }
+    *l += w;
+    return w;
+}
+
+/* acc += w * a value row. */
+static void add_value(float *acc, float w, __global const KV_T *vr) {
+#if DV % 4 == 0
+    for (int d = 0; d < DV; d += 4) {
+        vstore4(fma((float4)(w), LOAD_KV4(0, vr + d), vload4(0, acc + d)), 0, acc + d);
+    }
+#else
+    for (int d = 0; d < DV; d++) {
+        acc[d] = fma(w, LOAD_KV(d, vr), acc[d]);
+    }
+#endif
+}
+
+/* A finished row: o = acc / l, zeros when no key was attended (l = 0); a NaN sum gives NaN. */
+static void write_row(__global float *o, const float *acc, float l) {
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    for (int d = 0; d < DV; d++) {
+        o[d] = acc[d] * inv;
+    }
+}
+
 /* Layouts (elements; offsets are element offsets into the buffers):
  *   q    (B, T, H, DK) contiguous at q_off.
  *   k    row j of batch b, head h at k_off + b * kv_bstride_k + j * H * DK + h * DK.
@@ -320,28 +360,7 @@ __kernel void attention_split(__global const float *q, ulong q_off, __global con
                                           new_lo, new_hi, (ulong)j);
         __global const KV_T *vr = key_row(v, v_base, v_step, vn, b * vn_bstride + (ulong)h * DV,
                                           new_lo, new_hi, (ulong)j);
-        const float s = dot_qk(qs, kr);
-        float w = 1.0f;
-        if (s > m) {
-            const float f = exp(m - s); /* 0 for the first key (m is the sentinel) */
-            l *= f;
-            for (int d = 0; d < DV; d++) {
-                acc[d] *= f;
-            }
-            m = s;
-        } else {
-            w = exp(s - m);
-        }
-        l += w;
-#if DV % 4 == 0
-        for (int d = 0; d < DV; d += 4) {
-            vstore4(fma((float4)(w), LOAD_KV4(0, vr + d), vload4(0, acc + d)), 0, acc + d);
-        }
-#else
-        for (int d = 0; d < DV; d++) {
-            acc[d] = fma(w, LOAD_KV(d, vr), acc[d]);
-        }
-#endif
+        add_value(acc, online_step(dot_qk(qs, kr), &m, &l, acc), vr);
     }
 
     /* Combine the work-items' partials: rescale each to the largest maximum. A work-item saw a
@@ -488,37 +507,12 @@ __kernel void attention_tile(__global const float *q, ulong q_off, __global cons
                 s = fma(qv[u][d], LOAD_KV(d, kr), s);
             }
 #endif
-            float w = 1.0f;
-            if (s > m[u]) {
-                const float f = exp(m[u] - s);
-                l[u] *= f;
-                for (int d = 0; d < DV; d++) {
-                    acc[u][d] *= f;
-                }
-                m[u] = s;
-            } else {
-                w = exp(s - m[u]);
-            }
-            l[u] += w;
-#if DV % 4 == 0
-            for (int d = 0; d < DV; d += 4) {
-                vstore4(fma((float4)(w), LOAD_KV4(0, vr + d), vload4(0, acc[u] + d)), 0,
-                        acc[u] + d);
-            }
-#else
-            for (int d = 0; d < DV; d++) {
-                acc[u][d] = fma(w, LOAD_KV(d, vr), acc[u][d]);
-            }
-#endif
+            add_value(acc[u], online_step(s, &m[u], &l[u], acc[u]), vr);
         }
     }
     for (int u = 0; u < nrows; u++) {
-        const float inv = l[u] > 0.0f ? 1.0f / l[u] : 0.0f;
-        const ulong o_row =
-            ((ri[u].b * (ulong)T + (ulong)ri[u].t) * (ulong)H + (ulong)ri[u].h) * DV;
-        for (int d = 0; d < DV; d++) {
-            o[o_row + d] = acc[u][d] * inv;
-        }
+        write_row(o + ((ri[u].b * (ulong)T + (ulong)ri[u].t) * (ulong)H + (ulong)ri[u].h) * DV,
+                  acc[u], l[u]);
     }
 }
 
@@ -596,28 +590,13 @@ __kernel void attention_qtile(__global const float *q, ulong q_off, __global con
             for (int d = 0; d < DK; d++) {
                 s = fma(qv[d], kt[jj * DK + d], s);
             }
-            float w = 1.0f;
-            if (s > m) {
-                const float f = exp(m - s);
-                l *= f;
-                for (int d = 0; d < DV; d++) {
-                    acc[d] *= f;
-                }
-                m = s;
-            } else {
-                w = exp(s - m);
-            }
-            l += w;
+            const float w = online_step(s, &m, &l, acc);
             for (int d = 0; d < DV; d++) {
                 acc[d] = fma(w, vt[jj * DV + d], acc[d]);
             }
         }
     }
     if (mine) {
-        const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-        const ulong o_row = ((ri.b * (ulong)T + (ulong)ri.t) * (ulong)H + (ulong)ri.h) * DV;
-        for (int d = 0; d < DV; d++) {
-            o[o_row + d] = acc[d] * inv;
-        }
+        write_row(o + ((ri.b * (ulong)T + (ulong)ri.t) * (ulong)H + (ulong)ri.h) * DV, acc, l);
     }
 }
