@@ -9,6 +9,8 @@
  */
 #include <clmha.h>
 
+#include "timing.h"
+
 #include <clblast_c.h>
 #include <math.h>
 #include <stdio.h>
@@ -43,22 +45,6 @@ static void usage(FILE *f) {
                "  --help           this text\n"
                "\n"
                "The device comes from CLMHA_PLATFORM / CLMHA_DEVICE / CLMHA_DEVICE_TYPE.\n");
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    timespec_get(&ts, TIME_UTC);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, size_t n) {
-    qsort(v, n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static int parse_list(const char *s, size_t *out, size_t *n) {

@@ -9,6 +9,8 @@
  */
 #include <clmha.h>
 
+#include "timing.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,12 +44,6 @@ static void usage(FILE *f) {
                "                 output)\n"
                "  --no-check     skip the no-cache recomputation check\n"
                "  --help         this text\n");
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    timespec_get(&ts, TIME_UTC);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static int parse(int argc, char **argv, opts *o) {
@@ -110,11 +106,6 @@ static void fill(float *x, size_t n, unsigned long long *state) {
         *state = *state * 6364136223846793005ull + 1442695040888963407ull;
         x[i] = (float)((double)(*state >> 40) / 16777216.0 * 2.0 - 1.0);
     }
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 /* Reports a failed clmha call; true when it succeeded. */
@@ -292,10 +283,10 @@ int main(int argc, char **argv) {
         double total = 0;
         for (size_t i = 0; i < N; i++)
             total += lat[i];
-        qsort(lat, N, sizeof *lat, cmp_double);
+        const double med = median(lat, N); /* sorts lat */
         printf("decode: %zu steps, per-token latency median %.3f ms (min %.3f, max %.3f), "
                "%.1f tokens/s\n",
-               N, lat[N / 2] * 1e3, lat[0] * 1e3, lat[N - 1] * 1e3, (double)(B * N) / total);
+               N, med * 1e3, lat[0] * 1e3, lat[N - 1] * 1e3, (double)(B * N) / total);
     }
 
     if (o.check) {
