@@ -120,10 +120,9 @@ static row_info row_setup(ulong r, int T, int H, int S, ulong k_off, ulong k_bst
 
 /* The row's query, scaled by 1/sqrt(dk), into local memory by the work-group's `stride`
  * work-items; returns after the barrier. */
-static void load_query(__local float *qs, __global const float *q, ulong q_off,
-                       const row_info *ri, int T, int H, float scale, int lid, int stride) {
-    const ulong q_row =
-        q_off + ((ri->b * (ulong)T + (ulong)ri->t) * (ulong)H + (ulong)ri->h) * DK;
+static void load_query(__local float *qs, __global const float *q, ulong q_off, const row_info *ri,
+                       int T, int H, float scale, int lid, int stride) {
+    const ulong q_row = q_off + ((ri->b * (ulong)T + (ulong)ri->t) * (ulong)H + (ulong)ri->h) * DK;
     for (int d = lid; d < DK; d += stride) {
         qs[d] = q[q_row + d] * scale;
     }
@@ -170,6 +169,16 @@ static void write_row(__global float *o, const float *acc, float l) {
     }
 }
 
+/* The arguments every attention kernel takes first (layouts above), kernel-specific ones after:
+ * the host sets them from one list. */
+#define ATTENTION_ARGS                                                                             \
+    __global const float *q, ulong q_off, __global const KV_T *k, ulong k_off, ulong k_bstride,    \
+        __global const KV_T *v, ulong v_off, ulong v_bstride, __global const uchar *mask,          \
+        ulong m_off, ulong m_sb, ulong m_st, ulong m_ss, int has_mask, __global float *o, int T,   \
+        int S, int H, float scale, __global const KV_T *kn, __global const KV_T *vn, ulong new_lo, \
+        ulong new_hi, ulong kn_bstride, ulong vn_bstride, int causal, long causal_base,            \
+        __global const int *lens, ulong lens_off, int has_lens
+
 /* Layouts (elements; offsets are element offsets into the buffers):
  *   q    (B, T, H, DK) contiguous at q_off.
  *   k    row j of batch b, head h at k_off + b * kv_bstride_k + j * H * DK + h * DK.
@@ -186,16 +195,8 @@ static void write_row(__global float *o, const float *acc, float l) {
  *        (clamped to [0, S]); keys past it are never read either.
  * Work-group r handles b, h, t with r = (b * H + h) * T + t. With drop_rate > 0 (training),
  * each probability is kept with probability 1 - rate and scaled by 1 / (1 - rate). */
-__kernel void attention_rows(__global const float *q, ulong q_off, __global const KV_T *k,
-                             ulong k_off, ulong k_bstride, __global const KV_T *v, ulong v_off,
-                             ulong v_bstride, __global const uchar *mask, ulong m_off, ulong m_sb,
-                             ulong m_st, ulong m_ss, int has_mask, __global float *o,
-                             __global float *p, ulong p_off, int has_p, int T, int S, int H,
-                             float scale, float drop_rate, uint drop_counter, uint seed_lo,
-                             uint seed_hi, __global const KV_T *kn, __global const KV_T *vn,
-                             ulong new_lo, ulong new_hi, ulong kn_bstride, ulong vn_bstride,
-                             int causal, long causal_base, __global const int *lens,
-                             ulong lens_off, int has_lens) {
+__kernel void attention_rows(ATTENTION_ARGS, __global float *p, ulong p_off, int has_p,
+                             float drop_rate, uint drop_counter, uint seed_lo, uint seed_hi) {
     __local float qs[DK];
     __local float red[WG];
     __local float ps[WG];
@@ -261,9 +262,8 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
         const int j = j0 + lid;
         float pj = 0.0f;
         if (j < end && (!has_mask || mask[m_base + (ulong)j * m_ss] != 0)) {
-            __global const KV_T *kr = key_row(k, k_base, k_step, kn,
-                                              b * kn_bstride + (ulong)h * DK, new_lo, new_hi,
-                                              (ulong)j);
+            __global const KV_T *kr = key_row(k, k_base, k_step, kn, b * kn_bstride + (ulong)h * DK,
+                                              new_lo, new_hi, (ulong)j);
             const float s = dot_qk(qs, kr);
             pj = exp(s - row_max) * inv_sum;
         }
@@ -283,8 +283,8 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
             const float w = ps[jj];
             if (w != 0.0f) {
                 __global const KV_T *vr =
-                    key_row(v, v_base, v_step, vn, b * vn_bstride + (ulong)h * DV, new_lo,
-                            new_hi, (ulong)(j0 + jj));
+                    key_row(v, v_base, v_step, vn, b * vn_bstride + (ulong)h * DV, new_lo, new_hi,
+                            (ulong)(j0 + jj));
                 for (int i = 0; i < NDV; i++) {
                     const int d = lid + i * WG;
                     if (d < DV) {
@@ -318,15 +318,7 @@ __kernel void attention_rows(__global const float *q, ulong q_off, __global cons
 #define WGS 1
 #endif
 
-__kernel void attention_split(__global const float *q, ulong q_off, __global const KV_T *k,
-                              ulong k_off, ulong k_bstride, __global const KV_T *v, ulong v_off,
-                              ulong v_bstride, __global const uchar *mask, ulong m_off, ulong m_sb,
-                              ulong m_st, ulong m_ss, int has_mask, __global float *o,
-                              __global float *part, int nch, int chunk, int T, int S, int H,
-                              float scale, __global const KV_T *kn, __global const KV_T *vn,
-                              ulong new_lo, ulong new_hi, ulong kn_bstride, ulong vn_bstride,
-                              int causal, long causal_base, __global const int *lens,
-                              ulong lens_off, int has_lens) {
+__kernel void attention_split(ATTENTION_ARGS, __global float *part, int nch, int chunk) {
     __local float qs[DK];
     __local float red_m[WGS], red_l[WGS];
     __local float red_acc[WGS * DV];
@@ -335,8 +327,8 @@ __kernel void attention_split(__global const float *q, ulong q_off, __global con
     const ulong g = get_group_id(0);
     const ulong r = g / (ulong)nch;
     const int c = (int)(g - r * (ulong)nch);
-    const row_info ri = row_setup(r, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off, m_sb,
-                                  m_st, causal, causal_base, lens, lens_off, has_lens);
+    const row_info ri = row_setup(r, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off, m_sb, m_st,
+                                  causal, causal_base, lens, lens_off, has_lens);
     const ulong b = ri.b;
     const int h = ri.h, t = ri.t, end = ri.end;
     const ulong k_base = ri.k_base, v_base = ri.v_base, k_step = ri.k_step, v_step = ri.v_step;
@@ -433,7 +425,7 @@ __kernel void attention_merge(__global const float *part, __global float *o, int
         for (int c = 0; c < nch; c++) {
             const float lc = pr[(ulong)c * (DV + 2) + 1];
             x += lc != 0.0f ? pr[(ulong)c * (DV + 2) + 2 + d] * exp(pr[(ulong)c * (DV + 2)] - mx)
-                           : 0.0f;
+                            : 0.0f;
         }
         o[o_row + d] = x * inv;
     }
@@ -451,14 +443,7 @@ __kernel void attention_merge(__global const float *part, __global float *o, int
 #define TQ 4
 #endif
 
-__kernel void attention_tile(__global const float *q, ulong q_off, __global const KV_T *k,
-                             ulong k_off, ulong k_bstride, __global const KV_T *v, ulong v_off,
-                             ulong v_bstride, __global const uchar *mask, ulong m_off, ulong m_sb,
-                             ulong m_st, ulong m_ss, int has_mask, __global float *o, int T, int S,
-                             int H, float scale, __global const KV_T *kn,
-                             __global const KV_T *vn, ulong new_lo, ulong new_hi,
-                             ulong kn_bstride, ulong vn_bstride, int causal, long causal_base,
-                             __global const int *lens, ulong lens_off, int has_lens) {
+__kernel void attention_tile(ATTENTION_ARGS) {
     const ulong g = get_group_id(0);
     const ulong ntile = ((ulong)T + TQ - 1) / TQ;
     const ulong bh = g / ntile;
@@ -468,9 +453,9 @@ __kernel void attention_tile(__global const float *q, ulong q_off, __global cons
     float qv[TQ][DK], acc[TQ][DV], m[TQ], l[TQ];
     int jmax = 0;
     for (int u = 0; u < nrows; u++) {
-        ri[u] = row_setup(bh * (ulong)T + (ulong)(t0 + u), T, H, S, k_off, k_bstride, v_off,
-                          v_bstride, m_off, m_sb, m_st, causal, causal_base, lens, lens_off,
-                          has_lens);
+        ri[u] =
+            row_setup(bh * (ulong)T + (ulong)(t0 + u), T, H, S, k_off, k_bstride, v_off, v_bstride,
+                      m_off, m_sb, m_st, causal, causal_base, lens, lens_off, has_lens);
         const ulong q_row =
             q_off + ((ri[u].b * (ulong)T + (ulong)ri[u].t) * (ulong)H + (ulong)ri[u].h) * DK;
         for (int d = 0; d < DK; d++) {
@@ -529,14 +514,7 @@ __kernel void attention_tile(__global const float *q, ulong q_off, __global cons
 #define KT 16
 #endif
 
-__kernel void attention_qtile(__global const float *q, ulong q_off, __global const KV_T *k,
-                              ulong k_off, ulong k_bstride, __global const KV_T *v, ulong v_off,
-                              ulong v_bstride, __global const uchar *mask, ulong m_off, ulong m_sb,
-                              ulong m_st, ulong m_ss, int has_mask, __global float *o, int T,
-                              int S, int H, float scale, __global const KV_T *kn,
-                              __global const KV_T *vn, ulong new_lo, ulong new_hi,
-                              ulong kn_bstride, ulong vn_bstride, int causal, long causal_base,
-                              __global const int *lens, ulong lens_off, int has_lens) {
+__kernel void attention_qtile(ATTENTION_ARGS) {
     __local float kt[KT * DK];
     __local float vt[KT * DV];
     const int lid = (int)get_local_id(0);
@@ -546,13 +524,13 @@ __kernel void attention_qtile(__global const float *q, ulong q_off, __global con
     const int t0 = (int)(g - bh * ntile) * WGS;
     const int t = min(t0 + lid, T - 1); /* rows past T compute a copy of the last, unwritten */
     const bool mine = t0 + lid < T;
-    const row_info ri = row_setup(bh * (ulong)T + (ulong)t, T, H, S, k_off, k_bstride, v_off,
-                                  v_bstride, m_off, m_sb, m_st, causal, causal_base, lens,
-                                  lens_off, has_lens);
+    const row_info ri =
+        row_setup(bh * (ulong)T + (ulong)t, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off,
+                  m_sb, m_st, causal, causal_base, lens, lens_off, has_lens);
     /* The tile's last row ends last (the causal end grows with t; lengths are per batch). */
-    const row_info rl = row_setup(bh * (ulong)T + (ulong)min(t0 + WGS - 1, T - 1), T, H, S, k_off,
-                                  k_bstride, v_off, v_bstride, m_off, m_sb, m_st, causal,
-                                  causal_base, lens, lens_off, has_lens);
+    const row_info rl =
+        row_setup(bh * (ulong)T + (ulong)min(t0 + WGS - 1, T - 1), T, H, S, k_off, k_bstride, v_off,
+                  v_bstride, m_off, m_sb, m_st, causal, causal_base, lens, lens_off, has_lens);
     const int jmax = rl.end;
     float qv[DK], acc[DV];
     const ulong q_row = q_off + ((ri.b * (ulong)T + (ulong)ri.t) * (ulong)H + (ulong)ri.h) * DK;
@@ -568,16 +546,16 @@ __kernel void attention_qtile(__global const float *q, ulong q_off, __global con
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is no longer read */
         for (int e = lid; e < n * DK; e += WGS) {
             const int jj = e / DK;
-            __global const KV_T *kr = key_row(k, ri.k_base, ri.k_step, kn,
-                                              ri.b * kn_bstride + (ulong)ri.h * DK, new_lo, new_hi,
-                                              (ulong)(j0 + jj));
+            __global const KV_T *kr =
+                key_row(k, ri.k_base, ri.k_step, kn, ri.b * kn_bstride + (ulong)ri.h * DK, new_lo,
+                        new_hi, (ulong)(j0 + jj));
             kt[e] = LOAD_KV(e - jj * DK, kr);
         }
         for (int e = lid; e < n * DV; e += WGS) {
             const int jj = e / DV;
-            __global const KV_T *vr = key_row(v, ri.v_base, ri.v_step, vn,
-                                              ri.b * vn_bstride + (ulong)ri.h * DV, new_lo, new_hi,
-                                              (ulong)(j0 + jj));
+            __global const KV_T *vr =
+                key_row(v, ri.v_base, ri.v_step, vn, ri.b * vn_bstride + (ulong)ri.h * DV, new_lo,
+                        new_hi, (ulong)(j0 + jj));
             vt[e] = LOAD_KV(e - jj * DV, vr);
         }
         barrier(CLK_LOCAL_MEM_FENCE);

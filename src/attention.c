@@ -719,23 +719,25 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     cl_uint counter = drop ? l->dropout_calls : 0;
     cl_uint seed_lo = (cl_uint)l->seed, seed_hi = (cl_uint)(l->seed >> 32);
     cl_mem o = l->ws_o;
+    /* ATTENTION_ARGS in attention.cl: what every attention kernel takes first. */
+    const clmha__karg common[] = {
+        CLMHA__ARG(qb),       CLMHA__ARG(q_off),    CLMHA__ARG(kb),          CLMHA__ARG(k_off),
+        CLMHA__ARG(k_bs),     CLMHA__ARG(vb),       CLMHA__ARG(v_off),       CLMHA__ARG(v_bs),
+        CLMHA__ARG(mask),     CLMHA__ARG(m_off),    CLMHA__ARG(m_sb),        CLMHA__ARG(m_st),
+        CLMHA__ARG(m_ss),     CLMHA__ARG(has_mask), CLMHA__ARG(o),           CLMHA__ARG(T),
+        CLMHA__ARG(S),        CLMHA__ARG(H),        CLMHA__ARG(scale),       CLMHA__ARG(kn),
+        CLMHA__ARG(vn),       CLMHA__ARG(new_lo),   CLMHA__ARG(new_hi),      CLMHA__ARG(kn_bs),
+        CLMHA__ARG(vn_bs),    CLMHA__ARG(causal),   CLMHA__ARG(causal_base), CLMHA__ARG(lens),
+        CLMHA__ARG(lens_off), CLMHA__ARG(has_lens)};
+    const size_t nc = sizeof common / sizeof common[0];
     if (p->split && (l->use_tile || l->use_qtile) && p->T >= 2) {
         /* Query tiles: of tile_rows rows (TQ) for one work-item (CPUs), or of wg_split rows, one
-         * per work-item, with key tiles in local memory. The same arguments. */
+         * per work-item, with key tiles in local memory. */
         const bool local = !l->use_tile;
         const clmha__kernel *kt = local ? (p->half ? &l->k_qtile_half : &l->k_qtile)
                                         : (p->half ? &l->k_tile_half : &l->k_tile);
         const size_t rows = local ? l->wg_split : l->tile_rows;
-        const clmha__karg targs[] = {
-            CLMHA__ARG(qb),       CLMHA__ARG(q_off),    CLMHA__ARG(kb),          CLMHA__ARG(k_off),
-            CLMHA__ARG(k_bs),     CLMHA__ARG(vb),       CLMHA__ARG(v_off),       CLMHA__ARG(v_bs),
-            CLMHA__ARG(mask),     CLMHA__ARG(m_off),    CLMHA__ARG(m_sb),        CLMHA__ARG(m_st),
-            CLMHA__ARG(m_ss),     CLMHA__ARG(has_mask), CLMHA__ARG(o),           CLMHA__ARG(T),
-            CLMHA__ARG(S),        CLMHA__ARG(H),        CLMHA__ARG(scale),       CLMHA__ARG(kn),
-            CLMHA__ARG(vn),       CLMHA__ARG(new_lo),   CLMHA__ARG(new_hi),      CLMHA__ARG(kn_bs),
-            CLMHA__ARG(vn_bs),    CLMHA__ARG(causal),   CLMHA__ARG(causal_base), CLMHA__ARG(lens),
-            CLMHA__ARG(lens_off), CLMHA__ARG(has_lens)};
-        clmha_status st = clmha__set_args(ctx, kt, targs, sizeof targs / sizeof targs[0]);
+        clmha_status st = clmha__set_args(ctx, kt, common, nc);
         if (st != CLMHA_OK) {
             return st;
         }
@@ -746,17 +748,11 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
         const clmha__kernel *ks = p->half ? &l->k_split_half : &l->k_split;
         cl_mem part = p->nch > 1 ? l->ws_part : NULL;
         cl_int nch = p->nch, chunk = p->chunk;
-        const clmha__karg sargs[] = {
-            CLMHA__ARG(qb),      CLMHA__ARG(q_off),       CLMHA__ARG(kb),    CLMHA__ARG(k_off),
-            CLMHA__ARG(k_bs),    CLMHA__ARG(vb),          CLMHA__ARG(v_off), CLMHA__ARG(v_bs),
-            CLMHA__ARG(mask),    CLMHA__ARG(m_off),       CLMHA__ARG(m_sb),  CLMHA__ARG(m_st),
-            CLMHA__ARG(m_ss),    CLMHA__ARG(has_mask),    CLMHA__ARG(o),     CLMHA__ARG(part),
-            CLMHA__ARG(nch),     CLMHA__ARG(chunk),       CLMHA__ARG(T),     CLMHA__ARG(S),
-            CLMHA__ARG(H),       CLMHA__ARG(scale),       CLMHA__ARG(kn),    CLMHA__ARG(vn),
-            CLMHA__ARG(new_lo),  CLMHA__ARG(new_hi),      CLMHA__ARG(kn_bs), CLMHA__ARG(vn_bs),
-            CLMHA__ARG(causal),  CLMHA__ARG(causal_base), CLMHA__ARG(lens),  CLMHA__ARG(lens_off),
-            CLMHA__ARG(has_lens)};
-        clmha_status st = clmha__set_args(ctx, ks, sargs, sizeof sargs / sizeof sargs[0]);
+        const clmha__karg extra[] = {CLMHA__ARG(part), CLMHA__ARG(nch), CLMHA__ARG(chunk)};
+        clmha_status st = clmha__set_args(ctx, ks, common, nc);
+        if (st == CLMHA_OK) {
+            st = clmha__set_args_from(ctx, ks, nc, extra, 3);
+        }
         if (st == CLMHA_OK) {
             st = clmha__launch(ctx, ks, p->B * l->heads * p->T * (size_t)p->nch, l->wg_split);
         }
@@ -771,18 +767,13 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
         }
         return st;
     }
-    const clmha__karg args[] = {
-        CLMHA__ARG(qb),      CLMHA__ARG(q_off),       CLMHA__ARG(kb),    CLMHA__ARG(k_off),
-        CLMHA__ARG(k_bs),    CLMHA__ARG(vb),          CLMHA__ARG(v_off), CLMHA__ARG(v_bs),
-        CLMHA__ARG(mask),    CLMHA__ARG(m_off),       CLMHA__ARG(m_sb),  CLMHA__ARG(m_st),
-        CLMHA__ARG(m_ss),    CLMHA__ARG(has_mask),    CLMHA__ARG(o),     CLMHA__ARG(probs),
-        CLMHA__ARG(p_off),   CLMHA__ARG(has_p),       CLMHA__ARG(T),     CLMHA__ARG(S),
-        CLMHA__ARG(H),       CLMHA__ARG(scale),       CLMHA__ARG(rate),  CLMHA__ARG(counter),
-        CLMHA__ARG(seed_lo), CLMHA__ARG(seed_hi),     CLMHA__ARG(kn),    CLMHA__ARG(vn),
-        CLMHA__ARG(new_lo),  CLMHA__ARG(new_hi),      CLMHA__ARG(kn_bs), CLMHA__ARG(vn_bs),
-        CLMHA__ARG(causal),  CLMHA__ARG(causal_base), CLMHA__ARG(lens),  CLMHA__ARG(lens_off),
-        CLMHA__ARG(has_lens)};
-    clmha_status st = clmha__set_args(ctx, k, args, sizeof args / sizeof args[0]);
+    const clmha__karg extra[] = {CLMHA__ARG(probs),  CLMHA__ARG(p_off),   CLMHA__ARG(has_p),
+                                 CLMHA__ARG(rate),   CLMHA__ARG(counter), CLMHA__ARG(seed_lo),
+                                 CLMHA__ARG(seed_hi)};
+    clmha_status st = clmha__set_args(ctx, k, common, nc);
+    if (st == CLMHA_OK) {
+        st = clmha__set_args_from(ctx, k, nc, extra, sizeof extra / sizeof extra[0]);
+    }
     if (st != CLMHA_OK) {
         return st;
     }

@@ -259,6 +259,9 @@ typedef struct clmha__karg {
 /* Sets arguments 0..n-1 of @p k from @p args, naming the kernel and index on failure. */
 clmha_status clmha__set_args(clmha_context *ctx, const clmha__kernel *k, const clmha__karg *args,
                              size_t n);
+/* As clmha__set_args for arguments first..first+n-1. */
+clmha_status clmha__set_args_from(clmha_context *ctx, const clmha__kernel *k, size_t first,
+                                  const clmha__karg *args, size_t n);
 
 /* ---- regularizers and constraints (regularize.c) ---- */
 

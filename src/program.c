@@ -433,8 +433,13 @@ static clmha_status set_arg(clmha_context *ctx, const clmha__kernel *k, cl_uint 
 
 clmha_status clmha__set_args(clmha_context *ctx, const clmha__kernel *k, const clmha__karg *args,
                              size_t n) {
+    return clmha__set_args_from(ctx, k, 0, args, n);
+}
+
+clmha_status clmha__set_args_from(clmha_context *ctx, const clmha__kernel *k, size_t first,
+                                  const clmha__karg *args, size_t n) {
     for (size_t i = 0; i < n; i++) {
-        clmha_status st = set_arg(ctx, k, (cl_uint)i, args[i].size, args[i].value);
+        clmha_status st = set_arg(ctx, k, (cl_uint)(first + i), args[i].size, args[i].value);
         if (st != CLMHA_OK) {
             return st;
         }
