@@ -167,22 +167,30 @@ static clmha_status fill_launch(clmha_context *ctx, clmha__kernel *k, cl_mem buf
     return st;
 }
 
+clmha_status clmha__fill_prepare(clmha_context *ctx) {
+    if (ctx->k_fill_words.k != NULL) {
+        return CLMHA_OK;
+    }
+    cl_program prog = NULL;
+    clmha_status st = clmha__program_get(ctx, "fill.cl", "", &prog);
+    if (st == CLMHA_OK) {
+        st = clmha__kernel_create(ctx, prog, "fill_words", &ctx->k_fill_words);
+    }
+    if (st == CLMHA_OK) {
+        st = clmha__kernel_create(ctx, prog, "fill_bytes", &ctx->k_fill_bytes);
+    }
+    if (st != CLMHA_OK) {
+        clmha__kernel_release(&ctx->k_fill_words);
+        clmha__kernel_release(&ctx->k_fill_bytes);
+    }
+    return st;
+}
+
 clmha_status clmha__fill(clmha_context *ctx, cl_mem buf, size_t offset, size_t bytes,
                          cl_uint pattern, const char *what) {
-    if (ctx->k_fill_words.k == NULL) {
-        cl_program prog = NULL;
-        clmha_status st = clmha__program_get(ctx, "fill.cl", "", &prog);
-        if (st == CLMHA_OK) {
-            st = clmha__kernel_create(ctx, prog, "fill_words", &ctx->k_fill_words);
-        }
-        if (st == CLMHA_OK) {
-            st = clmha__kernel_create(ctx, prog, "fill_bytes", &ctx->k_fill_bytes);
-        }
-        if (st != CLMHA_OK) {
-            clmha__kernel_release(&ctx->k_fill_words);
-            clmha__kernel_release(&ctx->k_fill_bytes);
-            return st;
-        }
+    clmha_status prep = clmha__fill_prepare(ctx);
+    if (prep != CLMHA_OK) {
+        return prep;
     }
     /* Bytes before the first aligned word, whole words, then the bytes after the last. */
     size_t head = (4 - offset % 4) % 4;

@@ -213,6 +213,9 @@ clmha_status clmha__buffer_create(clmha_context *ctx, size_t bytes, const char *
  * clEnqueueFillBuffer. @p what names the fill in errors. */
 clmha_status clmha__fill(clmha_context *ctx, cl_mem buf, size_t offset, size_t bytes,
                          cl_uint pattern, const char *what);
+/* Builds fill.cl's kernels if the context has not yet: done when a layer is built, so that a
+ * fill inside a call (poisoning a grown workspace) builds nothing. */
+clmha_status clmha__fill_prepare(clmha_context *ctx);
 
 /* ---- devices (device.c) ---- */
 

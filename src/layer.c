@@ -346,7 +346,7 @@ static clmha_status build_kernels(clmha_layer *l) {
     if (wg > 64) {
         wg = 64;
     }
-    if ((st = split_settings(l, wg)) != CLMHA_OK) {
+    if ((st = split_settings(l, wg)) != CLMHA_OK || (st = clmha__fill_prepare(ctx)) != CLMHA_OK) {
         return st;
     }
     for (int attempt = 0; attempt < 2; attempt++) {

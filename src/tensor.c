@@ -7,10 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t elem_size(clmha_dtype dt) {
-    return clmha__dtype_size(dt);
-}
-
 /* Validates dtype, rank and shape and computes element count and byte size. */
 static clmha_status check_shape(clmha_context *ctx, const char *fn, clmha_dtype dtype, int rank,
                                 const size_t *shape, size_t *numel, size_t *bytes) {
@@ -39,7 +35,7 @@ static clmha_status check_shape(clmha_context *ctx, const char *fn, clmha_dtype 
         }
     }
     size_t b;
-    if (!clmha__mul(n, elem_size(dtype), &b)) {
+    if (!clmha__mul(n, clmha__dtype_size(dtype), &b)) {
         return clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE, "%s: the byte size overflows", fn);
     }
     if (b > ctx->info.max_alloc_bytes) {
@@ -119,11 +115,11 @@ clmha_status clmha_tensor_wrap(clmha_context *ctx, clmha_dtype dtype, int rank, 
         return clmha__fail(ctx, CLMHA_ERR_CONTEXT_MISMATCH,
                            "clmha_tensor_wrap: buffer belongs to another OpenCL context");
     }
-    if (offset_bytes % elem_size(dtype) != 0) {
+    if (offset_bytes % clmha__dtype_size(dtype) != 0) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
                            "clmha_tensor_wrap: offset_bytes %zu is not a multiple of the "
                            "element size %zu",
-                           offset_bytes, elem_size(dtype));
+                           offset_bytes, clmha__dtype_size(dtype));
     }
     if (!clmha__add(offset_bytes, bytes, &end) || end > size) {
         return clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE,
@@ -152,7 +148,7 @@ static clmha_status transfer(const clmha_tensor *t, const char *fn, const void *
         return clmha__fail(t ? t->ctx : NULL, CLMHA_ERR_NULL_ARGUMENT, "%s: %s is NULL", fn,
                            t ? "host" : "tensor");
     }
-    size_t want = t->numel * elem_size(t->dtype);
+    size_t want = t->numel * clmha__dtype_size(t->dtype);
     clmha_status st = clmha__check_alive(t->ctx, fn);
     if (st != CLMHA_OK) {
         return st;
@@ -184,7 +180,7 @@ clmha_status clmha_tensor_zero(clmha_tensor *tensor) {
         return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT, "clmha_tensor_zero: tensor is NULL");
     }
     return clmha__fill(tensor->ctx, tensor->buffer, tensor->offset,
-                       tensor->numel * elem_size(tensor->dtype), 0, "clmha_tensor_zero");
+                       tensor->numel * clmha__dtype_size(tensor->dtype), 0, "clmha_tensor_zero");
 }
 
 int clmha_tensor_rank(const clmha_tensor *tensor) {
