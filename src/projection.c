@@ -132,9 +132,14 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
                          layer->wg_gemm);
 }
 
+/* Products of @p m rows take clmha's own GEMM (CLBlast cannot run, or few rows). */
+static bool own_gemm_for(const clmha_context *ctx, size_t m) {
+    return ctx->own_gemm || m <= ctx->small_m;
+}
+
 bool clmha__project_qkv_fits(const clmha_layer *layer, size_t m) {
     const size_t nq = layer->heads * layer->dk, nv = layer->heads * layer->dv;
-    return (layer->ctx->own_gemm || m <= layer->ctx->small_m) && nq % 4 == 0 && nv % 4 == 0 &&
+    return own_gemm_for(layer->ctx, m) && nq % 4 == 0 && nv % 4 == 0 &&
            layer->dq_in == layer->dk_in && layer->dq_in == layer->dv_in;
 }
 
@@ -175,7 +180,7 @@ clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size
                             size_t k, cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off) {
     clmha_context *ctx = layer->ctx;
     ctx->prof_category = CLMHA__PROF_PROJECTION;
-    if (ctx->own_gemm || m <= ctx->small_m) {
+    if (own_gemm_for(ctx, m)) {
         return own_gemm(layer, x, x_off, m, k, w, n, bias, y, y_off, false);
     }
     clmha_status st = fill_bias(layer, y, y_off, m, n, bias);

@@ -166,8 +166,8 @@ void run_case(const case_cfg *c) {
         cache16 = malloc(B * 2 * S * H * dk * sizeof *cache16 + 2);
         assert_non_null(cache16);
         for (size_t i = 0; i < B * 2 * S * H * dk; i++) {
-            cache16[i] = test_f32_to_f16(cache[i]);
-            cache[i] = test_f16_to_f32(cache16[i]);
+            cache16[i] = half_from_float(cache[i]);
+            cache[i] = half_to_float(cache16[i]);
         }
     }
 
@@ -305,14 +305,14 @@ void run_case(const case_cfg *c) {
              * half of the values. */
             size_t off_by_one = 0, rounded = 0;
             for (size_t i = 0; i < n; i++) {
-                cn[i] = test_f16_to_f32(c16[i]);
-                uint16_t want = test_f32_to_f16((float)cache_ref[i]);
+                cn[i] = half_to_float(c16[i]);
+                uint16_t want = half_from_float((float)cache_ref[i]);
                 size_t j = (i / (H * dk)) % S;
                 rounded += c->mode == MODE_UPDATE && j >= c->index && j < c->index + Sn;
                 if (c16[i] == want) {
                     continue;
                 }
-                double got = cn[i], ref = test_f16_to_f32(want);
+                double got = cn[i], ref = half_to_float(want);
                 bool tiny = fabs(ref) < 1e-3 && fabs(got - ref) <= 1e-6;
                 int d = (int)(c16[i] & 0x7fff) - (int)(want & 0x7fff);
                 bool one_ulp = ((c16[i] ^ want) & 0x8000) == 0 && (d == 1 || d == -1);

@@ -2,7 +2,6 @@
  * support.c - implementation of the shared test helpers (see support.h).
  */
 #include "support.h"
-#include "half.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -10,14 +9,6 @@
 
 const tol_rule TOL_F32 = {1e-5, 1e-5, 1e-6};
 const tol_rule TOL_F16 = {1e-3, 2e-3, 1e-5};
-
-uint16_t test_f32_to_f16(float x) {
-    return half_from_float(x);
-}
-
-float test_f16_to_f32(uint16_t bits) {
-    return half_to_float(bits);
-}
 
 void test_assert_close(double a, double b, double tol, const char *expr, const char *file,
                        int line) {

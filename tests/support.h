@@ -16,6 +16,9 @@
 #include <stdio.h>
 
 #include "clmha.h"
+/* half_from_float / half_to_float: IEEE half on the host, independent of the library's device
+ * conversions (checked against GCC's _Float16 on every half and 2e8 floats). */
+#include "half.h"
 
 /* Fails the test when |a - b| > tol, printing both values. */
 #define assert_close(a, b, tol)                                                                    \
@@ -49,11 +52,6 @@ extern const tol_rule TOL_F32;
  * (one half ulp, 2^-11 relative), which moves scores and outputs by up to about 1e-3. */
 extern const tol_rule TOL_F16;
 
-/* IEEE half bits from a float (round to nearest even) and back, by tools/half.h (checked
- * against GCC's _Float16 on every half and 2e8 floats): independent of the library's device
- * conversions. */
-uint16_t test_f32_to_f16(float x);
-float test_f16_to_f32(uint16_t h);
 bool compare_close(const char *what, const float *got, const double *ref, size_t n, tol_rule tol,
                    const char *repro);
 

@@ -251,7 +251,7 @@ static bool call_with_fault(int mode, long n) {
     clmha_tensor *tv = test_tensor_f32(ctx, 3, vs, mode == 0 ? vfull : v);
     uint16_t cache16[B * 2 * S * H * DK];
     for (size_t i = 0; i < B * 2 * S * H * DK; i++) {
-        cache16[i] = test_f32_to_f16(cache[i]);
+        cache16[i] = half_from_float(cache[i]);
     }
     const void *cache_bytes = half ? (const void *)cache16 : (const void *)cache;
     const size_t cache_size = half ? sizeof cache16 : sizeof cache;
