@@ -31,10 +31,12 @@
 #define KV_T half
 #define LOAD_KV(i, p) vload_half((i), (p))
 #define LOAD_KV4(i, p) vload_half4((i), (p))
+#define LOAD_KV16(i, p) vload_half16((i), (p))
 #else
 #define KV_T float
 #define LOAD_KV(i, p) ((p)[i])
 #define LOAD_KV4(i, p) vload4((i), (p))
+#define LOAD_KV16(i, p) vload16((i), (p))
 #endif
 #define NEG_SENTINEL (-FLT_MAX)
 
@@ -59,10 +61,19 @@ static bool dropout_keep(ulong r, int j, uint counter, uint2 seed, float rate) {
     return (float)x.x * 2.3283064365386963e-10f >= rate;
 }
 
-/* The scaled query row (local) dotted with a key row: four lanes of fma when DK allows,
+/* The scaled query row (local) dotted with a key row: sixteen or four lanes of fma when DK
+ * allows (sixteen: one AVX-512 register on CPUs, a quarter of the instructions of four),
  * summed pairwise at the end; float accumulation either way. */
 static float dot_qk(__local const float *qs, __global const KV_T *kr) {
-#if DK % 4 == 0
+#if DK % 16 == 0
+    float16 acc = (float16)(0.0f);
+    for (int d = 0; d < DK; d += 16) {
+        acc = fma(vload16(0, qs + d), LOAD_KV16(0, kr + d), acc);
+    }
+    const float8 a8 = acc.lo + acc.hi;
+    const float4 a4 = a8.lo + a8.hi;
+    return (a4.x + a4.y) + (a4.z + a4.w);
+#elif DK % 4 == 0
     float4 acc = (float4)(0.0f);
     for (int d = 0; d < DK; d += 4) {
         acc = fma(vload4(0, qs + d), LOAD_KV4(0, kr + d), acc);
@@ -129,37 +140,47 @@ static void load_query(__local float *qs, __global const float *q, ulong q_off, 
     barrier(CLK_LOCAL_MEM_FENCE);
 }
 
-/* One key's step of a row's online softmax: when score s raises the running maximum *m, the
- * sum *l and the unnormalised output acc (DV floats) are rescaled to it. Returns the key's
- * weight e^(s - m), already added to *l, for the caller to add times its value row. */
-static float online_step(float s, float *m, float *l, float *acc) {
-    float w = 1.0f;
-    if (s > *m) {
-        const float f = exp(*m - s); /* 0 for the first key (m is the sentinel) */
-        *l *= f;
-        for (int d = 0; d < DV; d++) {
-            acc[d] *= f;
-        }
-        *m = s;
-    } else {
-        w = exp(s - *m);
+/* One key's step of a row's online softmax, for an output acc (DV floats) in private or
+ * local memory (AS): when score s raises the running maximum *m, the sum *l and acc are
+ * rescaled to it. Returns the key's weight e^(s - m), already added to *l, for the caller to
+ * add times its value row (ADD_VALUE: acc += w * value row). */
+#define DEFINE_ONLINE_STEP(NAME, ADD_NAME, AS)                                                     \
+    static float NAME(float s, float *m, float *l, AS float *acc) {                                \
+        float w = 1.0f;                                                                            \
+        if (s > *m) {                                                                              \
+            const float f = exp(*m - s); /* 0 for the first key (m is the sentinel) */             \
+            *l *= f;                                                                               \
+            for (int d = 0; d < DV; d++) {                                                         \
+                acc[d] *= f;                                                                       \
+            }                                                                                      \
+            *m = s;                                                                                \
+        } else {                                                                                   \
+            w = exp(s - *m);                                                                       \
+        }                                                                                          \
+        *l += w;                                                                                   \
+        return w;                                                                                  \
+    }                                                                                              \
+    static void ADD_NAME(AS float *acc, float w, __global const KV_T *vr) {                        \
+        ADD_VALUE_BODY                                                                             \
     }
-    *l += w;
-    return w;
-}
-
-/* acc += w * a value row. */
-static void add_value(float *acc, float w, __global const KV_T *vr) {
-#if DV % 4 == 0
-    for (int d = 0; d < DV; d += 4) {
-        vstore4(fma((float4)(w), LOAD_KV4(0, vr + d), vload4(0, acc + d)), 0, acc + d);
+#if DV % 16 == 0
+#define ADD_VALUE_BODY                                                                             \
+    for (int d = 0; d < DV; d += 16) {                                                             \
+        vstore16(fma((float16)(w), LOAD_KV16(0, vr + d), vload16(0, acc + d)), 0, acc + d);        \
+    }
+#elif DV % 4 == 0
+#define ADD_VALUE_BODY                                                                             \
+    for (int d = 0; d < DV; d += 4) {                                                              \
+        vstore4(fma((float4)(w), LOAD_KV4(0, vr + d), vload4(0, acc + d)), 0, acc + d);            \
     }
 #else
-    for (int d = 0; d < DV; d++) {
-        acc[d] = fma(w, LOAD_KV(d, vr), acc[d]);
+#define ADD_VALUE_BODY                                                                             \
+    for (int d = 0; d < DV; d++) {                                                                 \
+        acc[d] = fma(w, LOAD_KV(d, vr), acc[d]);                                                   \
     }
 #endif
-}
+DEFINE_ONLINE_STEP(online_step, add_value, )
+DEFINE_ONLINE_STEP(online_step_local, add_value_local, __local)
 
 /* A finished row: o = acc / l, zeros when no key was attended (l = 0); a NaN sum gives NaN. */
 static void write_row(__global float *o, const float *acc, float l) {
@@ -428,6 +449,85 @@ __kernel void attention_merge(__global const float *part, __global float *o, int
                             : 0.0f;
         }
         o[o_row + d] = x * inv;
+    }
+}
+
+/* ---- Split attention over all heads at once (CPUs: decode) ----
+ *
+ * attention_heads: as attention_split with one work-item a group, but work-group g takes query
+ * position (b, t) = g / nch (g / nch = b * T + t) over chunk c = g % nch of the keys for all NH
+ * heads together. A key position's NH key rows are contiguous in the cache (and so are its
+ * value rows), so the work-item streams two runs of memory instead of NH rows strided by
+ * H * DK floats, which a CPU's prefetchers do not follow. Each head keeps its own online
+ * softmax; the heads' states live in local memory (one work-item a group: no barriers), as
+ * Mesa's llvmpipe miscomputes private arrays of 4 KiB and more. Masks, the causal rule and
+ * key_lengths depend on (b, t) only, so one test covers every head. Partials go to the
+ * places attention_split gives them, row r = (b * H + h) * T + t at part[(r * nch + c) *
+ * (DV + 2)], for attention_merge; with nch == 1 the rows are finished here. NH must equal H. */
+#ifndef NH
+#define NH 1
+#endif
+
+__kernel void attention_heads(ATTENTION_ARGS, __global float *part, int nch, int chunk) {
+    __local float qs[NH * DK];
+    __local float accs[NH * DV];
+    __local float ms[NH], ls[NH];
+
+    const ulong g = get_group_id(0);
+    const ulong bt = g / (ulong)nch;
+    const int c = (int)(g - bt * (ulong)nch);
+    const ulong b0 = bt / (ulong)T;
+    const int t0 = (int)(bt - b0 * (ulong)T);
+    /* Head 0's row: every head shares its batch, position, mask row and end. */
+    const row_info ri =
+        row_setup((b0 * (ulong)H) * (ulong)T + (ulong)t0, T, H, S, k_off, k_bstride, v_off,
+                  v_bstride, m_off, m_sb, m_st, causal, causal_base, lens, lens_off, has_lens);
+    const ulong b = ri.b;
+    const ulong q_row = q_off + (b * (ulong)T + (ulong)ri.t) * (ulong)H * DK;
+    for (int e = 0; e < NH * DK; e++) {
+        qs[e] = q[q_row + (ulong)e] * scale;
+    }
+    for (int e = 0; e < NH * DV; e++) {
+        accs[e] = 0.0f;
+    }
+    for (int h = 0; h < NH; h++) {
+        ms[h] = NEG_SENTINEL;
+        ls[h] = 0.0f;
+    }
+    const int j0 = c * chunk;
+    const int j1 = min(ri.end, j0 + chunk);
+    for (int j = j0; j < j1; j++) {
+        if (has_mask && mask[ri.m_base + (ulong)j * m_ss] == 0) {
+            continue;
+        }
+        __global const KV_T *kr =
+            key_row(k, ri.k_base, ri.k_step, kn, b * kn_bstride, new_lo, new_hi, (ulong)j);
+        __global const KV_T *vr =
+            key_row(v, ri.v_base, ri.v_step, vn, b * vn_bstride, new_lo, new_hi, (ulong)j);
+        for (int h = 0; h < NH; h++) {
+            float m = ms[h], l = ls[h];
+            const float s = dot_qk(qs + h * DK, kr + h * DK);
+            add_value_local(accs + h * DV, online_step_local(s, &m, &l, accs + h * DV),
+                            vr + h * DV);
+            ms[h] = m;
+            ls[h] = l;
+        }
+    }
+    for (int h = 0; h < NH; h++) {
+        const ulong r = (b * (ulong)H + (ulong)h) * (ulong)T + (ulong)ri.t;
+        const float l = ls[h];
+        __global float *dst =
+            nch == 1 ? o + ((b * (ulong)T + (ulong)ri.t) * (ulong)H + (ulong)h) * DV
+                     : part + (r * (ulong)nch + (ulong)c) * (ulong)(DV + 2);
+        const float inv = nch == 1 ? (l > 0.0f ? 1.0f / l : 0.0f) : 1.0f;
+        const int at = nch == 1 ? 0 : 2;
+        for (int d = 0; d < DV; d++) {
+            dst[at + d] = accs[h * DV + d] * inv;
+        }
+        if (nch > 1) {
+            dst[0] = ms[h];
+            dst[1] = l;
+        }
     }
 }
 

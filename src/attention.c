@@ -40,8 +40,9 @@ typedef struct plan {
     size_t rows_q, rows_kv; /* rows of the projections */
     bool has_cache, update, project_kv;
     bool half; /* the cache is half: half attention kernel, rounded new keys and values */
-    /* Split attention: nch chunks of `chunk` keys per query row (nch 1: no merge). */
-    bool split;
+    /* Split attention: nch chunks of `chunk` keys per query row (nch 1: no merge); heads: by
+     * attention_heads, all heads of a query position a work-group. */
+    bool split, heads;
     int nch, chunk;
     size_t index;
     cl_ulong m_sb, m_st, m_ss;
@@ -745,7 +746,9 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
                              local ? l->wg_split : 1);
     }
     if (p->split) {
-        const clmha__kernel *ks = p->half ? &l->k_split_half : &l->k_split;
+        const clmha__kernel *ks = p->heads  ? (p->half ? &l->k_heads_half : &l->k_heads)
+                                  : p->half ? &l->k_split_half
+                                            : &l->k_split;
         cl_mem part = p->nch > 1 ? l->ws_part : NULL;
         cl_int nch = p->nch, chunk = p->chunk;
         const clmha__karg extra[] = {CLMHA__ARG(part), CLMHA__ARG(nch), CLMHA__ARG(chunk)};
@@ -754,7 +757,8 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
             st = clmha__set_args_from(ctx, ks, nc, extra, 3);
         }
         if (st == CLMHA_OK) {
-            st = clmha__launch(ctx, ks, p->B * l->heads * p->T * (size_t)p->nch, l->wg_split);
+            st = clmha__launch(ctx, ks, p->B * (p->heads ? 1 : l->heads) * p->T * (size_t)p->nch,
+                               l->wg_split);
         }
         if (st != CLMHA_OK || p->nch == 1) {
             return st;
@@ -781,17 +785,19 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
 }
 
 /* Chooses the attention kernels: the split kernels unless the call wants probabilities or
- * dropout; chunks so that about four work-groups per compute unit run, none shorter than the
- * layer's minimum chunk. */
+ * dropout, all heads a work-group for single queries where the layer has that kernel; chunks
+ * so that about four work-groups per compute unit run, none shorter than the layer's minimum
+ * chunk. */
 static void plan_split(const clmha_layer *l, const clmha_call_args *a, plan *p) {
     const bool drop = a->training && l->cfg.dropout > 0.0;
     p->split = l->use_split && a->attention_scores == NULL && !drop;
+    p->heads = p->split && l->use_heads && p->T == 1;
     p->nch = 1;
     p->chunk = (int)p->S;
     if (!p->split || p->S == 0) {
         return;
     }
-    size_t rows = p->B * l->heads * p->T;
+    size_t rows = p->B * (p->heads ? 1 : l->heads) * p->T;
     size_t target = 4 * (size_t)(l->ctx->info.compute_units ? l->ctx->info.compute_units : 1);
     size_t by_rows = (target + rows - 1) / rows;
     size_t by_len = (p->S + l->split_min_chunk - 1) / l->split_min_chunk;
@@ -839,6 +845,14 @@ static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan
     return CLMHA_OK;
 }
 
+/* The most partials' floats a call of `rows` query rows (B * T) can need: plan_split makes at
+ * most 4 * compute units + rows work-groups of one row (all heads' rows for attention_heads),
+ * each writing DV + 2 floats a head it covers. */
+static size_t part_floats(const clmha_layer *l, size_t rows) {
+    return (4 * (size_t)(l->ctx->info.compute_units ? l->ctx->info.compute_units : 1) + rows) *
+           l->heads * (l->dv + 2);
+}
+
 clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_query_len,
                                  size_t max_kv_len, size_t max_cache_len, bool with_scores) {
     if (l == NULL) {
@@ -870,9 +884,7 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
         (st = clmha__workspace(l, &l->ws_v, &l->cap_v, rkv * hv)) ||
         (with_scores && (st = clmha__workspace(l, &l->ws_p, &l->cap_p, sc))) ||
         (l->use_split &&
-         (st = clmha__workspace(l, &l->ws_part, &l->cap_part,
-                                (4 * (size_t)(l->ctx->info.compute_units + 1) + rq * l->heads) *
-                                    (l->dv + 2)))) ||
+         (st = clmha__workspace(l, &l->ws_part, &l->cap_part, part_floats(l, rq)))) ||
         (l->half_cache &&
          ((st = clmha__workspace(l, &l->ws_kh, &l->cap_kh, (rkv * hk + 1) / 2)) ||
           (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, (rkv * hv + 1) / 2))))) {

@@ -113,6 +113,10 @@ struct clmha_layer {
      * takes, and the partials' workspace (floats). */
     bool use_split;
     clmha__kernel k_split, k_split_half, k_merge;
+    /* attention_heads (all heads of a query position a work-item, their states in local
+     * memory): where the split kernel runs one work-item a group (CPUs), T == 1. */
+    bool use_heads;
+    clmha__kernel k_heads, k_heads_half;
     /* attention_tile (query tiles of TQ rows, one work-item a group): CPU devices, T >= 2. */
     bool use_tile;
     size_t tile_rows; /* TQ */

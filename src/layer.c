@@ -292,6 +292,13 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
         wgs = v;
     }
     l->wg_split = wgs;
+    /* All heads of a query position in one work-item where one work-item streams the keys
+     * (CPUs), when the heads' queries, outputs and softmax states fit in half the local memory;
+     * CLMHA_HEADS=0 turns it off. Without it the kernel is built for one head (NH = 1), so its
+     * local arrays never exceed a device's limit. */
+    const char *heads = clmha__getenv("CLMHA_HEADS");
+    l->use_heads = wgs == 1 && (heads == NULL || strcmp(heads, "0") != 0) &&
+                   l->heads * (l->dk + l->dv + 2) * sizeof(float) <= ctx->info.local_mem_bytes / 2;
     /* Query tiles where one work-item streams the keys (CPUs); CLMHA_TILE=0 turns them off. */
     const char *tile = clmha__getenv("CLMHA_TILE");
     l->use_tile = wgs == 1 && (tile == NULL || strcmp(tile, "0") != 0);
@@ -359,8 +366,9 @@ static clmha_status build_kernels(clmha_layer *l) {
                                (unsigned long long)ctx->info.local_mem_bytes);
         }
         char defines[256];
-        snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DWG=%zu -DWGS=%zu -DTQ=%zu -DKT=%zu",
-                 l->dk, l->dv, wg, l->wg_split, l->tile_rows, l->key_tile);
+        snprintf(defines, sizeof defines,
+                 "-DDK=%zu -DDV=%zu -DWG=%zu -DWGS=%zu -DTQ=%zu -DKT=%zu -DNH=%zu", l->dk, l->dv,
+                 wg, l->wg_split, l->tile_rows, l->key_tile, l->use_heads ? l->heads : 1);
         if ((st = clmha__program_get(ctx, "attention.cl", defines, &prog)) != CLMHA_OK) {
             return st;
         }
@@ -369,7 +377,9 @@ static clmha_status build_kernels(clmha_layer *l) {
         clmha__kernel_release(&l->k_merge);
         clmha__kernel_release(&l->k_tile);
         clmha__kernel_release(&l->k_qtile);
+        clmha__kernel_release(&l->k_heads);
         if ((st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention)) != CLMHA_OK ||
+            (st = clmha__kernel_create(ctx, prog, "attention_heads", &l->k_heads)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "attention_qtile", &l->k_qtile)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "attention_split", &l->k_split)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "attention_merge", &l->k_merge)) != CLMHA_OK ||
@@ -384,7 +394,10 @@ static clmha_status build_kernels(clmha_layer *l) {
             clmha__kernel_release(&l->k_split_half);
             clmha__kernel_release(&l->k_tile_half);
             clmha__kernel_release(&l->k_qtile_half);
+            clmha__kernel_release(&l->k_heads_half);
             if ((st = clmha__program_get(ctx, "attention.cl", half_defines, &prog)) != CLMHA_OK ||
+                (st = clmha__kernel_create(ctx, prog, "attention_heads", &l->k_heads_half)) !=
+                    CLMHA_OK ||
                 (st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention_half)) !=
                     CLMHA_OK ||
                 (st = clmha__kernel_create(ctx, prog, "attention_split", &l->k_split_half)) !=
@@ -417,6 +430,15 @@ static clmha_status build_kernels(clmha_layer *l) {
                    "split attention off: its kernels allow %zu and %zu work-items (need %zu, %zu)",
                    l->k_split.max_wg, l->k_merge.max_wg, l->wg_split, wg);
         l->use_split = false;
+    }
+    if (l->use_heads &&
+        (!l->use_split || l->k_heads.local_mem > ctx->info.local_mem_bytes ||
+         (l->half_cache && l->k_heads_half.local_mem > ctx->info.local_mem_bytes))) {
+        clmha__log(ctx, CLMHA_LOG_INFO,
+                   "all-heads attention off: it needs %llu bytes of local "
+                   "memory",
+                   (unsigned long long)l->k_heads.local_mem);
+        l->use_heads = false;
     }
     if (l->use_qtile && (!l->use_split || l->k_qtile.max_wg < l->wg_split ||
                          l->k_qtile.local_mem > ctx->info.local_mem_bytes ||
@@ -623,11 +645,12 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(ws[i]);
         }
     }
-    clmha__kernel *ks[] = {
-        &l->k_attention, &l->k_commit, &l->k_fill,       &l->k_gather,         &l->k_gather_mask,
-        &l->k_gemm,      &l->k_sum,    &l->k_constrain,  &l->k_attention_half, &l->k_commit_half,
-        &l->k_to_half,   &l->k_split,  &l->k_split_half, &l->k_merge,          &l->k_gemm4,
-        &l->k_qkv,       &l->k_tile,   &l->k_tile_half,  &l->k_qtile,          &l->k_qtile_half};
+    clmha__kernel *ks[] = {&l->k_attention,      &l->k_commit,      &l->k_fill,    &l->k_gather,
+                           &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,     &l->k_constrain,
+                           &l->k_attention_half, &l->k_commit_half, &l->k_to_half, &l->k_split,
+                           &l->k_split_half,     &l->k_merge,       &l->k_gemm4,   &l->k_qkv,
+                           &l->k_tile,           &l->k_tile_half,   &l->k_qtile,   &l->k_qtile_half,
+                           &l->k_heads,          &l->k_heads_half};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         clmha__kernel_release(ks[i]);
     }

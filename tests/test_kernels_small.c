@@ -14,10 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Cases: 3 cache modes x MASK_KINDS masks, then the gather-and-dropout case, then the fresh
- * cache. */
+/* Cases: 3 cache modes x MASK_KINDS masks, then a single query in each cache mode, then the
+ * gather-and-dropout case, then the fresh cache. */
 #define SMALL_CASES (3 * MASK_KINDS)
-#define CASE_COUNT (SMALL_CASES + 2)
+#define SINGLE_CASES 3
+#define CASE_COUNT (SMALL_CASES + SINGLE_CASES + 2)
 static int only_case = -1; /* -1: every case */
 
 static bool selected(int i) {
@@ -48,10 +49,33 @@ static void test_small_cases(void **state) {
     }
 }
 
+/* One query row (a decoding step) without probabilities, in each cache mode: on CPUs the
+ * all-heads kernel (attention_heads), elsewhere the split kernel. Three heads, a half cache in
+ * the update case. */
+static void test_small_single_query(void **state) {
+    (void)state;
+    for (int mode = MODE_NONE; mode <= MODE_UPDATE; mode++) {
+        if (!selected(SMALL_CASES + mode)) {
+            continue;
+        }
+        case_cfg c;
+        memset(&c, 0, sizeof c);
+        c.seed = (uint64_t)(1000 + mode);
+        c.mode = mode;
+        c.mask = mode == MODE_NONE ? MASK_B1S : mode == MODE_STATIC ? MASK_RANDOM : MASK_CAUSAL;
+        c.B = 2, c.T = 1, c.S = 5, c.H = 3, c.dk = 3, c.dv = mode == MODE_NONE ? 2 : 3;
+        c.Dq = 4, c.Dv = 5, c.Dk = 3, c.separate_key = true, c.use_bias = true;
+        c.Sn = mode == MODE_NONE ? c.S : mode == MODE_STATIC ? 1 : 2;
+        c.index = mode == MODE_UPDATE ? 2 : 0;
+        c.half_cache = mode == MODE_UPDATE;
+        run_case(&c);
+    }
+}
+
 /* Rank 4 with attention over axis 2 (the gathers), and dropout in training mode. */
 static void test_small_gather_and_dropout(void **state) {
     (void)state;
-    if (!selected(SMALL_CASES)) {
+    if (!selected(SMALL_CASES + SINGLE_CASES)) {
         return;
     }
     clmha_layer_config cfg;
@@ -91,7 +115,7 @@ static void test_small_gather_and_dropout(void **state) {
  * with 2 heads of 2, so the own GEMM projects query, key and value in one launch (gemm_qkv4). */
 static void test_small_fresh_cache(void **state) {
     (void)state;
-    if (!selected(SMALL_CASES + 1)) {
+    if (!selected(SMALL_CASES + SINGLE_CASES + 1)) {
         return;
     }
     clmha_layer_config cfg;
@@ -149,6 +173,7 @@ int main(int argc, char **argv) {
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_cases),
+        cmocka_unit_test(test_small_single_query),
         cmocka_unit_test(test_small_gather_and_dropout),
         cmocka_unit_test(test_small_fresh_cache),
     };
