@@ -103,6 +103,11 @@ struct clmha_layer {
     uint64_t seed;
     cl_mem weights[CLMHA_WEIGHT_COUNT];
     clmha__kernel k_attention, k_commit, k_fill, k_gather, k_gather_mask, k_gemm, k_gemm4, k_qkv;
+    /* gemm_bias4 and gemm_qkv4 built with GC = 32 columns a work-item (CPUs; gemm_wide 0
+     * elsewhere or with CLMHA_GEMM_COLS=4), launched one work-item a group where every
+     * product's columns are a multiple of 32. */
+    size_t gemm_wide;
+    clmha__kernel k_gemm_wide, k_qkv_wide;
     size_t wg_attention, wg_fill, wg_commit, wg_gather, wg_gemm;
     /* cache_dtype float16: attention over half keys and values, the half commit and the
      * rounding of new keys and values into ws_kh and ws_vh (capacities in floats). */

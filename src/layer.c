@@ -470,6 +470,23 @@ static clmha_status build_kernels(clmha_layer *l) {
     l->wg_gemm = pow2_floor(l->k_gemm.max_wg < 64 ? l->k_gemm.max_wg : 64);
     l->wg_gemm = l->wg_gemm < l->k_gemm4.max_wg ? l->wg_gemm : pow2_floor(l->k_gemm4.max_wg);
     l->wg_gemm = l->wg_gemm < l->k_qkv.max_wg ? l->wg_gemm : pow2_floor(l->k_qkv.max_wg);
+    /* On CPUs, also 32 columns a work-item (CLMHA_GEMM_COLS: 4 or 32). */
+    const char *cols = clmha__getenv("CLMHA_GEMM_COLS");
+    if (cols != NULL && strcmp(cols, "4") != 0 && strcmp(cols, "32") != 0) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "CLMHA_GEMM_COLS=\"%s\" is not 4 or 32 (columns a work-item of the own "
+                           "GEMM)",
+                           cols);
+    }
+    l->gemm_wide = cols != NULL                            ? (strcmp(cols, "32") == 0 ? 32 : 0)
+                   : (ctx->info.type & CL_DEVICE_TYPE_CPU) ? 32
+                                                           : 0;
+    if (l->gemm_wide != 0 &&
+        ((st = clmha__program_get(ctx, "gemm.cl", "-DGC=32", &prog)) != CLMHA_OK ||
+         (st = clmha__kernel_create(ctx, prog, "gemm_bias4", &l->k_gemm_wide)) != CLMHA_OK ||
+         (st = clmha__kernel_create(ctx, prog, "gemm_qkv4", &l->k_qkv_wide)) != CLMHA_OK)) {
+        return st;
+    }
     if ((st = clmha__program_get(ctx, "splice.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit)) != CLMHA_OK) {
         return st;
@@ -645,12 +662,13 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(ws[i]);
         }
     }
-    clmha__kernel *ks[] = {&l->k_attention,      &l->k_commit,      &l->k_fill,    &l->k_gather,
-                           &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,     &l->k_constrain,
-                           &l->k_attention_half, &l->k_commit_half, &l->k_to_half, &l->k_split,
-                           &l->k_split_half,     &l->k_merge,       &l->k_gemm4,   &l->k_qkv,
-                           &l->k_tile,           &l->k_tile_half,   &l->k_qtile,   &l->k_qtile_half,
-                           &l->k_heads,          &l->k_heads_half};
+    clmha__kernel *ks[] = {
+        &l->k_attention,      &l->k_commit,      &l->k_fill,    &l->k_gather,
+        &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,     &l->k_constrain,
+        &l->k_attention_half, &l->k_commit_half, &l->k_to_half, &l->k_split,
+        &l->k_split_half,     &l->k_merge,       &l->k_gemm4,   &l->k_qkv,
+        &l->k_gemm_wide,      &l->k_qkv_wide,    &l->k_tile,    &l->k_tile_half,
+        &l->k_qtile,          &l->k_qtile_half,  &l->k_heads,   &l->k_heads_half};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         clmha__kernel_release(ks[i]);
     }

@@ -105,8 +105,9 @@ static clmha_status fill_bias(clmha_layer *layer, cl_mem y, size_t y_off, size_t
                          layer->wg_fill);
 }
 
-/* y[m, n] = x[m, k] . w[k, n] + bias with gemm.cl: gemm_bias4 (four columns a work-item, the
- * bias added in the same launch) where n allows it, else the bias fill and gemm_acc. @p filled:
+/* y[m, n] = x[m, k] . w[k, n] + bias with gemm.cl: gemm_bias4 (32 columns a work-item on
+ * CPUs, else four; the bias added in the same launch) where n allows it, else the bias fill and
+ * gemm_acc. @p filled:
  * y already holds the bias. */
 static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, size_t k,
                              cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off, bool filled) {
@@ -115,21 +116,22 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
     const clmha__karg args[] = {
         CLMHA__ARG(x),  CLMHA__ARG(a_off), CLMHA__ARG(w),  CLMHA__ARG(y),    CLMHA__ARG(c_off),
         CLMHA__ARG(mm), CLMHA__ARG(nn),    CLMHA__ARG(kk), CLMHA__ARG(bias), CLMHA__ARG(has_bias)};
+    const bool wide = layer->gemm_wide != 0 && n % layer->gemm_wide == 0;
     const bool by4 = n % 4 == 0;
     clmha_status st = CLMHA_OK;
     if (!by4 && !filled) {
         st = fill_bias(layer, y, y_off, m, n, bias);
     }
-    const clmha__kernel *kern = by4 ? &layer->k_gemm4 : &layer->k_gemm;
-    const size_t items = by4 ? m * (n / 4) : m * n;
+    const clmha__kernel *kern = wide ? &layer->k_gemm_wide : by4 ? &layer->k_gemm4 : &layer->k_gemm;
+    const size_t items = wide ? m * (n / layer->gemm_wide) : by4 ? m * (n / 4) : m * n;
+    const size_t wg = wide ? 1 : layer->wg_gemm;
     if (st == CLMHA_OK) {
         st = clmha__set_args(layer->ctx, kern, args, by4 ? 10 : 8);
     }
     if (st != CLMHA_OK) {
         return st;
     }
-    return clmha__launch(layer->ctx, kern, (items + layer->wg_gemm - 1) / layer->wg_gemm,
-                         layer->wg_gemm);
+    return clmha__launch(layer->ctx, kern, (items + wg - 1) / wg, wg);
 }
 
 /* Products of @p m rows take clmha's own GEMM (CLBlast cannot run, or few rows). */
@@ -167,13 +169,18 @@ clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size
                                 CLMHA__ARG(nq),
                                 CLMHA__ARG(nk),
                                 CLMHA__ARG(nv)};
-    clmha_status st = clmha__set_args(ctx, &layer->k_qkv, args, sizeof args / sizeof args[0]);
+    const size_t cols =
+        layer->gemm_wide != 0 && nq % layer->gemm_wide == 0 && nv % layer->gemm_wide == 0
+            ? layer->gemm_wide
+            : 4;
+    const clmha__kernel *kern = cols == 4 ? &layer->k_qkv : &layer->k_qkv_wide;
+    const size_t wg = cols == 4 ? layer->wg_gemm : 1;
+    clmha_status st = clmha__set_args(ctx, kern, args, sizeof args / sizeof args[0]);
     if (st != CLMHA_OK) {
         return st;
     }
-    const size_t items = m * ((nq + nk + nv) / 4);
-    return clmha__launch(ctx, &layer->k_qkv, (items + layer->wg_gemm - 1) / layer->wg_gemm,
-                         layer->wg_gemm);
+    const size_t items = m * ((nq + nk + nv) / cols);
+    return clmha__launch(ctx, kern, (items + wg - 1) / wg, wg);
 }
 
 clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size_t x_off, size_t m,

@@ -17,7 +17,7 @@
 /* Cases: 3 cache modes x MASK_KINDS masks, then a single query in each cache mode, then the
  * gather-and-dropout case, then the fresh cache. */
 #define SMALL_CASES (3 * MASK_KINDS)
-#define SINGLE_CASES 3
+#define SINGLE_CASES 4
 #define CASE_COUNT (SMALL_CASES + SINGLE_CASES + 2)
 static int only_case = -1; /* -1: every case */
 
@@ -51,7 +51,9 @@ static void test_small_cases(void **state) {
 
 /* One query row (a decoding step) without probabilities, in each cache mode: on CPUs the
  * all-heads kernel (attention_heads), elsewhere the split kernel. Three heads, a half cache in
- * the update case. */
+ * the update case. Then self-attention with 4 heads of 8 and 32 features: every projection
+ * has 32 columns, so on CPUs the own GEMM runs 32 columns a work-item (gemm_qkv4 and
+ * gemm_bias4 built with GC = 32). */
 static void test_small_single_query(void **state) {
     (void)state;
     for (int mode = MODE_NONE; mode <= MODE_UPDATE; mode++) {
@@ -68,6 +70,15 @@ static void test_small_single_query(void **state) {
         c.Sn = mode == MODE_NONE ? c.S : mode == MODE_STATIC ? 1 : 2;
         c.index = mode == MODE_UPDATE ? 2 : 0;
         c.half_cache = mode == MODE_UPDATE;
+        run_case(&c);
+    }
+    if (selected(SMALL_CASES + 3)) {
+        case_cfg c;
+        memset(&c, 0, sizeof c);
+        c.seed = 1003, c.mode = MODE_UPDATE, c.mask = MASK_CAUSAL;
+        c.B = 2, c.T = 1, c.S = 4, c.H = 4, c.dk = 8, c.dv = 8;
+        c.Dq = 32, c.Dv = 32, c.Dk = 32, c.separate_key = true, c.use_bias = true;
+        c.self_input = true, c.Sn = 1, c.index = 2;
         run_case(&c);
     }
 }
@@ -157,6 +168,10 @@ static void test_small_fresh_cache(void **state) {
 int main(int argc, char **argv) {
     if (argc == 2 && strcmp(argv[1], "--count") == 0) {
         printf("%d\n", CASE_COUNT);
+        return 0;
+    }
+    if (argc == 2 && strcmp(argv[1], "--wide-case") == 0) { /* see oclgrind.sh */
+        printf("%d\n", SMALL_CASES + 3);
         return 0;
     }
     if (argc == 2) {
