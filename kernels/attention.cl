@@ -61,31 +61,38 @@ static bool dropout_keep(ulong r, int j, uint counter, uint2 seed, float rate) {
     return (float)x.x * 2.3283064365386963e-10f >= rate;
 }
 
-/* The scaled query row (local) dotted with a key row: sixteen or four lanes of fma when DK
- * allows (sixteen: one AVX-512 register on CPUs, a quarter of the instructions of four),
- * summed pairwise at the end; float accumulation either way. */
-static float dot_qk(__local const float *qs, __global const KV_T *kr) {
+/* The scaled query row (in local or private memory: QAS) dotted with a key row: sixteen or
+ * four lanes of fma when DK allows (sixteen: one AVX-512 register on CPUs, a quarter of the
+ * instructions of four), summed pairwise at the end; float accumulation either way. */
 #if DK % 16 == 0
-    float16 acc = (float16)(0.0f);
-    for (int d = 0; d < DK; d += 16) {
-        acc = fma(vload16(0, qs + d), LOAD_KV16(0, kr + d), acc);
-    }
-    const float8 a8 = acc.lo + acc.hi;
-    const float4 a4 = a8.lo + a8.hi;
+#define DOT_QK_BODY                                                                                \
+    float16 acc = (float16)(0.0f);                                                                 \
+    for (int d = 0; d < DK; d += 16) {                                                             \
+        acc = fma(vload16(0, qs + d), LOAD_KV16(0, kr + d), acc);                                  \
+    }                                                                                              \
+    const float8 a8 = acc.lo + acc.hi;                                                             \
+    const float4 a4 = a8.lo + a8.hi;                                                               \
     return (a4.x + a4.y) + (a4.z + a4.w);
 #elif DK % 4 == 0
-    float4 acc = (float4)(0.0f);
-    for (int d = 0; d < DK; d += 4) {
-        acc = fma(vload4(0, qs + d), LOAD_KV4(0, kr + d), acc);
-    }
+#define DOT_QK_BODY                                                                                \
+    float4 acc = (float4)(0.0f);                                                                   \
+    for (int d = 0; d < DK; d += 4) {                                                              \
+        acc = fma(vload4(0, qs + d), LOAD_KV4(0, kr + d), acc);                                    \
+    }                                                                                              \
     return (acc.x + acc.y) + (acc.z + acc.w);
 #else
-    float s = 0.0f;
-    for (int d = 0; d < DK; d++) {
-        s = fma(qs[d], LOAD_KV(d, kr), s);
-    }
+#define DOT_QK_BODY                                                                                \
+    float s = 0.0f;                                                                                \
+    for (int d = 0; d < DK; d++) {                                                                 \
+        s = fma(qs[d], LOAD_KV(d, kr), s);                                                         \
+    }                                                                                              \
     return s;
 #endif
+static float dot_qk(__local const float *qs, __global const KV_T *kr) {
+    DOT_QK_BODY
+}
+static float dot_qk_private(const float *qs, __global const KV_T *kr) {
+    DOT_QK_BODY
 }
 
 /* Row j of keys (or values): from the new rows when j is in [new_lo, new_hi), else from the
@@ -579,20 +586,7 @@ __kernel void attention_tile(ATTENTION_ARGS) {
             if (j >= ri[u].end || (has_mask && mask[ri[u].m_base + (ulong)j * m_ss] == 0)) {
                 continue;
             }
-            float s;
-#if DK % 4 == 0
-            float4 a4 = (float4)(0.0f);
-            for (int d = 0; d < DK; d += 4) {
-                a4 = fma(vload4(0, qv[u] + d), LOAD_KV4(0, kr + d), a4);
-            }
-            s = (a4.x + a4.y) + (a4.z + a4.w);
-#else
-            s = 0.0f;
-            for (int d = 0; d < DK; d++) {
-                s = fma(qv[u][d], LOAD_KV(d, kr), s);
-            }
-#endif
-            add_value(acc[u], online_step(s, &m[u], &l[u], acc[u]), vr);
+            add_value(acc[u], online_step(dot_qk_private(qv[u], kr), &m[u], &l[u], acc[u]), vr);
         }
     }
     for (int u = 0; u < nrows; u++) {
@@ -613,6 +607,19 @@ __kernel void attention_tile(ATTENTION_ARGS) {
 #ifndef KT
 #define KT 16
 #endif
+
+/* Rows j0 .. j0 + n - 1 of keys or values (dim floats each; arguments as key_row) into the
+ * local tile, the work-group's WGS work-items taking the elements in turn. */
+static void load_tile(__local float *tile, int dim, __global const KV_T *base, ulong base_off,
+                      ulong step, __global const KV_T *fresh, ulong fresh_off, ulong new_lo,
+                      ulong new_hi, int j0, int n, int lid) {
+    for (int e = lid; e < n * dim; e += WGS) {
+        const int jj = e / dim;
+        __global const KV_T *row =
+            key_row(base, base_off, step, fresh, fresh_off, new_lo, new_hi, (ulong)(j0 + jj));
+        tile[e] = LOAD_KV(e - jj * dim, row);
+    }
+}
 
 __kernel void attention_qtile(ATTENTION_ARGS) {
     __local float kt[KT * DK];
@@ -644,20 +651,10 @@ __kernel void attention_qtile(ATTENTION_ARGS) {
     for (int j0 = 0; j0 < jmax; j0 += KT) {
         const int n = min(KT, jmax - j0);
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is no longer read */
-        for (int e = lid; e < n * DK; e += WGS) {
-            const int jj = e / DK;
-            __global const KV_T *kr =
-                key_row(k, ri.k_base, ri.k_step, kn, ri.b * kn_bstride + (ulong)ri.h * DK, new_lo,
-                        new_hi, (ulong)(j0 + jj));
-            kt[e] = LOAD_KV(e - jj * DK, kr);
-        }
-        for (int e = lid; e < n * DV; e += WGS) {
-            const int jj = e / DV;
-            __global const KV_T *vr =
-                key_row(v, ri.v_base, ri.v_step, vn, ri.b * vn_bstride + (ulong)ri.h * DV, new_lo,
-                        new_hi, (ulong)(j0 + jj));
-            vt[e] = LOAD_KV(e - jj * DV, vr);
-        }
+        load_tile(kt, DK, k, ri.k_base, ri.k_step, kn, ri.b * kn_bstride + (ulong)ri.h * DK,
+                  new_lo, new_hi, j0, n, lid);
+        load_tile(vt, DV, v, ri.v_base, ri.v_step, vn, ri.b * vn_bstride + (ulong)ri.h * DV,
+                  new_lo, new_hi, j0, n, lid);
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int jj = 0; jj < n; jj++) {
             const int j = j0 + jj;

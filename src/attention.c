@@ -40,9 +40,9 @@ typedef struct plan {
     size_t rows_q, rows_kv; /* rows of the projections */
     bool has_cache, update, project_kv;
     bool half; /* the cache is half: half attention kernel, rounded new keys and values */
-    /* Split attention: nch chunks of `chunk` keys per query row (nch 1: no merge); heads: by
-     * attention_heads, all heads of a query position a work-group. */
-    bool split, heads;
+    /* The attention kernel (plan_attention), and for the split kernels nch chunks of `chunk`
+     * keys per query row (nch 1: no merge). */
+    enum { ATT_ROWS, ATT_SPLIT, ATT_HEADS, ATT_TILE, ATT_QTILE } kernel;
     int nch, chunk;
     size_t index;
     cl_ulong m_sb, m_st, m_ss;
@@ -731,10 +731,10 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
         CLMHA__ARG(vn_bs),    CLMHA__ARG(causal),   CLMHA__ARG(causal_base), CLMHA__ARG(lens),
         CLMHA__ARG(lens_off), CLMHA__ARG(has_lens)};
     const size_t nc = sizeof common / sizeof common[0];
-    if (p->split && (l->use_tile || l->use_qtile) && p->T >= 2) {
+    if (p->kernel == ATT_TILE || p->kernel == ATT_QTILE) {
         /* Query tiles: of tile_rows rows (TQ) for one work-item (CPUs), or of wg_split rows, one
          * per work-item, with key tiles in local memory. */
-        const bool local = !l->use_tile;
+        const bool local = p->kernel == ATT_QTILE;
         const clmha__kernel *kt = local ? (p->half ? &l->k_qtile_half : &l->k_qtile)
                                         : (p->half ? &l->k_tile_half : &l->k_tile);
         const size_t rows = local ? l->wg_split : l->tile_rows;
@@ -745,8 +745,9 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
         return clmha__launch(ctx, kt, p->B * l->heads * ((p->T + rows - 1) / rows),
                              local ? l->wg_split : 1);
     }
-    if (p->split) {
-        const clmha__kernel *ks = p->heads  ? (p->half ? &l->k_heads_half : &l->k_heads)
+    if (p->kernel == ATT_SPLIT || p->kernel == ATT_HEADS) {
+        const bool heads = p->kernel == ATT_HEADS;
+        const clmha__kernel *ks = heads     ? (p->half ? &l->k_heads_half : &l->k_heads)
                                   : p->half ? &l->k_split_half
                                             : &l->k_split;
         cl_mem part = p->nch > 1 ? l->ws_part : NULL;
@@ -757,7 +758,7 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
             st = clmha__set_args_from(ctx, ks, nc, extra, 3);
         }
         if (st == CLMHA_OK) {
-            st = clmha__launch(ctx, ks, p->B * (p->heads ? 1 : l->heads) * p->T * (size_t)p->nch,
+            st = clmha__launch(ctx, ks, p->B * (heads ? 1 : l->heads) * p->T * (size_t)p->nch,
                                l->wg_split);
         }
         if (st != CLMHA_OK || p->nch == 1) {
@@ -784,20 +785,28 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     return clmha__launch(ctx, k, p->B * l->heads * p->T, l->wg_attention);
 }
 
-/* Chooses the attention kernels: the split kernels unless the call wants probabilities or
- * dropout, all heads a work-group for single queries where the layer has that kernel; chunks
- * so that about four work-groups per compute unit run, none shorter than the layer's minimum
- * chunk. */
-static void plan_split(const clmha_layer *l, const clmha_call_args *a, plan *p) {
+/* Chooses the attention kernel. Calls that want the probabilities or apply dropout take the
+ * two-pass attention_rows; the others, where the layer has them: query tiles for T >= 2
+ * (attention_tile on CPUs, attention_qtile elsewhere), all heads a work-group for single queries
+ * (attention_heads, CPUs), else attention_split. The split kernels get chunks so that about four
+ * work-groups per compute unit run, none shorter than the layer's minimum chunk. */
+static void plan_attention(const clmha_layer *l, const clmha_call_args *a, plan *p) {
     const bool drop = a->training && l->cfg.dropout > 0.0;
-    p->split = l->use_split && a->attention_scores == NULL && !drop;
-    p->heads = p->split && l->use_heads && p->T == 1;
     p->nch = 1;
     p->chunk = (int)p->S;
-    if (!p->split || p->S == 0) {
+    if (!l->use_split || a->attention_scores != NULL || drop) {
+        p->kernel = ATT_ROWS;
         return;
     }
-    size_t rows = p->B * (p->heads ? 1 : l->heads) * p->T;
+    if (p->T >= 2 && (l->use_tile || l->use_qtile)) {
+        p->kernel = l->use_tile ? ATT_TILE : ATT_QTILE;
+        return;
+    }
+    p->kernel = l->use_heads && p->T == 1 ? ATT_HEADS : ATT_SPLIT;
+    if (p->S == 0) {
+        return;
+    }
+    size_t rows = p->B * (p->kernel == ATT_HEADS ? 1 : l->heads) * p->T;
     size_t target = 4 * (size_t)(l->ctx->info.compute_units ? l->ctx->info.compute_units : 1);
     size_t by_rows = (target + rows - 1) / rows;
     size_t by_len = (p->S + l->split_min_chunk - 1) / l->split_min_chunk;
@@ -823,7 +832,7 @@ static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan
                           (st = clmha__workspace(l, &l->ws_v, &l->cap_v, p->rows_kv * hv)))) {
         return st;
     }
-    if (p->split && p->nch > 1 &&
+    if (p->nch > 1 &&
         (st = clmha__workspace(l, &l->ws_part, &l->cap_part,
                                p->B * l->heads * p->T * (size_t)p->nch * (l->dv + 2)))) {
         return st;
@@ -845,7 +854,7 @@ static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan
     return CLMHA_OK;
 }
 
-/* The most partials' floats a call of `rows` query rows (B * T) can need: plan_split makes at
+/* The most partials' floats a call of `rows` query rows (B * T) can need: plan_attention makes at
  * most 4 * compute units + rows work-groups of one row (all heads' rows for attention_heads),
  * each writing DV + 2 floats a head it covers. */
 static size_t part_floats(const clmha_layer *l, size_t rows) {
@@ -907,7 +916,7 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
     if (st != CLMHA_OK) {
         return st;
     }
-    plan_split(l, a, &p);
+    plan_attention(l, a, &p);
     if ((st = reserve(l, a, &p)) != CLMHA_OK) {
         return st;
     }

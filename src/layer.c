@@ -267,8 +267,6 @@ static size_t pow2_floor(size_t x) {
     return p;
 }
 
-/* Builds the three programs and kernels; the attention work-group size starts at 64 (a
- * multiple of every GPU's SIMD width) and shrinks to what the device and kernel allow. */
 /* The split attention's settings: CLMHA_SPLIT=0 turns it off; CLMHA_SPLIT_WG (a power of two)
  * and CLMHA_SPLIT_CHUNK (keys) override the defaults: one work-item a work-group on CPUs (it
  * streams its keys with vector loads), up to 64 elsewhere, as local memory allows; chunks of at
@@ -343,6 +341,8 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     return CLMHA_OK;
 }
 
+/* Builds the programs and kernels; the attention work-group size starts at 64 (a multiple of
+ * every GPU's SIMD width) and shrinks to what the device and kernel allow. */
 static clmha_status build_kernels(clmha_layer *l) {
     clmha_context *ctx = l->ctx;
     clmha_status st;
@@ -435,8 +435,7 @@ static clmha_status build_kernels(clmha_layer *l) {
         (!l->use_split || l->k_heads.local_mem > ctx->info.local_mem_bytes ||
          (l->half_cache && l->k_heads_half.local_mem > ctx->info.local_mem_bytes))) {
         clmha__log(ctx, CLMHA_LOG_INFO,
-                   "all-heads attention off: it needs %llu bytes of local "
-                   "memory",
+                   "all-heads attention off: it needs %llu bytes of local memory",
                    (unsigned long long)l->k_heads.local_mem);
         l->use_heads = false;
     }

@@ -39,9 +39,18 @@ clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size
     return CLMHA_OK;
 }
 
-static bool clblast_refuses_device(CLBlastStatusCode s) {
-    return s == CLBlastInvalidLocalThreadsTotal || s == CLBlastInvalidLocalThreadsDim ||
-           s == CLBlastInvalidLocalMemUsage || s == CLBlastInvalidLocalNumDimensions;
+/* CLBlast status @p s says its kernels do not fit the device's limits (it checks before
+ * enqueueing anything): the context switches to the own GEMM for good, and says so. */
+static bool clblast_refused(clmha_context *ctx, CLBlastStatusCode s) {
+    if (s != CLBlastInvalidLocalThreadsTotal && s != CLBlastInvalidLocalThreadsDim &&
+        s != CLBlastInvalidLocalMemUsage && s != CLBlastInvalidLocalNumDimensions) {
+        return false;
+    }
+    clmha__log(ctx, CLMHA_LOG_WARN,
+               "CLBlast cannot run on device \"%s\" (status %d): using clmha's own GEMM",
+               ctx->info.name, (int)s);
+    ctx->own_gemm = true;
+    return true;
 }
 
 clmha_status clmha__clblast_warm(clmha_context *ctx) {
@@ -64,20 +73,15 @@ clmha_status clmha__clblast_warm(clmha_context *ctx) {
         CLBlastStatusCode s =
             CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, N, N, N,
                          1.0f, buf[0], 0, N, buf[1], 0, N, 0.0f, buf[2], 0, N, &q, NULL);
-        if (clblast_refuses_device(s)) {
-            clmha__log(ctx, CLMHA_LOG_WARN,
-                       "CLBlast cannot run on device \"%s\" (status %d): using clmha's own GEMM",
-                       ctx->info.name, (int)s);
-            ctx->own_gemm = true;
-        } else if (s != CLBlastSuccess) {
+        if (s == CLBlastSuccess) {
+            ctx->clblast_warm = true;
+            ctx->stats.clblast_builds_reserved++;
+        } else if (!clblast_refused(ctx, s)) { /* refused: calls use the own GEMM */
             ctx->last_clblast_error = (int)s;
             st = clmha__fail(ctx, CLMHA_ERR_CLBLAST,
                              "building CLBlast's GEMM (a 16^3 warm-up SGEMM) failed with CLBlast "
                              "status %d",
                              (int)s);
-        } else {
-            ctx->clblast_warm = true;
-            ctx->stats.clblast_builds_reserved++;
         }
     }
     for (int i = 0; i < 3; i++) {
@@ -105,10 +109,15 @@ static clmha_status fill_bias(clmha_layer *layer, cl_mem y, size_t y_off, size_t
                          layer->wg_fill);
 }
 
-/* y[m, n] = x[m, k] . w[k, n] + bias with gemm.cl: gemm_bias4 (32 columns a work-item on
- * CPUs, else four; the bias added in the same launch) where n allows it, else the bias fill and
- * gemm_acc. @p filled:
- * y already holds the bias. */
+/* The columns a work-item of gemm_bias4 / gemm_qkv4 takes for products of @p n columns: the
+ * layer's wide build (32, CPUs) where n is a multiple of it, else 4. */
+static size_t gemm_cols(const clmha_layer *layer, size_t n) {
+    return layer->gemm_wide != 0 && n % layer->gemm_wide == 0 ? layer->gemm_wide : 4;
+}
+
+/* y[m, n] = x[m, k] . w[k, n] + bias with gemm.cl: gemm_bias4 (the bias added in the same
+ * launch) where n is a multiple of 4, else the bias fill and gemm_acc. @p filled: y already
+ * holds the bias. */
 static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, size_t k,
                              cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off, bool filled) {
     cl_ulong a_off = x_off, c_off = y_off, mm = m, nn = n, kk = k;
@@ -116,15 +125,17 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
     const clmha__karg args[] = {
         CLMHA__ARG(x),  CLMHA__ARG(a_off), CLMHA__ARG(w),  CLMHA__ARG(y),    CLMHA__ARG(c_off),
         CLMHA__ARG(mm), CLMHA__ARG(nn),    CLMHA__ARG(kk), CLMHA__ARG(bias), CLMHA__ARG(has_bias)};
-    const bool wide = layer->gemm_wide != 0 && n % layer->gemm_wide == 0;
     const bool by4 = n % 4 == 0;
+    const size_t cols = by4 ? gemm_cols(layer, n) : 1;
     clmha_status st = CLMHA_OK;
     if (!by4 && !filled) {
         st = fill_bias(layer, y, y_off, m, n, bias);
     }
-    const clmha__kernel *kern = wide ? &layer->k_gemm_wide : by4 ? &layer->k_gemm4 : &layer->k_gemm;
-    const size_t items = wide ? m * (n / layer->gemm_wide) : by4 ? m * (n / 4) : m * n;
-    const size_t wg = wide ? 1 : layer->wg_gemm;
+    const clmha__kernel *kern = cols > 4 ? &layer->k_gemm_wide
+                                : by4    ? &layer->k_gemm4
+                                         : &layer->k_gemm;
+    const size_t items = m * (n / cols);
+    const size_t wg = cols > 4 ? 1 : layer->wg_gemm;
     if (st == CLMHA_OK) {
         st = clmha__set_args(layer->ctx, kern, args, by4 ? 10 : 8);
     }
@@ -170,11 +181,9 @@ clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size
                                 CLMHA__ARG(nk),
                                 CLMHA__ARG(nv)};
     const size_t cols =
-        layer->gemm_wide != 0 && nq % layer->gemm_wide == 0 && nv % layer->gemm_wide == 0
-            ? layer->gemm_wide
-            : 4;
-    const clmha__kernel *kern = cols == 4 ? &layer->k_qkv : &layer->k_qkv_wide;
-    const size_t wg = cols == 4 ? layer->wg_gemm : 1;
+        gemm_cols(layer, nq) < gemm_cols(layer, nv) ? gemm_cols(layer, nq) : gemm_cols(layer, nv);
+    const clmha__kernel *kern = cols > 4 ? &layer->k_qkv_wide : &layer->k_qkv;
+    const size_t wg = cols > 4 ? 1 : layer->wg_gemm;
     clmha_status st = clmha__set_args(ctx, kern, args, sizeof args / sizeof args[0]);
     if (st != CLMHA_OK) {
         return st;
@@ -209,14 +218,9 @@ clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size
     } else if (marker != NULL) {
         clReleaseEvent(marker);
     }
-    if (clblast_refuses_device(s)) {
-        /* CLBlast's kernels do not fit this device's limits; it checks before enqueueing
-         * anything, so the output still holds just the bias and the own kernel can add the
-         * product. Later projections on this context skip CLBlast. */
-        clmha__log(ctx, CLMHA_LOG_WARN,
-                   "CLBlast cannot run on device \"%s\" (status %d): using clmha's own GEMM",
-                   ctx->info.name, (int)s);
-        ctx->own_gemm = true;
+    if (clblast_refused(ctx, s)) {
+        /* Nothing was enqueued, so the output still holds just the bias and the own kernel can
+         * add the product. */
         return own_gemm(layer, x, x_off, m, k, w, n, bias, y, y_off, true);
     }
     if (s != CLBlastSuccess) {

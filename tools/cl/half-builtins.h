@@ -1,9 +1,9 @@
 /*
  * half-builtins.h - declarations of the core OpenCL 1.2 half conversions that clmha's kernels
- * use (vload_half, vload_half4, vload_half16, vstore_half on __global pointers), for tools/check-kernels.sh
- * only. Clang 14 hides them from its default header once every extension is disabled
- * (-cl-ext=-all), although they are core OpenCL 1.2 and need no cl_khr_fp16; declaring them
- * here keeps the strict check on.
+ * use (vload_half, vload_half4, vload_half16, vstore_half on __global pointers), for
+ * tools/check-kernels.sh only. Clang 14 hides them from its default header once every
+ * extension is disabled (-cl-ext=-all), although they are core OpenCL 1.2 and need no
+ * cl_khr_fp16; declaring them here keeps the strict check on.
  */
 float __attribute__((overloadable)) vload_half(size_t offset, const __global half *p);
 float4 __attribute__((overloadable)) vload_half4(size_t offset, const __global half *p);
