@@ -339,9 +339,10 @@ __kernel void attention_rows(ATTENTION_ARGS, __global float *p, ulong p_off, int
  * maximum m, sum l) and an unnormalised output acc = sum e^(s_j - m) v_j in private memory, and
  * reading every key and value once. The work-items' partials are combined in local memory. With
  * nch == 1 the row is finished here (o = acc / l, zeros when every key is masked); otherwise
- * the chunk's (m, l, acc) go to part[g * (DV + 2)] for attention_merge. Chunks past the causal
- * end read nothing. WGS (a power of two) is 1 on CPUs, where one work-item streams its keys
- * with vector loads, and up to 64 on GPUs. Layouts and arguments as attention_rows. */
+ * the chunk's (m, l, acc) go to part[g * (DV + 2)] for merge.cl (attention_merge, or
+ * gemm_tail). Chunks past the causal end read nothing. WGS (a power of two) is 1 on CPUs, where
+ * one work-item streams its keys with vector loads, and up to 64 on GPUs. Layouts and arguments
+ * as attention_rows. */
 #ifndef WGS
 #define WGS 1
 #endif
@@ -421,41 +422,6 @@ __kernel void attention_split(ATTENTION_ARGS, __global float *part, int nch, int
     if (nch > 1 && lid == 0) {
         dst[0] = mx;
         dst[1] = lt;
-    }
-}
-
-/* attention_merge: one work-group per query row r combines the nch chunk partials of
- * attention_split: o = sum_c acc_c e^(m_c - M) / sum_c l_c e^(m_c - M), M the largest m_c of a
- * chunk that attended somewhere (l_c != 0, NaN included); zeros when no chunk did. */
-__kernel void attention_merge(__global const float *part, __global float *o, int nch, int T,
-                              int H) {
-    const int lid = (int)get_local_id(0);
-    const ulong r = get_group_id(0);
-    const ulong rt = r / (ulong)T;
-    const int t = (int)(r - rt * (ulong)T);
-    const ulong b = rt / (ulong)H;
-    const int h = (int)(rt - b * (ulong)H);
-    __global const float *pr = part + r * (ulong)nch * (ulong)(DV + 2);
-    float mx = NEG_SENTINEL;
-    for (int c = 0; c < nch; c++) {
-        const float lc = pr[(ulong)c * (DV + 2) + 1];
-        mx = lc != 0.0f ? fmax(mx, pr[(ulong)c * (DV + 2)]) : mx;
-    }
-    float lt = 0.0f;
-    for (int c = 0; c < nch; c++) {
-        const float lc = pr[(ulong)c * (DV + 2) + 1];
-        lt += lc != 0.0f ? lc * exp(pr[(ulong)c * (DV + 2)] - mx) : 0.0f;
-    }
-    const float inv = lt > 0.0f ? 1.0f / lt : 0.0f;
-    const ulong o_row = ((b * (ulong)T + (ulong)t) * (ulong)H + (ulong)h) * DV;
-    for (int d = lid; d < DV; d += WG) {
-        float x = 0.0f;
-        for (int c = 0; c < nch; c++) {
-            const float lc = pr[(ulong)c * (DV + 2) + 1];
-            x += lc != 0.0f ? pr[(ulong)c * (DV + 2) + 2 + d] * exp(pr[(ulong)c * (DV + 2)] - mx)
-                            : 0.0f;
-        }
-        o[o_row + d] = x * inv;
     }
 }
 

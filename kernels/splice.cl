@@ -9,15 +9,36 @@
  * else is touched (positions outside the range stay byte-identical). One work-item a float:
  * the first n_out copy the output, the next n_p the probabilities, the rest splice.
  *
+ * gemm_tail (built with -DTAIL after merge.cl and gemm.cl) is the same last step for calls whose
+ * output projection is clmha's own GEMM: it merges split attention's partials, projects them
+ * straight into the caller's output and splices the cache, all in one launch.
+ *
  * CACHE_HALF: the cache holds IEEE half. The new keys and values were rounded to half by
- * to_half (the attention of the same call read those halves), so the splice copies their bits
- * unchanged: what the call attended over is exactly what the cache keeps.
+ * to_half or by gemm_qkv4 (the attention of the same call read those halves), so the splice
+ * copies their bits unchanged: what the call attended over is exactly what the cache keeps.
  */
 #ifdef CACHE_HALF
 #define CACHE_T ushort /* half bits, copied as they are */
 #else
 #define CACHE_T float
 #endif
+/* Copies elements [e0, e1) of row `row` of the new keys and values (rows [0, B * Sn) keys,
+ * [B * Sn, 2 * B * Sn) values, HD elements each) to its place in the cache. */
+static void splice_row(ulong row, ulong e0, ulong e1, __global const CACHE_T *src_k,
+                       __global const CACHE_T *src_v, __global CACHE_T *cache, ulong c_off,
+                       ulong B, ulong Sn, ulong S, ulong HD, ulong index) {
+    const ulong n = B * Sn;
+    const ulong which = row / n; /* 0 keys, 1 values */
+    const ulong i = row - which * n; /* remainders as x - q * d: no div/rem pairs */
+    const ulong b = i / Sn;
+    const ulong s = i - b * Sn;
+    __global CACHE_T *dst = cache + c_off + ((b * 2 + which) * S + index + s) * HD;
+    __global const CACHE_T *src = (which ? src_v : src_k) + i * HD;
+    for (ulong e = e0; e < e1; e++) {
+        dst[e] = src[e];
+    }
+}
+
 __kernel void commit(__global const float *y, __global float *out, ulong out_off, ulong n_out,
                      __global const float *ps, __global float *p, ulong p_off, ulong n_p,
                      __global const CACHE_T *src_k, __global const CACHE_T *src_v,
@@ -37,16 +58,66 @@ __kernel void commit(__global const float *y, __global float *out, ulong out_off
     if (gid >= n_splice) {
         return;
     }
-    const ulong n = B * Sn * HD;
-    const ulong which = gid / n; /* 0 keys, 1 values */
-    const ulong i = gid - which * n;
-    const ulong row = i / HD; /* remainders as x - q * d: no div/rem pairs */
-    const ulong e = i - row * HD;
-    const ulong b = row / Sn;
-    const ulong s = row - b * Sn;
-    const ulong dst = c_off + ((b * 2 + which) * S + index + s) * HD + e;
-    cache[dst] = which ? src_v[i] : src_k[i];
+    const ulong row = gid / HD;
+    const ulong e = gid - row * HD;
+    splice_row(row, e, e + 1, src_k, src_v, cache, c_off, B, Sn, S, HD, index);
 }
+
+#ifdef TAIL
+/* gemm_tail: the last launch of a call whose output projection is clmha's own GEMM (decode
+ * steps), in place of attention_merge, the output projection and commit: built from
+ * merge.cl + gemm.cl + splice.cl with -DTAIL, DV, HV (= H * DV, the projection's input width)
+ * and GC. Work-groups [0, gemm_groups) project, gpr of them a row r = b * T + t: they take the
+ * row from o (nch == 1) or merge it from its H heads' chunk partials into local memory (what
+ * attention_merge would have written), then each work-item writes GC columns of
+ * out[r] = bias + row . w straight into the caller's output. The other work-groups splice the
+ * new keys and values into the cache, `block` elements of a row a work-item. As with commit,
+ * the caller's tensors change only if this one enqueue succeeds. */
+__kernel void gemm_tail(__global const float *o, __global const float *part, int nch, int T,
+                        int H, __global const float *w, __global const float *bias, int has_bias,
+                        ulong n, ulong gpr, ulong gemm_groups, __global float *out, ulong out_off,
+                        __global const CACHE_T *src_k, __global const CACHE_T *src_v,
+                        __global CACHE_T *cache, ulong c_off, ulong B, ulong Sn, ulong S,
+                        ulong HD, ulong index, ulong n_splice, ulong block) {
+    __local float xs[HV];
+    __local float wts[MAX_CHUNKS];
+    const ulong g = get_group_id(0);
+    const int lid = (int)get_local_id(0), wg = (int)get_local_size(0);
+    if (g >= gemm_groups) {
+        const ulong j = (g - gemm_groups) * (ulong)wg + (ulong)lid;
+        const ulong per_row = (HD + block - 1) / block;
+        const ulong row = j / per_row;
+        const ulong e0 = (j - row * per_row) * block;
+        if (row * HD < n_splice) {
+            splice_row(row, e0, min(HD, e0 + block), src_k, src_v, cache, c_off, B, Sn, S, HD,
+                       index);
+        }
+        return;
+    }
+    const ulong r = g / gpr;
+    const ulong cb = (g - r * gpr) * (ulong)wg + (ulong)lid;
+    __global float *y = out + out_off + r * n;
+    if (nch == 1) {
+        if (cb < n / GC) {
+            gemm_cols(o + r * HV, HV, w, n, cb * GC, bias, has_bias, y, 0);
+        }
+        return;
+    }
+    const ulong b = r / (ulong)T;
+    const ulong t = r - b * (ulong)T;
+    for (int h = 0; h < H; h++) {
+        __global const float *pr =
+            part + ((b * (ulong)H + (ulong)h) * (ulong)T + t) * (ulong)nch * (DV + 2);
+        const float inv = merge_weights(pr, nch, wts, lid, wg);
+        __local float *dst = xs + h * DV;
+        MERGE_ROW(dst)
+        barrier(CLK_LOCAL_MEM_FENCE); /* before the next head's weights overwrite wts */
+    }
+    if (cb < n / GC) {
+        gemm_cols_local(xs, HV, w, n, cb * GC, bias, has_bias, y, 0);
+    }
+}
+#endif
 
 /* Rounds n new keys into kh and n new values into vh as IEEE half (vstore_half: round to
  * nearest even), for a half cache. */

@@ -44,6 +44,8 @@ typedef struct plan {
      * keys per query row (nch 1: no merge). */
     enum { ATT_ROWS, ATT_SPLIT, ATT_HEADS, ATT_TILE, ATT_QTILE } kernel;
     int nch, chunk;
+    /* The call ends with gemm_tail, which also merges the chunks. */
+    bool tail;
     size_t index;
     cl_ulong m_sb, m_st, m_ss;
     /* rank > 3 */
@@ -761,7 +763,7 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
             st = clmha__launch(ctx, ks, p->B * (heads ? 1 : l->heads) * p->T * (size_t)p->nch,
                                l->wg_split);
         }
-        if (st != CLMHA_OK || p->nch == 1) {
+        if (st != CLMHA_OK || p->nch == 1 || p->tail) {
             return st;
         }
         const clmha__karg margs[] = {CLMHA__ARG(part), CLMHA__ARG(o), CLMHA__ARG(nch),
@@ -785,6 +787,46 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     return clmha__launch(ctx, k, p->B * l->heads * p->T, l->wg_attention);
 }
 
+/* The last launch of a call whose output projection takes the own GEMM (plan.tail): the chunk
+ * merge (split attention), the output projection straight into the caller's output and the
+ * cache splice, in one enqueue (see enqueue_commit). */
+static clmha_status enqueue_tail(clmha_layer *l, const clmha_call_args *a, const plan *p) {
+    clmha_context *ctx = l->ctx;
+    ctx->prof_category = CLMHA__PROF_PROJECTION;
+    const cl_mem *w = l->weights;
+    cl_mem o = l->ws_o, part = p->nch > 1 ? l->ws_part : NULL;
+    cl_int nch = p->nch, T = (cl_int)p->T, H = (cl_int)l->heads;
+    cl_mem wo = w[CLMHA_WEIGHT_OUTPUT_KERNEL], bo = w[CLMHA_WEIGHT_OUTPUT_BIAS];
+    cl_int has_bias = bo != NULL;
+    const size_t wg = l->wg_tail, cols = l->tail_cols;
+    cl_ulong n = l->out_features;
+    cl_ulong gpr = (n / cols + wg - 1) / wg, gemm_groups = p->rows_q * gpr;
+    cl_mem out = a->output->buffer;
+    cl_ulong out_off = a->output->offset / sizeof(float);
+    cl_mem kk = !p->update ? NULL : p->half ? l->ws_kh : l->ws_k;
+    cl_mem vv = !p->update ? NULL : p->half ? l->ws_vh : l->ws_v;
+    cl_mem cache = p->update ? a->cache->buffer : NULL;
+    cl_ulong c_off = p->update ? a->cache->offset / clmha__dtype_size(a->cache->dtype) : 0;
+    cl_ulong B = p->B, Sn = p->Sn, S = p->S, HD = l->heads * l->dk, idx = p->index;
+    cl_ulong n_splice = p->update ? 2 * B * Sn * HD : 0;
+    /* One work-item a cache row where a group is one work-item (CPUs), else one an element. */
+    cl_ulong block = wg == 1 ? HD : 1;
+    const size_t splice_items = p->update ? (size_t)(2 * B * Sn * ((HD + block - 1) / block)) : 0;
+    const clmha__karg args[] = {
+        CLMHA__ARG(o),       CLMHA__ARG(part), CLMHA__ARG(nch),         CLMHA__ARG(T),
+        CLMHA__ARG(H),       CLMHA__ARG(wo),   CLMHA__ARG(bo),          CLMHA__ARG(has_bias),
+        CLMHA__ARG(n),       CLMHA__ARG(gpr),  CLMHA__ARG(gemm_groups), CLMHA__ARG(out),
+        CLMHA__ARG(out_off), CLMHA__ARG(kk),   CLMHA__ARG(vv),          CLMHA__ARG(cache),
+        CLMHA__ARG(c_off),   CLMHA__ARG(B),    CLMHA__ARG(Sn),          CLMHA__ARG(S),
+        CLMHA__ARG(HD),      CLMHA__ARG(idx),  CLMHA__ARG(n_splice),    CLMHA__ARG(block)};
+    const clmha__kernel *k = p->half ? &l->k_tail_half : &l->k_tail;
+    clmha_status st = clmha__set_args(ctx, k, args, sizeof args / sizeof args[0]);
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    return clmha__launch(ctx, k, (size_t)gemm_groups + (splice_items + wg - 1) / wg, wg);
+}
+
 /* Chooses the attention kernel. Calls that want the probabilities or apply dropout take the
  * two-pass attention_rows; the others, where the layer has them: query tiles for T >= 2
  * (attention_tile on CPUs, attention_qtile elsewhere), all heads a work-group for single queries
@@ -794,6 +836,10 @@ static void plan_attention(const clmha_layer *l, const clmha_call_args *a, plan 
     const bool drop = a->training && l->cfg.dropout > 0.0;
     p->nch = 1;
     p->chunk = (int)p->S;
+    /* gemm_tail needs the output projection on the own GEMM and nothing read after it: no
+     * probabilities to copy, no activity sums of the projected output, no rank > 3 gather. */
+    p->tail = l->use_tail && clmha__own_gemm_for(l->ctx, p->rows_q) && !p->general &&
+              a->attention_scores == NULL && l->act == NULL;
     if (!l->use_split || a->attention_scores != NULL || drop) {
         p->kernel = ATT_ROWS;
         return;
@@ -927,9 +973,12 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
     const bool fused = p.project_kv && same_region(a->query, a->value) &&
                        same_region(a->query, key) && p.rows_q == p.rows_kv &&
                        clmha__project_qkv_fits(l, p.rows_q);
+    /* A half cache's new keys and values: rounded by gemm_qkv4 where it runs, else to_half. */
+    const bool qkv_half = fused && p.half && p.update;
     if (fused) {
         if ((st = clmha__project_qkv(l, a->query->buffer, a->query->offset / sizeof(float),
-                                     p.rows_q)) != CLMHA_OK) {
+                                     p.rows_q, qkv_half ? l->ws_kh : NULL,
+                                     qkv_half ? l->ws_vh : NULL)) != CLMHA_OK) {
             return st;
         }
     } else if ((st = clmha__project(l, "query", a->query->buffer, a->query->offset / sizeof(float),
@@ -956,7 +1005,7 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
                                p.mask_elems, &p.gm)) != CLMHA_OK))) {
         return st;
     }
-    if (p.half && p.update && (st = enqueue_to_half(l, &p)) != CLMHA_OK) {
+    if (p.half && p.update && !qkv_half && (st = enqueue_to_half(l, &p)) != CLMHA_OK) {
         return st;
     }
     if ((st = enqueue_attention(l, a, &p)) != CLMHA_OK) {
@@ -968,6 +1017,9 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
     if (p.general &&
         (st = enqueue_gather(l, l->ws_o, 0, l->ws_o2, hv, p.rows_q, &p.go)) != CLMHA_OK) {
         return st;
+    }
+    if (p.tail) {
+        return enqueue_tail(l, a, &p);
     }
     if ((st = clmha__project(l, "output", p.general ? l->ws_o2 : l->ws_o, 0, p.rows_q, hv,
                              w[CLMHA_WEIGHT_OUTPUT_KERNEL], l->out_features,

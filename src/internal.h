@@ -131,6 +131,12 @@ struct clmha_layer {
     bool use_qtile;
     size_t key_tile; /* KT */
     clmha__kernel k_qtile, k_qtile_half;
+    /* gemm_tail (merge + output projection + cache splice in one launch, the last of a call
+     * whose output projection takes the own GEMM), built with tail_cols (GC) columns a
+     * work-item and launched wg_tail work-items a group; CLMHA_TAIL=0 turns it off. */
+    bool use_tail;
+    size_t tail_cols, wg_tail;
+    clmha__kernel k_tail, k_tail_half;
     size_t wg_split, split_min_chunk;
     cl_mem ws_part;
     size_t cap_part;
@@ -244,7 +250,8 @@ extern const size_t clmha__embedded_kernel_count;
 
 /* Returns the program for kernel file @p name built with @p defines (extra -D options), from
  * the context's list, the binary cache or a source build, in that order. The program stays
- * owned by the context. */
+ * owned by the context. @p name may join files with '+' ("merge.cl+gemm.cl"): their sources
+ * are concatenated in that order. */
 clmha_status clmha__program_get(clmha_context *ctx, const char *name, const char *defines,
                                 cl_program *program);
 
@@ -304,10 +311,19 @@ clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size
 clmha_status clmha__clblast_warm(clmha_context *ctx);
 
 /* Self-attention's query, key and value projections of @p m rows of x in one launch of the own
- * GEMM (gemm_qkv4) into ws_q, ws_k and ws_v; false from clmha__project_qkv_fits when the
+ * GEMM (gemm_qkv4) into ws_q, ws_k and ws_v, and the keys and values rounded to half into
+ * @p kh and @p vh where they are not NULL; false from clmha__project_qkv_fits when the
  * projections would not take the own GEMM or a width is not a multiple of 4. */
 bool clmha__project_qkv_fits(const clmha_layer *layer, size_t m);
-clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size_t m);
+clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, cl_mem kh,
+                                cl_mem vh);
+
+/* Products of @p m rows take clmha's own GEMM (CLBlast cannot run, or few rows). */
+bool clmha__own_gemm_for(const clmha_context *ctx, size_t m);
+
+/* The columns a work-item of gemm_bias4 / gemm_qkv4 takes for products of @p n columns: the
+ * layer's wide build (32, CPUs) where n is a multiple of it, else 4. */
+size_t clmha__gemm_cols(const clmha_layer *layer, size_t n);
 
 /* Makes *buf hold at least @p n floats, reallocating (never shrinking) when needed. */
 clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size_t n);

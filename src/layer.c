@@ -341,6 +341,48 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     return CLMHA_OK;
 }
 
+/* gemm_tail, the last launch of calls whose output projection takes the own GEMM: built from
+ * merge.cl, gemm.cl and splice.cl with the output's columns a work-item (32 on CPUs where they
+ * divide the output width, else 4), one work-item a group for 32 columns, else the own GEMM's
+ * group size. Off (the merge, output projection and commit launches instead) with CLMHA_TAIL=0,
+ * an output width that is not a multiple of 4, or where its merged row (H * DV floats) and chunk
+ * weights do not fit in local memory or the kernel allows fewer work-items. Needs gemm.cl's
+ * kernels built (wg_gemm). */
+static clmha_status build_tail(clmha_layer *l) {
+    clmha_context *ctx = l->ctx;
+    const char *on = clmha__getenv("CLMHA_TAIL");
+    const size_t hv = l->heads * l->dv;
+    l->use_tail = (on == NULL || strcmp(on, "0") != 0) && l->out_features % 4 == 0 &&
+                  (hv + 256) * sizeof(float) <= ctx->info.local_mem_bytes;
+    if (!l->use_tail) {
+        return CLMHA_OK;
+    }
+    l->tail_cols = clmha__gemm_cols(l, l->out_features);
+    l->wg_tail = l->tail_cols > 4 ? 1 : l->wg_gemm;
+    for (int half = 0; half < (l->half_cache ? 2 : 1); half++) {
+        char defines[128];
+        snprintf(defines, sizeof defines, "-DTAIL -DDV=%zu -DHV=%zu -DGC=%zu%s", l->dv, hv,
+                 l->tail_cols, half ? " -DCACHE_HALF" : "");
+        clmha__kernel *k = half ? &l->k_tail_half : &l->k_tail;
+        cl_program prog;
+        clmha_status st = clmha__program_get(ctx, "merge.cl+gemm.cl+splice.cl", defines, &prog);
+        if (st == CLMHA_OK) {
+            st = clmha__kernel_create(ctx, prog, "gemm_tail", k);
+        }
+        if (st != CLMHA_OK) {
+            return st;
+        }
+        if (k->max_wg < l->wg_tail || k->local_mem > ctx->info.local_mem_bytes) {
+            clmha__log(ctx, CLMHA_LOG_INFO,
+                       "gemm_tail off: it allows %zu work-items (needs %zu) and needs %llu bytes "
+                       "of local memory",
+                       k->max_wg, l->wg_tail, (unsigned long long)k->local_mem);
+            l->use_tail = false;
+        }
+    }
+    return CLMHA_OK;
+}
+
 /* Builds the programs and kernels; the attention work-group size starts at 64 (a multiple of
  * every GPU's SIMD width) and shrinks to what the device and kernel allow. */
 static clmha_status build_kernels(clmha_layer *l) {
@@ -374,7 +416,6 @@ static clmha_status build_kernels(clmha_layer *l) {
         }
         clmha__kernel_release(&l->k_attention);
         clmha__kernel_release(&l->k_split);
-        clmha__kernel_release(&l->k_merge);
         clmha__kernel_release(&l->k_tile);
         clmha__kernel_release(&l->k_qtile);
         clmha__kernel_release(&l->k_heads);
@@ -382,7 +423,6 @@ static clmha_status build_kernels(clmha_layer *l) {
             (st = clmha__kernel_create(ctx, prog, "attention_heads", &l->k_heads)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "attention_qtile", &l->k_qtile)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "attention_split", &l->k_split)) != CLMHA_OK ||
-            (st = clmha__kernel_create(ctx, prog, "attention_merge", &l->k_merge)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "attention_tile", &l->k_tile)) != CLMHA_OK) {
             return st;
         }
@@ -421,6 +461,12 @@ static clmha_status build_kernels(clmha_layer *l) {
         wg = pow2_floor(kmax);
     }
     l->wg_attention = wg;
+    char dv_define[32];
+    snprintf(dv_define, sizeof dv_define, "-DDV=%zu", l->dv);
+    if ((st = clmha__program_get(ctx, "merge.cl", dv_define, &prog)) != CLMHA_OK ||
+        (st = clmha__kernel_create(ctx, prog, "attention_merge", &l->k_merge)) != CLMHA_OK) {
+        return st;
+    }
     /* The split kernels must take their work-group sizes (merge runs with wg); where the
      * compiled kernel allows fewer, calls use attention_rows alone. */
     if (l->use_split && (l->k_split.max_wg < l->wg_split || l->k_merge.max_wg < wg ||
@@ -494,6 +540,9 @@ static clmha_status build_kernels(clmha_layer *l) {
         ((st = clmha__program_get(ctx, "splice.cl", "-DCACHE_HALF", &prog)) != CLMHA_OK ||
          (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit_half)) != CLMHA_OK ||
          (st = clmha__kernel_create(ctx, prog, "to_half", &l->k_to_half)) != CLMHA_OK)) {
+        return st;
+    }
+    if ((st = build_tail(l)) != CLMHA_OK) {
         return st;
     }
     l->wg_fill = pow2_floor(l->k_fill.max_wg < 256 ? l->k_fill.max_wg : 256);
@@ -661,13 +710,13 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(ws[i]);
         }
     }
-    clmha__kernel *ks[] = {
-        &l->k_attention,      &l->k_commit,      &l->k_fill,    &l->k_gather,
-        &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,     &l->k_constrain,
-        &l->k_attention_half, &l->k_commit_half, &l->k_to_half, &l->k_split,
-        &l->k_split_half,     &l->k_merge,       &l->k_gemm4,   &l->k_qkv,
-        &l->k_gemm_wide,      &l->k_qkv_wide,    &l->k_tile,    &l->k_tile_half,
-        &l->k_qtile,          &l->k_qtile_half,  &l->k_heads,   &l->k_heads_half};
+    clmha__kernel *ks[] = {&l->k_attention,      &l->k_commit,      &l->k_fill,    &l->k_gather,
+                           &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,     &l->k_constrain,
+                           &l->k_attention_half, &l->k_commit_half, &l->k_to_half, &l->k_split,
+                           &l->k_split_half,     &l->k_merge,       &l->k_gemm4,   &l->k_qkv,
+                           &l->k_gemm_wide,      &l->k_qkv_wide,    &l->k_tile,    &l->k_tile_half,
+                           &l->k_qtile,          &l->k_qtile_half,  &l->k_heads,   &l->k_heads_half,
+                           &l->k_tail,           &l->k_tail_half};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         clmha__kernel_release(ks[i]);
     }

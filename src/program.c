@@ -1,6 +1,7 @@
 /*
- * program.c - kernel sources (embedded, or from CLMHA_KERNEL_DIR), program builds, the
- * on-disk program-binary cache, and checked kernel launches.
+ * program.c - kernel sources (embedded, or from CLMHA_KERNEL_DIR; a program may join several
+ * files, "a.cl+b.cl"), program builds, the on-disk program-binary cache, and checked kernel
+ * launches.
  *
  * The binary cache follows the design of ggml's: the file name is the XXH3-128 hash of
  * everything that can change the binary (source, build options, device name, driver version,
@@ -36,7 +37,7 @@ typedef struct cache_header {
 
 /* ---- sources ---- */
 
-static clmha_status load_source(clmha_context *ctx, const char *name, char **src, size_t *len) {
+static clmha_status load_file(clmha_context *ctx, const char *name, char **src, size_t *len) {
     if (ctx->kernel_dir != NULL) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", ctx->kernel_dir, name);
@@ -93,6 +94,53 @@ static clmha_status load_source(clmha_context *ctx, const char *name, char **src
         }
     }
     return clmha__fail(ctx, CLMHA_ERR_KERNEL_SOURCE, "no embedded kernel named \"%s\"", name);
+}
+
+/* The source of program @p name: one kernel file, or several joined by '+' ("a.cl+b.cl"),
+ * concatenated in that order, so that a kernel can use helpers of the files before it. */
+static clmha_status load_source(clmha_context *ctx, const char *name, char **src, size_t *len) {
+    char *all = NULL;
+    size_t total = 0;
+    for (const char *part = name; *part != '\0';) {
+        const char *plus = strchr(part, '+');
+        size_t n = plus ? (size_t)(plus - part) : strlen(part);
+        char file[256];
+        if (n == 0 || n >= sizeof file) {
+            free(all);
+            return clmha__fail(ctx, CLMHA_ERR_KERNEL_SOURCE, "bad kernel source list \"%s\"", name);
+        }
+        memcpy(file, part, n);
+        file[n] = '\0';
+        char *one = NULL;
+        size_t one_len = 0;
+        clmha_status st = load_file(ctx, file, &one, &one_len);
+        if (st != CLMHA_OK) {
+            free(all);
+            return st;
+        }
+        if (all == NULL) {
+            all = one, total = one_len;
+        } else {
+            char *grown = realloc(all, total + 1 + one_len + 1);
+            if (grown == NULL) {
+                free(all);
+                free(one);
+                return clmha__fail(ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY, "out of memory");
+            }
+            all = grown;
+            all[total] = '\n';
+            memcpy(all + total + 1, one, one_len + 1);
+            total += 1 + one_len;
+            free(one);
+        }
+        part = plus ? plus + 1 : part + n;
+    }
+    if (all == NULL) {
+        return clmha__fail(ctx, CLMHA_ERR_KERNEL_SOURCE, "empty kernel source list");
+    }
+    *src = all;
+    *len = total;
+    return CLMHA_OK;
 }
 
 /* ---- the binary cache ---- */

@@ -109,9 +109,7 @@ static clmha_status fill_bias(clmha_layer *layer, cl_mem y, size_t y_off, size_t
                          layer->wg_fill);
 }
 
-/* The columns a work-item of gemm_bias4 / gemm_qkv4 takes for products of @p n columns: the
- * layer's wide build (32, CPUs) where n is a multiple of it, else 4. */
-static size_t gemm_cols(const clmha_layer *layer, size_t n) {
+size_t clmha__gemm_cols(const clmha_layer *layer, size_t n) {
     return layer->gemm_wide != 0 && n % layer->gemm_wide == 0 ? layer->gemm_wide : 4;
 }
 
@@ -126,7 +124,7 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
         CLMHA__ARG(x),  CLMHA__ARG(a_off), CLMHA__ARG(w),  CLMHA__ARG(y),    CLMHA__ARG(c_off),
         CLMHA__ARG(mm), CLMHA__ARG(nn),    CLMHA__ARG(kk), CLMHA__ARG(bias), CLMHA__ARG(has_bias)};
     const bool by4 = n % 4 == 0;
-    const size_t cols = by4 ? gemm_cols(layer, n) : 1;
+    const size_t cols = by4 ? clmha__gemm_cols(layer, n) : 1;
     clmha_status st = CLMHA_OK;
     if (!by4 && !filled) {
         st = fill_bias(layer, y, y_off, m, n, bias);
@@ -145,18 +143,18 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
     return clmha__launch(layer->ctx, kern, (items + wg - 1) / wg, wg);
 }
 
-/* Products of @p m rows take clmha's own GEMM (CLBlast cannot run, or few rows). */
-static bool own_gemm_for(const clmha_context *ctx, size_t m) {
+bool clmha__own_gemm_for(const clmha_context *ctx, size_t m) {
     return ctx->own_gemm || m <= ctx->small_m;
 }
 
 bool clmha__project_qkv_fits(const clmha_layer *layer, size_t m) {
     const size_t nq = layer->heads * layer->dk, nv = layer->heads * layer->dv;
-    return own_gemm_for(layer->ctx, m) && nq % 4 == 0 && nv % 4 == 0 &&
+    return clmha__own_gemm_for(layer->ctx, m) && nq % 4 == 0 && nv % 4 == 0 &&
            layer->dq_in == layer->dk_in && layer->dq_in == layer->dv_in;
 }
 
-clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size_t m) {
+clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, cl_mem kh,
+                                cl_mem vh) {
     clmha_context *ctx = layer->ctx;
     ctx->prof_category = CLMHA__PROF_PROJECTION;
     const cl_mem *w = layer->weights;
@@ -177,11 +175,14 @@ clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size
                                 CLMHA__ARG(layer->ws_q),
                                 CLMHA__ARG(layer->ws_k),
                                 CLMHA__ARG(layer->ws_v),
+                                CLMHA__ARG(kh),
+                                CLMHA__ARG(vh),
                                 CLMHA__ARG(nq),
                                 CLMHA__ARG(nk),
                                 CLMHA__ARG(nv)};
-    const size_t cols =
-        gemm_cols(layer, nq) < gemm_cols(layer, nv) ? gemm_cols(layer, nq) : gemm_cols(layer, nv);
+    const size_t cols = clmha__gemm_cols(layer, nq) < clmha__gemm_cols(layer, nv)
+                            ? clmha__gemm_cols(layer, nq)
+                            : clmha__gemm_cols(layer, nv);
     const clmha__kernel *kern = cols > 4 ? &layer->k_qkv_wide : &layer->k_qkv;
     const size_t wg = cols > 4 ? 1 : layer->wg_gemm;
     clmha_status st = clmha__set_args(ctx, kern, args, sizeof args / sizeof args[0]);
@@ -196,7 +197,7 @@ clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size
                             size_t k, cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off) {
     clmha_context *ctx = layer->ctx;
     ctx->prof_category = CLMHA__PROF_PROJECTION;
-    if (own_gemm_for(ctx, m)) {
+    if (clmha__own_gemm_for(ctx, m)) {
         return own_gemm(layer, x, x_off, m, k, w, n, bias, y, y_off, false);
     }
     clmha_status st = fill_bias(layer, y, y_off, m, n, bias);

@@ -312,6 +312,79 @@ static bool call_with_fault(int mode, long n) {
     return hit;
 }
 
+/* A decode step as generation runs it, armed at fault point n: self-attention (the query is the
+ * value), one new position, no probabilities, over a half cache, 8 features. Its launches are
+ * the fused projection (which also rounds the new keys and values to half), the attention and
+ * gemm_tail (merge, output projection and cache splice); a failure anywhere leaves the cache and
+ * the output as they were. Returns whether the fault fired. */
+static bool decode_with_fault(long n) {
+    enum { DD = 8, SD = 5 };
+    clmha_context *ctx = test_context();
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = 2, cfg.key_dim = 4, cfg.seed = 6, cfg.cache_dtype = CLMHA_FLOAT16;
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, DD, DD, 0, &l));
+    test_rng r = {11};
+    float x[B * DD], out0[B * DD], o1[B * DD], cf[B * 2 * SD * DD];
+    uint16_t cache[B * 2 * SD * DD], c1[B * 2 * SD * DD];
+    rng_fill(&r, x, B * DD, -1, 1);
+    rng_fill(&r, out0, B * DD, 5, 6);
+    rng_fill(&r, cf, B * 2 * SD * DD, -1, 1);
+    for (size_t i = 0; i < B * 2 * SD * DD; i++) {
+        cache[i] = half_from_float(cf[i]);
+    }
+    size_t xs[3] = {B, 1, DD}, cs[5] = {B, 2, SD, 2, 4};
+    clmha_tensor *tx = test_tensor_f32(ctx, 3, xs, x), *to = test_tensor_f32(ctx, 3, xs, out0);
+    clmha_tensor *tc = NULL;
+    assert_ok(clmha_tensor_create(ctx, CLMHA_FLOAT16, 5, cs, &tc));
+    assert_ok(clmha_tensor_write(tc, cache, sizeof cache));
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = tx, a.value = tx, a.output = to, a.cache = tc, a.causal = true;
+    a.has_cache_update_index = true, a.cache_update_index = 3;
+    arm(n);
+    clmha_status st = clmha_layer_call(l, &a);
+    bool hit = fired;
+    disarm();
+    if (hit && st != CLMHA_OK) {
+        assert_true(strlen(clmha_last_error()) > 10);
+        cl_command_queue cq = clmha_context_queue(ctx);
+        assert_int_equal(clFinish(cq), CL_SUCCESS);
+        assert_int_equal(clEnqueueReadBuffer(cq, clmha_tensor_buffer(tc), CL_TRUE, 0, sizeof c1, c1,
+                                             0, NULL, NULL),
+                         CL_SUCCESS);
+        assert_int_equal(clEnqueueReadBuffer(cq, clmha_tensor_buffer(to), CL_TRUE, 0, sizeof o1, o1,
+                                             0, NULL, NULL),
+                         CL_SUCCESS);
+        if (memcmp(c1, cache, sizeof c1) || memcmp(o1, out0, sizeof o1)) {
+            print_error("decode step, fault point %ld: a failed call (%s) changed the %s\n", n,
+                        clmha_last_error(), memcmp(c1, cache, sizeof c1) ? "cache" : "output");
+            fail();
+        }
+    } else {
+        assert_int_equal(st, CLMHA_OK);
+    }
+    clmha_tensor_release(tx), clmha_tensor_release(to), clmha_tensor_release(tc);
+    clmha_layer_release(l);
+    clmha_context_release(ctx);
+    return hit;
+}
+
+static void test_faults_decoding(void **state) {
+    (void)state;
+    long n;
+    for (n = 1; n < MAX_N; n++) {
+        if (!decode_with_fault(n)) {
+            break;
+        }
+    }
+    print_message("a decode step (self-attention, half cache, no probabilities): %ld fault "
+                  "points, each handled\n",
+                  n - 1);
+    assert_true(n > 10 && n < MAX_N);
+}
+
 static void test_faults_calling(void **state) {
     (void)state;
     for (int mode = 0; mode < 4; mode++) {
@@ -335,6 +408,7 @@ int main(void) {
         cmocka_unit_test(test_faults_creating),
         cmocka_unit_test(test_faults_loading),
         cmocka_unit_test(test_faults_calling),
+        cmocka_unit_test(test_faults_decoding),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

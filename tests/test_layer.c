@@ -604,6 +604,40 @@ static void test_self_attention(void **state) {
     }
 }
 
+/* Decode steps over caches long enough that split attention takes several chunks (chunks of at
+ * least 256 keys), so the partials are merged: by gemm_tail where the layer has it, and with
+ * CLMHA_TAIL=0 by attention_merge before the output projection and commit. Head dims of 16 and
+ * 64 take the merge's sixteen-lane path where a work-item merges alone (CPUs, with 32 output
+ * features: gemm_tail one work-item a group), 3 the scalar one; self-attention (one projection
+ * launch, which rounds a half cache's keys and values itself) and separate inputs; float and
+ * half caches. */
+static void test_split_decode(void **state) {
+    (void)state;
+    for (int tail_off = 0; tail_off < 2; tail_off++) {
+        if (tail_off) {
+            setenv("CLMHA_TAIL", "0", 1);
+        }
+        for (uint64_t i = 0; i < 6; i++) {
+            case_cfg c;
+            memset(&c, 0, sizeof c);
+            c.seed = 1200 + i;
+            c.mode = MODE_UPDATE, c.mask = i % 3 == 0 ? MASK_NONE : MASK_CAUSAL;
+            c.B = 1 + i % 2, c.T = 1, c.H = 2 + i % 3;
+            c.dk = c.dv = i % 3 == 0 ? 16 : i % 3 == 1 ? 64 : 3;
+            c.Dq = c.Dk = c.Dv = i < 3 ? 32 : 16; /* 32: the own GEMM's wide build on CPUs */
+            c.S = i < 3 ? 600 : 1100;
+            c.Sn = 1;
+            c.index = i % 2 ? c.S - 1 : 300 + i;
+            c.self_input = i % 2 == 0;
+            c.separate_key = i % 4 == 1;
+            c.use_bias = i != 4, c.offsets = i == 5;
+            c.half_cache = i % 3 == 1 || i == 2;
+            run_case(&c);
+        }
+        unsetenv("CLMHA_TAIL");
+    }
+}
+
 /* clmha_layer_reserve has CLBlast build its GEMM program when the reserved sizes mean CLBlast
  * projections, so no call builds one; without it the first such call does. */
 static void test_reserve_builds_clblast(void **state) {
@@ -700,6 +734,7 @@ int main(void) {
         cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_reserve_builds_clblast),
         cmocka_unit_test(test_self_attention),
+        cmocka_unit_test(test_split_decode),
         cmocka_unit_test(test_edge_cases),
         cmocka_unit_test(test_attention_axes_against_reference),
         cmocka_unit_test(test_token_loop_equals_one_shot),
@@ -707,5 +742,11 @@ int main(void) {
         cmocka_unit_test(test_probabilities_sum_to_one),
         cmocka_unit_test(test_random_configurations),
     };
+    /* CLMHA_TEST_FILTER=test_split_decode (a cmocka pattern, * and ? as wildcards) runs only
+     * the tests it matches. */
+    const char *filter = getenv("CLMHA_TEST_FILTER");
+    if (filter != NULL && *filter != '\0') {
+        cmocka_set_test_filter(filter);
+    }
     return cmocka_run_group_tests(tests, test_setup_context, test_teardown_context);
 }

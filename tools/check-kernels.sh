@@ -14,6 +14,15 @@ for f in kernels/*.cl; do
         n=$((n + 1))
     done
 done
+# Programs built from several files (clmha__program_get's "a.cl+b.cl"): gemm_tail.
+for variant in "-DGC=4" "-DGC=32" "-DGC=32 -DCACHE_HALF"; do
+    # shellcheck disable=SC2086
+    cat kernels/merge.cl kernels/gemm.cl kernels/splice.cl |
+        clang -x cl -cl-std=CL1.2 -Xclang -cl-ext=-all -include tools/cl/half-builtins.h \
+            -fsyntax-only -Werror -Wall -Wextra -Wconversion -Wno-sign-conversion -Wshadow \
+            -DTAIL -DHV=768 $variant -
+    n=$((n + 1))
+done
 if grep -n "pragma OPENCL EXTENSION" kernels/*.cl; then
     echo "check-kernels: kernels must not enable extensions" >&2
     exit 1
