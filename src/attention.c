@@ -591,6 +591,25 @@ static clmha_status validate(clmha_layer *l, const clmha_call_args *a, plan *p) 
     return CLMHA_OK;
 }
 
+/* Sets the ten arguments from @p first on that splice.cl's commit and gemm_tail share: the new
+ * keys and values (halves for a half cache), the cache and its element offset, B, Sn, S, H * dk,
+ * the update index and the number of elements to splice (0 without an update), which it stores
+ * in @p n_splice. */
+static clmha_status set_splice_args(clmha_layer *l, const clmha_call_args *a, const plan *p,
+                                    const clmha__kernel *k, size_t first, cl_ulong *n_splice) {
+    cl_mem kk = !p->update ? NULL : p->half ? l->ws_kh : l->ws_k;
+    cl_mem vv = !p->update ? NULL : p->half ? l->ws_vh : l->ws_v;
+    cl_mem cache = p->update ? a->cache->buffer : NULL;
+    cl_ulong c_off = p->update ? a->cache->offset / clmha__dtype_size(a->cache->dtype) : 0;
+    cl_ulong B = p->B, Sn = p->Sn, S = p->S, HD = l->heads * l->dk, idx = p->index;
+    *n_splice = p->update ? 2 * B * Sn * HD : 0;
+    const clmha__karg args[] = {CLMHA__ARG(kk),       CLMHA__ARG(vv), CLMHA__ARG(cache),
+                                CLMHA__ARG(c_off),    CLMHA__ARG(B),  CLMHA__ARG(Sn),
+                                CLMHA__ARG(S),        CLMHA__ARG(HD), CLMHA__ARG(idx),
+                                CLMHA__ARG(*n_splice)};
+    return clmha__set_args_from(l->ctx, k, first, args, 10);
+}
+
 /* The last launch of a call: output and probabilities out of the workspace, new keys and
  * values into the cache. One enqueue, so a failure before it leaves the caller's tensors as
  * they were. */
@@ -601,21 +620,15 @@ static clmha_status enqueue_commit(clmha_layer *l, const clmha_call_args *a, con
     cl_mem ps = a->attention_scores ? l->ws_p : NULL;
     cl_mem pd = a->attention_scores ? a->attention_scores->buffer : NULL;
     cl_ulong p_off = a->attention_scores ? a->attention_scores->offset / sizeof(float) : 0;
-    cl_ulong n_p = a->attention_scores ? a->attention_scores->numel : 0;
-    cl_mem kk = !p->update ? NULL : p->half ? l->ws_kh : l->ws_k;
-    cl_mem vv = !p->update ? NULL : p->half ? l->ws_vh : l->ws_v;
-    cl_mem cache = p->update ? a->cache->buffer : NULL;
-    cl_ulong c_off = p->update ? a->cache->offset / clmha__dtype_size(a->cache->dtype) : 0;
-    cl_ulong B = p->B, Sn = p->Sn, S = p->S, HD = l->heads * l->dk, idx = p->index;
-    cl_ulong n_splice = p->update ? 2 * B * Sn * HD : 0;
-    const clmha__karg args[] = {CLMHA__ARG(y),     CLMHA__ARG(out),   CLMHA__ARG(out_off),
-                                CLMHA__ARG(n_out), CLMHA__ARG(ps),    CLMHA__ARG(pd),
-                                CLMHA__ARG(p_off), CLMHA__ARG(n_p),   CLMHA__ARG(kk),
-                                CLMHA__ARG(vv),    CLMHA__ARG(cache), CLMHA__ARG(c_off),
-                                CLMHA__ARG(B),     CLMHA__ARG(Sn),    CLMHA__ARG(S),
-                                CLMHA__ARG(HD),    CLMHA__ARG(idx),   CLMHA__ARG(n_splice)};
+    cl_ulong n_p = a->attention_scores ? a->attention_scores->numel : 0, n_splice = 0;
+    const clmha__karg args[] = {CLMHA__ARG(y),     CLMHA__ARG(out), CLMHA__ARG(out_off),
+                                CLMHA__ARG(n_out), CLMHA__ARG(ps),  CLMHA__ARG(pd),
+                                CLMHA__ARG(p_off), CLMHA__ARG(n_p)};
     const clmha__kernel *k = p->half ? &l->k_commit_half : &l->k_commit;
-    clmha_status st = clmha__set_args(l->ctx, k, args, 18);
+    clmha_status st = clmha__set_args(l->ctx, k, args, 8);
+    if (st == CLMHA_OK) {
+        st = set_splice_args(l, a, p, k, 8, &n_splice);
+    }
     if (st != CLMHA_OK) {
         return st;
     }
@@ -802,28 +815,28 @@ static clmha_status enqueue_tail(clmha_layer *l, const clmha_call_args *a, const
     cl_ulong n = l->out_features;
     cl_ulong gpr = (n / cols + wg - 1) / wg, gemm_groups = p->rows_q * gpr;
     cl_mem out = a->output->buffer;
-    cl_ulong out_off = a->output->offset / sizeof(float);
-    cl_mem kk = !p->update ? NULL : p->half ? l->ws_kh : l->ws_k;
-    cl_mem vv = !p->update ? NULL : p->half ? l->ws_vh : l->ws_v;
-    cl_mem cache = p->update ? a->cache->buffer : NULL;
-    cl_ulong c_off = p->update ? a->cache->offset / clmha__dtype_size(a->cache->dtype) : 0;
-    cl_ulong B = p->B, Sn = p->Sn, S = p->S, HD = l->heads * l->dk, idx = p->index;
-    cl_ulong n_splice = p->update ? 2 * B * Sn * HD : 0;
+    cl_ulong out_off = a->output->offset / sizeof(float), n_splice = 0;
     /* One work-item a cache row where a group is one work-item (CPUs), else one an element. */
-    cl_ulong block = wg == 1 ? HD : 1;
-    const size_t splice_items = p->update ? (size_t)(2 * B * Sn * ((HD + block - 1) / block)) : 0;
-    const clmha__karg args[] = {
-        CLMHA__ARG(o),       CLMHA__ARG(part), CLMHA__ARG(nch),         CLMHA__ARG(T),
-        CLMHA__ARG(H),       CLMHA__ARG(wo),   CLMHA__ARG(bo),          CLMHA__ARG(has_bias),
-        CLMHA__ARG(n),       CLMHA__ARG(gpr),  CLMHA__ARG(gemm_groups), CLMHA__ARG(out),
-        CLMHA__ARG(out_off), CLMHA__ARG(kk),   CLMHA__ARG(vv),          CLMHA__ARG(cache),
-        CLMHA__ARG(c_off),   CLMHA__ARG(B),    CLMHA__ARG(Sn),          CLMHA__ARG(S),
-        CLMHA__ARG(HD),      CLMHA__ARG(idx),  CLMHA__ARG(n_splice),    CLMHA__ARG(block)};
+    cl_ulong HD = l->heads * l->dk, block = wg == 1 ? HD : 1;
+    const clmha__karg args[] = {CLMHA__ARG(o),      CLMHA__ARG(part),        CLMHA__ARG(nch),
+                                CLMHA__ARG(T),      CLMHA__ARG(H),           CLMHA__ARG(wo),
+                                CLMHA__ARG(bo),     CLMHA__ARG(has_bias),    CLMHA__ARG(n),
+                                CLMHA__ARG(gpr),    CLMHA__ARG(gemm_groups), CLMHA__ARG(out),
+                                CLMHA__ARG(out_off)};
     const clmha__kernel *k = p->half ? &l->k_tail_half : &l->k_tail;
-    clmha_status st = clmha__set_args(ctx, k, args, sizeof args / sizeof args[0]);
+    const size_t na = sizeof args / sizeof args[0];
+    clmha_status st = clmha__set_args(ctx, k, args, na);
+    if (st == CLMHA_OK) {
+        st = set_splice_args(l, a, p, k, na, &n_splice);
+    }
+    const clmha__karg last[] = {CLMHA__ARG(block)};
+    if (st == CLMHA_OK) {
+        st = clmha__set_args_from(ctx, k, na + 10, last, 1);
+    }
     if (st != CLMHA_OK) {
         return st;
     }
+    const size_t splice_items = (size_t)(n_splice / HD * ((HD + block - 1) / block));
     return clmha__launch(ctx, k, (size_t)gemm_groups + (splice_items + wg - 1) / wg, wg);
 }
 

@@ -224,6 +224,30 @@ static void test_faults_loading(void **state) {
 
 enum { B = 2, T = 3, S = 6, D = 6, H = 2, DK = 4 };
 
+/* Calls the layer with a fault armed at point @p n; returns whether it fired, with the call's
+ * status in @p st (a failure must come with a message). */
+static bool call_armed(clmha_layer *l, const clmha_call_args *a, long n, clmha_status *st) {
+    arm(n);
+    *st = clmha_layer_call(l, a);
+    bool hit = fired;
+    disarm();
+    if (hit && *st != CLMHA_OK) {
+        assert_true(strlen(clmha_last_error()) > 10);
+    }
+    return hit;
+}
+
+/* Reads @p size bytes of tensor @p t through the context's raw queue: after a failed call
+ * nothing the caller owns may have changed, and a context broken by out-of-resources refuses
+ * even reads through clmha (the fault was injected; the PoCL queue itself is fine). */
+static void read_raw(clmha_context *ctx, const clmha_tensor *t, void *dst, size_t size) {
+    cl_command_queue cq = clmha_context_queue(ctx);
+    assert_int_equal(clFinish(cq), CL_SUCCESS);
+    assert_int_equal(
+        clEnqueueReadBuffer(cq, clmha_tensor_buffer(t), CL_TRUE, 0, size, dst, 0, NULL, NULL),
+        CL_SUCCESS);
+}
+
 /* One call in a cache mode (0 none, 1 static, 2 update, 3 update over a half cache), armed at
  * fault point n. Returns whether the fault fired. */
 static bool call_with_fault(int mode, long n) {
@@ -266,27 +290,13 @@ static bool call_with_fault(int mode, long n) {
     a.query = tq, a.value = tv, a.attention_mask = tm, a.output = to, a.attention_scores = tp;
     a.cache = mode ? tc : NULL;
     a.has_cache_update_index = mode == 2, a.cache_update_index = 2;
-    arm(n);
-    clmha_status st = clmha_layer_call(l, &a);
-    bool hit = fired;
-    disarm();
+    clmha_status st;
+    bool hit = call_armed(l, &a, n, &st);
     if (hit && st != CLMHA_OK) {
-        assert_true(strlen(clmha_last_error()) > 10);
-        /* Nothing the caller owns changed. A context broken by out-of-resources refuses even
-         * reads, so the buffers are read through its raw queue (the fault was injected; the
-         * PoCL queue itself is fine). */
         float c1[B * 2 * S * H * DK], o1[B * T * D], p1[B * H * T * S];
-        cl_command_queue cq = clmha_context_queue(ctx);
-        assert_int_equal(clFinish(cq), CL_SUCCESS);
-        assert_int_equal(clEnqueueReadBuffer(cq, clmha_tensor_buffer(tc), CL_TRUE, 0, cache_size,
-                                             c1, 0, NULL, NULL),
-                         CL_SUCCESS);
-        assert_int_equal(clEnqueueReadBuffer(cq, clmha_tensor_buffer(to), CL_TRUE, 0, sizeof o1, o1,
-                                             0, NULL, NULL),
-                         CL_SUCCESS);
-        assert_int_equal(clEnqueueReadBuffer(cq, clmha_tensor_buffer(tp), CL_TRUE, 0, sizeof p1, p1,
-                                             0, NULL, NULL),
-                         CL_SUCCESS);
+        read_raw(ctx, tc, c1, cache_size);
+        read_raw(ctx, to, o1, sizeof o1);
+        read_raw(ctx, tp, p1, sizeof p1);
         if (memcmp(c1, cache_bytes, cache_size) || memcmp(o1, out0, sizeof o1) ||
             memcmp(p1, p0, sizeof p1)) {
             print_error("mode %d, fault point %ld: a failed call (%s) changed the %s\n", mode, n,
@@ -343,20 +353,11 @@ static bool decode_with_fault(long n) {
     clmha_call_args_init(&a);
     a.query = tx, a.value = tx, a.output = to, a.cache = tc, a.causal = true;
     a.has_cache_update_index = true, a.cache_update_index = 3;
-    arm(n);
-    clmha_status st = clmha_layer_call(l, &a);
-    bool hit = fired;
-    disarm();
+    clmha_status st;
+    bool hit = call_armed(l, &a, n, &st);
     if (hit && st != CLMHA_OK) {
-        assert_true(strlen(clmha_last_error()) > 10);
-        cl_command_queue cq = clmha_context_queue(ctx);
-        assert_int_equal(clFinish(cq), CL_SUCCESS);
-        assert_int_equal(clEnqueueReadBuffer(cq, clmha_tensor_buffer(tc), CL_TRUE, 0, sizeof c1, c1,
-                                             0, NULL, NULL),
-                         CL_SUCCESS);
-        assert_int_equal(clEnqueueReadBuffer(cq, clmha_tensor_buffer(to), CL_TRUE, 0, sizeof o1, o1,
-                                             0, NULL, NULL),
-                         CL_SUCCESS);
+        read_raw(ctx, tc, c1, sizeof c1);
+        read_raw(ctx, to, o1, sizeof o1);
         if (memcmp(c1, cache, sizeof c1) || memcmp(o1, out0, sizeof o1)) {
             print_error("decode step, fault point %ld: a failed call (%s) changed the %s\n", n,
                         clmha_last_error(), memcmp(c1, cache, sizeof c1) ? "cache" : "output");
