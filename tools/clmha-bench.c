@@ -6,6 +6,8 @@
  * spread of the whole call over repeated runs after warm-up, the device time of attention and
  * projections (from clmha's profiling), attention bytes / time as a fraction of the copy
  * bandwidth (decode) and attention FLOP/s as a fraction of the SGEMM rate (prefill).
+ * With --pair VAR=VALUE it instead compares two layers in one process, one built with that
+ * environment variable set, their calls alternating (a drift-proof A/B for tuning settings).
  */
 #include <clmha.h>
 
@@ -28,6 +30,9 @@ typedef struct opts {
     const char *json;
     int user_seq;
     int half[2], nhalf; /* cache dtypes: 0 float32, 1 float16 */
+    int profile;        /* --profile on (default) or off */
+    char pair_var[64];  /* --pair VAR=VALUE: VAR ("" without --pair) */
+    const char *pair_value;
 } opts;
 
 static void usage(FILE *f) {
@@ -42,6 +47,13 @@ static void usage(FILE *f) {
                "  --cache-dtype T[,T]  float32 and/or float16: the decode cache's dtype (default\n"
                "                   float32; prefill has no cache and runs once)\n"
                "  --json FILE      also write one JSON object per case, one per line\n"
+               "  --profile on|off off: no profiling events (the whole call timed as an\n"
+               "                   application sees it; no attention / projection split)\n"
+               "  --pair VAR=VALUE compare two layers in one process instead: A as the\n"
+               "                   environment has it, B built with the variable VAR (one clmha\n"
+               "                   reads when a layer is created, e.g. CLMHA_TAIL=0) set to\n"
+               "                   VALUE; their calls alternate, without profiling, and each\n"
+               "                   case prints both medians and B / A\n"
                "  --help           this text\n"
                "\n"
                "The device comes from CLMHA_PLATFORM / CLMHA_DEVICE / CLMHA_DEVICE_TYPE.\n");
@@ -67,6 +79,7 @@ static int parse(int argc, char **argv, opts *o) {
     o->dim = 768, o->heads = 12, o->head_dim = 64, o->reps = 10, o->warmup = 2;
     o->batches[0] = 1, o->batches[1] = 4, o->nbatch = 2;
     o->nhalf = 1;
+    o->profile = 1;
     for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -129,6 +142,22 @@ static int parse(int argc, char **argv, opts *o) {
             }
         } else if (!strcmp(a, "--json")) {
             o->json = v;
+        } else if (!strcmp(a, "--profile")) {
+            if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+                fprintf(stderr, "clmha-bench: --profile is on or off\n");
+                return 2;
+            }
+            o->profile = !strcmp(v, "on");
+        } else if (!strcmp(a, "--pair")) {
+            const char *eq = strchr(v, '=');
+            size_t len = eq ? (size_t)(eq - v) : 0;
+            if (eq == NULL || len < 7 || len >= sizeof o->pair_var || strncmp(v, "CLMHA_", 6)) {
+                fprintf(stderr, "clmha-bench: --pair needs CLMHA_NAME=VALUE, e.g. CLMHA_TAIL=0\n");
+                return 2;
+            }
+            memcpy(o->pair_var, v, len);
+            o->pair_var[len] = '\0';
+            o->pair_value = eq + 1;
         } else {
             fprintf(stderr, "clmha-bench: unknown option '%s' (see --help)\n", a);
             return 2;
@@ -245,48 +274,93 @@ typedef struct result {
     double median_s, min_s, max_s, attn_s, proj_s;
 } result;
 
-/* Runs one case; returns 0 on success (the message is printed otherwise). */
-static int run_case(clmha_context *ctx, clmha_layer *layer, const opts *o, int decode, size_t B,
-                    size_t S, result *res) {
+/* One case's tensors and call arguments: the input x (deterministic values), the output, and
+ * for decode a cache of S positions with the step that writes position S - 1 (causal). */
+typedef struct bench_case {
+    clmha_tensor *x, *y, *cache;
+    clmha_call_args args;
+} bench_case;
+
+static void case_release(bench_case *c) {
+    clmha_tensor_release(c->x), clmha_tensor_release(c->y), clmha_tensor_release(c->cache);
+}
+
+/* Returns 0 on success (the message is printed otherwise; release the case either way). */
+static int case_setup(clmha_context *ctx, clmha_layer *layer, const opts *o, int decode, size_t B,
+                      size_t S, bench_case *c) {
     const size_t D = o->dim, T = decode ? 1 : S;
-    clmha_tensor *x = NULL, *y = NULL, *cache = NULL;
     size_t xs[3] = {B, T, D};
-    int rc = 1;
-    double *wall = calloc(o->reps, sizeof(double)), *attn = calloc(o->reps, sizeof(double));
-    double *proj = calloc(o->reps, sizeof(double));
+    memset(c, 0, sizeof *c);
     float *host = malloc(B * T * D * sizeof(float));
+    if (host == NULL) {
+        fprintf(stderr, "clmha-bench: out of memory\n");
+        return 1;
+    }
     for (size_t i = 0; i < B * T * D; i++) {
         host[i] = (float)((double)((i * 2654435761u) % 1000) / 1000.0 - 0.5);
     }
-    if (clmha_tensor_create(ctx, CLMHA_FLOAT32, 3, xs, &x) != CLMHA_OK ||
-        clmha_tensor_write(x, host, B * T * D * sizeof(float)) != CLMHA_OK ||
-        clmha_tensor_create(ctx, CLMHA_FLOAT32, 3, xs, &y) != CLMHA_OK ||
-        (decode && clmha_layer_create_cache(layer, B, S, &cache) != CLMHA_OK)) {
+    int rc = 0;
+    if (clmha_tensor_create(ctx, CLMHA_FLOAT32, 3, xs, &c->x) != CLMHA_OK ||
+        clmha_tensor_write(c->x, host, B * T * D * sizeof(float)) != CLMHA_OK ||
+        clmha_tensor_create(ctx, CLMHA_FLOAT32, 3, xs, &c->y) != CLMHA_OK ||
+        (decode && clmha_layer_create_cache(layer, B, S, &c->cache) != CLMHA_OK)) {
         fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
-        goto done;
+        rc = 1;
     }
-    clmha_call_args a;
-    clmha_call_args_init(&a);
-    a.query = x, a.value = x, a.output = y, a.causal = true;
+    free(host);
+    clmha_call_args_init(&c->args);
+    c->args.query = c->x, c->args.value = c->x, c->args.output = c->y, c->args.causal = true;
     if (decode) {
         /* The step that writes the last position and attends to all S. */
-        a.cache = cache, a.has_cache_update_index = true;
-        a.cache_update_index = (int64_t)(S - 1);
+        c->args.cache = c->cache, c->args.has_cache_update_index = true;
+        c->args.cache_update_index = (int64_t)(S - 1);
+    }
+    return rc;
+}
+
+/* One timed call (host clock around the call and a finish); returns a negative time on error,
+ * with the message printed. */
+static double timed_call(clmha_context *ctx, clmha_layer *layer, const bench_case *c) {
+    double t0 = now_s();
+    if (clmha_layer_call(layer, &c->args) != CLMHA_OK || clmha_context_finish(ctx) != CLMHA_OK) {
+        fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
+        return -1;
+    }
+    return now_s() - t0;
+}
+
+/* Runs one case; returns 0 on success (the message is printed otherwise). */
+static int run_case(clmha_context *ctx, clmha_layer *layer, const opts *o, int decode, size_t B,
+                    size_t S, result *res) {
+    bench_case c;
+    memset(&c, 0, sizeof c);
+    int rc = 1;
+    double *wall = calloc(o->reps, sizeof(double)), *attn = calloc(o->reps, sizeof(double));
+    double *proj = calloc(o->reps, sizeof(double));
+    if (wall == NULL || attn == NULL || proj == NULL) {
+        fprintf(stderr, "clmha-bench: out of memory\n");
+        goto done;
+    }
+    if (case_setup(ctx, layer, o, decode, B, S, &c) != 0) {
+        goto done;
     }
     clmha_profile prof;
+    memset(&prof, 0, sizeof prof);
     for (size_t r = 0; r < o->warmup + o->reps; r++) {
-        clmha_context_take_profile(ctx, &prof);
-        double t0 = now_s();
-        if (clmha_layer_call(layer, &a) != CLMHA_OK || clmha_context_finish(ctx) != CLMHA_OK) {
-            fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
+        if (o->profile) {
+            clmha_context_take_profile(ctx, &prof);
+        }
+        double t = timed_call(ctx, layer, &c);
+        if (t < 0) {
             goto done;
         }
-        double t = now_s() - t0;
-        clmha_context_take_profile(ctx, &prof);
+        if (o->profile) {
+            clmha_context_take_profile(ctx, &prof);
+        }
         if (r >= o->warmup) {
             wall[r - o->warmup] = t;
-            attn[r - o->warmup] = prof.attention_s;
-            proj[r - o->warmup] = prof.projection_s;
+            attn[r - o->warmup] = o->profile ? prof.attention_s : NAN;
+            proj[r - o->warmup] = o->profile ? prof.projection_s : NAN;
         }
     }
     res->median_s = median(wall, o->reps);
@@ -296,8 +370,153 @@ static int run_case(clmha_context *ctx, clmha_layer *layer, const opts *o, int d
     res->proj_s = median(proj, o->reps);
     rc = 0;
 done:
-    clmha_tensor_release(x), clmha_tensor_release(y), clmha_tensor_release(cache);
-    free(wall), free(attn), free(proj), free(host);
+    case_release(&c);
+    free(wall), free(attn), free(proj);
+    return rc;
+}
+
+/* --pair: one case through layers a and b, their calls alternating (a, b, a, b, ...) so that
+ * drift in the machine's load falls on both alike; medians in ma and mb. Returns 0 on success. */
+static int run_pair_case(clmha_context *ctx, clmha_layer *la, clmha_layer *lb, const opts *o,
+                         int decode, size_t B, size_t S, double *ma, double *mb) {
+    bench_case ca, cb;
+    memset(&ca, 0, sizeof ca);
+    memset(&cb, 0, sizeof cb);
+    int rc = 1;
+    double *ta = calloc(o->reps, sizeof(double)), *tb = calloc(o->reps, sizeof(double));
+    if (ta == NULL || tb == NULL) {
+        fprintf(stderr, "clmha-bench: out of memory\n");
+        goto done;
+    }
+    if (case_setup(ctx, la, o, decode, B, S, &ca) != 0 ||
+        case_setup(ctx, lb, o, decode, B, S, &cb) != 0) {
+        goto done;
+    }
+    for (size_t r = 0; r < o->warmup + o->reps; r++) {
+        double t1 = timed_call(ctx, la, &ca), t2 = t1 < 0 ? -1 : timed_call(ctx, lb, &cb);
+        if (t1 < 0 || t2 < 0) {
+            goto done;
+        }
+        if (r >= o->warmup) {
+            ta[r - o->warmup] = t1, tb[r - o->warmup] = t2;
+        }
+    }
+    *ma = median(ta, o->reps);
+    *mb = median(tb, o->reps);
+    rc = 0;
+done:
+    case_release(&ca), case_release(&cb);
+    free(ta), free(tb);
+    return rc;
+}
+
+/* Creates a layer with @p var set to @p value while it is built (the environment is restored
+ * after). */
+static clmha_status create_with(clmha_context *ctx, const clmha_layer_config *cfg, size_t dim,
+                                const char *var, const char *value, clmha_layer **out) {
+    const char *old = getenv(var);
+    char *saved = old ? strdup(old) : NULL;
+    setenv(var, value, 1);
+    clmha_status st = clmha_layer_create(ctx, cfg, dim, dim, 0, out);
+    if (saved != NULL) {
+        setenv(var, saved, 1);
+        free(saved);
+    } else {
+        unsetenv(var);
+    }
+    return st;
+}
+
+/* The --pair run: every case through layer A (the environment as it is) and layer B (built
+ * with VAR=VALUE), on a context without profiling. Returns the exit code. */
+static int run_pairs(const opts *o) {
+    clmha_context *ctx = NULL;
+    clmha_layer *layers[2][2] = {{NULL, NULL}, {NULL, NULL}}; /* [B?][float16?] */
+    FILE *json = NULL;
+    int rc = 0;
+    if (clmha_context_create(NULL, &ctx) != CLMHA_OK) {
+        fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
+        return 1;
+    }
+    clmha_device_info dev;
+    clmha_context_device(ctx, &dev);
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = (int)o->heads, cfg.key_dim = (int)o->head_dim, cfg.seed = 1;
+    for (int h = 0; h < 2; h++) {
+        bool wanted = h == 0 && o->prefill;
+        for (int k = 0; k < o->nhalf; k++) {
+            wanted = wanted || (o->decode && o->half[k] == h);
+        }
+        cfg.cache_dtype = h ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
+        if (wanted &&
+            (clmha_layer_create(ctx, &cfg, o->dim, o->dim, 0, &layers[0][h]) != CLMHA_OK ||
+             create_with(ctx, &cfg, o->dim, o->pair_var, o->pair_value, &layers[1][h]) !=
+                 CLMHA_OK)) {
+            fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
+            rc = 1;
+            goto done;
+        }
+    }
+    if (o->json != NULL && (json = fopen(o->json, "w")) == NULL) {
+        fprintf(stderr, "clmha-bench: cannot write %s\n", o->json);
+        rc = 1;
+        goto done;
+    }
+    printf("clmha %s bench on %s (%s)\n", clmha_version_string(), dev.name, dev.platform_name);
+    printf("layer: dim %zu, %zu heads of %zu; %zu runs per case and layer after %zu warm-up, "
+           "alternating\nA: the environment as it is; B: built with %s=%s\n\n",
+           o->dim, o->heads, o->head_dim, o->reps, o->warmup, o->pair_var, o->pair_value);
+    printf("%-8s %-7s %3s %6s %6s %13s %13s %8s\n", "phase", "cache", "B", "T", "S", "A median ms",
+           "B median ms", "B / A");
+    for (int phase = 0; phase < 2; phase++) {
+        int decode = phase == 0;
+        if ((decode && !o->decode) || (!decode && !o->prefill)) {
+            continue;
+        }
+        static const size_t dseq[] = {128, 512, 2048, 8192, 16384}, pseq[] = {128, 512, 2048};
+        const size_t *seqs = o->user_seq ? o->seqs : decode ? dseq : pseq;
+        size_t nseq = o->user_seq ? o->nseq : decode ? 5 : 3;
+        for (size_t si = 0; si < nseq; si++) {
+            for (size_t bi = 0; bi < o->nbatch; bi++) {
+                for (int hk = 0; hk < (decode ? o->nhalf : 1); hk++) {
+                    const int half = decode ? o->half[hk] : 0;
+                    const char *dtname = decode ? (half ? "float16" : "float32") : "none";
+                    size_t S = seqs[si], B = o->batches[bi], T = decode ? 1 : S;
+                    double ma, mb;
+                    if (run_pair_case(ctx, layers[0][half], layers[1][half], o, decode, B, S, &ma,
+                                      &mb) != 0) {
+                        rc = 1;
+                        goto done;
+                    }
+                    printf("%-8s %-7s %3zu %6zu %6zu %13.3f %13.3f %8.3f\n",
+                           decode ? "decode" : "prefill", dtname, B, T, S, ma * 1e3, mb * 1e3,
+                           mb / ma);
+                    fflush(stdout);
+                    if (json != NULL) {
+                        fprintf(json,
+                                "{\"phase\": \"%s\", \"B\": %zu, \"T\": %zu, \"S\": %zu, "
+                                "\"dim\": %zu, \"heads\": %zu, \"head_dim\": %zu, "
+                                "\"cache_dtype\": \"%s\", \"device\": \"%s\", "
+                                "\"pair\": \"%s=%s\", \"median_a_s\": %.9g, "
+                                "\"median_b_s\": %.9g, \"b_over_a\": %.6g}\n",
+                                decode ? "decode" : "prefill", B, T, S, o->dim, o->heads,
+                                o->head_dim, dtname, dev.name, o->pair_var, o->pair_value, ma, mb,
+                                mb / ma);
+                    }
+                }
+            }
+        }
+    }
+done:
+    if (json != NULL) {
+        fclose(json);
+    }
+    for (int i = 0; i < 2; i++) {
+        clmha_layer_release(layers[i][0]);
+        clmha_layer_release(layers[i][1]);
+    }
+    clmha_context_release(ctx);
     return rc;
 }
 
@@ -307,9 +526,12 @@ int main(int argc, char **argv) {
     if (rc != 0) {
         return rc;
     }
+    if (o.pair_var[0] != '\0') {
+        return run_pairs(&o);
+    }
     clmha_context_options co;
     clmha_context_options_init(&co);
-    co.profile = true;
+    co.profile = o.profile != 0;
     clmha_context *ctx = NULL;
     clmha_layer *layers[2] = {NULL, NULL}; /* float32 cache, float16 cache */
     FILE *json = NULL;
@@ -343,7 +565,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "measuring the device's ceilings...\n");
     const double bw = copy_bandwidth(ctx), gemm = sgemm_rate(ctx), gemv = sgemv_time(ctx, o.dim);
     clmha_profile discard;
-    clmha_context_take_profile(ctx, &discard);
+    if (o.profile) {
+        clmha_context_take_profile(ctx, &discard);
+    }
     printf("clmha %s bench on %s (%s)\n", clmha_version_string(), dev.name, dev.platform_name);
     printf("layer: dim %zu, %zu heads of %zu; %zu runs per case after %zu warm-up\n", o.dim,
            o.heads, o.head_dim, o.reps, o.warmup);
@@ -382,7 +606,7 @@ int main(int argc, char **argv) {
                         fprintf(stderr, "\r%s B=%zu S=%zu ...   ", decode ? "decode" : "prefill", B,
                                 S);
                     }
-                    result r;
+                    result r = {0, 0, 0, 0, 0};
                     if (run_case(ctx, layer, &o, decode, B, S, &r) != 0) {
                         rc = 1;
                         goto done;
@@ -401,16 +625,20 @@ int main(int argc, char **argv) {
                     double fbw = r.attn_s > 0 && bw > 0 ? bytes / r.attn_s / bw : NAN;
                     double fgemm = r.attn_s > 0 && gemm > 0 ? flops / r.attn_s / gemm : NAN;
                     char tbw[32], tgemm[32], jbw[32], jgemm[32], jcbw[32], jcgemm[32];
+                    char tattn[32], tproj[32], jattn[32], jproj[32];
+                    fmt_num(tattn, sizeof tattn, r.attn_s * 1e3, 3, "n/a");
+                    fmt_num(tproj, sizeof tproj, r.proj_s * 1e3, 3, "n/a");
+                    fmt_num(jattn, sizeof jattn, r.attn_s, 9, "null");
+                    fmt_num(jproj, sizeof jproj, r.proj_s, 9, "null");
                     fmt_num(tbw, sizeof tbw, fbw, 3, "n/a");
                     fmt_num(tgemm, sizeof tgemm, fgemm, 3, "n/a");
                     fmt_num(jbw, sizeof jbw, fbw, 6, "null");
                     fmt_num(jgemm, sizeof jgemm, fgemm, 6, "null");
                     fmt_num(jcbw, sizeof jcbw, bw > 0 ? bw : NAN, 6, "null");
                     fmt_num(jcgemm, sizeof jcgemm, gemm > 0 ? gemm : NAN, 6, "null");
-                    printf("%-8s %-7s %3zu %6zu %6zu %11.3f %8.3f..%-8.3f %11.3f %11.3f %8s %8s\n",
+                    printf("%-8s %-7s %3zu %6zu %6zu %11.3f %8.3f..%-8.3f %11s %11s %8s %8s\n",
                            decode ? "decode" : "prefill", dtname, B, T, S, r.median_s * 1e3,
-                           r.min_s * 1e3, r.max_s * 1e3, r.attn_s * 1e3, r.proj_s * 1e3, tbw,
-                           tgemm);
+                           r.min_s * 1e3, r.max_s * 1e3, tattn, tproj, tbw, tgemm);
                     fflush(stdout);
                     if (json != NULL) {
                         fprintf(
@@ -418,13 +646,13 @@ int main(int argc, char **argv) {
                             "{\"phase\": \"%s\", \"B\": %zu, \"T\": %zu, \"S\": %zu, \"dim\": %zu, "
                             "\"heads\": %zu, \"head_dim\": %zu, \"cache_dtype\": \"%s\", "
                             "\"device\": \"%s\", \"median_s\": %.9g, \"min_s\": %.9g, "
-                            "\"max_s\": %.9g, \"attention_median_s\": %.9g, "
-                            "\"projection_median_s\": %.9g, \"frac_bandwidth\": %s, "
+                            "\"max_s\": %.9g, \"attention_median_s\": %s, "
+                            "\"projection_median_s\": %s, \"frac_bandwidth\": %s, "
                             "\"frac_gemm\": %s, \"copy_bandwidth_bytes_per_s\": %s, "
                             "\"sgemm_flops_per_s\": %s}\n",
                             decode ? "decode" : "prefill", B, T, S, o.dim, o.heads, o.head_dim,
-                            decode ? dtname : "none", dev.name, r.median_s, r.min_s, r.max_s,
-                            r.attn_s, r.proj_s, jbw, jgemm, jcbw, jcgemm);
+                            decode ? dtname : "none", dev.name, r.median_s, r.min_s, r.max_s, jattn,
+                            jproj, jbw, jgemm, jcbw, jcgemm);
                     }
                 }
             }

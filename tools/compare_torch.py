@@ -5,10 +5,11 @@ in one session, and writes the times and ratios (run by hand, never by CI).
 
 decode: one token per sequence into a cache of S positions (the step that writes position S-1
 and attends to all S); prefill: T = S, causal. Times are medians of --reps runs after warm-up,
-for the whole layer (four projections and attention).
+for the whole layer (four projections and attention); clmha and PyTorch alternate for --rounds
+rounds and the table gives the median of the rounds' medians (Keras runs once).
 
 Usage: .venv/bin/python tools/compare_torch.py [--bench build/tools/clmha-bench]
-       [--phase decode|prefill|all] [--seq 1024,16384] [--batch 1] [--threads 2]
+       [--phase decode|prefill|all] [--seq 1024,16384] [--batch 1] [--threads 2] [--rounds 3]
        [--out docs/comparison.md] [--json comparison.json]
 """
 import argparse
@@ -26,8 +27,9 @@ import numpy as np
 def clmha(args, phase):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
+    # Without profiling: clmha timed as an application sees it, as PyTorch is.
     cmd = [args.bench, "--phase", phase, "--seq", args.seq, "--batch", args.batch,
-           "--reps", str(args.reps), "--warmup", str(args.warmup), "--json", path]
+           "--profile", "off", "--reps", str(args.reps), "--warmup", str(args.warmup), "--json", path]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     with open(path) as f:
         rows = [json.loads(line) for line in f]
@@ -108,6 +110,9 @@ def main():
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="alternate clmha and PyTorch this many times; the table gives the "
+                         "median of the rounds' medians (load on a shared machine drifts)")
     ap.add_argument("--out", default=None, help="markdown table to write")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -124,21 +129,34 @@ def main():
         have_keras = False
     rows = []
     for phase in phases:
-        ours = clmha(args, phase)
+        # Rounds alternate: clmha-bench for every shape, then PyTorch for every shape, so that
+        # both see the same drift in the machine's load.
+        t_c = {}
+        t_t = {}
+        for _ in range(args.rounds):
+            ours = clmha(args, phase)
+            for B in batches:
+                for S in seqs:
+                    t_c.setdefault((B, S), []).append(ours[(phase, B, S)])
+                    t_t.setdefault((B, S), []).append(
+                        torch_case(phase, B, S, args.dim, args.heads, args.head_dim, args.reps,
+                                   args.warmup))
         for B in batches:
             for S in seqs:
-                t_c = ours[(phase, B, S)]
-                t_t = torch_case(phase, B, S, args.dim, args.heads, args.head_dim, args.reps,
-                                 args.warmup)
-                t_k = (keras_case(phase, B, S, args.dim, args.heads, args.head_dim,
-                                  max(3, args.reps // 3), 1) if have_keras else None)
-                rows.append(dict(phase=phase, B=B, S=S, clmha_s=t_c, torch_s=t_t, keras_s=t_k,
-                                 torch_over_clmha=t_t / t_c,
-                                 keras_over_clmha=(t_k / t_c) if t_k else None))
+                c = statistics.median(t_c[(B, S)])
+                t = statistics.median(t_t[(B, S)])
+                k = (keras_case(phase, B, S, args.dim, args.heads, args.head_dim,
+                                max(3, args.reps // 3), 1) if have_keras else None)
+                per_round = [tt / cc for tt, cc in zip(t_t[(B, S)], t_c[(B, S)])]
+                rows.append(dict(phase=phase, B=B, S=S, clmha_s=c, torch_s=t, keras_s=k,
+                                 torch_over_clmha=t / c,
+                                 torch_over_clmha_rounds=per_round,
+                                 keras_over_clmha=(k / c) if k else None))
                 print("%-8s B=%d S=%-6d clmha %8.3f ms  torch %8.3f ms  keras %s  "
-                      "torch/clmha %.2f" % (phase, B, S, t_c * 1e3, t_t * 1e3,
-                                            "%8.3f ms" % (t_k * 1e3) if t_k else "n/a",
-                                            t_t / t_c), flush=True)
+                      "torch/clmha %.2f (rounds: %s)" % (
+                          phase, B, S, c * 1e3, t * 1e3,
+                          "%8.3f ms" % (k * 1e3) if k else "n/a", t / c,
+                          " ".join("%.2f" % x for x in per_round)), flush=True)
     header = ("| phase | B | S | clmha | PyTorch CPU (%d threads) | Keras + JAX (eager) | "
               "PyTorch / clmha | Keras / clmha |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
               % args.threads)
