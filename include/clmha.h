@@ -286,10 +286,13 @@ CLMHA_API clmha_status clmha_context_get_stats(const clmha_context *ctx,
 
 /** Device time of the kernels launched on a profiling context, by what they do. */
 typedef struct clmha_profile {
-    double projection_s; /**< Dense projections (CLBlast or clmha's GEMM, bias fills). */
-    double attention_s;  /**< Masked attention, and its layout gathers for rank > 3. */
-    double other_s;      /**< The final commit (outputs, cache splice), regularizers. */
-    uint64_t launches;   /**< Kernels counted. */
+    /** Dense projections (CLBlast or clmha's GEMM, bias fills), and a call's last launch where
+     *  that is gemm_tail (decode steps: the merge of split attention's chunks, the output
+     *  projection and the cache splice in one kernel). */
+    double projection_s;
+    double attention_s; /**< Masked attention, and its layout gathers for rank > 3. */
+    double other_s;     /**< The final commit (outputs, cache splice), regularizers. */
+    uint64_t launches;  /**< Kernels counted. */
 } clmha_profile;
 
 /** On a context made with options.profile: waits for all queued work, returns the device
