@@ -1,10 +1,16 @@
 /*
- * gemm.cl - clmha's own matrix product, the fallback where CLBlast cannot run (a device whose
+ * gemm.cl - clmha's own matrix products (row-major, element offsets, float accumulation with
+ * fma). gemm_bias4 and gemm_qkv4 (one projection, or self-attention's three in one launch, the
+ * bias added in the same launch) take the products of few rows everywhere (decode steps, where
+ * CLBlast's fixed cost dominates) and, built with GR rows a work-item, the products of many rows
+ * on CPUs, where they outrun CLBlast; gemm_acc is the scalar fallback for widths that are not a
+ * multiple of 4, and every kernel here stands in for CLBlast where it cannot run (a device whose
  * work-group or local-memory limits are below what CLBlast's kernels need, as on small mobile
- * GPUs) or where CLMHA_GEMM=own asks for it: C[m, n] += sum_k A[m, k] * B[k, n], row-major,
- * element offsets. One work-item per output element, any work-group size; consecutive
- * work-items take consecutive n, so reads of B and writes of C are coalesced. float
- * accumulation with fma.
+ * GPUs) or where CLMHA_GEMM=own asks for it. gemm_tail (splice.cl) is built on these helpers.
+ *
+ * gemm_acc: C[m, n] += sum_k A[m, k] * B[k, n], one work-item per output element, any
+ * work-group size; consecutive work-items take consecutive n, so reads of B and writes of C are
+ * coalesced.
  */
 __kernel void gemm_acc(__global const float *a, ulong a_off, __global const float *b,
                        __global float *c, ulong c_off, ulong m, ulong n, ulong k) {
@@ -43,6 +49,15 @@ __kernel void gemm_acc(__global const float *a, ulong a_off, __global const floa
 #endif
 #define GN (GC / GV)
 
+/* GR: rows a work-item of gemm_bias4 and gemm_qkv4 takes. 1 for products of few rows; on CPUs
+ * clmha also builds them with GR = 24 and GC = 16 for products of many rows (prefill), where
+ * each weight vector a work-item loads then serves 24 rows from registers (24 float16 sums, of
+ * AVX-512's 32 registers): a throwaway 960 x 768 x 768 product on PoCL's machine ran at 50-58
+ * GFLOP/s with 8 rows of 32 columns, 82-87 with 24 rows of 16 (34 with one row of 32). */
+#ifndef GR
+#define GR 1
+#endif
+
 #if GC == 4
 #define GSTORE_HALF vstore_half4
 #else
@@ -77,25 +92,74 @@ __kernel void gemm_acc(__global const float *a, ulong a_off, __global const floa
         }                                                                                       \
     }
 DEFINE_GEMM_COLS(gemm_cols, __global)
+
+#if GR > 1
+/* Rows [0, rows) (rows <= GR) of y (row stride n), and of yh where it is not null:
+ * y[r, col .. col + GC) = bias (or 0) + a[r] . w[:, col .. col + GC), a's rows k apart. The GR
+ * rows' sums stay in registers, so each weight vector is loaded once for all of them; rows from
+ * `rows` on re-read the last row and are not stored. */
+static void gemm_block(__global const float *a, ulong k, ulong rows, __global const float *w,
+                       ulong n, ulong col, __global const float *bias, int has_bias,
+                       __global float *y, __global half *yh) {
+    GVT acc[GR][GN];
+    ulong ar[GR];
+    for (int r = 0; r < GR; r++) {
+        ar[r] = min((ulong)r, rows - 1) * k;
+        for (int v = 0; v < GN; v++) {
+            acc[r][v] = (GVT)(0.0f);
+        }
+    }
+    for (ulong i = 0; i < k; i++) {
+        GVT wv[GN];
+        for (int v = 0; v < GN; v++) {
+            wv[v] = GLOAD(0, w + i * n + col + (ulong)(v * GV));
+        }
+        for (int r = 0; r < GR; r++) {
+            const GVT x = (GVT)(a[ar[r] + i]);
+            for (int v = 0; v < GN; v++) {
+                acc[r][v] = fma(x, wv[v], acc[r][v]);
+            }
+        }
+    }
+    for (ulong r = 0; r < rows; r++) {
+        for (int v = 0; v < GN; v++) {
+            const ulong at = r * n + col + (ulong)(v * GV);
+            const GVT sum =
+                (has_bias ? GLOAD(0, bias + col + (ulong)(v * GV)) : (GVT)(0.0f)) + acc[r][v];
+            GSTORE(sum, 0, y + at);
+            if (yh != 0) {
+                GSTORE_HALF(sum, 0, yh + at);
+            }
+        }
+    }
+}
+#define GEMM_ROWS(a, k, rows, w, n, col, bias, has_bias, y, yh)                                 \
+    gemm_block(a, k, rows, w, n, col, bias, has_bias, y, yh)
+#else
+#define GEMM_ROWS(a, k, rows, w, n, col, bias, has_bias, y, yh)                                 \
+    gemm_cols(a, k, w, n, col, bias, has_bias, y, yh)
+#endif
 #ifdef TAIL
 DEFINE_GEMM_COLS(gemm_cols_local, __local)
 #endif
 
-/* gemm_bias4: C[m, n] = bias[n] (or 0) + sum_k A[m, k] * B[k, n] with GC consecutive columns
- * per work-item (n a multiple of GC), read as vectors: each element of A read once per GC
- * outputs, and the bias added here, so the projection is one launch. The projections of few
- * rows (decode steps) use it. */
+/* gemm_bias4: C[m, n] = bias[n] (or 0) + sum_k A[m, k] * B[k, n] with GC consecutive columns of
+ * GR rows per work-item (n a multiple of GC), read as vectors: each element of A read once per
+ * GC outputs, each weight vector once per GR rows, and the bias added here, so the projection
+ * is one launch. */
 __kernel void gemm_bias4(__global const float *a, ulong a_off, __global const float *b,
                          __global float *c, ulong c_off, ulong m, ulong n, ulong k,
                          __global const float *bias, int has_bias) {
     const ulong gid = get_global_id(0);
     const ulong nb = n / GC;
-    if (gid >= m * nb) {
+    if (gid >= (m + GR - 1) / GR * nb) {
         return;
     }
-    const ulong row = gid / nb;
-    const ulong col = (gid - row * nb) * GC;
-    gemm_cols(a + a_off + row * k, k, b, n, col, bias, has_bias, c + c_off + row * n, 0);
+    const ulong rb = gid / nb;
+    const ulong col = (gid - rb * nb) * GC;
+    const ulong row = rb * GR;
+    GEMM_ROWS(a + a_off + row * k, k, min((ulong)GR, m - row), b, n, col, bias, has_bias,
+              c + c_off + row * n, 0);
 }
 
 /* gemm_qkv4: the query, key and value projections of one input (self-attention) in one launch:
@@ -111,11 +175,12 @@ __kernel void gemm_qkv4(__global const float *a, ulong a_off, ulong m, ulong k,
                         __global half *ykh, __global half *yvh, ulong nq, ulong nk, ulong nv) {
     const ulong gid = get_global_id(0);
     const ulong nb = (nq + nk + nv) / GC;
-    if (gid >= m * nb) {
+    if (gid >= (m + GR - 1) / GR * nb) {
         return;
     }
-    const ulong row = gid / nb;
-    ulong col = (gid - row * nb) * GC;
+    const ulong rb = gid / nb;
+    ulong col = (gid - rb * nb) * GC;
+    const ulong row = rb * GR;
     __global const float *w = wq;
     __global const float *bias = bq;
     __global float *y = yq;
@@ -126,6 +191,6 @@ __kernel void gemm_qkv4(__global const float *a, ulong a_off, ulong m, ulong k,
     } else if (col >= nq) {
         w = wk, bias = bk, y = yk, yh = ykh, n = nk, col -= nq;
     }
-    gemm_cols(a + a_off + row * k, k, w, n, col, bias, has_bias, y + row * n,
-              yh != 0 ? yh + row * n : 0);
+    GEMM_ROWS(a + a_off + row * k, k, min((ulong)GR, m - row), w, n, col, bias, has_bias,
+              y + row * n, yh != 0 ? yh + row * n : 0);
 }

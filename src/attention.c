@@ -849,9 +849,11 @@ static void plan_attention(const clmha_layer *l, const clmha_call_args *a, plan 
     const bool drop = a->training && l->cfg.dropout > 0.0;
     p->nch = 1;
     p->chunk = (int)p->S;
-    /* gemm_tail needs the output projection on the own GEMM and nothing read after it: no
-     * probabilities to copy, no activity sums of the projected output, no rank > 3 gather. */
-    p->tail = l->use_tail && clmha__own_gemm_for(l->ctx, p->rows_q) && !p->general &&
+    /* gemm_tail needs the output projection on the own GEMM's one-row kernel and nothing read
+     * after it: no probabilities to copy, no activity sums of the projected output, no rank > 3
+     * gather. */
+    p->tail = l->use_tail && clmha__own_gemm_takes(l, p->rows_q, l->out_features) &&
+              !clmha__gemm_blocked(l, p->rows_q, l->out_features) && !p->general &&
               a->attention_scores == NULL && l->act == NULL;
     if (!l->use_split || a->attention_scores != NULL || drop) {
         p->kernel = ATT_ROWS;
@@ -941,7 +943,8 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
     size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
     clmha_status st;
     /* Projections of more rows than the own GEMM takes go to CLBlast: have it build now. */
-    if ((rq > l->ctx->small_m || rkv > l->ctx->small_m) &&
+    if ((!clmha__own_gemm_takes(l, rq, hk) || !clmha__own_gemm_takes(l, rq, l->out_features) ||
+         !clmha__own_gemm_takes(l, rkv, hk) || !clmha__own_gemm_takes(l, rkv, hv)) &&
         (st = clmha__clblast_warm(l->ctx)) != CLMHA_OK) {
         return st;
     }

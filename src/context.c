@@ -100,6 +100,7 @@ static clmha_status apply_limits(clmha_context *ctx, bool use_env) {
             ctx->own_gemm = true;
         } else if (strcmp(gemm, "clblast") == 0) {
             ctx->small_m = 0;
+            ctx->clblast_only = true;
         } else if (strcmp(gemm, "auto") != 0) {
             return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
                                "CLMHA_GEMM=\"%s\" is not auto, clblast or own", gemm);

@@ -61,6 +61,8 @@ struct clmha_context {
     /* Projections of at most this many rows use gemm.cl even where CLBlast runs (CLBlast's
      * fixed cost dominates one-row products); SIZE_MAX-free: 0 means never. */
     size_t small_m;
+    /* CLMHA_GEMM=clblast: every projection through CLBlast (no row-blocked own GEMM either). */
+    bool clblast_only;
     /* CLMHA_POISON_BUFFERS=1: new buffers are filled with NaN (finds uninitialised reads). */
     bool poison;
     /* The driver reported CL_OUT_OF_RESOURCES (or lost the device): nothing more is sent. */
@@ -108,6 +110,12 @@ struct clmha_layer {
      * product's columns are a multiple of 32. */
     size_t gemm_wide;
     clmha__kernel k_gemm_wide, k_qkv_wide;
+    /* The same kernels built with GR = gemm_rows rows of 16 columns a work-item (24 on CPUs,
+     * next to the 32-column build; 1: not built, CLMHA_GEMM_ROWS=1 or CLMHA_GEMM=clblast):
+     * products of more rows than small_m whose columns are a multiple of 16 take them instead
+     * of CLBlast. */
+    size_t gemm_rows;
+    clmha__kernel k_gemm_blk, k_qkv_blk;
     size_t wg_attention, wg_fill, wg_commit, wg_gather, wg_gemm;
     /* cache_dtype float16: attention over half keys and values, the half commit and the
      * rounding of new keys and values into ws_kh and ws_vh (capacities in floats). */
@@ -318,8 +326,13 @@ bool clmha__project_qkv_fits(const clmha_layer *layer, size_t m);
 clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, cl_mem kh,
                                 cl_mem vh);
 
-/* Products of @p m rows take clmha's own GEMM (CLBlast cannot run, or few rows). */
-bool clmha__own_gemm_for(const clmha_context *ctx, size_t m);
+/* A product of @p m rows and @p n columns takes clmha's own GEMM: CLBlast cannot run, few rows,
+ * or the row-blocked build takes it (clmha__gemm_blocked). */
+bool clmha__own_gemm_takes(const clmha_layer *layer, size_t m, size_t n);
+
+/* A product of @p m rows and @p n columns takes the row-blocked own GEMM (gemm_rows rows of 16
+ * columns a work-item): more rows than small_m, and n a multiple of 16. */
+bool clmha__gemm_blocked(const clmha_layer *layer, size_t m, size_t n);
 
 /* The columns a work-item of gemm_bias4 / gemm_qkv4 takes for products of @p n columns: the
  * layer's wide build (32, CPUs) where n is a multiple of it, else 4. */

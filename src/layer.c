@@ -532,6 +532,27 @@ static clmha_status build_kernels(clmha_layer *l) {
          (st = clmha__kernel_create(ctx, prog, "gemm_qkv4", &l->k_qkv_wide)) != CLMHA_OK)) {
         return st;
     }
+    /* Where the 32-column build is (CPUs), also 24 rows of 16 columns a work-item for products
+     * of many rows (prefill), unless CLMHA_GEMM=clblast or CLMHA_GEMM_ROWS=1 leaves those to
+     * CLBlast (CLMHA_GEMM_ROWS: 1 to 32). */
+    const char *rows = clmha__getenv("CLMHA_GEMM_ROWS");
+    l->gemm_rows = l->gemm_wide != 0 && !ctx->clblast_only ? 24 : 1;
+    if (rows != NULL &&
+        (!clmha__parse_index(rows, &l->gemm_rows) || l->gemm_rows < 1 || l->gemm_rows > 32)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "CLMHA_GEMM_ROWS=\"%s\" is not a number of rows from 1 to 32 (rows a "
+                           "work-item of the own GEMM takes in products of many rows; 1: CLBlast "
+                           "takes those)",
+                           rows);
+    }
+    char blk_defines[32];
+    snprintf(blk_defines, sizeof blk_defines, "-DGC=16 -DGR=%zu", l->gemm_rows);
+    if (l->gemm_rows > 1 &&
+        ((st = clmha__program_get(ctx, "gemm.cl", blk_defines, &prog)) != CLMHA_OK ||
+         (st = clmha__kernel_create(ctx, prog, "gemm_bias4", &l->k_gemm_blk)) != CLMHA_OK ||
+         (st = clmha__kernel_create(ctx, prog, "gemm_qkv4", &l->k_qkv_blk)) != CLMHA_OK)) {
+        return st;
+    }
     if ((st = clmha__program_get(ctx, "splice.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit)) != CLMHA_OK) {
         return st;
@@ -710,13 +731,14 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(ws[i]);
         }
     }
-    clmha__kernel *ks[] = {&l->k_attention,      &l->k_commit,      &l->k_fill,    &l->k_gather,
-                           &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,     &l->k_constrain,
-                           &l->k_attention_half, &l->k_commit_half, &l->k_to_half, &l->k_split,
-                           &l->k_split_half,     &l->k_merge,       &l->k_gemm4,   &l->k_qkv,
-                           &l->k_gemm_wide,      &l->k_qkv_wide,    &l->k_tile,    &l->k_tile_half,
-                           &l->k_qtile,          &l->k_qtile_half,  &l->k_heads,   &l->k_heads_half,
-                           &l->k_tail,           &l->k_tail_half};
+    clmha__kernel *ks[] = {
+        &l->k_attention,      &l->k_commit,      &l->k_fill,     &l->k_gather,
+        &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,      &l->k_constrain,
+        &l->k_attention_half, &l->k_commit_half, &l->k_to_half,  &l->k_split,
+        &l->k_split_half,     &l->k_merge,       &l->k_gemm4,    &l->k_qkv,
+        &l->k_gemm_wide,      &l->k_qkv_wide,    &l->k_tile,     &l->k_tile_half,
+        &l->k_qtile,          &l->k_qtile_half,  &l->k_heads,    &l->k_heads_half,
+        &l->k_tail,           &l->k_tail_half,   &l->k_gemm_blk, &l->k_qkv_blk};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         clmha__kernel_release(ks[i]);
     }

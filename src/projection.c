@@ -114,8 +114,8 @@ size_t clmha__gemm_cols(const clmha_layer *layer, size_t n) {
 }
 
 /* y[m, n] = x[m, k] . w[k, n] + bias with gemm.cl: gemm_bias4 (the bias added in the same
- * launch) where n is a multiple of 4, else the bias fill and gemm_acc. @p filled: y already
- * holds the bias. */
+ * launch; GR rows a work-item where clmha__gemm_blocked says so) where n is a multiple of 4,
+ * else the bias fill and gemm_acc. @p filled: y already holds the bias. */
 static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, size_t k,
                              cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off, bool filled) {
     cl_ulong a_off = x_off, c_off = y_off, mm = m, nn = n, kk = k;
@@ -129,10 +129,13 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
     if (!by4 && !filled) {
         st = fill_bias(layer, y, y_off, m, n, bias);
     }
-    const clmha__kernel *kern = cols > 4 ? &layer->k_gemm_wide
-                                : by4    ? &layer->k_gemm4
-                                         : &layer->k_gemm;
-    const size_t items = m * (n / cols);
+    const bool blocked = clmha__gemm_blocked(layer, m, n);
+    const clmha__kernel *kern = blocked    ? &layer->k_gemm_blk
+                                : cols > 4 ? &layer->k_gemm_wide
+                                : by4      ? &layer->k_gemm4
+                                           : &layer->k_gemm;
+    const size_t rows = blocked ? layer->gemm_rows : 1, bcols = blocked ? 16 : cols;
+    const size_t items = (m + rows - 1) / rows * (n / bcols);
     const size_t wg = cols > 4 ? 1 : layer->wg_gemm;
     if (st == CLMHA_OK) {
         st = clmha__set_args(layer->ctx, kern, args, by4 ? 10 : 8);
@@ -143,14 +146,19 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
     return clmha__launch(layer->ctx, kern, (items + wg - 1) / wg, wg);
 }
 
-bool clmha__own_gemm_for(const clmha_context *ctx, size_t m) {
-    return ctx->own_gemm || m <= ctx->small_m;
+bool clmha__gemm_blocked(const clmha_layer *layer, size_t m, size_t n) {
+    return layer->gemm_rows > 1 && m > layer->ctx->small_m && n % 16 == 0;
+}
+
+bool clmha__own_gemm_takes(const clmha_layer *layer, size_t m, size_t n) {
+    return layer->ctx->own_gemm || m <= layer->ctx->small_m || clmha__gemm_blocked(layer, m, n);
 }
 
 bool clmha__project_qkv_fits(const clmha_layer *layer, size_t m) {
     const size_t nq = layer->heads * layer->dk, nv = layer->heads * layer->dv;
-    return clmha__own_gemm_for(layer->ctx, m) && nq % 4 == 0 && nv % 4 == 0 &&
-           layer->dq_in == layer->dk_in && layer->dq_in == layer->dv_in;
+    return clmha__own_gemm_takes(layer, m, nq) && clmha__own_gemm_takes(layer, m, nv) &&
+           nq % 4 == 0 && nv % 4 == 0 && layer->dq_in == layer->dk_in &&
+           layer->dq_in == layer->dv_in;
 }
 
 clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, cl_mem kh,
@@ -183,13 +191,17 @@ clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size
     const size_t cols = clmha__gemm_cols(layer, nq) < clmha__gemm_cols(layer, nv)
                             ? clmha__gemm_cols(layer, nq)
                             : clmha__gemm_cols(layer, nv);
-    const clmha__kernel *kern = cols > 4 ? &layer->k_qkv_wide : &layer->k_qkv;
+    const bool blocked = clmha__gemm_blocked(layer, m, nq) && clmha__gemm_blocked(layer, m, nv);
+    const clmha__kernel *kern = blocked    ? &layer->k_qkv_blk
+                                : cols > 4 ? &layer->k_qkv_wide
+                                           : &layer->k_qkv;
     const size_t wg = cols > 4 ? 1 : layer->wg_gemm;
     clmha_status st = clmha__set_args(ctx, kern, args, sizeof args / sizeof args[0]);
     if (st != CLMHA_OK) {
         return st;
     }
-    const size_t items = m * ((nq + nk + nv) / cols);
+    const size_t rows = blocked ? layer->gemm_rows : 1, bcols = blocked ? 16 : cols;
+    const size_t items = (m + rows - 1) / rows * ((nq + nk + nv) / bcols);
     return clmha__launch(ctx, kern, (items + wg - 1) / wg, wg);
 }
 
@@ -197,7 +209,7 @@ clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size
                             size_t k, cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off) {
     clmha_context *ctx = layer->ctx;
     ctx->prof_category = CLMHA__PROF_PROJECTION;
-    if (clmha__own_gemm_for(ctx, m)) {
+    if (clmha__own_gemm_takes(layer, m, n)) {
         return own_gemm(layer, x, x_off, m, k, w, n, bias, y, y_off, false);
     }
     clmha_status st = fill_bias(layer, y, y_off, m, n, bias);

@@ -15,7 +15,7 @@ for f in kernels/*.cl; do
     done
 done
 # Programs built from several files (clmha__program_get's "a.cl+b.cl"): gemm_tail.
-for variant in "-DGC=4" "-DGC=32" "-DGC=32 -DCACHE_HALF"; do
+for variant in "-DGC=4" "-DGC=32" "-DGC=32 -DCACHE_HALF" "-DGC=16 -DGR=24"; do
     # shellcheck disable=SC2086
     cat kernels/merge.cl kernels/gemm.cl kernels/splice.cl |
         clang -x cl -cl-std=CL1.2 -Xclang -cl-ext=-all -include tools/cl/half-builtins.h \

@@ -375,8 +375,9 @@ done:
     return rc;
 }
 
-/* --pair: one case through layers a and b, their calls alternating (a, b, a, b, ...) so that
- * drift in the machine's load falls on both alike; medians in ma and mb. Returns 0 on success. */
+/* --pair: one case through layers a and b, their calls alternating (a, b, b, a, a, b, ...) so
+ * that drift in the machine's load falls on both alike and neither always runs second; medians
+ * in ma and mb. Returns 0 on success. */
 static int run_pair_case(clmha_context *ctx, clmha_layer *la, clmha_layer *lb, const opts *o,
                          int decode, size_t B, size_t S, double *ma, double *mb) {
     bench_case ca, cb;
@@ -393,7 +394,13 @@ static int run_pair_case(clmha_context *ctx, clmha_layer *la, clmha_layer *lb, c
         goto done;
     }
     for (size_t r = 0; r < o->warmup + o->reps; r++) {
-        double t1 = timed_call(ctx, la, &ca), t2 = t1 < 0 ? -1 : timed_call(ctx, lb, &cb);
+        /* A first in even runs, B first in odd ones: neither always follows the other. */
+        double t1, t2;
+        if (r % 2 == 0) {
+            t1 = timed_call(ctx, la, &ca), t2 = t1 < 0 ? -1 : timed_call(ctx, lb, &cb);
+        } else {
+            t2 = timed_call(ctx, lb, &cb), t1 = t2 < 0 ? -1 : timed_call(ctx, la, &ca);
+        }
         if (t1 < 0 || t2 < 0) {
             goto done;
         }
