@@ -61,38 +61,31 @@ static bool dropout_keep(ulong r, int j, uint counter, uint2 seed, float rate) {
     return (float)x.x * 2.3283064365386963e-10f >= rate;
 }
 
-/* The scaled query row (in local or private memory: QAS) dotted with a key row: sixteen or
- * four lanes of fma when DK allows (sixteen: one AVX-512 register on CPUs, a quarter of the
- * instructions of four), summed pairwise at the end; float accumulation either way. */
+/* The scaled query row (in local memory) dotted with a key row: sixteen or four lanes of fma
+ * when DK allows (sixteen: one AVX-512 register on CPUs, a quarter of the instructions of
+ * four), summed pairwise at the end; float accumulation either way. */
+static float dot_qk(__local const float *qs, __global const KV_T *kr) {
 #if DK % 16 == 0
-#define DOT_QK_BODY                                                                                \
-    float16 acc = (float16)(0.0f);                                                                 \
-    for (int d = 0; d < DK; d += 16) {                                                             \
-        acc = fma(vload16(0, qs + d), LOAD_KV16(0, kr + d), acc);                                  \
-    }                                                                                              \
-    const float8 a8 = acc.lo + acc.hi;                                                             \
-    const float4 a4 = a8.lo + a8.hi;                                                               \
+    float16 acc = (float16)(0.0f);
+    for (int d = 0; d < DK; d += 16) {
+        acc = fma(vload16(0, qs + d), LOAD_KV16(0, kr + d), acc);
+    }
+    const float8 a8 = acc.lo + acc.hi;
+    const float4 a4 = a8.lo + a8.hi;
     return (a4.x + a4.y) + (a4.z + a4.w);
 #elif DK % 4 == 0
-#define DOT_QK_BODY                                                                                \
-    float4 acc = (float4)(0.0f);                                                                   \
-    for (int d = 0; d < DK; d += 4) {                                                              \
-        acc = fma(vload4(0, qs + d), LOAD_KV4(0, kr + d), acc);                                    \
-    }                                                                                              \
+    float4 acc = (float4)(0.0f);
+    for (int d = 0; d < DK; d += 4) {
+        acc = fma(vload4(0, qs + d), LOAD_KV4(0, kr + d), acc);
+    }
     return (acc.x + acc.y) + (acc.z + acc.w);
 #else
-#define DOT_QK_BODY                                                                                \
-    float s = 0.0f;                                                                                \
-    for (int d = 0; d < DK; d++) {                                                                 \
-        s = fma(qs[d], LOAD_KV(d, kr), s);                                                         \
-    }                                                                                              \
+    float s = 0.0f;
+    for (int d = 0; d < DK; d++) {
+        s = fma(qs[d], LOAD_KV(d, kr), s);
+    }
     return s;
 #endif
-static float dot_qk(__local const float *qs, __global const KV_T *kr) {
-    DOT_QK_BODY
-}
-static float dot_qk_private(const float *qs, __global const KV_T *kr) {
-    DOT_QK_BODY
 }
 
 /* Row j of keys (or values): from the new rows when j is in [new_lo, new_hi), else from the
@@ -508,8 +501,9 @@ __kernel void attention_heads(ATTENTION_ARGS, __global float *part, int nch, int
  *
  * attention_tile: one work-item (a work-group of 1) takes TQ consecutive query rows of one
  * (batch, head) and streams the keys and values once for all of them, each row keeping its own
- * online softmax and output in private memory: each key and value row is read once per tile
- * instead of once per query row. Masks, the causal rule and key_lengths apply per row; keys
+ * online softmax and output in private memory and its scaled query in local memory (plain
+ * memory on a CPU; private arrays past 4 KiB are what Mesa's llvmpipe miscompiles): each key
+ * and value row is read once per tile instead of once per query row. Masks, the causal rule and key_lengths apply per row; keys
  * past the last row's end are never read. Used for T >= 2 on CPU devices, where private memory
  * is plain memory; other devices take attention_split. */
 #ifndef TQ
@@ -522,8 +516,9 @@ __kernel void attention_tile(ATTENTION_ARGS) {
     const ulong bh = g / ntile;
     const int t0 = (int)(g - bh * ntile) * TQ;
     const int nrows = min(TQ, T - t0);
+    __local float qv[TQ][DK];
     row_info ri[TQ];
-    float qv[TQ][DK], acc[TQ][DV], m[TQ], l[TQ];
+    float acc[TQ][DV], m[TQ], l[TQ];
     int jmax = 0;
     for (int u = 0; u < nrows; u++) {
         ri[u] =
@@ -552,7 +547,7 @@ __kernel void attention_tile(ATTENTION_ARGS) {
             if (j >= ri[u].end || (has_mask && mask[ri[u].m_base + (ulong)j * m_ss] == 0)) {
                 continue;
             }
-            add_value(acc[u], online_step(dot_qk_private(qv[u], kr), &m[u], &l[u], acc[u]), vr);
+            add_value(acc[u], online_step(dot_qk(qv[u], kr), &m[u], &l[u], acc[u]), vr);
         }
     }
     for (int u = 0; u < nrows; u++) {

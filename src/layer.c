@@ -300,9 +300,10 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     /* Query tiles where one work-item streams the keys (CPUs); CLMHA_TILE=0 turns them off. */
     const char *tile = clmha__getenv("CLMHA_TILE");
     l->use_tile = wgs == 1 && (tile == NULL || strcmp(tile, "0") != 0);
-    /* Each row keeps its query and output in private memory: at most 512 floats in all (2 KiB;
-     * Mesa's llvmpipe computes wrong results from 4 KiB on), and 8 rows. */
-    l->tile_rows = 512 / (l->dk + l->dv);
+    /* Each row keeps its output in private memory: at most 512 floats in all (2 KiB; Mesa's
+     * llvmpipe computes wrong results from 4 KiB on), and 8 rows (more measured no faster on
+     * PoCL); the queries are in local memory. */
+    l->tile_rows = 512 / l->dv;
     l->tile_rows = l->tile_rows > 8 ? 8 : l->tile_rows;
     env = clmha__getenv("CLMHA_TILE_ROWS");
     if (env != NULL &&
@@ -484,6 +485,13 @@ static clmha_status build_kernels(clmha_layer *l) {
                    "all-heads attention off: it needs %llu bytes of local memory",
                    (unsigned long long)l->k_heads.local_mem);
         l->use_heads = false;
+    }
+    if (l->use_tile && (l->k_tile.local_mem > ctx->info.local_mem_bytes ||
+                        (l->half_cache && l->k_tile_half.local_mem > ctx->info.local_mem_bytes))) {
+        clmha__log(ctx, CLMHA_LOG_INFO,
+                   "query tiles off: their queries need %llu bytes of local memory",
+                   (unsigned long long)l->k_tile.local_mem);
+        l->use_tile = false;
     }
     if (l->use_qtile && (!l->use_split || l->k_qtile.max_wg < l->wg_split ||
                          l->k_qtile.local_mem > ctx->info.local_mem_bytes ||
