@@ -116,6 +116,11 @@ struct clmha_layer {
      * of CLBlast. */
     size_t gemm_rows;
     clmha__kernel k_gemm_blk, k_qkv_blk;
+    /* And built with gemm_few rows of 32 columns a work-item (4 on CPUs; 1: not built, or
+     * CLMHA_GEMM_ROWS_FEW=1): products of 3 to small_m rows (batched decode steps) whose widths
+     * are multiples of 32 take them, reading each weight once per gemm_few rows. */
+    size_t gemm_few;
+    clmha__kernel k_gemm_few, k_qkv_few;
     size_t wg_attention, wg_fill, wg_commit, wg_gather, wg_gemm;
     /* cache_dtype float16: attention over half keys and values, the half commit and the
      * rounding of new keys and values into ws_kh and ws_vh (capacities in floats). */

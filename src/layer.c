@@ -561,6 +561,28 @@ static clmha_status build_kernels(clmha_layer *l) {
          (st = clmha__kernel_create(ctx, prog, "gemm_qkv4", &l->k_qkv_blk)) != CLMHA_OK)) {
         return st;
     }
+    /* And 4 rows of 32 columns a work-item for 3 to CLMHA_GEMM_SMALL_M rows (batched decode
+     * steps), each weight read once per 4 rows (CLMHA_GEMM_ROWS_FEW: 1 to 8; 1: one row). */
+    const char *few = clmha__getenv("CLMHA_GEMM_ROWS_FEW");
+    l->gemm_few = l->gemm_wide != 0 ? 4 : 1;
+    if (few != NULL &&
+        (!clmha__parse_index(few, &l->gemm_few) || l->gemm_few < 1 || l->gemm_few > 8)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "CLMHA_GEMM_ROWS_FEW=\"%s\" is not a number of rows from 1 to 8 (rows a "
+                           "work-item of the own GEMM takes in products of 3 to "
+                           "CLMHA_GEMM_SMALL_M rows)",
+                           few);
+    }
+    snprintf(blk_defines, sizeof blk_defines, "-DGC=32 -DGR=%zu", l->gemm_few);
+    if (l->gemm_wide != 0 && l->gemm_few > 1 &&
+        ((st = clmha__program_get(ctx, "gemm.cl", blk_defines, &prog)) != CLMHA_OK ||
+         (st = clmha__kernel_create(ctx, prog, "gemm_bias4", &l->k_gemm_few)) != CLMHA_OK ||
+         (st = clmha__kernel_create(ctx, prog, "gemm_qkv4", &l->k_qkv_few)) != CLMHA_OK)) {
+        return st;
+    }
+    if (l->gemm_wide == 0) {
+        l->gemm_few = 1; /* the few-rows build needs the 32-column one */
+    }
     if ((st = clmha__program_get(ctx, "splice.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit)) != CLMHA_OK) {
         return st;
@@ -746,7 +768,8 @@ void clmha_layer_release(clmha_layer *l) {
         &l->k_split_half,     &l->k_merge,       &l->k_gemm4,    &l->k_qkv,
         &l->k_gemm_wide,      &l->k_qkv_wide,    &l->k_tile,     &l->k_tile_half,
         &l->k_qtile,          &l->k_qtile_half,  &l->k_heads,    &l->k_heads_half,
-        &l->k_tail,           &l->k_tail_half,   &l->k_gemm_blk, &l->k_qkv_blk};
+        &l->k_tail,           &l->k_tail_half,   &l->k_gemm_blk, &l->k_qkv_blk,
+        &l->k_gemm_few,       &l->k_qkv_few};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         clmha__kernel_release(ks[i]);
     }

@@ -113,9 +113,31 @@ size_t clmha__gemm_cols(const clmha_layer *layer, size_t n) {
     return layer->gemm_wide != 0 && n % layer->gemm_wide == 0 ? layer->gemm_wide : 4;
 }
 
+/* Which build of gemm_bias4 / gemm_qkv4 takes a product of @p m rows whose widths are @p n1
+ * and @p n2 (both multiples of 4; n1 == n2 for one projection): the row-blocked build for many
+ * rows (clmha__gemm_blocked), the few-rows build (gemm_few rows of 32 columns) for 3 to small_m
+ * rows, the 32-column build, or the 4-column one; with the rows and columns a work-item takes
+ * and the work-group size. */
+typedef struct gemm_pick {
+    int build; /* 0: 4 columns, 1: 32 columns, 2: few rows, 3: row-blocked */
+    size_t rows, cols, wg;
+} gemm_pick;
+
+static gemm_pick pick_gemm(const clmha_layer *layer, size_t m, size_t n1, size_t n2) {
+    const size_t c1 = clmha__gemm_cols(layer, n1), c2 = clmha__gemm_cols(layer, n2);
+    gemm_pick p = {0, 1, 4, layer->wg_gemm};
+    if (clmha__gemm_blocked(layer, m, n1) && clmha__gemm_blocked(layer, m, n2)) {
+        p = (gemm_pick){3, layer->gemm_rows, 16, 1};
+    } else if (c1 > 4 && c2 > 4) {
+        const bool few = layer->gemm_few > 1 && m >= 3 && m <= layer->ctx->small_m;
+        p = (gemm_pick){few ? 2 : 1, few ? layer->gemm_few : 1, c1, 1};
+    }
+    return p;
+}
+
 /* y[m, n] = x[m, k] . w[k, n] + bias with gemm.cl: gemm_bias4 (the bias added in the same
- * launch; GR rows a work-item where clmha__gemm_blocked says so) where n is a multiple of 4,
- * else the bias fill and gemm_acc. @p filled: y already holds the bias. */
+ * launch; the build pick_gemm chooses) where n is a multiple of 4, else the bias fill and
+ * gemm_acc. @p filled: y already holds the bias. */
 static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, size_t k,
                              cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off, bool filled) {
     cl_ulong a_off = x_off, c_off = y_off, mm = m, nn = n, kk = k;
@@ -124,19 +146,15 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
         CLMHA__ARG(x),  CLMHA__ARG(a_off), CLMHA__ARG(w),  CLMHA__ARG(y),    CLMHA__ARG(c_off),
         CLMHA__ARG(mm), CLMHA__ARG(nn),    CLMHA__ARG(kk), CLMHA__ARG(bias), CLMHA__ARG(has_bias)};
     const bool by4 = n % 4 == 0;
-    const size_t cols = by4 ? clmha__gemm_cols(layer, n) : 1;
     clmha_status st = CLMHA_OK;
     if (!by4 && !filled) {
         st = fill_bias(layer, y, y_off, m, n, bias);
     }
-    const bool blocked = clmha__gemm_blocked(layer, m, n);
-    const clmha__kernel *kern = blocked    ? &layer->k_gemm_blk
-                                : cols > 4 ? &layer->k_gemm_wide
-                                : by4      ? &layer->k_gemm4
-                                           : &layer->k_gemm;
-    const size_t rows = blocked ? layer->gemm_rows : 1, bcols = blocked ? 16 : cols;
-    const size_t items = (m + rows - 1) / rows * (n / bcols);
-    const size_t wg = cols > 4 ? 1 : layer->wg_gemm;
+    const gemm_pick p = by4 ? pick_gemm(layer, m, n, n) : (gemm_pick){0, 1, 1, layer->wg_gemm};
+    const clmha__kernel *builds[] = {&layer->k_gemm4, &layer->k_gemm_wide, &layer->k_gemm_few,
+                                     &layer->k_gemm_blk};
+    const clmha__kernel *kern = by4 ? builds[p.build] : &layer->k_gemm;
+    const size_t items = (m + p.rows - 1) / p.rows * (n / p.cols), wg = p.wg;
     if (st == CLMHA_OK) {
         st = clmha__set_args(layer->ctx, kern, args, by4 ? 10 : 8);
     }
@@ -188,21 +206,16 @@ clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size
                                 CLMHA__ARG(nq),
                                 CLMHA__ARG(nk),
                                 CLMHA__ARG(nv)};
-    const size_t cols = clmha__gemm_cols(layer, nq) < clmha__gemm_cols(layer, nv)
-                            ? clmha__gemm_cols(layer, nq)
-                            : clmha__gemm_cols(layer, nv);
-    const bool blocked = clmha__gemm_blocked(layer, m, nq) && clmha__gemm_blocked(layer, m, nv);
-    const clmha__kernel *kern = blocked    ? &layer->k_qkv_blk
-                                : cols > 4 ? &layer->k_qkv_wide
-                                           : &layer->k_qkv;
-    const size_t wg = cols > 4 ? 1 : layer->wg_gemm;
+    const gemm_pick p = pick_gemm(layer, m, nq, nv);
+    const clmha__kernel *builds[] = {&layer->k_qkv, &layer->k_qkv_wide, &layer->k_qkv_few,
+                                     &layer->k_qkv_blk};
+    const clmha__kernel *kern = builds[p.build];
     clmha_status st = clmha__set_args(ctx, kern, args, sizeof args / sizeof args[0]);
     if (st != CLMHA_OK) {
         return st;
     }
-    const size_t rows = blocked ? layer->gemm_rows : 1, bcols = blocked ? 16 : cols;
-    const size_t items = (m + rows - 1) / rows * ((nq + nk + nv) / bcols);
-    return clmha__launch(ctx, kern, (items + wg - 1) / wg, wg);
+    const size_t items = (m + p.rows - 1) / p.rows * ((nq + nk + nv) / p.cols);
+    return clmha__launch(ctx, kern, (items + p.wg - 1) / p.wg, p.wg);
 }
 
 clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size_t x_off, size_t m,

@@ -641,26 +641,29 @@ static void test_split_decode(void **state) {
 }
 
 /* Products of many rows on CPUs take the own GEMM with 24 rows of 16 columns a work-item
- * (gemm_bias4 / gemm_qkv4 built with GR): row counts that are and are not multiples of 24,
- * widths that are multiples of 16 but not of 32, self-attention (the fused projection, which
- * also rounds a half cache's keys and values) and separate inputs, against the reference. On
- * other devices the same cases take CLBlast. */
+ * (gemm_bias4 / gemm_qkv4 built with GR), and products of 3 to 12 rows (batched decode steps)
+ * 4 rows of 32 columns: row counts that are and are not multiples of the block, widths that
+ * are multiples of 16 but not of 32, self-attention (the fused projection, which also rounds a
+ * half cache's keys and values) and separate inputs, against the reference. On other devices
+ * the same cases take CLBlast and the one-row kernels. */
 static void test_many_row_projections(void **state) {
     (void)state;
-    static const size_t rows[][2] = {{1, 13}, {1, 24}, {2, 25}, {3, 17}, {1, 49}, {4, 30}};
-    for (uint64_t i = 0; i < 6; i++) {
+    static const size_t rows[][2] = {{1, 13}, {1, 24}, {2, 25}, {3, 17}, {1, 49}, {4, 30},
+                                     {1, 3},  {4, 1},  {3, 3},  {12, 1}, {5, 2}};
+    for (uint64_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        const bool few = i >= 6;
         case_cfg c;
         memset(&c, 0, sizeof c);
         c.seed = 1300 + i;
         c.B = rows[i][0], c.T = rows[i][1];
-        c.H = i % 2 ? 3 : 2, c.dk = c.dv = 16;              /* widths 48 and 32 */
-        c.Dq = c.Dk = c.Dv = i % 3 == 2 ? 48 : 16 + 16 * i; /* output widths 16 to 80 */
+        c.H = i % 2 && !few ? 3 : 2, c.dk = c.dv = 16; /* widths 48 and 32 */
+        c.Dq = c.Dk = c.Dv = few ? 32 * (1 + i % 2) : i % 3 == 2 ? 48 : 16 + 16 * i;
         c.mode = i % 3 == 0 ? MODE_NONE : MODE_UPDATE;
         c.mask = i % 2 ? MASK_CAUSAL : MASK_NONE;
         c.S = c.mode == MODE_NONE ? c.T : c.T + 5;
         c.Sn = c.T, c.index = c.mode == MODE_UPDATE ? 5 - i % 3 : 0;
-        c.self_input = i != 4, c.separate_key = i == 4;
-        c.use_bias = i != 1, c.offsets = i == 3;
+        c.self_input = i != 4 && i != 9, c.separate_key = i == 4 || i == 9;
+        c.use_bias = i != 1, c.offsets = i == 3 || i == 8;
         c.half_cache = c.mode == MODE_UPDATE && i % 2 == 1;
         run_case(&c);
     }
