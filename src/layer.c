@@ -342,6 +342,36 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     return CLMHA_OK;
 }
 
+/* A build of gemm_bias4 and gemm_qkv4 with *rows rows of @p cols columns a work-item: *rows is
+ * @p def or the environment variable @p var (1 to @p max); 1 builds nothing. */
+static clmha_status build_gemm_rows(clmha_layer *l, const char *var, size_t def, size_t max,
+                                    size_t cols, size_t *rows, clmha__kernel *k_gemm,
+                                    clmha__kernel *k_qkv) {
+    clmha_context *ctx = l->ctx;
+    const char *env = clmha__getenv(var);
+    *rows = def;
+    if (env != NULL && (!clmha__parse_index(env, rows) || *rows < 1 || *rows > max)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "%s=\"%s\" is not a number of rows from 1 to %zu (rows a work-item of "
+                           "the own GEMM takes; see docs/devices.md)",
+                           var, env, max);
+    }
+    if (*rows == 1) {
+        return CLMHA_OK;
+    }
+    char defines[48];
+    snprintf(defines, sizeof defines, "-DGC=%zu -DGR=%zu", cols, *rows);
+    cl_program prog;
+    clmha_status st = clmha__program_get(ctx, "gemm.cl", defines, &prog);
+    if (st == CLMHA_OK) {
+        st = clmha__kernel_create(ctx, prog, "gemm_bias4", k_gemm);
+    }
+    if (st == CLMHA_OK) {
+        st = clmha__kernel_create(ctx, prog, "gemm_qkv4", k_qkv);
+    }
+    return st;
+}
+
 /* gemm_tail, the last launch of calls whose output projection takes the own GEMM: built from
  * merge.cl, gemm.cl and splice.cl with the output's columns a work-item (32 on CPUs where they
  * divide the output width, else 4), one work-item a group for 32 columns, else the own GEMM's
@@ -540,48 +570,18 @@ static clmha_status build_kernels(clmha_layer *l) {
          (st = clmha__kernel_create(ctx, prog, "gemm_qkv4", &l->k_qkv_wide)) != CLMHA_OK)) {
         return st;
     }
-    /* Where the 32-column build is (CPUs), also 24 rows of 16 columns a work-item for products
-     * of many rows (prefill), unless CLMHA_GEMM=clblast or CLMHA_GEMM_ROWS=1 leaves those to
-     * CLBlast (CLMHA_GEMM_ROWS: 1 to 32). */
-    const char *rows = clmha__getenv("CLMHA_GEMM_ROWS");
-    l->gemm_rows = l->gemm_wide != 0 && !ctx->clblast_only ? 24 : 1;
-    if (rows != NULL &&
-        (!clmha__parse_index(rows, &l->gemm_rows) || l->gemm_rows < 1 || l->gemm_rows > 32)) {
-        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "CLMHA_GEMM_ROWS=\"%s\" is not a number of rows from 1 to 32 (rows a "
-                           "work-item of the own GEMM takes in products of many rows; 1: CLBlast "
-                           "takes those)",
-                           rows);
-    }
-    char blk_defines[32];
-    snprintf(blk_defines, sizeof blk_defines, "-DGC=16 -DGR=%zu", l->gemm_rows);
-    if (l->gemm_rows > 1 &&
-        ((st = clmha__program_get(ctx, "gemm.cl", blk_defines, &prog)) != CLMHA_OK ||
-         (st = clmha__kernel_create(ctx, prog, "gemm_bias4", &l->k_gemm_blk)) != CLMHA_OK ||
-         (st = clmha__kernel_create(ctx, prog, "gemm_qkv4", &l->k_qkv_blk)) != CLMHA_OK)) {
+    /* Where the 32-column build is (CPUs): 24 rows of 16 columns a work-item for products of
+     * many rows (prefill), unless CLMHA_GEMM=clblast leaves those to CLBlast, and 4 rows of 32
+     * columns for 3 to CLMHA_GEMM_SMALL_M rows (batched decode steps). */
+    const bool cpu_rows = l->gemm_wide != 0;
+    if ((st = build_gemm_rows(l, "CLMHA_GEMM_ROWS", cpu_rows && !ctx->clblast_only ? 24 : 1, 32, 16,
+                              &l->gemm_rows, &l->k_gemm_blk, &l->k_qkv_blk)) != CLMHA_OK ||
+        (st = build_gemm_rows(l, "CLMHA_GEMM_ROWS_FEW", cpu_rows ? 4 : 1, 8, 32, &l->gemm_few,
+                              &l->k_gemm_few, &l->k_qkv_few)) != CLMHA_OK) {
         return st;
     }
-    /* And 4 rows of 32 columns a work-item for 3 to CLMHA_GEMM_SMALL_M rows (batched decode
-     * steps), each weight read once per 4 rows (CLMHA_GEMM_ROWS_FEW: 1 to 8; 1: one row). */
-    const char *few = clmha__getenv("CLMHA_GEMM_ROWS_FEW");
-    l->gemm_few = l->gemm_wide != 0 ? 4 : 1;
-    if (few != NULL &&
-        (!clmha__parse_index(few, &l->gemm_few) || l->gemm_few < 1 || l->gemm_few > 8)) {
-        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "CLMHA_GEMM_ROWS_FEW=\"%s\" is not a number of rows from 1 to 8 (rows a "
-                           "work-item of the own GEMM takes in products of 3 to "
-                           "CLMHA_GEMM_SMALL_M rows)",
-                           few);
-    }
-    snprintf(blk_defines, sizeof blk_defines, "-DGC=32 -DGR=%zu", l->gemm_few);
-    if (l->gemm_wide != 0 && l->gemm_few > 1 &&
-        ((st = clmha__program_get(ctx, "gemm.cl", blk_defines, &prog)) != CLMHA_OK ||
-         (st = clmha__kernel_create(ctx, prog, "gemm_bias4", &l->k_gemm_few)) != CLMHA_OK ||
-         (st = clmha__kernel_create(ctx, prog, "gemm_qkv4", &l->k_qkv_few)) != CLMHA_OK)) {
-        return st;
-    }
-    if (l->gemm_wide == 0) {
-        l->gemm_few = 1; /* the few-rows build needs the 32-column one */
+    if (!cpu_rows) {
+        l->gemm_few = 1; /* the few-rows build goes with the 32-column one */
     }
     if ((st = clmha__program_get(ctx, "splice.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit)) != CLMHA_OK) {

@@ -434,6 +434,32 @@ static clmha_status create_with(clmha_context *ctx, const clmha_layer_config *cf
     return st;
 }
 
+/* Creates the layers the cases need, layers[0] with a float32 cache (decode over it, and
+ * prefill) and layers[1] with a float16 one, built with @p var set to @p value where var is not
+ * NULL. Returns 0 on success (the message is printed otherwise). */
+static int make_layers(clmha_context *ctx, const opts *o, const char *var, const char *value,
+                       clmha_layer *layers[2]) {
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = (int)o->heads, cfg.key_dim = (int)o->head_dim, cfg.seed = 1;
+    for (int h = 0; h < 2; h++) {
+        bool wanted = h == 0 && o->prefill;
+        for (int k = 0; k < o->nhalf; k++) {
+            wanted = wanted || (o->decode && o->half[k] == h);
+        }
+        cfg.cache_dtype = h ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
+        clmha_status st = !wanted ? CLMHA_OK
+                          : var == NULL
+                              ? clmha_layer_create(ctx, &cfg, o->dim, o->dim, 0, &layers[h])
+                              : create_with(ctx, &cfg, o->dim, var, value, &layers[h]);
+        if (st != CLMHA_OK) {
+            fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The --pair run: every case through layer A (the environment as it is) and layer B (built
  * with VAR=VALUE), on a context without profiling. Returns the exit code. */
 static int run_pairs(const opts *o) {
@@ -447,23 +473,10 @@ static int run_pairs(const opts *o) {
     }
     clmha_device_info dev;
     clmha_context_device(ctx, &dev);
-    clmha_layer_config cfg;
-    clmha_layer_config_init(&cfg);
-    cfg.num_heads = (int)o->heads, cfg.key_dim = (int)o->head_dim, cfg.seed = 1;
-    for (int h = 0; h < 2; h++) {
-        bool wanted = h == 0 && o->prefill;
-        for (int k = 0; k < o->nhalf; k++) {
-            wanted = wanted || (o->decode && o->half[k] == h);
-        }
-        cfg.cache_dtype = h ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
-        if (wanted &&
-            (clmha_layer_create(ctx, &cfg, o->dim, o->dim, 0, &layers[0][h]) != CLMHA_OK ||
-             create_with(ctx, &cfg, o->dim, o->pair_var, o->pair_value, &layers[1][h]) !=
-                 CLMHA_OK)) {
-            fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
-            rc = 1;
-            goto done;
-        }
+    if (make_layers(ctx, o, NULL, NULL, layers[0]) != 0 ||
+        make_layers(ctx, o, o->pair_var, o->pair_value, layers[1]) != 0) {
+        rc = 1;
+        goto done;
     }
     if (o->json != NULL && (json = fopen(o->json, "w")) == NULL) {
         fprintf(stderr, "clmha-bench: cannot write %s\n", o->json);
@@ -548,20 +561,9 @@ int main(int argc, char **argv) {
     }
     clmha_device_info dev;
     clmha_context_device(ctx, &dev);
-    clmha_layer_config cfg;
-    clmha_layer_config_init(&cfg);
-    cfg.num_heads = (int)o.heads, cfg.key_dim = (int)o.head_dim, cfg.seed = 1;
-    for (int h = 0; h < 2; h++) {
-        cfg.cache_dtype = h ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
-        bool wanted = h == 0 ? o.prefill != 0 : false;
-        for (int k = 0; k < o.nhalf; k++) {
-            wanted = wanted || (o.decode && o.half[k] == h);
-        }
-        if (wanted && clmha_layer_create(ctx, &cfg, o.dim, o.dim, 0, &layers[h]) != CLMHA_OK) {
-            fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
-            rc = 1;
-            goto done;
-        }
+    if (make_layers(ctx, &o, NULL, NULL, layers) != 0) {
+        rc = 1;
+        goto done;
     }
     if (o.json != NULL && (json = fopen(o.json, "w")) == NULL) {
         fprintf(stderr, "clmha-bench: cannot write %s\n", o.json);
