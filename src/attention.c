@@ -849,11 +849,12 @@ static void plan_attention(const clmha_layer *l, const clmha_call_args *a, plan 
     const bool drop = a->training && l->cfg.dropout > 0.0;
     p->nch = 1;
     p->chunk = (int)p->S;
-    /* gemm_tail needs the output projection on the own GEMM's one-row kernel and nothing read
-     * after it: no probabilities to copy, no activity sums of the projected output, no rank > 3
-     * gather. */
+    /* gemm_tail needs the output projection on the own GEMM one row a work-item (the separate
+     * projection is faster where a few-rows or row-blocked build would take it: each weight
+     * read once per several rows) and nothing read after it: no probabilities to copy, no
+     * activity sums of the projected output, no rank > 3 gather. */
     p->tail = l->use_tail && clmha__own_gemm_takes(l, p->rows_q, l->out_features) &&
-              !clmha__gemm_blocked(l, p->rows_q, l->out_features) && !p->general &&
+              clmha__gemm_one_row(l, p->rows_q, l->out_features) && !p->general &&
               a->attention_scores == NULL && l->act == NULL;
     if (!l->use_split || a->attention_scores != NULL || drop) {
         p->kernel = ATT_ROWS;

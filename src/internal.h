@@ -335,6 +335,10 @@ clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size
  * or the row-blocked build takes it (clmha__gemm_blocked). */
 bool clmha__own_gemm_takes(const clmha_layer *layer, size_t m, size_t n);
 
+/* The own GEMM would take a product of @p m rows and @p n columns (n a multiple of 4) one row a
+ * work-item (not the few-rows or row-blocked build). */
+bool clmha__gemm_one_row(const clmha_layer *layer, size_t m, size_t n);
+
 /* A product of @p m rows and @p n columns takes the row-blocked own GEMM (gemm_rows rows of 16
  * columns a work-item): more rows than small_m, and n a multiple of 16. */
 bool clmha__gemm_blocked(const clmha_layer *layer, size_t m, size_t n);

@@ -135,6 +135,10 @@ static gemm_pick pick_gemm(const clmha_layer *layer, size_t m, size_t n1, size_t
     return p;
 }
 
+bool clmha__gemm_one_row(const clmha_layer *layer, size_t m, size_t n) {
+    return n % 4 == 0 && pick_gemm(layer, m, n, n).rows == 1;
+}
+
 /* y[m, n] = x[m, k] . w[k, n] + bias with gemm.cl: gemm_bias4 (the bias added in the same
  * launch; the build pick_gemm chooses) where n is a multiple of 4, else the bias fill and
  * gemm_acc. @p filled: y already holds the bias. */
