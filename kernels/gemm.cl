@@ -64,83 +64,53 @@ __kernel void gemm_acc(__global const float *a, ulong a_off, __global const floa
 #define GSTORE_HALF vstore_half16
 #endif
 
-/* y[row, col .. col + GC) = bias (or 0) + ar . w[:, col .. col + GC) (w row-major, n columns),
- * and the same rounded to half into yh where yh is not null (keys and values for a half cache:
- * vstore_half rounds to nearest even, as to_half does). One body for input rows in global
- * memory (gemm_cols) and in local memory (gemm_cols_local, gemm_tail's merged rows). */
-#define DEFINE_GEMM_COLS(NAME, SPACE)                                                           \
-    static void NAME(SPACE const float *ar, ulong k, __global const float *w, ulong n,          \
-                     ulong col, __global const float *bias, int has_bias, __global float *y,    \
-                     __global half *yh) {                                                       \
-        GVT acc[GN];                                                                            \
-        for (int v = 0; v < GN; v++) {                                                          \
-            acc[v] = (GVT)(0.0f);                                                               \
+/* Rows [0, rows) (rows <= GR) of y (row stride n), and of yh where it is not null (keys and
+ * values for a half cache: vstore_half rounds to nearest even, as to_half does):
+ * y[r, col .. col + GC) = bias (or 0) + a[r] . w[:, col .. col + GC), w row-major with n
+ * columns, a's rows k apart. The GR rows' sums stay in registers, so each weight vector is
+ * loaded once for all of them; rows from `rows` on re-read the last row and are not stored.
+ * One body for input rows in global memory (gemm_rows) and in local memory (gemm_rows_local,
+ * gemm_tail's merged rows). */
+#define DEFINE_GEMM_ROWS(NAME, SPACE)                                                           \
+    static void NAME(SPACE const float *a, ulong k, ulong rows, __global const float *w,       \
+                     ulong n, ulong col, __global const float *bias, int has_bias,              \
+                     __global float *y, __global half *yh) {                                    \
+        GVT acc[GR][GN];                                                                        \
+        ulong ar[GR];                                                                           \
+        for (int r = 0; r < GR; r++) {                                                          \
+            ar[r] = min((ulong)r, rows - 1) * k;                                                \
+            for (int v = 0; v < GN; v++) {                                                      \
+                acc[r][v] = (GVT)(0.0f);                                                        \
+            }                                                                                   \
         }                                                                                       \
         for (ulong i = 0; i < k; i++) {                                                         \
-            const GVT a = (GVT)(ar[i]);                                                         \
+            GVT wv[GN];                                                                         \
             for (int v = 0; v < GN; v++) {                                                      \
-                acc[v] = fma(a, GLOAD(0, w + i * n + col + (ulong)(v * GV)), acc[v]);           \
+                wv[v] = GLOAD(0, w + i * n + col + (ulong)(v * GV));                            \
+            }                                                                                   \
+            for (int r = 0; r < GR; r++) {                                                      \
+                const GVT x = (GVT)(a[ar[r] + i]);                                              \
+                for (int v = 0; v < GN; v++) {                                                  \
+                    acc[r][v] = fma(x, wv[v], acc[r][v]);                                       \
+                }                                                                               \
             }                                                                                   \
         }                                                                                       \
-        for (int v = 0; v < GN; v++) {                                                          \
-            const ulong at = col + (ulong)(v * GV);                                             \
-            const GVT sum = (has_bias ? GLOAD(0, bias + at) : (GVT)(0.0f)) + acc[v];            \
-            GSTORE(sum, 0, y + at);                                                             \
-            if (yh != 0) {                                                                      \
-                GSTORE_HALF(sum, 0, yh + at);                                                   \
+        for (ulong r = 0; r < rows; r++) {                                                      \
+            for (int v = 0; v < GN; v++) {                                                      \
+                const ulong at = r * n + col + (ulong)(v * GV);                                 \
+                const GVT sum = (has_bias ? GLOAD(0, bias + col + (ulong)(v * GV))              \
+                                          : (GVT)(0.0f)) +                                      \
+                                acc[r][v];                                                      \
+                GSTORE(sum, 0, y + at);                                                         \
+                if (yh != 0) {                                                                  \
+                    GSTORE_HALF(sum, 0, yh + at);                                               \
+                }                                                                               \
             }                                                                                   \
         }                                                                                       \
     }
-DEFINE_GEMM_COLS(gemm_cols, __global)
-
-#if GR > 1
-/* Rows [0, rows) (rows <= GR) of y (row stride n), and of yh where it is not null:
- * y[r, col .. col + GC) = bias (or 0) + a[r] . w[:, col .. col + GC), a's rows k apart. The GR
- * rows' sums stay in registers, so each weight vector is loaded once for all of them; rows from
- * `rows` on re-read the last row and are not stored. */
-static void gemm_block(__global const float *a, ulong k, ulong rows, __global const float *w,
-                       ulong n, ulong col, __global const float *bias, int has_bias,
-                       __global float *y, __global half *yh) {
-    GVT acc[GR][GN];
-    ulong ar[GR];
-    for (int r = 0; r < GR; r++) {
-        ar[r] = min((ulong)r, rows - 1) * k;
-        for (int v = 0; v < GN; v++) {
-            acc[r][v] = (GVT)(0.0f);
-        }
-    }
-    for (ulong i = 0; i < k; i++) {
-        GVT wv[GN];
-        for (int v = 0; v < GN; v++) {
-            wv[v] = GLOAD(0, w + i * n + col + (ulong)(v * GV));
-        }
-        for (int r = 0; r < GR; r++) {
-            const GVT x = (GVT)(a[ar[r] + i]);
-            for (int v = 0; v < GN; v++) {
-                acc[r][v] = fma(x, wv[v], acc[r][v]);
-            }
-        }
-    }
-    for (ulong r = 0; r < rows; r++) {
-        for (int v = 0; v < GN; v++) {
-            const ulong at = r * n + col + (ulong)(v * GV);
-            const GVT sum =
-                (has_bias ? GLOAD(0, bias + col + (ulong)(v * GV)) : (GVT)(0.0f)) + acc[r][v];
-            GSTORE(sum, 0, y + at);
-            if (yh != 0) {
-                GSTORE_HALF(sum, 0, yh + at);
-            }
-        }
-    }
-}
-#define GEMM_ROWS(a, k, rows, w, n, col, bias, has_bias, y, yh)                                 \
-    gemm_block(a, k, rows, w, n, col, bias, has_bias, y, yh)
-#else
-#define GEMM_ROWS(a, k, rows, w, n, col, bias, has_bias, y, yh)                                 \
-    gemm_cols(a, k, w, n, col, bias, has_bias, y, yh)
-#endif
+DEFINE_GEMM_ROWS(gemm_rows, __global)
 #ifdef TAIL
-DEFINE_GEMM_COLS(gemm_cols_local, __local)
+DEFINE_GEMM_ROWS(gemm_rows_local, __local)
 #endif
 
 /* gemm_bias4: C[m, n] = bias[n] (or 0) + sum_k A[m, k] * B[k, n] with GC consecutive columns of
@@ -158,7 +128,7 @@ __kernel void gemm_bias4(__global const float *a, ulong a_off, __global const fl
     const ulong rb = gid / nb;
     const ulong col = (gid - rb * nb) * GC;
     const ulong row = rb * GR;
-    GEMM_ROWS(a + a_off + row * k, k, min((ulong)GR, m - row), b, n, col, bias, has_bias,
+    gemm_rows(a + a_off + row * k, k, min((ulong)GR, m - row), b, n, col, bias, has_bias,
               c + c_off + row * n, 0);
 }
 
@@ -191,6 +161,6 @@ __kernel void gemm_qkv4(__global const float *a, ulong a_off, ulong m, ulong k,
     } else if (col >= nq) {
         w = wk, bias = bk, y = yk, yh = ykh, n = nk, col -= nq;
     }
-    GEMM_ROWS(a + a_off + row * k, k, min((ulong)GR, m - row), w, n, col, bias, has_bias,
+    gemm_rows(a + a_off + row * k, k, min((ulong)GR, m - row), w, n, col, bias, has_bias,
               y + row * n, yh != 0 ? yh + row * n : 0);
 }

@@ -15,8 +15,11 @@
 #ifndef DV
 #define DV 64
 #endif
-/* plan_attention never makes more chunks than this. */
+/* The most chunks a row has: the host's CLMHA__MAX_CHUNKS, which plan_attention never
+ * exceeds (the default makes the file compile on its own). */
+#ifndef MAX_CHUNKS
 #define MAX_CHUNKS 256
+#endif
 
 /* Writes e_c = e^(m_c - M) of row pr's chunks that attended (0 for the others) into wts,
  * work-item lid of wg taking chunks lid, lid + wg, ..., and returns 1 / L (0 when no chunk

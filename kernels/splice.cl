@@ -99,7 +99,7 @@ __kernel void gemm_tail(__global const float *o, __global const float *part, int
     __global float *y = out + out_off + r * n;
     if (nch == 1) {
         if (cb < n / GC) {
-            gemm_cols(o + r * HV, HV, w, n, cb * GC, bias, has_bias, y, 0);
+            gemm_rows(o + r * HV, HV, 1, w, n, cb * GC, bias, has_bias, y, 0);
         }
         return;
     }
@@ -114,7 +114,7 @@ __kernel void gemm_tail(__global const float *o, __global const float *part, int
         barrier(CLK_LOCAL_MEM_FENCE); /* before the next head's weights overwrite wts */
     }
     if (cb < n / GC) {
-        gemm_cols_local(xs, HV, w, n, cb * GC, bias, has_bias, y, 0);
+        gemm_rows_local(xs, HV, 1, w, n, cb * GC, bias, has_bias, y, 0);
     }
 }
 #endif

@@ -853,8 +853,7 @@ static void plan_attention(const clmha_layer *l, const clmha_call_args *a, plan 
      * projection is faster where a few-rows or row-blocked build would take it: each weight
      * read once per several rows) and nothing read after it: no probabilities to copy, no
      * activity sums of the projected output, no rank > 3 gather. */
-    p->tail = l->use_tail && clmha__own_gemm_takes(l, p->rows_q, l->out_features) &&
-              clmha__gemm_one_row(l, p->rows_q, l->out_features) && !p->general &&
+    p->tail = l->use_tail && clmha__gemm_one_row(l, p->rows_q, l->out_features) && !p->general &&
               a->attention_scores == NULL && l->act == NULL;
     if (!l->use_split || a->attention_scores != NULL || drop) {
         p->kernel = ATT_ROWS;
@@ -873,7 +872,7 @@ static void plan_attention(const clmha_layer *l, const clmha_call_args *a, plan 
     size_t by_rows = (target + rows - 1) / rows;
     size_t by_len = (p->S + l->split_min_chunk - 1) / l->split_min_chunk;
     size_t nch = by_rows < by_len ? by_rows : by_len;
-    nch = nch < 1 ? 1 : nch > 256 ? 256 : nch;
+    nch = nch < 1 ? 1 : nch > CLMHA__MAX_CHUNKS ? CLMHA__MAX_CHUNKS : nch;
     size_t chunk = (p->S + nch - 1) / nch;
     p->nch = (int)((p->S + chunk - 1) / chunk);
     p->chunk = (int)chunk;

@@ -261,6 +261,10 @@ typedef struct clmha__embedded_kernel {
 extern const clmha__embedded_kernel clmha__embedded_kernels[];
 extern const size_t clmha__embedded_kernel_count;
 
+/* The most chunks split attention cuts a query row's keys into; merge.cl and gemm_tail are
+ * built with it (-DMAX_CHUNKS) and keep that many chunk weights in local memory. */
+#define CLMHA__MAX_CHUNKS 256
+
 /* Returns the program for kernel file @p name built with @p defines (extra -D options), from
  * the context's list, the binary cache or a source build, in that order. The program stays
  * owned by the context. @p name may join files with '+' ("merge.cl+gemm.cl"): their sources
@@ -332,16 +336,12 @@ clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size
                                 cl_mem vh);
 
 /* A product of @p m rows and @p n columns takes clmha's own GEMM: CLBlast cannot run, few rows,
- * or the row-blocked build takes it (clmha__gemm_blocked). */
+ * or the row-blocked build takes it. */
 bool clmha__own_gemm_takes(const clmha_layer *layer, size_t m, size_t n);
 
-/* The own GEMM would take a product of @p m rows and @p n columns (n a multiple of 4) one row a
- * work-item (not the few-rows or row-blocked build). */
+/* A product of @p m rows and @p n columns (n a multiple of 4) takes the own GEMM one row a
+ * work-item (not CLBlast, nor the few-rows or row-blocked build): what gemm_tail projects. */
 bool clmha__gemm_one_row(const clmha_layer *layer, size_t m, size_t n);
-
-/* A product of @p m rows and @p n columns takes the row-blocked own GEMM (gemm_rows rows of 16
- * columns a work-item): more rows than small_m, and n a multiple of 16. */
-bool clmha__gemm_blocked(const clmha_layer *layer, size_t m, size_t n);
 
 /* The columns a work-item of gemm_bias4 / gemm_qkv4 takes for products of @p n columns: the
  * layer's wide build (32, CPUs) where n is a multiple of it, else 4. */

@@ -384,7 +384,7 @@ static clmha_status build_tail(clmha_layer *l) {
     const char *on = clmha__getenv("CLMHA_TAIL");
     const size_t hv = l->heads * l->dv;
     l->use_tail = (on == NULL || strcmp(on, "0") != 0) && l->out_features % 4 == 0 &&
-                  (hv + 256) * sizeof(float) <= ctx->info.local_mem_bytes;
+                  (hv + CLMHA__MAX_CHUNKS) * sizeof(float) <= ctx->info.local_mem_bytes;
     if (!l->use_tail) {
         return CLMHA_OK;
     }
@@ -392,8 +392,8 @@ static clmha_status build_tail(clmha_layer *l) {
     l->wg_tail = l->tail_cols > 4 ? 1 : l->wg_gemm;
     for (int half = 0; half < (l->half_cache ? 2 : 1); half++) {
         char defines[128];
-        snprintf(defines, sizeof defines, "-DTAIL -DDV=%zu -DHV=%zu -DGC=%zu%s", l->dv, hv,
-                 l->tail_cols, half ? " -DCACHE_HALF" : "");
+        snprintf(defines, sizeof defines, "-DTAIL -DDV=%zu -DHV=%zu -DGC=%zu -DMAX_CHUNKS=%d%s",
+                 l->dv, hv, l->tail_cols, CLMHA__MAX_CHUNKS, half ? " -DCACHE_HALF" : "");
         clmha__kernel *k = half ? &l->k_tail_half : &l->k_tail;
         cl_program prog;
         clmha_status st = clmha__program_get(ctx, "merge.cl+gemm.cl+splice.cl", defines, &prog);
@@ -492,8 +492,8 @@ static clmha_status build_kernels(clmha_layer *l) {
         wg = pow2_floor(kmax);
     }
     l->wg_attention = wg;
-    char dv_define[32];
-    snprintf(dv_define, sizeof dv_define, "-DDV=%zu", l->dv);
+    char dv_define[48];
+    snprintf(dv_define, sizeof dv_define, "-DDV=%zu -DMAX_CHUNKS=%d", l->dv, CLMHA__MAX_CHUNKS);
     if ((st = clmha__program_get(ctx, "merge.cl", dv_define, &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "attention_merge", &l->k_merge)) != CLMHA_OK) {
         return st;

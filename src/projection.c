@@ -113,9 +113,19 @@ size_t clmha__gemm_cols(const clmha_layer *layer, size_t n) {
     return layer->gemm_wide != 0 && n % layer->gemm_wide == 0 ? layer->gemm_wide : 4;
 }
 
+/* A product of @p m rows and @p n columns takes the row-blocked own GEMM (gemm_rows rows of 16
+ * columns a work-item): more rows than small_m, and n a multiple of 16. */
+static bool gemm_blocked(const clmha_layer *layer, size_t m, size_t n) {
+    return layer->gemm_rows > 1 && m > layer->ctx->small_m && n % 16 == 0;
+}
+
+bool clmha__own_gemm_takes(const clmha_layer *layer, size_t m, size_t n) {
+    return layer->ctx->own_gemm || m <= layer->ctx->small_m || gemm_blocked(layer, m, n);
+}
+
 /* Which build of gemm_bias4 / gemm_qkv4 takes a product of @p m rows whose widths are @p n1
  * and @p n2 (both multiples of 4; n1 == n2 for one projection): the row-blocked build for many
- * rows (clmha__gemm_blocked), the few-rows build (gemm_few rows of 32 columns) for 3 to small_m
+ * rows (gemm_blocked), the few-rows build (gemm_few rows of 32 columns) for 3 to small_m
  * rows, the 32-column build, or the 4-column one; with the rows and columns a work-item takes
  * and the work-group size. */
 typedef struct gemm_pick {
@@ -126,7 +136,7 @@ typedef struct gemm_pick {
 static gemm_pick pick_gemm(const clmha_layer *layer, size_t m, size_t n1, size_t n2) {
     const size_t c1 = clmha__gemm_cols(layer, n1), c2 = clmha__gemm_cols(layer, n2);
     gemm_pick p = {0, 1, 4, layer->wg_gemm};
-    if (clmha__gemm_blocked(layer, m, n1) && clmha__gemm_blocked(layer, m, n2)) {
+    if (gemm_blocked(layer, m, n1) && gemm_blocked(layer, m, n2)) {
         p = (gemm_pick){3, layer->gemm_rows, 16, 1};
     } else if (c1 > 4 && c2 > 4) {
         const bool few = layer->gemm_few > 1 && m >= 3 && m <= layer->ctx->small_m;
@@ -136,7 +146,7 @@ static gemm_pick pick_gemm(const clmha_layer *layer, size_t m, size_t n1, size_t
 }
 
 bool clmha__gemm_one_row(const clmha_layer *layer, size_t m, size_t n) {
-    return n % 4 == 0 && pick_gemm(layer, m, n, n).rows == 1;
+    return clmha__own_gemm_takes(layer, m, n) && n % 4 == 0 && pick_gemm(layer, m, n, n).rows == 1;
 }
 
 /* y[m, n] = x[m, k] . w[k, n] + bias with gemm.cl: gemm_bias4 (the bias added in the same
@@ -166,14 +176,6 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
         return st;
     }
     return clmha__launch(layer->ctx, kern, (items + wg - 1) / wg, wg);
-}
-
-bool clmha__gemm_blocked(const clmha_layer *layer, size_t m, size_t n) {
-    return layer->gemm_rows > 1 && m > layer->ctx->small_m && n % 16 == 0;
-}
-
-bool clmha__own_gemm_takes(const clmha_layer *layer, size_t m, size_t n) {
-    return layer->ctx->own_gemm || m <= layer->ctx->small_m || clmha__gemm_blocked(layer, m, n);
 }
 
 bool clmha__project_qkv_fits(const clmha_layer *layer, size_t m) {
