@@ -434,6 +434,95 @@ __kernel void attention_split(ATTENTION_ARGS, __global float *part, int nch, int
 #define NH 1
 #endif
 
+/* Key position j of a row for all NH heads: one online-softmax step a head, the heads'
+ * states (scaled queries qs, outputs accs, maxima ms, sums ls) in local memory. */
+static void heads_key(__local const float *qs, __local float *accs, __local float *ms,
+                      __local float *ls, __global const KV_T *kr, __global const KV_T *vr) {
+    for (int h = 0; h < NH; h++) {
+        float m = ms[h], l = ls[h];
+        const float s = dot_qk(qs + h * DK, kr + h * DK);
+        add_value_local(accs + h * DV, online_step_local(s, &m, &l, accs + h * DV), vr + h * DV);
+        ms[h] = m;
+        ls[h] = l;
+    }
+}
+
+#ifndef HEADS_BLOCK
+#define HEADS_BLOCK 1
+#endif
+#if DK % 16 == 0 && DV % 16 == 0 && HEADS_BLOCK
+/* Sixteen keys at a time (KB), none of them masked: for each head the sixteen 16-lane dot
+ * products are folded into one vector of scores (fold16), the running maximum moves once a
+ * block, and one vector exp gives the sixteen weights, so the per-key work is the two 16-lane
+ * fma streams and little else (the one-key step spends more on its scalar exp, branch and
+ * reduction than on the loads when keys and values are half). HEADS_BLOCK=0 leaves it out. */
+#define KB 16
+
+/* (a, b) -> the pairwise sums of a's lanes, then of b's: applied four times, sixteen vectors
+ * of sixteen partial sums become one vector of the sixteen totals, in order. */
+static float16 fold2(float16 a, float16 b) {
+    return (float16)(a.even + a.odd, b.even + b.odd);
+}
+
+static void heads_block(__local const float *qs, __local float *accs, __local float *ms,
+                        __local float *ls, __global const KV_T *const *kr,
+                        __global const KV_T *const *vr) {
+    for (int h = 0; h < NH; h++) {
+        float16 qv[DK / 16];
+        for (int e = 0; e < DK / 16; e++) {
+            qv[e] = vload16(e, qs + h * DK);
+        }
+        float16 t[KB];
+        for (int i = 0; i < KB; i++) {
+            float16 a = (float16)(0.0f);
+            for (int e = 0; e < DK / 16; e++) {
+                a = fma(qv[e], LOAD_KV16(e, kr[i] + h * DK), a);
+            }
+            t[i] = a;
+        }
+        for (int n = KB / 2; n >= 1; n /= 2) {
+            for (int i = 0; i < n; i++) {
+                t[i] = fold2(t[2 * i], t[2 * i + 1]);
+            }
+        }
+        const float16 s = t[0];
+        const float8 m8 = fmax(s.lo, s.hi);
+        const float4 m4 = fmax(m8.lo, m8.hi);
+        const float bm = fmax(fmax(m4.x, m4.y), fmax(m4.z, m4.w));
+
+        float m = ms[h], l = ls[h];
+        float16 acc[DV / 16];
+        for (int e = 0; e < DV / 16; e++) {
+            acc[e] = vload16(e, accs + h * DV);
+        }
+        if (bm > m) {
+            const float f = exp(m - bm); /* 0 for the first block (m is the sentinel) */
+            l *= f;
+            for (int e = 0; e < DV / 16; e++) {
+                acc[e] *= f;
+            }
+            m = bm;
+        }
+        const float16 p = exp(s - m);
+        const float8 p8 = p.lo + p.hi;
+        const float4 p4 = p8.lo + p8.hi;
+        l += (p4.x + p4.y) + (p4.z + p4.w);
+        float w[KB];
+        vstore16(p, 0, w);
+        for (int i = 0; i < KB; i++) {
+            for (int e = 0; e < DV / 16; e++) {
+                acc[e] = fma((float16)(w[i]), LOAD_KV16(e, vr[i] + h * DV), acc[e]);
+            }
+        }
+        for (int e = 0; e < DV / 16; e++) {
+            vstore16(acc[e], e, accs + h * DV);
+        }
+        ms[h] = m;
+        ls[h] = l;
+    }
+}
+#endif
+
 __kernel void attention_heads(ATTENTION_ARGS, __global float *part, int nch, int chunk) {
     __local float qs[NH * DK];
     __local float accs[NH * DV];
@@ -462,22 +551,40 @@ __kernel void attention_heads(ATTENTION_ARGS, __global float *part, int nch, int
     }
     const int j0 = c * chunk;
     const int j1 = min(ri.end, j0 + chunk);
-    for (int j = j0; j < j1; j++) {
-        if (has_mask && mask[ri.m_base + (ulong)j * m_ss] == 0) {
-            continue;
+    /* Keys go a block of KB at a time where none of them is masked, else one at a time up to
+     * and including the masked key (a masked key's row is never read: it may hold anything,
+     * NaN included). One call site each for heads_block and heads_key: PoCL 3.1 miscompiled
+     * this kernel with heads_key called from two places (the second call was never made). */
+    int solo = j0; /* keys before `solo` go one at a time */
+    for (int j = j0; j < j1;) {
+#ifdef KB
+        if (j >= solo && j + KB <= j1) {
+            int i = 0;
+            while (i < KB && (!has_mask || mask[ri.m_base + (ulong)(j + i) * m_ss] != 0)) {
+                i++;
+            }
+            if (i == KB) {
+                __global const KV_T *kr[KB], *vr[KB];
+                for (int u = 0; u < KB; u++) {
+                    kr[u] = key_row(k, ri.k_base, ri.k_step, kn, b * kn_bstride, new_lo, new_hi,
+                                    (ulong)(j + u));
+                    vr[u] = key_row(v, ri.v_base, ri.v_step, vn, b * vn_bstride, new_lo, new_hi,
+                                    (ulong)(j + u));
+                }
+                heads_block(qs, accs, ms, ls, kr, vr);
+                j += KB;
+                continue;
+            }
+            solo = j + i + 1;
         }
-        __global const KV_T *kr =
-            key_row(k, ri.k_base, ri.k_step, kn, b * kn_bstride, new_lo, new_hi, (ulong)j);
-        __global const KV_T *vr =
-            key_row(v, ri.v_base, ri.v_step, vn, b * vn_bstride, new_lo, new_hi, (ulong)j);
-        for (int h = 0; h < NH; h++) {
-            float m = ms[h], l = ls[h];
-            const float s = dot_qk(qs + h * DK, kr + h * DK);
-            add_value_local(accs + h * DV, online_step_local(s, &m, &l, accs + h * DV),
-                            vr + h * DV);
-            ms[h] = m;
-            ls[h] = l;
+#endif
+        if (!has_mask || mask[ri.m_base + (ulong)j * m_ss] != 0) {
+            heads_key(
+                qs, accs, ms, ls,
+                key_row(k, ri.k_base, ri.k_step, kn, b * kn_bstride, new_lo, new_hi, (ulong)j),
+                key_row(v, ri.v_base, ri.v_step, vn, b * vn_bstride, new_lo, new_hi, (ulong)j));
         }
+        j++;
     }
     for (int h = 0; h < NH; h++) {
         const ulong r = (b * (ulong)H + (ulong)h) * (ulong)T + (ulong)ri.t;

@@ -1,7 +1,8 @@
 /*
  * test_special.c - special values: NaN or Inf in an input reaches only the rows that use it;
  * large logits (scores near +-1e4) stay finite and match the float64 reference; garbage (NaN)
- * in cache positions not yet written never leaks into rows that mask them; a new cache from
+ * in cache positions not yet written never leaks into rows that mask them, nor does NaN in
+ * masked keys inside the decode kernel's blocks of sixteen; a new cache from
  * clmha_layer_create_cache is zero-filled.
  */
 #include "reference.h"
@@ -206,11 +207,97 @@ static void test_cache_tail_garbage_does_not_leak(void **state) {
     clmha_layer_release(l);
 }
 
+/* CPUs' decode kernel (attention_heads) takes keys sixteen at a time when the head dims are
+ * multiples of 16, each block with one running maximum and one vector exp. A block holding a
+ * masked key goes key by key and never reads that key's row, so NaN there does not leak; and
+ * scores thousands apart within a block stay finite and match the float64 reference (the block
+ * maximum must be the true one, or e^(s - m) overflows). Other devices take the split kernel
+ * for the same calls, held to the same results. */
+static void test_blocks_of_sixteen_keys(void **state) {
+    (void)state;
+    enum { NB = 2, L = 48, NH = 2, KD = 16, DM = NH * KD, AT = 45 };
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = NH, cfg.key_dim = KD, cfg.seed = 12;
+    cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL);
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(ctx, &cfg, DM, DM, 0, &l));
+    /* Queries of about +-60 a dim (100 x the input), keys of +-150: scores thousands apart. */
+    static float w[CLMHA_WEIGHT_COUNT][DM * DM];
+    memset(w[CLMHA_WEIGHT_QUERY_KERNEL], 0, sizeof w[0]);
+    for (int i = 0; i < DM; i++)
+        w[CLMHA_WEIGHT_QUERY_KERNEL][i * DM + i] = 100.0f;
+    assert_ok(clmha_layer_set_weight(l, CLMHA_WEIGHT_QUERY_KERNEL, w[CLMHA_WEIGHT_QUERY_KERNEL],
+                                     DM * DM));
+    for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++)
+        assert_ok(clmha_layer_get_weight(l, (clmha_weight)i, w[i], i % 2 ? DM : DM * DM));
+    test_rng r = {7};
+    float x[NB * DM];
+    rng_fill(&r, x, NB * DM, -1, 1);
+    /* Masked: keys 31 (the last of block 1), 33 and 40 of sequence 0; 15 and 16 (the ends of
+     * two blocks) of sequence 1; 46 and 47 (not yet written) of both. */
+    uint8_t m[NB * L];
+    memset(m, 1, sizeof m);
+    m[31] = m[33] = m[40] = m[L + 15] = m[L + 16] = 0;
+    m[46] = m[47] = m[L + 46] = m[L + 47] = 0;
+    static float cache[NB * 2 * L * DM], garbage[NB * 2 * L * DM];
+    for (size_t b = 0; b < NB; b++)
+        for (size_t kv = 0; kv < 2; kv++) {
+            float *c = cache + (b * 2 + kv) * L * DM;
+            rng_fill(&r, c, L * DM, kv ? -1.5 : -150, kv ? 1.5 : 150);
+            for (size_t j = 0; j < L; j++)
+                for (size_t d = 0; d < DM; d++) {
+                    if (!m[b * L + j])
+                        c[j * DM + d] = 0.0f;
+                    garbage[((b * 2 + kv) * L + j) * DM + d] = m[b * L + j] ? c[j * DM + d] : NAN;
+                }
+        }
+    size_t xs[3] = {NB, 1, DM}, ms[3] = {NB, 1, L}, cs[5] = {NB, 2, L, NH, KD};
+    clmha_tensor *tx = test_tensor_f32(ctx, 3, xs, x), *tm = test_tensor_u8(ctx, 3, ms, m);
+    clmha_tensor *to = test_tensor_f32(ctx, 3, xs, NULL);
+    float out[2][NB * DM];
+    const float *fills[2] = {cache, garbage};
+    for (int c = 0; c < 2; c++) {
+        clmha_tensor *tc = test_tensor_f32(ctx, 5, cs, fills[c]);
+        clmha_call_args a;
+        clmha_call_args_init(&a);
+        a.query = tx, a.value = tx, a.attention_mask = tm, a.cache = tc, a.output = to;
+        a.has_cache_update_index = true, a.cache_update_index = AT;
+        assert_ok(clmha_layer_call(l, &a));
+        assert_ok(clmha_tensor_read(to, out[c], sizeof out[c]));
+        clmha_tensor_release(tc);
+    }
+    for (size_t i = 0; i < NB * DM; i++)
+        assert_true(out[0][i] == out[1][i]);
+    static double cache_new[NB * 2 * L * DM];
+    double ref[NB * DM];
+    ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
+                      w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
+    ref_call rc = {NB,    1, x,    NULL, x,         1,   m,    {NB, 1, L},
+                   cache, L, true, AT,   cache_new, ref, NULL, false};
+    assert_true(ref_forward(&rw, &rc));
+    /* The scores of a block really are thousands apart. */
+    double lo = INFINITY, hi = -INFINITY;
+    for (size_t j = 0; j < 16; j++) {
+        double s = 0;
+        for (size_t d = 0; d < KD; d++)
+            s += (100.0 * x[d] + w[CLMHA_WEIGHT_QUERY_BIAS][d]) * cache[j * DM + d];
+        lo = fmin(lo, s / 4), hi = fmax(hi, s / 4);
+    }
+    assert_true(hi - lo > 2000);
+    const tol_rule loose = {2e-3, 2e-3, 1e-6};
+    assert_true(compare_close("sixteen-key blocks", out[0], ref, NB * DM, loose,
+                              "test_blocks_of_sixteen_keys"));
+    clmha_tensor_release(tx), clmha_tensor_release(tm), clmha_tensor_release(to);
+    clmha_layer_release(l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nan_stays_in_its_row),
         cmocka_unit_test(test_large_logits),
         cmocka_unit_test(test_cache_tail_garbage_does_not_leak),
+        cmocka_unit_test(test_blocks_of_sixteen_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
