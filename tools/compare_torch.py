@@ -7,9 +7,13 @@ decode: one token per sequence into a cache of S positions (the step that writes
 and attends to all S); prefill: T = S, causal. Times are medians of --reps runs after warm-up,
 for the whole layer (four projections and attention); clmha and PyTorch alternate for --rounds
 rounds and the table gives the median of the rounds' medians (Keras runs once).
+--cache-dtype float16 gives clmha's decode a half key/value cache; PyTorch and Keras keep
+theirs in float32 (neither has a half cache that is faster on a CPU), so that row compares
+clmha's option against their usual path, not like with like.
 
 Usage: .venv/bin/python tools/compare_torch.py [--bench build/tools/clmha-bench]
        [--phase decode|prefill|all] [--seq 1024,16384] [--batch 1] [--threads 2] [--rounds 3]
+       [--cache-dtype float32|float16]
        [--out docs/comparison.md] [--json comparison.json]
 """
 import argparse
@@ -29,7 +33,8 @@ def clmha(args, phase):
         path = f.name
     # Without profiling: clmha timed as an application sees it, as PyTorch is.
     cmd = [args.bench, "--phase", phase, "--seq", args.seq, "--batch", args.batch,
-           "--profile", "off", "--reps", str(args.reps), "--warmup", str(args.warmup), "--json", path]
+           "--profile", "off", "--reps", str(args.reps), "--warmup", str(args.warmup),
+           "--cache-dtype", args.cache_dtype, "--json", path]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     with open(path) as f:
         rows = [json.loads(line) for line in f]
@@ -113,6 +118,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternate clmha and PyTorch this many times; the table gives the "
                          "median of the rounds' medians (load on a shared machine drifts)")
+    ap.add_argument("--cache-dtype", default="float32", choices=["float32", "float16"],
+                    help="clmha's decode cache (PyTorch and Keras keep float32)")
     ap.add_argument("--out", default=None, help="markdown table to write")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
@@ -148,20 +155,22 @@ def main():
                 k = (keras_case(phase, B, S, args.dim, args.heads, args.head_dim,
                                 max(3, args.reps // 3), 1) if have_keras else None)
                 per_round = [tt / cc for tt, cc in zip(t_t[(B, S)], t_c[(B, S)])]
-                rows.append(dict(phase=phase, B=B, S=S, clmha_s=c, torch_s=t, keras_s=k,
+                cache = args.cache_dtype if phase == "decode" else "none"
+                rows.append(dict(phase=phase, B=B, S=S, clmha_cache=cache, clmha_s=c, torch_s=t,
+                                 keras_s=k,
                                  torch_over_clmha=t / c,
                                  torch_over_clmha_rounds=per_round,
                                  keras_over_clmha=(k / c) if k else None))
-                print("%-8s B=%d S=%-6d clmha %8.3f ms  torch %8.3f ms  keras %s  "
+                print("%-8s B=%d S=%-6d clmha (%s) %8.3f ms  torch %8.3f ms  keras %s  "
                       "torch/clmha %.2f (rounds: %s)" % (
-                          phase, B, S, c * 1e3, t * 1e3,
+                          phase, B, S, cache, c * 1e3, t * 1e3,
                           "%8.3f ms" % (k * 1e3) if k else "n/a", t / c,
                           " ".join("%.2f" % x for x in per_round)), flush=True)
-    header = ("| phase | B | S | clmha | PyTorch CPU (%d threads) | Keras + JAX (eager) | "
-              "PyTorch / clmha | Keras / clmha |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n"
-              % args.threads)
-    lines = ["| %s | %d | %d | %.2f ms | %.2f ms | %s | %.2f | %s |" % (
-        r["phase"], r["B"], r["S"], r["clmha_s"] * 1e3, r["torch_s"] * 1e3,
+    header = ("| phase | B | S | clmha's cache | clmha | PyTorch CPU (%d threads) | "
+              "Keras + JAX (eager) | PyTorch / clmha | Keras / clmha |\n"
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" % args.threads)
+    lines = ["| %s | %d | %d | %s | %.2f ms | %.2f ms | %s | %.2f | %s |" % (
+        r["phase"], r["B"], r["S"], r["clmha_cache"], r["clmha_s"] * 1e3, r["torch_s"] * 1e3,
         "%.2f ms" % (r["keras_s"] * 1e3) if r["keras_s"] else "n/a", r["torch_over_clmha"],
         "%.2f" % r["keras_over_clmha"] if r["keras_over_clmha"] else "n/a") for r in rows]
     table = header + "\n".join(lines) + "\n"
