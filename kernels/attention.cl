@@ -182,6 +182,75 @@ static void load_query(__local float *qs, __global const float *q, ulong q_off, 
 DEFINE_ONLINE_STEP(online_step, add_value, )
 DEFINE_ONLINE_STEP(online_step_local, add_value_local, __local)
 
+/* ---- Keys sixteen at a time (CPUs' kernels: attention_heads, attention_tile) ----
+ *
+ * Taken one at a time, each key costs a scalar exp, a branch on the running maximum and a
+ * horizontal sum of the dot product's lanes besides the two 16-lane fma streams that do the
+ * work. block_step takes KB = 16 keys, none of them masked, for one query row: their sixteen
+ * 16-lane dot products are folded into one vector of scores (fold2), the running maximum moves
+ * once a block and one vector exp gives the sixteen weights. Where the head dims are multiples
+ * of 16; KEY_BLOCK=0 leaves it out. */
+#ifndef KEY_BLOCK
+#define KEY_BLOCK 1
+#endif
+#if DK % 16 == 0 && DV % 16 == 0 && KEY_BLOCK
+#define KB 16
+
+/* (a, b) -> the pairwise sums of a's lanes, then of b's: applied four times, sixteen vectors
+ * of sixteen partial sums become one vector of the sixteen totals, in order. */
+static float16 fold2(float16 a, float16 b) {
+    return (float16)(a.even + a.odd, b.even + b.odd);
+}
+
+/* One row's step over keys kr[i] + ko and values vr[i] + vo (i < KB): qh its scaled query (DK
+ * floats), acc its unnormalised output (DV / 16 vectors), *m and *l its running maximum and
+ * sum, rescaled when the block's largest score is above *m. */
+static void block_step(__local const float *qh, float16 *acc, float *m, float *l,
+                       __global const KV_T *const *kr, __global const KV_T *const *vr, int ko,
+                       int vo) {
+    float16 qv[DK / 16];
+    for (int e = 0; e < DK / 16; e++) {
+        qv[e] = vload16(e, qh);
+    }
+    float16 t[KB];
+    for (int i = 0; i < KB; i++) {
+        float16 a = (float16)(0.0f);
+        for (int e = 0; e < DK / 16; e++) {
+            a = fma(qv[e], LOAD_KV16(e, kr[i] + ko), a);
+        }
+        t[i] = a;
+    }
+    for (int n = KB / 2; n >= 1; n /= 2) {
+        for (int i = 0; i < n; i++) {
+            t[i] = fold2(t[2 * i], t[2 * i + 1]);
+        }
+    }
+    const float16 s = t[0];
+    const float8 m8 = fmax(s.lo, s.hi);
+    const float4 m4 = fmax(m8.lo, m8.hi);
+    const float bm = fmax(fmax(m4.x, m4.y), fmax(m4.z, m4.w));
+    if (bm > *m) {
+        const float f = exp(*m - bm); /* 0 for the first block (m is the sentinel) */
+        *l *= f;
+        for (int e = 0; e < DV / 16; e++) {
+            acc[e] *= f;
+        }
+        *m = bm;
+    }
+    const float16 p = exp(s - *m);
+    const float8 p8 = p.lo + p.hi;
+    const float4 p4 = p8.lo + p8.hi;
+    *l += (p4.x + p4.y) + (p4.z + p4.w);
+    float w[KB];
+    vstore16(p, 0, w);
+    for (int i = 0; i < KB; i++) {
+        for (int e = 0; e < DV / 16; e++) {
+            acc[e] = fma((float16)(w[i]), LOAD_KV16(e, vr[i] + vo), acc[e]);
+        }
+    }
+}
+#endif
+
 /* A finished row: o = acc / l, zeros when no key was attended (l = 0); a NaN sum gives NaN. */
 static void write_row(__global float *o, const float *acc, float l) {
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
@@ -447,73 +516,18 @@ static void heads_key(__local const float *qs, __local float *accs, __local floa
     }
 }
 
-#ifndef HEADS_BLOCK
-#define HEADS_BLOCK 1
-#endif
-#if DK % 16 == 0 && DV % 16 == 0 && HEADS_BLOCK
-/* Sixteen keys at a time (KB), none of them masked: for each head the sixteen 16-lane dot
- * products are folded into one vector of scores (fold16), the running maximum moves once a
- * block, and one vector exp gives the sixteen weights, so the per-key work is the two 16-lane
- * fma streams and little else (the one-key step spends more on its scalar exp, branch and
- * reduction than on the loads when keys and values are half). HEADS_BLOCK=0 leaves it out. */
-#define KB 16
-
-/* (a, b) -> the pairwise sums of a's lanes, then of b's: applied four times, sixteen vectors
- * of sixteen partial sums become one vector of the sixteen totals, in order. */
-static float16 fold2(float16 a, float16 b) {
-    return (float16)(a.even + a.odd, b.even + b.odd);
-}
-
+#ifdef KB
+/* Sixteen keys, none of them masked, for every head in turn. */
 static void heads_block(__local const float *qs, __local float *accs, __local float *ms,
                         __local float *ls, __global const KV_T *const *kr,
                         __global const KV_T *const *vr) {
     for (int h = 0; h < NH; h++) {
-        float16 qv[DK / 16];
-        for (int e = 0; e < DK / 16; e++) {
-            qv[e] = vload16(e, qs + h * DK);
-        }
-        float16 t[KB];
-        for (int i = 0; i < KB; i++) {
-            float16 a = (float16)(0.0f);
-            for (int e = 0; e < DK / 16; e++) {
-                a = fma(qv[e], LOAD_KV16(e, kr[i] + h * DK), a);
-            }
-            t[i] = a;
-        }
-        for (int n = KB / 2; n >= 1; n /= 2) {
-            for (int i = 0; i < n; i++) {
-                t[i] = fold2(t[2 * i], t[2 * i + 1]);
-            }
-        }
-        const float16 s = t[0];
-        const float8 m8 = fmax(s.lo, s.hi);
-        const float4 m4 = fmax(m8.lo, m8.hi);
-        const float bm = fmax(fmax(m4.x, m4.y), fmax(m4.z, m4.w));
-
         float m = ms[h], l = ls[h];
         float16 acc[DV / 16];
         for (int e = 0; e < DV / 16; e++) {
             acc[e] = vload16(e, accs + h * DV);
         }
-        if (bm > m) {
-            const float f = exp(m - bm); /* 0 for the first block (m is the sentinel) */
-            l *= f;
-            for (int e = 0; e < DV / 16; e++) {
-                acc[e] *= f;
-            }
-            m = bm;
-        }
-        const float16 p = exp(s - m);
-        const float8 p8 = p.lo + p.hi;
-        const float4 p4 = p8.lo + p8.hi;
-        l += (p4.x + p4.y) + (p4.z + p4.w);
-        float w[KB];
-        vstore16(p, 0, w);
-        for (int i = 0; i < KB; i++) {
-            for (int e = 0; e < DV / 16; e++) {
-                acc[e] = fma((float16)(w[i]), LOAD_KV16(e, vr[i] + h * DV), acc[e]);
-            }
-        }
+        block_step(qs + h * DK, acc, &m, &l, kr, vr, h * DK, h * DV);
         for (int e = 0; e < DV / 16; e++) {
             vstore16(acc[e], e, accs + h * DV);
         }
@@ -645,17 +659,57 @@ __kernel void attention_tile(ATTENTION_ARGS) {
     }
     const ulong b = ri[0].b;
     const int h = ri[0].h;
-    for (int j = 0; j < jmax; j++) {
-        __global const KV_T *kr = key_row(k, ri[0].k_base, ri[0].k_step, kn,
-                                          b * kn_bstride + (ulong)h * DK, new_lo, new_hi, (ulong)j);
-        __global const KV_T *vr = key_row(v, ri[0].v_base, ri[0].v_step, vn,
-                                          b * vn_bstride + (ulong)h * DV, new_lo, new_hi, (ulong)j);
+    /* A row takes a block of KB keys in one step where all of them are before its end and
+     * unmasked (every row of a tile but those on the causal diagonal, without a mask), else
+     * key by key; one call site each (see attention_heads). */
+    for (int j = 0; j < jmax;) {
+        int n = 1;
+#ifdef KB
+        n = j + KB <= jmax ? KB : 1;
+#endif
         for (int u = 0; u < nrows; u++) {
-            if (j >= ri[u].end || (has_mask && mask[ri[u].m_base + (ulong)j * m_ss] == 0)) {
-                continue;
+            for (int i = 0; i < n; i++) {
+                const int jj = j + i;
+                bool whole = false;
+#ifdef KB
+                whole = n == KB && i == 0 && j + KB <= ri[u].end;
+                for (int z = 0; z < KB && whole && has_mask; z++) {
+                    whole = mask[ri[u].m_base + (ulong)(j + z) * m_ss] != 0;
+                }
+                if (whole) {
+                    __global const KV_T *kr[KB], *vr[KB];
+                    for (int z = 0; z < KB; z++) {
+                        kr[z] = key_row(k, ri[0].k_base, ri[0].k_step, kn,
+                                        b * kn_bstride + (ulong)h * DK, new_lo, new_hi,
+                                        (ulong)(j + z));
+                        vr[z] = key_row(v, ri[0].v_base, ri[0].v_step, vn,
+                                        b * vn_bstride + (ulong)h * DV, new_lo, new_hi,
+                                        (ulong)(j + z));
+                    }
+                    float16 a[DV / 16];
+                    for (int e = 0; e < DV / 16; e++) {
+                        a[e] = vload16(e, acc[u]);
+                    }
+                    block_step(qv[u], a, &m[u], &l[u], kr, vr, 0, 0);
+                    for (int e = 0; e < DV / 16; e++) {
+                        vstore16(a[e], e, acc[u]);
+                    }
+                    break;
+                }
+#endif
+                if (jj >= ri[u].end || (has_mask && mask[ri[u].m_base + (ulong)jj * m_ss] == 0)) {
+                    continue;
+                }
+                __global const KV_T *kr =
+                    key_row(k, ri[0].k_base, ri[0].k_step, kn, b * kn_bstride + (ulong)h * DK,
+                            new_lo, new_hi, (ulong)jj);
+                __global const KV_T *vr =
+                    key_row(v, ri[0].v_base, ri[0].v_step, vn, b * vn_bstride + (ulong)h * DV,
+                            new_lo, new_hi, (ulong)jj);
+                add_value(acc[u], online_step(dot_qk(qv[u], kr), &m[u], &l[u], acc[u]), vr);
             }
-            add_value(acc[u], online_step(dot_qk(qv[u], kr), &m[u], &l[u], acc[u]), vr);
         }
+        j += n;
     }
     for (int u = 0; u < nrows; u++) {
         write_row(o + ((ri[u].b * (ulong)T + (ulong)ri[u].t) * (ulong)H + (ulong)ri[u].h) * DV,

@@ -134,7 +134,7 @@ struct clmha_layer {
     /* attention_heads (all heads of a query position a work-item, their states in local
      * memory): where the split kernel runs one work-item a group (CPUs), T == 1. */
     bool use_heads;
-    bool heads_block; /* it takes sixteen keys at a time (HEADS_BLOCK) */
+    bool key_block; /* the CPU kernels take sixteen keys at a time (KEY_BLOCK) */
     clmha__kernel k_heads, k_heads_half;
     /* attention_tile (query tiles of TQ rows, one work-item a group): CPU devices, T >= 2. */
     bool use_tile;

@@ -297,10 +297,10 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     const char *heads = clmha__getenv("CLMHA_HEADS");
     l->use_heads = wgs == 1 && (heads == NULL || strcmp(heads, "0") != 0) &&
                    l->heads * (l->dk + l->dv + 2) * sizeof(float) <= ctx->info.local_mem_bytes / 2;
-    /* It takes keys sixteen at a time (when the head dims are multiples of 16);
-     * CLMHA_HEADS_BLOCK=0 makes it take them one at a time. */
-    const char *block = clmha__getenv("CLMHA_HEADS_BLOCK");
-    l->heads_block = block == NULL || strcmp(block, "0") != 0;
+    /* It and the query tiles take keys sixteen at a time where the head dims are multiples of
+     * 16; CLMHA_KEY_BLOCK=0 makes them take keys one at a time. */
+    const char *block = clmha__getenv("CLMHA_KEY_BLOCK");
+    l->key_block = block == NULL || strcmp(block, "0") != 0;
     /* Query tiles where one work-item streams the keys (CPUs); CLMHA_TILE=0 turns them off. */
     const char *tile = clmha__getenv("CLMHA_TILE");
     l->use_tile = wgs == 1 && (tile == NULL || strcmp(tile, "0") != 0);
@@ -444,9 +444,9 @@ static clmha_status build_kernels(clmha_layer *l) {
         }
         char defines[256];
         snprintf(defines, sizeof defines,
-                 "-DDK=%zu -DDV=%zu -DWG=%zu -DWGS=%zu -DTQ=%zu -DKT=%zu -DNH=%zu -DHEADS_BLOCK=%d",
+                 "-DDK=%zu -DDV=%zu -DWG=%zu -DWGS=%zu -DTQ=%zu -DKT=%zu -DNH=%zu -DKEY_BLOCK=%d",
                  l->dk, l->dv, wg, l->wg_split, l->tile_rows, l->key_tile,
-                 l->use_heads ? l->heads : 1, l->heads_block ? 1 : 0);
+                 l->use_heads ? l->heads : 1, l->key_block ? 1 : 0);
         if ((st = clmha__program_get(ctx, "attention.cl", defines, &prog)) != CLMHA_OK) {
             return st;
         }

@@ -455,7 +455,8 @@ static void test_attention_axes_against_reference(void **state) {
 /* The in-kernel rules equal the masks they stand for, bit for bit: args.causal and
  * args.key_lengths (lengths below 0, 0, inside, S and past S), alone or together, with or
  * without an extra mask tensor, in all three modes, through the two-pass kernel (probabilities
- * asked) and the split kernel. The mask path itself is checked against the reference by the
+ * asked) and the split kernel (on CPUs the all-heads and query-tile kernels, with and without
+ * their blocks of sixteen keys). The mask path itself is checked against the reference by the
  * random sweep. */
 static void test_causal_flag_equals_mask(void **state) {
     (void)state;
@@ -463,7 +464,10 @@ static void test_causal_flag_equals_mask(void **state) {
         test_rng r = {seed + 500};
         int mode = (int)(seed % 3); /* none, static, update */
         size_t B = 1 + rng_below(&r, 3), S = 1 + rng_below(&r, 70), H = 1 + rng_below(&r, 3);
-        size_t T = mode == 2 ? 1 + rng_below(&r, S) : 1 + rng_below(&r, S), D = 8, dk = 4;
+        /* Head dims of 16 (every fourth seed) let CPUs' kernels take keys sixteen at a time,
+         * a row's block only where all sixteen keys are before its end and unmasked. */
+        size_t dk = seed % 4 == 3 ? 16 : 4, D = 2 * dk;
+        size_t T = mode == 2 ? 1 + rng_below(&r, S) : 1 + rng_below(&r, S);
         size_t Sn = mode == 0 ? S : mode == 1 ? 1 : T;
         size_t index = mode == 2 ? rng_below(&r, S - Sn + 1) : 0;
         bool extra = rng_uniform(&r) < 0.5;
