@@ -116,7 +116,10 @@ DEFINE_GEMM_ROWS(gemm_rows_local, __local)
 /* gemm_bias4: C[m, n] = bias[n] (or 0) + sum_k A[m, k] * B[k, n] with GC consecutive columns of
  * GR rows per work-item (n a multiple of GC), read as vectors: each element of A read once per
  * GC outputs, each weight vector once per GR rows, and the bias added here, so the projection
- * is one launch. */
+ * is one launch. Consecutive work-items take consecutive row blocks of the same columns: a CPU
+ * thread running them in turn finds that column panel of the weights (k rows of GC floats, n
+ * floats apart: a stride its prefetchers do not follow) in its own caches after the first, and
+ * streams the rows of A, which it does prefetch. */
 __kernel void gemm_bias4(__global const float *a, ulong a_off, __global const float *b,
                          __global float *c, ulong c_off, ulong m, ulong n, ulong k,
                          __global const float *bias, int has_bias) {
@@ -125,8 +128,10 @@ __kernel void gemm_bias4(__global const float *a, ulong a_off, __global const fl
     if (gid >= (m + GR - 1) / GR * nb) {
         return;
     }
-    const ulong rb = gid / nb;
-    const ulong col = (gid - rb * nb) * GC;
+    const ulong nrb = (m + GR - 1) / GR;
+    const ulong cb = gid / nrb;
+    const ulong rb = gid - cb * nrb;
+    const ulong col = cb * GC;
     const ulong row = rb * GR;
     gemm_rows(a + a_off + row * k, k, min((ulong)GR, m - row), b, n, col, bias, has_bias,
               c + c_off + row * n, 0);
@@ -134,7 +139,8 @@ __kernel void gemm_bias4(__global const float *a, ulong a_off, __global const fl
 
 /* gemm_qkv4: the query, key and value projections of one input (self-attention) in one launch:
  * the columns [0, nq) are x . wq + bq into yq, [nq, nq + nk) x . wk + bk into yk and the rest
- * x . wv + bv into yv, GC columns a work-item as gemm_bias4 (nq, nk, nv multiples of GC). Where
+ * x . wv + bv into yv, GC columns a work-item and work-items in the order of gemm_bias4 (nq,
+ * nk, nv multiples of GC). Where
  * ykh and yvh are not null (a half cache), the keys and values are also rounded to half there,
  * which saves the to_half launch. */
 __kernel void gemm_qkv4(__global const float *a, ulong a_off, ulong m, ulong k,
@@ -148,8 +154,10 @@ __kernel void gemm_qkv4(__global const float *a, ulong a_off, ulong m, ulong k,
     if (gid >= (m + GR - 1) / GR * nb) {
         return;
     }
-    const ulong rb = gid / nb;
-    ulong col = (gid - rb * nb) * GC;
+    const ulong nrb = (m + GR - 1) / GR;
+    const ulong cb = gid / nrb;
+    const ulong rb = gid - cb * nrb;
+    ulong col = cb * GC;
     const ulong row = rb * GR;
     __global const float *w = wq;
     __global const float *bias = bq;
