@@ -110,9 +110,9 @@ struct clmha_layer {
      * product's columns are a multiple of 32. */
     size_t gemm_wide;
     clmha__kernel k_gemm_wide, k_qkv_wide;
-    /* The same kernels built with GR = gemm_rows rows of 16 columns a work-item (24 on CPUs,
+    /* The same kernels built with GR = gemm_rows rows of 32 columns a work-item (12 on CPUs,
      * next to the 32-column build; 1: not built, CLMHA_GEMM_ROWS=1 or CLMHA_GEMM=clblast):
-     * products of more rows than small_m whose columns are a multiple of 16 take them instead
+     * products of more rows than small_m whose columns are a multiple of 32 take them instead
      * of CLBlast. */
     size_t gemm_rows;
     clmha__kernel k_gemm_blk, k_qkv_blk;

@@ -575,11 +575,11 @@ static clmha_status build_kernels(clmha_layer *l) {
          (st = clmha__kernel_create(ctx, prog, "gemm_qkv4", &l->k_qkv_wide)) != CLMHA_OK)) {
         return st;
     }
-    /* Where the 32-column build is (CPUs): 24 rows of 16 columns a work-item for products of
+    /* Where the 32-column build is (CPUs): 12 rows of 32 columns a work-item for products of
      * many rows (prefill), unless CLMHA_GEMM=clblast leaves those to CLBlast, and 4 rows of 32
      * columns for 3 to CLMHA_GEMM_SMALL_M rows (batched decode steps). */
     const bool cpu_rows = l->gemm_wide != 0;
-    if ((st = build_gemm_rows(l, "CLMHA_GEMM_ROWS", cpu_rows && !ctx->clblast_only ? 24 : 1, 32, 16,
+    if ((st = build_gemm_rows(l, "CLMHA_GEMM_ROWS", cpu_rows && !ctx->clblast_only ? 12 : 1, 32, 32,
                               &l->gemm_rows, &l->k_gemm_blk, &l->k_qkv_blk)) != CLMHA_OK ||
         (st = build_gemm_rows(l, "CLMHA_GEMM_ROWS_FEW", cpu_rows ? 4 : 1, 8, 32, &l->gemm_few,
                               &l->k_gemm_few, &l->k_qkv_few)) != CLMHA_OK) {

@@ -644,12 +644,13 @@ static void test_split_decode(void **state) {
     }
 }
 
-/* Products of many rows on CPUs take the own GEMM with 24 rows of 16 columns a work-item
+/* Products of many rows on CPUs take the own GEMM with 12 rows of 32 columns a work-item
  * (gemm_bias4 / gemm_qkv4 built with GR), and products of 3 to 12 rows (batched decode steps)
  * 4 rows of 32 columns: row counts that are and are not multiples of the block, widths that
- * are multiples of 16 but not of 32, self-attention (the fused projection, which also rounds a
- * half cache's keys and values) and separate inputs, against the reference. On other devices
- * the same cases take CLBlast and the one-row kernels. */
+ * are multiples of 32 and widths that are multiples of 16 but not of 32 (CLBlast's then),
+ * self-attention (the fused projection, which also rounds a half cache's keys and values) and
+ * separate inputs, against the reference. On other devices the same cases take CLBlast and the
+ * one-row kernels. */
 static void test_many_row_projections(void **state) {
     (void)state;
     static const size_t rows[][2] = {{1, 13}, {1, 24}, {2, 25}, {3, 17}, {1, 49}, {4, 30},
