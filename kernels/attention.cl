@@ -204,24 +204,26 @@ static float16 fold2(float16 a, float16 b) {
 
 /* One row's step over keys kr[i] + ko and values vr[i] + vo (i < KB): qh its scaled query (DK
  * floats), acc its unnormalised output (DV / 16 vectors), *m and *l its running maximum and
- * sum, rescaled when the block's largest score is above *m. */
+ * sum, rescaled when the block's largest score is above *m. Its loops are unrolled, so the
+ * sixteen partial sums stay in registers (PoCL's LLVM left them rolled, the sums on the
+ * stack). */
 static void block_step(__local const float *qh, float16 *acc, float *m, float *l,
                        __global const KV_T *const *kr, __global const KV_T *const *vr, int ko,
                        int vo) {
     float16 qv[DK / 16];
-    for (int e = 0; e < DK / 16; e++) {
+    _Pragma("unroll") for (int e = 0; e < DK / 16; e++) {
         qv[e] = vload16(e, qh);
     }
     float16 t[KB];
-    for (int i = 0; i < KB; i++) {
+    _Pragma("unroll") for (int i = 0; i < KB; i++) {
         float16 a = (float16)(0.0f);
-        for (int e = 0; e < DK / 16; e++) {
+        _Pragma("unroll") for (int e = 0; e < DK / 16; e++) {
             a = fma(qv[e], LOAD_KV16(e, kr[i] + ko), a);
         }
         t[i] = a;
     }
-    for (int n = KB / 2; n >= 1; n /= 2) {
-        for (int i = 0; i < n; i++) {
+    _Pragma("unroll") for (int n = KB / 2; n >= 1; n /= 2) {
+        _Pragma("unroll") for (int i = 0; i < n; i++) {
             t[i] = fold2(t[2 * i], t[2 * i + 1]);
         }
     }
@@ -232,7 +234,7 @@ static void block_step(__local const float *qh, float16 *acc, float *m, float *l
     if (bm > *m) {
         const float f = exp(*m - bm); /* 0 for the first block (m is the sentinel) */
         *l *= f;
-        for (int e = 0; e < DV / 16; e++) {
+        _Pragma("unroll") for (int e = 0; e < DV / 16; e++) {
             acc[e] *= f;
         }
         *m = bm;
@@ -243,8 +245,8 @@ static void block_step(__local const float *qh, float16 *acc, float *m, float *l
     *l += (p4.x + p4.y) + (p4.z + p4.w);
     float w[KB];
     vstore16(p, 0, w);
-    for (int i = 0; i < KB; i++) {
-        for (int e = 0; e < DV / 16; e++) {
+    _Pragma("unroll") for (int i = 0; i < KB; i++) {
+        _Pragma("unroll") for (int e = 0; e < DV / 16; e++) {
             acc[e] = fma((float16)(w[i]), LOAD_KV16(e, vr[i] + vo), acc[e]);
         }
     }
