@@ -668,6 +668,13 @@ __kernel void attention_tile(ATTENTION_ARGS) {
         int n = 1;
 #ifdef KB
         n = j + KB <= jmax ? KB : 1;
+        __global const KV_T *kb[KB], *vb[KB];
+        for (int z = 0; z < n; z++) {
+            kb[z] = key_row(k, ri[0].k_base, ri[0].k_step, kn, b * kn_bstride + (ulong)h * DK,
+                            new_lo, new_hi, (ulong)(j + z));
+            vb[z] = key_row(v, ri[0].v_base, ri[0].v_step, vn, b * vn_bstride + (ulong)h * DV,
+                            new_lo, new_hi, (ulong)(j + z));
+        }
 #endif
         for (int u = 0; u < nrows; u++) {
             for (int i = 0; i < n; i++) {
@@ -679,20 +686,11 @@ __kernel void attention_tile(ATTENTION_ARGS) {
                     whole = mask[ri[u].m_base + (ulong)(j + z) * m_ss] != 0;
                 }
                 if (whole) {
-                    __global const KV_T *kr[KB], *vr[KB];
-                    for (int z = 0; z < KB; z++) {
-                        kr[z] = key_row(k, ri[0].k_base, ri[0].k_step, kn,
-                                        b * kn_bstride + (ulong)h * DK, new_lo, new_hi,
-                                        (ulong)(j + z));
-                        vr[z] = key_row(v, ri[0].v_base, ri[0].v_step, vn,
-                                        b * vn_bstride + (ulong)h * DV, new_lo, new_hi,
-                                        (ulong)(j + z));
-                    }
                     float16 a[DV / 16];
                     for (int e = 0; e < DV / 16; e++) {
                         a[e] = vload16(e, acc[u]);
                     }
-                    block_step(qv[u], a, &m[u], &l[u], kr, vr, 0, 0);
+                    block_step(qv[u], a, &m[u], &l[u], kb, vb, 0, 0);
                     for (int e = 0; e < DV / 16; e++) {
                         vstore16(a[e], e, acc[u]);
                     }
