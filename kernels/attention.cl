@@ -663,25 +663,27 @@ __kernel void attention_tile(ATTENTION_ARGS) {
     const int h = ri[0].h;
     /* A row takes a block of KB keys in one step where all of them are before its end and
      * unmasked (every row of a tile but those on the causal diagonal, without a mask), else
-     * key by key; one call site each (see attention_heads). */
-    for (int j = 0; j < jmax;) {
-        int n = 1;
+     * key by key; one call site each (see attention_heads). The key and value rows of the
+     * keys in hand are found once for all rows. */
 #ifdef KB
-        n = j + KB <= jmax ? KB : 1;
-        __global const KV_T *kb[KB], *vb[KB];
+#define TILE_KEYS KB
+#else
+#define TILE_KEYS 1
+#endif
+    for (int j = 0; j < jmax;) {
+        const int n = j + TILE_KEYS <= jmax ? TILE_KEYS : 1;
+        __global const KV_T *kb[TILE_KEYS], *vb[TILE_KEYS];
         for (int z = 0; z < n; z++) {
             kb[z] = key_row(k, ri[0].k_base, ri[0].k_step, kn, b * kn_bstride + (ulong)h * DK,
                             new_lo, new_hi, (ulong)(j + z));
             vb[z] = key_row(v, ri[0].v_base, ri[0].v_step, vn, b * vn_bstride + (ulong)h * DV,
                             new_lo, new_hi, (ulong)(j + z));
         }
-#endif
         for (int u = 0; u < nrows; u++) {
             for (int i = 0; i < n; i++) {
                 const int jj = j + i;
-                bool whole = false;
 #ifdef KB
-                whole = n == KB && i == 0 && j + KB <= ri[u].end;
+                bool whole = n == KB && i == 0 && j + KB <= ri[u].end;
                 for (int z = 0; z < KB && whole && has_mask; z++) {
                     whole = mask[ri[u].m_base + (ulong)(j + z) * m_ss] != 0;
                 }
@@ -700,13 +702,7 @@ __kernel void attention_tile(ATTENTION_ARGS) {
                 if (jj >= ri[u].end || (has_mask && mask[ri[u].m_base + (ulong)jj * m_ss] == 0)) {
                     continue;
                 }
-                __global const KV_T *kr =
-                    key_row(k, ri[0].k_base, ri[0].k_step, kn, b * kn_bstride + (ulong)h * DK,
-                            new_lo, new_hi, (ulong)jj);
-                __global const KV_T *vr =
-                    key_row(v, ri[0].v_base, ri[0].v_step, vn, b * vn_bstride + (ulong)h * DV,
-                            new_lo, new_hi, (ulong)jj);
-                add_value(acc[u], online_step(dot_qk(qv[u], kr), &m[u], &l[u], acc[u]), vr);
+                add_value(acc[u], online_step(dot_qk(qv[u], kb[i]), &m[u], &l[u], acc[u]), vb[i]);
             }
         }
         j += n;

@@ -266,6 +266,10 @@ extern const size_t clmha__embedded_kernel_count;
  * built with it (-DMAX_CHUNKS) and keep that many chunk weights in local memory. */
 #define CLMHA__MAX_CHUNKS 256
 
+/* The columns a work-item of the own GEMM's multi-row builds (row-blocked and few-rows) takes;
+ * products of other widths do without them. */
+#define CLMHA__GEMM_BLOCK_COLS 32
+
 /* Returns the program for kernel file @p name built with @p defines (extra -D options), from
  * the context's list, the binary cache or a source build, in that order. The program stays
  * owned by the context. @p name may join files with '+' ("merge.cl+gemm.cl"): their sources

@@ -346,11 +346,11 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     return CLMHA_OK;
 }
 
-/* A build of gemm_bias4 and gemm_qkv4 with *rows rows of @p cols columns a work-item: *rows is
- * @p def or the environment variable @p var (1 to @p max); 1 builds nothing. */
+/* A build of gemm_bias4 and gemm_qkv4 with *rows rows of CLMHA__GEMM_BLOCK_COLS columns a
+ * work-item: *rows is @p def or the environment variable @p var (1 to @p max); 1 builds
+ * nothing. */
 static clmha_status build_gemm_rows(clmha_layer *l, const char *var, size_t def, size_t max,
-                                    size_t cols, size_t *rows, clmha__kernel *k_gemm,
-                                    clmha__kernel *k_qkv) {
+                                    size_t *rows, clmha__kernel *k_gemm, clmha__kernel *k_qkv) {
     clmha_context *ctx = l->ctx;
     const char *env = clmha__getenv(var);
     *rows = def;
@@ -364,7 +364,7 @@ static clmha_status build_gemm_rows(clmha_layer *l, const char *var, size_t def,
         return CLMHA_OK;
     }
     char defines[48];
-    snprintf(defines, sizeof defines, "-DGC=%zu -DGR=%zu", cols, *rows);
+    snprintf(defines, sizeof defines, "-DGC=%d -DGR=%zu", CLMHA__GEMM_BLOCK_COLS, *rows);
     cl_program prog;
     clmha_status st = clmha__program_get(ctx, "gemm.cl", defines, &prog);
     if (st == CLMHA_OK) {
@@ -579,9 +579,9 @@ static clmha_status build_kernels(clmha_layer *l) {
      * many rows (prefill), unless CLMHA_GEMM=clblast leaves those to CLBlast, and 4 rows of 32
      * columns for 3 to CLMHA_GEMM_SMALL_M rows (batched decode steps). */
     const bool cpu_rows = l->gemm_wide != 0;
-    if ((st = build_gemm_rows(l, "CLMHA_GEMM_ROWS", cpu_rows && !ctx->clblast_only ? 12 : 1, 32, 32,
+    if ((st = build_gemm_rows(l, "CLMHA_GEMM_ROWS", cpu_rows && !ctx->clblast_only ? 12 : 1, 32,
                               &l->gemm_rows, &l->k_gemm_blk, &l->k_qkv_blk)) != CLMHA_OK ||
-        (st = build_gemm_rows(l, "CLMHA_GEMM_ROWS_FEW", cpu_rows ? 4 : 1, 8, 32, &l->gemm_few,
+        (st = build_gemm_rows(l, "CLMHA_GEMM_ROWS_FEW", cpu_rows ? 4 : 1, 8, &l->gemm_few,
                               &l->k_gemm_few, &l->k_qkv_few)) != CLMHA_OK) {
         return st;
     }

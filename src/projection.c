@@ -113,10 +113,10 @@ size_t clmha__gemm_cols(const clmha_layer *layer, size_t n) {
     return layer->gemm_wide != 0 && n % layer->gemm_wide == 0 ? layer->gemm_wide : 4;
 }
 
-/* A product of @p m rows and @p n columns takes the row-blocked own GEMM (gemm_rows rows of 32
- * columns a work-item): more rows than small_m, and n a multiple of 32. */
+/* A product of @p m rows and @p n columns takes the row-blocked own GEMM (gemm_rows rows of
+ * CLMHA__GEMM_BLOCK_COLS columns a work-item): more rows than small_m, n a multiple of those. */
 static bool gemm_blocked(const clmha_layer *layer, size_t m, size_t n) {
-    return layer->gemm_rows > 1 && m > layer->ctx->small_m && n % 32 == 0;
+    return layer->gemm_rows > 1 && m > layer->ctx->small_m && n % CLMHA__GEMM_BLOCK_COLS == 0;
 }
 
 bool clmha__own_gemm_takes(const clmha_layer *layer, size_t m, size_t n) {
@@ -137,7 +137,7 @@ static gemm_pick pick_gemm(const clmha_layer *layer, size_t m, size_t n1, size_t
     const size_t c1 = clmha__gemm_cols(layer, n1), c2 = clmha__gemm_cols(layer, n2);
     gemm_pick p = {0, 1, 4, layer->wg_gemm};
     if (gemm_blocked(layer, m, n1) && gemm_blocked(layer, m, n2)) {
-        p = (gemm_pick){3, layer->gemm_rows, 32, 1};
+        p = (gemm_pick){3, layer->gemm_rows, CLMHA__GEMM_BLOCK_COLS, 1};
     } else if (c1 > 4 && c2 > 4) {
         const bool few = layer->gemm_few > 1 && m >= 3 && m <= layer->ctx->small_m;
         p = (gemm_pick){few ? 2 : 1, few ? layer->gemm_few : 1, c1, 1};
