@@ -156,6 +156,15 @@ typedef struct clmha_device_info {
 CLMHA_API const char *clmha_device_type_name(cl_device_type type);
 
 /**
+ * The row of clmha's per-device tuning table that a context on this device uses unless
+ * CLMHA_TUNING names another: "cpu" or "gpu" (every device that is not a CPU) today; a row
+ * matched by vendor or device name may come first. The row gives the defaults of work-group,
+ * chunk and tile sizes and of the projection kernels (docs/devices.md lists them). A static
+ * string; NULL for a NULL @p info.
+ */
+CLMHA_API const char *clmha_device_tuning_name(const clmha_device_info *info);
+
+/**
  * Lists every device of every platform, platforms in clGetPlatformIDs order and devices in
  * clGetDeviceIDs(CL_DEVICE_TYPE_ALL) order. On success *list (free it with
  * clmha_free_device_list) holds *count entries. No platform at all is CLMHA_ERR_NO_PLATFORM.
@@ -258,6 +267,11 @@ CLMHA_API const char *clmha_context_build_log(const clmha_context *ctx);
 
 /** The device the context runs on. */
 CLMHA_API clmha_status clmha_context_device(const clmha_context *ctx, clmha_device_info *info);
+
+/** The row of the tuning table the context uses: its device's (clmha_device_tuning_name), or
+ *  the one CLMHA_TUNING named when the context was created with use_environment. A static
+ *  string; NULL for a NULL @p ctx. */
+CLMHA_API const char *clmha_context_tuning_name(const clmha_context *ctx);
 
 /** The program-binary cache folder in use, or NULL when the cache is off. */
 CLMHA_API const char *clmha_context_cache_dir(const clmha_context *ctx);
@@ -541,7 +555,10 @@ CLMHA_API clmha_status clmha_layer_apply_constraints(clmha_layer *layer);
  * (S* with a cache, S without) and caches of up to @p max_cache_len positions (0 without a
  * cache), with room for the attention probabilities when @p with_scores. Later calls within
  * those sizes allocate nothing; without it the workspace grows, once, on the first call that
- * needs more (an allocation inside that call).
+ * needs more (an allocation inside that call). Where those sizes mean projections through
+ * CLBlast, CLBlast builds its GEMM program here, and a layer that projects self-attention as
+ * one CLBlast product (CLMHA_QKV_FUSE, docs/devices.md) allocates its packed copy of the query,
+ * key and value kernels here too.
  */
 CLMHA_API clmha_status clmha_layer_reserve(clmha_layer *layer, size_t max_batch,
                                            size_t max_query_len, size_t max_kv_len,

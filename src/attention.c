@@ -46,6 +46,9 @@ typedef struct plan {
     int nch, chunk;
     /* The call ends with gemm_tail, which also merges the chunks. */
     bool tail;
+    /* Self-attention's projections: three (QKV_APART), one launch of the own GEMM (QKV_OWN) or
+     * one CLBlast product over the packed weights (QKV_BLAS). */
+    enum { QKV_APART, QKV_OWN, QKV_BLAS } qkv;
     size_t index;
     cl_ulong m_sb, m_st, m_ss;
     /* rank > 3 */
@@ -868,7 +871,8 @@ static void plan_attention(const clmha_layer *l, const clmha_call_args *a, plan 
         return;
     }
     size_t rows = p->B * (p->kernel == ATT_HEADS ? 1 : l->heads) * p->T;
-    size_t target = 4 * (size_t)(l->ctx->info.compute_units ? l->ctx->info.compute_units : 1);
+    size_t target = l->ctx->tuning.groups_per_cu *
+                    (size_t)(l->ctx->info.compute_units ? l->ctx->info.compute_units : 1);
     size_t by_rows = (target + rows - 1) / rows;
     size_t by_len = (p->S + l->split_min_chunk - 1) / l->split_min_chunk;
     size_t nch = by_rows < by_len ? by_rows : by_len;
@@ -904,6 +908,9 @@ static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan
          (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, (p->rows_kv * hv + 1) / 2)))) {
         return st;
     }
+    if (p->qkv == QKV_BLAS && (st = clmha__project_qkv_blas_reserve(l, p->rows_q)) != CLMHA_OK) {
+        return st;
+    }
     if (p->general && ((st = clmha__workspace(l, &l->ws_q2, &l->cap_q2, p->rows_q * hk)) ||
                        (st = clmha__workspace(l, &l->ws_k2, &l->cap_k2, p->rows_kv * hk)) ||
                        (st = clmha__workspace(l, &l->ws_v2, &l->cap_v2, p->rows_kv * hv)) ||
@@ -916,10 +923,12 @@ static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan
 }
 
 /* The most partials' floats a call of `rows` query rows (B * T) can need: plan_attention makes at
- * most 4 * compute units + rows work-groups of one row (all heads' rows for attention_heads),
- * each writing DV + 2 floats a head it covers. */
+ * most groups_per_cu * compute units + rows work-groups of one row (all heads' rows for
+ * attention_heads), each writing DV + 2 floats a head it covers. */
 static size_t part_floats(const clmha_layer *l, size_t rows) {
-    return (4 * (size_t)(l->ctx->info.compute_units ? l->ctx->info.compute_units : 1) + rows) *
+    return (l->ctx->tuning.groups_per_cu *
+                (size_t)(l->ctx->info.compute_units ? l->ctx->info.compute_units : 1) +
+            rows) *
            l->heads * (l->dv + 2);
 }
 
@@ -961,6 +970,12 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
           (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, (rkv * hv + 1) / 2))))) {
         return st;
     }
+    /* Self-attention's one CLBlast product (calls of at most that many rows each way). */
+    const size_t rself = rq < rkv ? rq : rkv;
+    if (clmha__project_qkv_blas_fits(l, rself) &&
+        (st = clmha__project_qkv_blas_reserve(l, rself)) != CLMHA_OK) {
+        return st;
+    }
     return CLMHA_OK;
 }
 
@@ -979,30 +994,37 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
         return st;
     }
     plan_attention(l, a, &p);
+    const clmha_tensor *key = a->key ? a->key : a->value;
+    /* Self-attention (query, key and value one tensor): one launch of the own GEMM, or one
+     * CLBlast product, where they take all three projections. */
+    const bool self = p.project_kv && same_region(a->query, a->value) &&
+                      same_region(a->query, key) && p.rows_q == p.rows_kv;
+    p.qkv = !self                                       ? QKV_APART
+            : clmha__project_qkv_fits(l, p.rows_q)      ? QKV_OWN
+            : clmha__project_qkv_blas_fits(l, p.rows_q) ? QKV_BLAS
+                                                        : QKV_APART;
     if ((st = reserve(l, a, &p)) != CLMHA_OK) {
         return st;
     }
     cl_mem *w = l->weights;
     size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
-    const clmha_tensor *key = a->key ? a->key : a->value;
-    /* Self-attention (query, key and value one tensor) on the own GEMM: one launch. */
-    const bool fused = p.project_kv && same_region(a->query, a->value) &&
-                       same_region(a->query, key) && p.rows_q == p.rows_kv &&
-                       clmha__project_qkv_fits(l, p.rows_q);
     /* A half cache's new keys and values: rounded by gemm_qkv4 where it runs, else to_half. */
-    const bool qkv_half = fused && p.half && p.update;
-    if (fused) {
-        if ((st = clmha__project_qkv(l, a->query->buffer, a->query->offset / sizeof(float),
-                                     p.rows_q, qkv_half ? l->ws_kh : NULL,
-                                     qkv_half ? l->ws_vh : NULL)) != CLMHA_OK) {
-            return st;
-        }
-    } else if ((st = clmha__project(l, "query", a->query->buffer, a->query->offset / sizeof(float),
-                                    p.rows_q, l->dq_in, w[CLMHA_WEIGHT_QUERY_KERNEL], hk,
-                                    w[CLMHA_WEIGHT_QUERY_BIAS], l->ws_q, 0)) != CLMHA_OK) {
+    const bool qkv_half = p.qkv == QKV_OWN && p.half && p.update;
+    const size_t x_off = a->query->offset / sizeof(float);
+    if (p.qkv == QKV_OWN) {
+        st = clmha__project_qkv(l, a->query->buffer, x_off, p.rows_q, qkv_half ? l->ws_kh : NULL,
+                                qkv_half ? l->ws_vh : NULL);
+    } else if (p.qkv == QKV_BLAS) {
+        st = clmha__project_qkv_blas(l, a->query->buffer, x_off, p.rows_q);
+    } else {
+        st = clmha__project(l, "query", a->query->buffer, x_off, p.rows_q, l->dq_in,
+                            w[CLMHA_WEIGHT_QUERY_KERNEL], hk, w[CLMHA_WEIGHT_QUERY_BIAS], l->ws_q,
+                            0);
+    }
+    if (st != CLMHA_OK) {
         return st;
     }
-    if (p.project_kv && !fused) {
+    if (p.project_kv && p.qkv == QKV_APART) {
         if ((st = clmha__project(l, "key", key->buffer, key->offset / sizeof(float), p.rows_kv,
                                  l->dk_in, w[CLMHA_WEIGHT_KEY_KERNEL], hk, w[CLMHA_WEIGHT_KEY_BIAS],
                                  l->ws_k, 0)) != CLMHA_OK ||

@@ -53,14 +53,32 @@ static clmha_status resolve_cache_dir(clmha_context *ctx, const clmha_context_op
     return CLMHA_OK;
 }
 
-/* CLMHA_MAX_WORK_GROUP_SIZE and CLMHA_MAX_LOCAL_MEM lower the limits clmha assumes for the
- * device (never raise them): a large device then behaves like a small mobile GPU, which is
- * how the small-device paths are tested without one. CLMHA_GEMM picks the projection kernel;
- * CLMHA_POISON_BUFFERS fills new buffers with NaN. */
+/* The device's row of the tuning table (tuning.c), whatever use_env says. With use_env:
+ * CLMHA_TUNING picks another row; CLMHA_MAX_WORK_GROUP_SIZE and CLMHA_MAX_LOCAL_MEM lower the
+ * limits clmha assumes for the device (never raise them), so that a large device behaves like a
+ * small mobile GPU, which is how the small-device paths are tested without one; CLMHA_GEMM picks
+ * the projection kernel; CLMHA_POISON_BUFFERS fills new buffers with NaN. */
 static clmha_status apply_limits(clmha_context *ctx, bool use_env) {
+    ctx->tuning = *clmha__tuning_for(&ctx->info);
+    ctx->small_m = ctx->tuning.small_m;
     if (!use_env) {
         return CLMHA_OK;
     }
+    const char *tuning = clmha__getenv("CLMHA_TUNING");
+    if (tuning != NULL) {
+        const clmha__tuning *t = clmha__tuning_named(tuning);
+        if (t == NULL) {
+            char names[128];
+            clmha__tuning_names(names, sizeof names);
+            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                               "CLMHA_TUNING=\"%s\" is not a row of the tuning table (%s)", tuning,
+                               names);
+        }
+        ctx->tuning = *t;
+        ctx->small_m = t->small_m;
+    }
+    clmha__log(ctx, CLMHA_LOG_INFO, "tuning: row \"%s\"%s", ctx->tuning.name,
+               tuning != NULL ? " (CLMHA_TUNING)" : "");
     const char *wg = clmha__getenv("CLMHA_MAX_WORK_GROUP_SIZE");
     const char *lm = clmha__getenv("CLMHA_MAX_LOCAL_MEM");
     size_t v = 0;
@@ -89,11 +107,6 @@ static clmha_status apply_limits(clmha_context *ctx, bool use_env) {
     }
     const char *poison = clmha__getenv("CLMHA_POISON_BUFFERS");
     ctx->poison = poison != NULL && strcmp(poison, "0") != 0;
-    /* The per-device-type default, measured on PoCL (docs/performance.md): on a CPU the own
-     * kernel (four columns a work-item) wins up to about 12 rows, CLBlast from 16 on. Elsewhere
-     * (GPUs, not measured here) CLBlast takes products from 4 rows, where its tiled kernels are
-     * built for the hardware. */
-    ctx->small_m = (ctx->info.type & CL_DEVICE_TYPE_CPU) ? 12 : 3;
     const char *gemm = clmha__getenv("CLMHA_GEMM");
     if (gemm != NULL) {
         if (strcmp(gemm, "own") == 0) {
@@ -446,6 +459,10 @@ clmha_status clmha_context_device(const clmha_context *ctx, clmha_device_info *i
     }
     *info = ctx->info;
     return CLMHA_OK;
+}
+
+const char *clmha_context_tuning_name(const clmha_context *ctx) {
+    return ctx ? ctx->tuning.name : NULL;
 }
 
 const char *clmha_context_cache_dir(const clmha_context *ctx) {

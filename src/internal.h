@@ -39,6 +39,29 @@ typedef struct clmha__kernel {
     cl_ulong local_mem; /* CL_KERNEL_LOCAL_MEM_SIZE */
 } clmha__kernel;
 
+/* One row of the per-device tuning table (tuning.c): the defaults of a device's launch
+ * settings, before environment overrides and the kernels' own limits. */
+typedef struct clmha__tuning {
+    const char *name;     /* the row's name: CLMHA_TUNING, clmha_device_tuning_name */
+    size_t small_m;       /* products of at most this many rows take the own GEMM (CLBlast runs) */
+    size_t wg;            /* the attention kernels' largest work-group (a power of two) */
+    size_t split_wg;      /* split attention's work-group: 1, or 0 for wg as local memory allows */
+    size_t split_chunk;   /* the fewest keys a split attention work-group takes */
+    size_t groups_per_cu; /* split attention aims at this many work-groups a compute unit */
+    size_t gemm_cols; /* own GEMM: 32 (the wide and multi-row builds) or 4 columns a work-item */
+    size_t gemm_rows; /* rows of the row-blocked build (1: none) */
+    size_t gemm_rows_few; /* rows of the few-rows build (1: none) */
+    size_t tile_rows;     /* query tiles with one work-item a group: at most this many rows */
+    size_t key_tile;      /* query tiles with several work-items: at most this many keys */
+} clmha__tuning;
+
+/* The table row for a device (by type, then vendor or name), and the row called @p name
+ * (NULL: none). */
+const clmha__tuning *clmha__tuning_for(const clmha_device_info *info);
+const clmha__tuning *clmha__tuning_named(const char *name);
+/* Writes the rows' names, comma-separated, into @p buf; returns the length written. */
+size_t clmha__tuning_names(char *buf, size_t len);
+
 struct clmha_context {
     cl_platform_id platform;
     cl_device_id device;
@@ -54,6 +77,8 @@ struct clmha_context {
 
     clmha__program *programs;
     clmha_context_stats stats;
+    /* The device's row of the tuning table, or the one CLMHA_TUNING names. */
+    clmha__tuning tuning;
     /* CLBlast cannot run on this device (or CLMHA_GEMM=own): projections use gemm.cl. */
     bool own_gemm;
     /* CLBlast has built its GEMM program on this context (clmha__clblast_warm). */
@@ -152,6 +177,16 @@ struct clmha_layer {
     size_t tail_cols, wg_tail;
     clmha__kernel k_tail, k_tail_half;
     size_t wg_split, split_min_chunk;
+    /* Self-attention's projections where CLBlast takes them (qkv.cl): one SGEMM over the packed
+     * [Wq | Wk | Wv] (w_qkv, Din x (nq + nk + nv), and b_qkv) into ws_qkv, which split_qkv
+     * copies into ws_q, ws_k and ws_v. Only for layers whose three input dims are equal;
+     * CLMHA_QKV_FUSE=0 turns it off. The packed copy is made when a call or reserve first needs
+     * it and again after any weight changes (qkv_packed false). */
+    bool fuse_blas, qkv_packed;
+    clmha__kernel k_pack, k_split_qkv;
+    size_t wg_qkv;
+    cl_mem w_qkv, b_qkv, ws_qkv;
+    size_t cap_qkv;
     cl_mem ws_part;
     size_t cap_part;
     cl_mem ws_kh, ws_vh;
@@ -339,6 +374,16 @@ clmha_status clmha__clblast_warm(clmha_context *ctx);
 bool clmha__project_qkv_fits(const clmha_layer *layer, size_t m);
 clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, cl_mem kh,
                                 cl_mem vh);
+
+/* Self-attention's three projections of @p m rows as one CLBlast product over the packed
+ * weights (then split_qkv into ws_q, ws_k and ws_v): the layer fuses them (fuse_blas) and
+ * CLBlast, not the own GEMM, would take each of them. */
+bool clmha__project_qkv_blas_fits(const clmha_layer *layer, size_t m);
+/* Makes the packed weights and a ws_qkv of @p m rows exist (allocating; no launch). */
+clmha_status clmha__project_qkv_blas_reserve(clmha_layer *layer, size_t m);
+/* The fused product of @p m rows of x: packs the weights first where they changed. Needs
+ * clmha__project_qkv_blas_reserve for at least @p m rows. */
+clmha_status clmha__project_qkv_blas(clmha_layer *layer, cl_mem x, size_t x_off, size_t m);
 
 /* A product of @p m rows and @p n columns takes clmha's own GEMM: CLBlast cannot run, few rows,
  * or the row-blocked build takes it. */

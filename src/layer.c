@@ -268,14 +268,14 @@ static size_t pow2_floor(size_t x) {
 }
 
 /* The split attention's settings: CLMHA_SPLIT=0 turns it off; CLMHA_SPLIT_WG (a power of two)
- * and CLMHA_SPLIT_CHUNK (keys) override the defaults: one work-item a work-group on CPUs (it
- * streams its keys with vector loads), up to 64 elsewhere, as local memory allows; chunks of at
- * least 256 keys. */
+ * and CLMHA_SPLIT_CHUNK (keys) override the tuning table's defaults (one work-item a work-group
+ * on CPUs, which streams its keys with vector loads, else wg_cap as local memory allows; chunks
+ * of at least 256 keys). */
 static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     clmha_context *ctx = l->ctx;
     const char *on = clmha__getenv("CLMHA_SPLIT");
     l->use_split = on == NULL || strcmp(on, "0") != 0;
-    size_t wgs = (ctx->info.type & CL_DEVICE_TYPE_CPU) ? 1 : wg_cap;
+    size_t wgs = ctx->tuning.split_wg == 1 ? 1 : wg_cap;
     while (wgs > 1 && (l->dk + 2 * wgs + wgs * l->dv) * sizeof(float) > ctx->info.local_mem_bytes) {
         wgs /= 2;
     }
@@ -305,10 +305,10 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     const char *tile = clmha__getenv("CLMHA_TILE");
     l->use_tile = wgs == 1 && (tile == NULL || strcmp(tile, "0") != 0);
     /* Each row keeps its output in private memory: at most 512 floats in all (2 KiB; Mesa's
-     * llvmpipe computes wrong results from 4 KiB on), and 8 rows (more measured no faster on
-     * PoCL); the queries are in local memory. */
+     * llvmpipe computes wrong results from 4 KiB on), and the table's rows (8 on CPUs: more
+     * measured no faster on PoCL); the queries are in local memory. */
     l->tile_rows = 512 / l->dv;
-    l->tile_rows = l->tile_rows > 8 ? 8 : l->tile_rows;
+    l->tile_rows = l->tile_rows > ctx->tuning.tile_rows ? ctx->tuning.tile_rows : l->tile_rows;
     env = clmha__getenv("CLMHA_TILE_ROWS");
     if (env != NULL &&
         (!clmha__parse_index(env, &l->tile_rows) || l->tile_rows < 1 || l->tile_rows > 16)) {
@@ -317,10 +317,10 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
                            env);
     }
     l->use_tile = l->use_tile && l->tile_rows >= 2; /* one row a tile: the split kernel */
-    /* Elsewhere, tiles of wg_split query rows with key tiles in local memory: KT keys and values,
-     * within half the local memory. */
+    /* Elsewhere, tiles of wg_split query rows with key tiles in local memory: KT keys and values
+     * (the table's 64 at most), within half the local memory. */
     l->use_qtile = wgs >= 2 && (tile == NULL || strcmp(tile, "0") != 0);
-    l->key_tile = 64;
+    l->key_tile = pow2_floor(ctx->tuning.key_tile);
     while (l->key_tile > 1 &&
            l->key_tile * (l->dk + l->dv) * sizeof(float) > ctx->info.local_mem_bytes / 2) {
         l->key_tile /= 2;
@@ -336,7 +336,7 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
         }
         l->key_tile = v;
     }
-    l->split_min_chunk = 256;
+    l->split_min_chunk = ctx->tuning.split_chunk;
     env = clmha__getenv("CLMHA_SPLIT_CHUNK");
     if (env != NULL && (!clmha__parse_index(env, &l->split_min_chunk) || l->split_min_chunk == 0 ||
                         l->split_min_chunk > INT_MAX)) {
@@ -418,8 +418,8 @@ static clmha_status build_tail(clmha_layer *l) {
     return CLMHA_OK;
 }
 
-/* Builds the programs and kernels; the attention work-group size starts at 64 (a multiple of
- * every GPU's SIMD width) and shrinks to what the device and kernel allow. */
+/* Builds the programs and kernels; the attention work-group size starts at the tuning table's
+ * (64, a multiple of every GPU's SIMD width) and shrinks to what the device and kernel allow. */
 static clmha_status build_kernels(clmha_layer *l) {
     clmha_context *ctx = l->ctx;
     clmha_status st;
@@ -427,8 +427,8 @@ static clmha_status build_kernels(clmha_layer *l) {
     size_t wg = pow2_floor(ctx->info.max_work_group_size < ctx->info.max_work_item_sizes[0]
                                ? ctx->info.max_work_group_size
                                : ctx->info.max_work_item_sizes[0]);
-    if (wg > 64) {
-        wg = 64;
+    if (wg > ctx->tuning.wg) {
+        wg = pow2_floor(ctx->tuning.wg);
     }
     if ((st = split_settings(l, wg)) != CLMHA_OK || (st = clmha__fill_prepare(ctx)) != CLMHA_OK) {
         return st;
@@ -536,6 +536,27 @@ static clmha_status build_kernels(clmha_layer *l) {
         l->use_qtile = false;
     }
 
+    /* Self-attention's projections as one CLBlast product: where CLBlast may run and the three
+     * input dims are equal, unless CLMHA_QKV_FUSE=0. */
+    const char *fuse = clmha__getenv("CLMHA_QKV_FUSE");
+    if (fuse != NULL && strcmp(fuse, "0") != 0 && strcmp(fuse, "1") != 0) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "CLMHA_QKV_FUSE=\"%s\" is not 0 or 1 (one CLBlast product for "
+                           "self-attention's query, key and value projections)",
+                           fuse);
+    }
+    l->fuse_blas = !ctx->own_gemm && (fuse == NULL || strcmp(fuse, "1") == 0) &&
+                   l->dq_in == l->dk_in && l->dq_in == l->dv_in;
+    if (l->fuse_blas) {
+        if ((st = clmha__program_get(ctx, "qkv.cl", "", &prog)) != CLMHA_OK ||
+            (st = clmha__kernel_create(ctx, prog, "pack_columns", &l->k_pack)) != CLMHA_OK ||
+            (st = clmha__kernel_create(ctx, prog, "split_qkv", &l->k_split_qkv)) != CLMHA_OK) {
+            return st;
+        }
+        size_t m =
+            l->k_pack.max_wg < l->k_split_qkv.max_wg ? l->k_pack.max_wg : l->k_split_qkv.max_wg;
+        l->wg_qkv = pow2_floor(m < 256 ? m : 256);
+    }
     if ((st = clmha__program_get(ctx, "bias.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "fill_bias", &l->k_fill)) != CLMHA_OK) {
         return st;
@@ -558,7 +579,8 @@ static clmha_status build_kernels(clmha_layer *l) {
     l->wg_gemm = pow2_floor(l->k_gemm.max_wg < 64 ? l->k_gemm.max_wg : 64);
     l->wg_gemm = l->wg_gemm < l->k_gemm4.max_wg ? l->wg_gemm : pow2_floor(l->k_gemm4.max_wg);
     l->wg_gemm = l->wg_gemm < l->k_qkv.max_wg ? l->wg_gemm : pow2_floor(l->k_qkv.max_wg);
-    /* On CPUs, also 32 columns a work-item (CLMHA_GEMM_COLS: 4 or 32). */
+    /* Where the tuning table says (CPUs), also 32 columns a work-item (CLMHA_GEMM_COLS: 4 or
+     * 32). */
     const char *cols = clmha__getenv("CLMHA_GEMM_COLS");
     if (cols != NULL && strcmp(cols, "4") != 0 && strcmp(cols, "32") != 0) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
@@ -566,23 +588,24 @@ static clmha_status build_kernels(clmha_layer *l) {
                            "GEMM)",
                            cols);
     }
-    l->gemm_wide = cols != NULL                            ? (strcmp(cols, "32") == 0 ? 32 : 0)
-                   : (ctx->info.type & CL_DEVICE_TYPE_CPU) ? 32
-                                                           : 0;
+    l->gemm_wide = cols != NULL                  ? (strcmp(cols, "32") == 0 ? 32 : 0)
+                   : ctx->tuning.gemm_cols == 32 ? 32
+                                                 : 0;
     if (l->gemm_wide != 0 &&
         ((st = clmha__program_get(ctx, "gemm.cl", "-DGC=32", &prog)) != CLMHA_OK ||
          (st = clmha__kernel_create(ctx, prog, "gemm_bias4", &l->k_gemm_wide)) != CLMHA_OK ||
          (st = clmha__kernel_create(ctx, prog, "gemm_qkv4", &l->k_qkv_wide)) != CLMHA_OK)) {
         return st;
     }
-    /* Where the 32-column build is (CPUs): 12 rows of 32 columns a work-item for products of
-     * many rows (prefill), unless CLMHA_GEMM=clblast leaves those to CLBlast, and 4 rows of 32
-     * columns for 3 to CLMHA_GEMM_SMALL_M rows (batched decode steps). */
+    /* Where the 32-column build is (CPUs): the table's rows of 32 columns a work-item (12) for
+     * products of many rows (prefill), unless CLMHA_GEMM=clblast leaves those to CLBlast, and
+     * its few rows (4) for 3 to CLMHA_GEMM_SMALL_M rows (batched decode steps). */
     const bool cpu_rows = l->gemm_wide != 0;
-    if ((st = build_gemm_rows(l, "CLMHA_GEMM_ROWS", cpu_rows && !ctx->clblast_only ? 12 : 1, 32,
+    if ((st = build_gemm_rows(l, "CLMHA_GEMM_ROWS",
+                              cpu_rows && !ctx->clblast_only ? ctx->tuning.gemm_rows : 1, 32,
                               &l->gemm_rows, &l->k_gemm_blk, &l->k_qkv_blk)) != CLMHA_OK ||
-        (st = build_gemm_rows(l, "CLMHA_GEMM_ROWS_FEW", cpu_rows ? 4 : 1, 8, &l->gemm_few,
-                              &l->k_gemm_few, &l->k_qkv_few)) != CLMHA_OK) {
+        (st = build_gemm_rows(l, "CLMHA_GEMM_ROWS_FEW", cpu_rows ? ctx->tuning.gemm_rows_few : 1, 8,
+                              &l->gemm_few, &l->k_gemm_few, &l->k_qkv_few)) != CLMHA_OK) {
         return st;
     }
     if (!cpu_rows) {
@@ -612,6 +635,7 @@ static clmha_status build_kernels(clmha_layer *l) {
 }
 
 static clmha_status upload(clmha_layer *l, clmha_weight w, const float *data, size_t n) {
+    l->qkv_packed = false; /* the packed copy (if any) is made again before it is next read */
     cl_int err = clEnqueueWriteBuffer(l->ctx->queue, l->weights[w], CL_TRUE, 0, n * sizeof(float),
                                       data, 0, NULL, NULL);
     if (err != CL_SUCCESS) {
@@ -759,8 +783,9 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(l->weights[w]);
         }
     }
-    cl_mem ws[] = {l->ws_q, l->ws_k, l->ws_v, l->ws_o, l->ws_q2, l->ws_k2, l->ws_v2,  l->ws_o2,
-                   l->ws_m, l->ws_y, l->ws_p, l->act,  l->ws_kh, l->ws_vh, l->ws_part};
+    cl_mem ws[] = {l->ws_q,  l->ws_k,  l->ws_v,    l->ws_o,  l->ws_q2, l->ws_k2,
+                   l->ws_v2, l->ws_o2, l->ws_m,    l->ws_y,  l->ws_p,  l->act,
+                   l->ws_kh, l->ws_vh, l->ws_part, l->w_qkv, l->b_qkv, l->ws_qkv};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
         if (ws[i] != NULL) {
             clReleaseMemObject(ws[i]);
@@ -774,7 +799,7 @@ void clmha_layer_release(clmha_layer *l) {
         &l->k_gemm_wide,      &l->k_qkv_wide,    &l->k_tile,     &l->k_tile_half,
         &l->k_qtile,          &l->k_qtile_half,  &l->k_heads,    &l->k_heads_half,
         &l->k_tail,           &l->k_tail_half,   &l->k_gemm_blk, &l->k_qkv_blk,
-        &l->k_gemm_few,       &l->k_qkv_few};
+        &l->k_gemm_few,       &l->k_qkv_few,     &l->k_pack,     &l->k_split_qkv};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         clmha__kernel_release(ks[i]);
     }

@@ -224,6 +224,103 @@ clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size
     return clmha__launch(ctx, kern, (items + p.wg - 1) / p.wg, p.wg);
 }
 
+bool clmha__project_qkv_blas_fits(const clmha_layer *layer, size_t m) {
+    const size_t nq = layer->heads * layer->dk, nv = layer->heads * layer->dv;
+    return layer->fuse_blas && !layer->ctx->own_gemm && !clmha__own_gemm_takes(layer, m, nq) &&
+           !clmha__own_gemm_takes(layer, m, nv);
+}
+
+clmha_status clmha__project_qkv_blas_reserve(clmha_layer *layer, size_t m) {
+    const size_t n = layer->heads * (2 * layer->dk + layer->dv);
+    clmha_status st = CLMHA_OK;
+    size_t rows_n;
+    if (!clmha__mul(m, n, &rows_n)) {
+        return clmha__fail(layer->ctx, CLMHA_ERR_OUT_OF_RANGE,
+                           "the fused projection of %zu rows overflows", m);
+    }
+    size_t packed;
+    if (!clmha__mul(layer->dq_in, n, &packed)) {
+        return clmha__fail(layer->ctx, CLMHA_ERR_OUT_OF_RANGE,
+                           "the packed query, key and value kernels (%zu x %zu) overflow",
+                           layer->dq_in, n);
+    }
+    if (layer->w_qkv == NULL) {
+        size_t cap = 0;
+        if ((st = clmha__workspace(layer, &layer->w_qkv, &cap, packed)) != CLMHA_OK) {
+            return st;
+        }
+        layer->qkv_packed = false;
+    }
+    if (layer->b_qkv == NULL && layer->weights[CLMHA_WEIGHT_QUERY_BIAS] != NULL) {
+        size_t cap = 0;
+        if ((st = clmha__workspace(layer, &layer->b_qkv, &cap, n)) != CLMHA_OK) {
+            return st;
+        }
+        layer->qkv_packed = false;
+    }
+    return clmha__workspace(layer, &layer->ws_qkv, &layer->cap_qkv, rows_n);
+}
+
+/* Copies the query, key and value kernels (and biases) side by side into w_qkv (and b_qkv). */
+static clmha_status pack_qkv(clmha_layer *layer) {
+    const clmha_weight kernels[3] = {CLMHA_WEIGHT_QUERY_KERNEL, CLMHA_WEIGHT_KEY_KERNEL,
+                                     CLMHA_WEIGHT_VALUE_KERNEL};
+    const size_t widths[3] = {layer->heads * layer->dk, layer->heads * layer->dk,
+                              layer->heads * layer->dv};
+    cl_ulong n = widths[0] + widths[1] + widths[2], col0 = 0;
+    for (int i = 0; i < 3; i++) {
+        for (int bias = 0; bias < 2; bias++) {
+            cl_mem src = layer->weights[kernels[i] + bias],
+                   dst = bias ? layer->b_qkv : layer->w_qkv;
+            if (src == NULL) {
+                continue;
+            }
+            cl_ulong rows = bias ? 1 : layer->dq_in, cols = widths[i];
+            const clmha__karg args[] = {CLMHA__ARG(src), CLMHA__ARG(rows), CLMHA__ARG(cols),
+                                        CLMHA__ARG(dst), CLMHA__ARG(n),    CLMHA__ARG(col0)};
+            size_t total = (size_t)(rows * cols);
+            clmha_status st = clmha__set_args(layer->ctx, &layer->k_pack, args, 6);
+            if (st == CLMHA_OK) {
+                st = clmha__launch(layer->ctx, &layer->k_pack,
+                                   (total + layer->wg_qkv - 1) / layer->wg_qkv, layer->wg_qkv);
+            }
+            if (st != CLMHA_OK) {
+                return st;
+            }
+        }
+        col0 += widths[i];
+    }
+    layer->qkv_packed = true;
+    return CLMHA_OK;
+}
+
+clmha_status clmha__project_qkv_blas(clmha_layer *layer, cl_mem x, size_t x_off, size_t m) {
+    clmha_context *ctx = layer->ctx;
+    ctx->prof_category = CLMHA__PROF_PROJECTION;
+    clmha_status st = layer->qkv_packed ? CLMHA_OK : pack_qkv(layer);
+    cl_ulong rows = m, nq = layer->heads * layer->dk, nk = nq, nv = layer->heads * layer->dv;
+    const size_t n = (size_t)(nq + nk + nv);
+    if (st != CLMHA_OK ||
+        (st = clmha__project(layer, "query/key/value", x, x_off, m, layer->dq_in, layer->w_qkv, n,
+                             layer->b_qkv, layer->ws_qkv, 0)) != CLMHA_OK) {
+        return st;
+    }
+    const clmha__karg args[] = {CLMHA__ARG(layer->ws_qkv),
+                                CLMHA__ARG(rows),
+                                CLMHA__ARG(nq),
+                                CLMHA__ARG(nk),
+                                CLMHA__ARG(nv),
+                                CLMHA__ARG(layer->ws_q),
+                                CLMHA__ARG(layer->ws_k),
+                                CLMHA__ARG(layer->ws_v)};
+    if ((st = clmha__set_args(ctx, &layer->k_split_qkv, args, 8)) != CLMHA_OK) {
+        return st;
+    }
+    const size_t total = m * n;
+    return clmha__launch(ctx, &layer->k_split_qkv, (total + layer->wg_qkv - 1) / layer->wg_qkv,
+                         layer->wg_qkv);
+}
+
 clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size_t x_off, size_t m,
                             size_t k, cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off) {
     clmha_context *ctx = layer->ctx;

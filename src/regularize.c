@@ -208,6 +208,7 @@ clmha_status clmha_layer_apply_constraints(clmha_layer *l) {
         if (l->weights[w] == NULL || c->kind == CLMHA_CONSTRAINT_NONE) {
             continue;
         }
+        l->qkv_packed = false; /* the packed copy is made again before it is next read */
         cl_ulong o = outer[w], a = A[w], in = inner[w];
         cl_int kind = (cl_int)c->kind;
         cl_float maxv = (cl_float)c->max_value, minv = (cl_float)c->min_value;

@@ -3,7 +3,8 @@
  * GPU, else first device), option-over-environment precedence, and the error that lists every
  * device. Rules are checked on a synthetic device list (two platforms, GPU and CPU devices);
  * the real path runs on PoCL exposing two CPU devices (POCL_DEVICES="pthread pthread", set by
- * ctest), plus contexts over an application's own OpenCL objects.
+ * ctest), plus contexts over an application's own OpenCL objects, and which row of the tuning
+ * table a device and a context take.
  */
 #include "support.h"
 
@@ -244,6 +245,44 @@ static void test_context_from_cl(void **state) {
     clmha_free_device_list(list);
 }
 
+/* The tuning table: CPUs take the "cpu" row, every other device (GPUs of any vendor,
+ * accelerators) the "gpu" row; a context takes its device's row, or the one CLMHA_TUNING names
+ * (with use_environment only), and a name that is no row fails creation, listing the rows. */
+static void test_tuning_rows(void **state) {
+    (void)state;
+    assert_string_equal(clmha_device_tuning_name(&fake[0]), "cpu");
+    assert_string_equal(clmha_device_tuning_name(&fake[2]), "gpu");
+    assert_string_equal(clmha_device_tuning_name(&fake[3]), "gpu");
+    snprintf(fake[2].vendor, sizeof fake[2].vendor, "NVIDIA Corporation");
+    assert_string_equal(clmha_device_tuning_name(&fake[2]), "gpu");
+    fake[2].type = CL_DEVICE_TYPE_CPU | CL_DEVICE_TYPE_DEFAULT;
+    assert_string_equal(clmha_device_tuning_name(&fake[2]), "cpu");
+    assert_null(clmha_device_tuning_name(NULL));
+    assert_null(clmha_context_tuning_name(NULL));
+
+    clmha_context *c = NULL;
+    assert_ok(clmha_context_create(NULL, &c)); /* PoCL: a CPU */
+    assert_string_equal(clmha_context_tuning_name(c), "cpu");
+    clmha_context_release(c);
+    setenv("CLMHA_TUNING", "gpu", 1);
+    assert_ok(clmha_context_create(NULL, &c));
+    assert_string_equal(clmha_context_tuning_name(c), "gpu");
+    clmha_context_release(c);
+    setenv("CLMHA_TUNING", "tpu", 1);
+    c = NULL;
+    assert_int_equal(clmha_context_create(NULL, &c), CLMHA_ERR_INVALID_ARGUMENT);
+    assert_null(c);
+    assert_non_null(strstr(clmha_last_error(), "CLMHA_TUNING=\"tpu\""));
+    assert_non_null(strstr(clmha_last_error(), "(cpu, gpu)"));
+    clmha_context_options o;
+    clmha_context_options_init(&o);
+    o.use_environment = false;
+    assert_ok(clmha_context_create(&o, &c));
+    assert_string_equal(clmha_context_tuning_name(c), "cpu");
+    clmha_context_release(c);
+    unsetenv("CLMHA_TUNING");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_default_prefers_gpu, setup),
@@ -254,6 +293,7 @@ int main(void) {
         cmocka_unit_test_setup(test_option_beats_environment, setup),
         cmocka_unit_test_setup(test_real_devices, setup),
         cmocka_unit_test_setup(test_context_from_cl, setup),
+        cmocka_unit_test_setup(test_tuning_rows, setup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

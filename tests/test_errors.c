@@ -348,10 +348,11 @@ static void test_regularization_errors(void **state) {
  * with a message naming the variable, and the next layer, with it unset, is fine. */
 static void test_bad_tuning_variables(void **state) {
     (void)state;
-    static const char *bad[][2] = {
-        {"CLMHA_SPLIT_WG", "3"},     {"CLMHA_SPLIT_CHUNK", "0"},   {"CLMHA_TILE_ROWS", "17"},
-        {"CLMHA_KEY_TILE", "6"},     {"CLMHA_GEMM_COLS", "8"},     {"CLMHA_GEMM_ROWS", "33"},
-        {"CLMHA_GEMM_ROWS", "many"}, {"CLMHA_GEMM_ROWS_FEW", "0"}, {"CLMHA_GEMM_ROWS_FEW", "9"}};
+    static const char *bad[][2] = {{"CLMHA_SPLIT_WG", "3"},      {"CLMHA_SPLIT_CHUNK", "0"},
+                                   {"CLMHA_TILE_ROWS", "17"},    {"CLMHA_KEY_TILE", "6"},
+                                   {"CLMHA_GEMM_COLS", "8"},     {"CLMHA_GEMM_ROWS", "33"},
+                                   {"CLMHA_GEMM_ROWS", "many"},  {"CLMHA_GEMM_ROWS_FEW", "0"},
+                                   {"CLMHA_GEMM_ROWS_FEW", "9"}, {"CLMHA_QKV_FUSE", "yes"}};
     clmha_layer_config c;
     clmha_layer_config_init(&c);
     c.num_heads = 2, c.key_dim = 4;

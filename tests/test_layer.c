@@ -543,14 +543,20 @@ static void test_causal_flag_equals_mask(void **state) {
     }
 }
 
-/* Profiling: device time by kind after a call, a fresh count after each take. */
-static void test_profile(void **state) {
-    (void)state;
+/* A new context (the environment's device) with profiling on. */
+static clmha_context *profiling_context(void) {
     clmha_context_options o;
     clmha_context_options_init(&o);
     o.profile = true;
     clmha_context *pc = NULL;
     assert_ok(clmha_context_create(&o, &pc));
+    return pc;
+}
+
+/* Profiling: device time by kind after a call, a fresh count after each take. */
+static void test_profile(void **state) {
+    (void)state;
+    clmha_context *pc = profiling_context();
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
     cfg.num_heads = 2, cfg.key_dim = 8, cfg.seed = 1;
@@ -674,6 +680,91 @@ static void test_many_row_projections(void **state) {
     }
 }
 
+/* Self-attention on CLBlast (here: 32 rows of widths 12, which the row-blocked own GEMM does not
+ * take) is one SGEMM over a packed copy of the query, key and value weights. The copy follows
+ * every change: clmha_layer_set_weight and clmha_layer_apply_constraints between calls show in
+ * the next call's output, against the reference. The copy is made once per change (its six
+ * launches in the first call after one, none in other calls), and the fused call launches three
+ * fewer kernels than with CLMHA_QKV_FUSE=0. Where CLBlast cannot run (the own GEMM takes every
+ * projection), nothing is packed and every call launches the same. */
+static void test_fused_projection_follows_weights(void **state) {
+    (void)state;
+    enum { NB = 2, L = 16, NH = 2, KD = 6, DM = NH * KD };
+    clmha_context *pc = profiling_context();
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = NH, cfg.key_dim = KD, cfg.seed = 31;
+    cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL);
+    cfg.kernel_constraint = clmha_constraint_default(CLMHA_CONSTRAINT_MAX_NORM);
+    cfg.kernel_constraint.max_value = 0.5; /* glorot_uniform's columns have norms near 1 */
+    clmha_layer *l = NULL, *apart = NULL;
+    assert_ok(clmha_layer_create(pc, &cfg, DM, DM, 0, &l));
+    setenv("CLMHA_QKV_FUSE", "0", 1);
+    assert_ok(clmha_layer_create(pc, &cfg, DM, DM, 0, &apart));
+    unsetenv("CLMHA_QKV_FUSE");
+    test_rng r = {31};
+    static float x[NB * L * DM], out[NB * L * DM], w[CLMHA_WEIGHT_COUNT][DM * DM];
+    rng_fill(&r, x, NB * L * DM, -1, 1);
+    size_t xs[3] = {NB, L, DM};
+    clmha_tensor *tx = test_tensor_f32(pc, 3, xs, x), *to = test_tensor_f32(pc, 3, xs, NULL);
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = tx, a.value = tx, a.output = to;
+    /* Workspace (and the packed copy's buffers) allocated here, not in the counted calls (new
+     * buffers are filled with NaN under CLMHA_POISON_BUFFERS); CLBlast refuses a small device
+     * here too. */
+    assert_ok(clmha_layer_reserve(l, NB, L, L, 0, false));
+    assert_ok(clmha_layer_reserve(apart, NB, L, L, 0, false));
+    clmha_profile prof;
+    uint64_t launches[5];
+    for (int step = 0; step < 5; step++) {
+        clmha_layer *run = step == 4 ? apart : l;
+        if (step == 2) { /* new value kernel and key bias */
+            rng_fill(&r, w[CLMHA_WEIGHT_VALUE_KERNEL], DM * DM, -0.5, 0.5);
+            rng_fill(&r, w[CLMHA_WEIGHT_KEY_BIAS], DM, -0.5, 0.5);
+            assert_ok(clmha_layer_set_weight(l, CLMHA_WEIGHT_VALUE_KERNEL,
+                                             w[CLMHA_WEIGHT_VALUE_KERNEL], DM * DM));
+            assert_ok(
+                clmha_layer_set_weight(l, CLMHA_WEIGHT_KEY_BIAS, w[CLMHA_WEIGHT_KEY_BIAS], DM));
+        } else if (step == 3) { /* every kernel's columns scaled to norms of at most 0.5 */
+            float before[DM * DM];
+            assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_QUERY_KERNEL, before, DM * DM));
+            assert_ok(clmha_layer_apply_constraints(l));
+            assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_QUERY_KERNEL, w[0], DM * DM));
+            assert_true(fabsf(before[0] - w[0][0]) > 0.1f * fabsf(before[0]));
+        }
+        assert_ok(clmha_context_take_profile(pc, &prof)); /* not the set-up's launches */
+        assert_ok(clmha_layer_call(run, &a));
+        assert_ok(clmha_context_take_profile(pc, &prof));
+        launches[step] = prof.launches;
+        assert_ok(clmha_tensor_read(to, out, sizeof out));
+        for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++)
+            assert_ok(clmha_layer_get_weight(run, (clmha_weight)i, w[i], i % 2 ? DM : DM * DM));
+        static double ref[NB * L * DM];
+        ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
+                          w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
+        ref_call rc = {NB,   L, x,     NULL, x,    L,   NULL, {0, 0, 0},
+                       NULL, 0, false, 0,    NULL, ref, NULL, false};
+        assert_true(ref_forward(&rw, &rc));
+        assert_true(compare_close("fused projection", out, ref, NB * L * DM, TOL_F32,
+                                  "test_fused_projection_follows_weights"));
+    }
+    clmha_context_stats st;
+    assert_ok(clmha_context_get_stats(pc, &st));
+    if (st.clblast_builds_in_calls + st.clblast_builds_reserved > 0) {
+        assert_int_equal(launches[0], launches[1] + 6); /* packed in the first call */
+        assert_int_equal(launches[2], launches[1] + 6); /* and after each change */
+        assert_int_equal(launches[3], launches[1] + 6);
+        assert_int_equal(launches[4], launches[1] + 3); /* three products: three more */
+    } else {
+        for (int step = 1; step < 5; step++)
+            assert_int_equal(launches[step], launches[0]);
+    }
+    clmha_tensor_release(tx), clmha_tensor_release(to);
+    clmha_layer_release(l), clmha_layer_release(apart);
+    clmha_context_release(pc);
+}
+
 /* clmha_layer_reserve has CLBlast build its GEMM program when the reserved sizes mean CLBlast
  * projections, so no call builds one; without it the first such call does. */
 static void test_reserve_builds_clblast(void **state) {
@@ -769,6 +860,7 @@ int main(void) {
         cmocka_unit_test(test_profile),
         cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_reserve_builds_clblast),
+        cmocka_unit_test(test_fused_projection_follows_weights),
         cmocka_unit_test(test_self_attention),
         cmocka_unit_test(test_split_decode),
         cmocka_unit_test(test_many_row_projections),

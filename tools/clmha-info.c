@@ -59,7 +59,8 @@ int main(int argc, char **argv) {
         printf("    max allocation: %.0f MiB   max work-group: %zu   work-items: %zu x %zu x %zu\n",
                mib(d->max_alloc_bytes), d->max_work_group_size, d->max_work_item_sizes[0],
                d->max_work_item_sizes[1], d->max_work_item_sizes[2]);
-        printf("    fp16: %s   fp64: %s\n", d->fp16 ? "yes" : "no", d->fp64 ? "yes" : "no");
+        printf("    fp16: %s   fp64: %s   tuning: %s\n", d->fp16 ? "yes" : "no",
+               d->fp64 ? "yes" : "no", clmha_device_tuning_name(d));
     }
     if (st != CLMHA_OK) {
         fprintf(stderr, "\nclmha-info: %s\n", clmha_last_error());
