@@ -67,19 +67,22 @@ __kernel void commit(__global const float *y, __global float *out, ulong out_off
 /* gemm_tail: the last launch of a call whose output projection is clmha's own GEMM (decode
  * steps), in place of attention_merge, the output projection and commit: built from
  * merge.cl + gemm.cl + splice.cl with -DTAIL, DV, HV (= H * DV, the projection's input width)
- * and GC. Work-groups [0, gemm_groups) project, gpr of them a row r = b * T + t: they take the
- * row from o (nch == 1) or merge it from its H heads' chunk partials into local memory (what
- * attention_merge would have written), then each work-item writes GC columns of
- * out[r] = bias + row . w straight into the caller's output. The other work-groups splice the
- * new keys and values into the cache, `block` elements of a row a work-item. As with commit,
- * the caller's tensors change only if this one enqueue succeeds. */
+ * and GC, and GR rows a work-item (1, or the few-rows build's 4 for batched decode steps).
+ * Work-groups [0, gemm_groups) project, gpr of them a block of GR rows r = b * T + t (of m):
+ * they take the rows from o (nch == 1) or merge them from their H heads' chunk partials into
+ * local memory (what attention_merge would have written), then each work-item writes GC
+ * columns of out[r] = bias + row . w for the block's rows straight into the caller's output,
+ * reading each weight once for all of them. The other work-groups splice the new keys and
+ * values into the cache, `block` elements of a row a work-item. As with commit, the caller's
+ * tensors change only if this one enqueue succeeds. */
 __kernel void gemm_tail(__global const float *o, __global const float *part, int nch, int T,
                         int H, __global const float *w, __global const float *bias, int has_bias,
-                        ulong n, ulong gpr, ulong gemm_groups, __global float *out, ulong out_off,
+                        ulong n, ulong gpr, ulong gemm_groups, ulong m, __global float *out,
+                        ulong out_off,
                         __global const CACHE_T *src_k, __global const CACHE_T *src_v,
                         __global CACHE_T *cache, ulong c_off, ulong B, ulong Sn, ulong S,
                         ulong HD, ulong index, ulong n_splice, ulong block) {
-    __local float xs[HV];
+    __local float xs[GR * HV];
     __local float wts[MAX_CHUNKS];
     const ulong g = get_group_id(0);
     const int lid = (int)get_local_id(0), wg = (int)get_local_size(0);
@@ -94,27 +97,31 @@ __kernel void gemm_tail(__global const float *o, __global const float *part, int
         }
         return;
     }
-    const ulong r = g / gpr;
-    const ulong cb = (g - r * gpr) * (ulong)wg + (ulong)lid;
-    __global float *y = out + out_off + r * n;
+    const ulong rb = g / gpr;
+    const ulong r0 = rb * GR;
+    const ulong nr = min((ulong)GR, m - r0);
+    const ulong cb = (g - rb * gpr) * (ulong)wg + (ulong)lid;
+    __global float *y = out + out_off + r0 * n;
     if (nch == 1) {
         if (cb < n / GC) {
-            gemm_rows(o + r * HV, HV, 1, w, n, cb * GC, bias, has_bias, y, 0);
+            gemm_rows(o + r0 * HV, HV, nr, w, n, cb * GC, bias, has_bias, y, 0);
         }
         return;
     }
-    const ulong b = r / (ulong)T;
-    const ulong t = r - b * (ulong)T;
-    for (int h = 0; h < H; h++) {
-        __global const float *pr =
-            part + ((b * (ulong)H + (ulong)h) * (ulong)T + t) * (ulong)nch * (DV + 2);
-        const float inv = merge_weights(pr, nch, wts, lid, wg);
-        __local float *dst = xs + h * DV;
-        MERGE_ROW(dst)
-        barrier(CLK_LOCAL_MEM_FENCE); /* before the next head's weights overwrite wts */
+    for (ulong u = 0; u < nr; u++) {
+        const ulong b = (r0 + u) / (ulong)T;
+        const ulong t = r0 + u - b * (ulong)T;
+        for (int h = 0; h < H; h++) {
+            __global const float *pr =
+                part + ((b * (ulong)H + (ulong)h) * (ulong)T + t) * (ulong)nch * (DV + 2);
+            const float inv = merge_weights(pr, nch, wts, lid, wg);
+            __local float *dst = xs + u * HV + h * DV;
+            MERGE_ROW(dst)
+            barrier(CLK_LOCAL_MEM_FENCE); /* before the next head's weights overwrite wts */
+        }
     }
     if (cb < n / GC) {
-        gemm_rows_local(xs, HV, 1, w, n, cb * GC, bias, has_bias, y, 0);
+        gemm_rows_local(xs, HV, nr, w, n, cb * GC, bias, has_bias, y, 0);
     }
 }
 #endif

@@ -44,8 +44,10 @@ typedef struct plan {
      * keys per query row (nch 1: no merge). */
     enum { ATT_ROWS, ATT_SPLIT, ATT_HEADS, ATT_TILE, ATT_QTILE } kernel;
     int nch, chunk;
-    /* The call ends with gemm_tail, which also merges the chunks. */
+    /* The call ends with gemm_tail, which also merges the chunks, tail_rows rows a work-item
+     * (1, or the few-rows build's). */
     bool tail;
+    size_t tail_rows;
     /* Self-attention's projections: three (QKV_APART), one launch of the own GEMM (QKV_OWN) or
      * one CLBlast product over the packed weights (QKV_BLAS). */
     enum { QKV_APART, QKV_OWN, QKV_BLAS } qkv;
@@ -816,17 +818,20 @@ static clmha_status enqueue_tail(clmha_layer *l, const clmha_call_args *a, const
     cl_int has_bias = bo != NULL;
     const size_t wg = l->wg_tail, cols = l->tail_cols;
     cl_ulong n = l->out_features;
-    cl_ulong gpr = (n / cols + wg - 1) / wg, gemm_groups = p->rows_q * gpr;
+    cl_ulong gpr = (n / cols + wg - 1) / wg, m = p->rows_q;
+    cl_ulong gemm_groups = (p->rows_q + p->tail_rows - 1) / p->tail_rows * gpr;
     cl_mem out = a->output->buffer;
     cl_ulong out_off = a->output->offset / sizeof(float), n_splice = 0;
     /* One work-item a cache row where a group is one work-item (CPUs), else one an element. */
     cl_ulong HD = l->heads * l->dk, block = wg == 1 ? HD : 1;
-    const clmha__karg args[] = {CLMHA__ARG(o),      CLMHA__ARG(part),        CLMHA__ARG(nch),
-                                CLMHA__ARG(T),      CLMHA__ARG(H),           CLMHA__ARG(wo),
-                                CLMHA__ARG(bo),     CLMHA__ARG(has_bias),    CLMHA__ARG(n),
-                                CLMHA__ARG(gpr),    CLMHA__ARG(gemm_groups), CLMHA__ARG(out),
-                                CLMHA__ARG(out_off)};
-    const clmha__kernel *k = p->half ? &l->k_tail_half : &l->k_tail;
+    const clmha__karg args[] = {CLMHA__ARG(o),   CLMHA__ARG(part),        CLMHA__ARG(nch),
+                                CLMHA__ARG(T),   CLMHA__ARG(H),           CLMHA__ARG(wo),
+                                CLMHA__ARG(bo),  CLMHA__ARG(has_bias),    CLMHA__ARG(n),
+                                CLMHA__ARG(gpr), CLMHA__ARG(gemm_groups), CLMHA__ARG(m),
+                                CLMHA__ARG(out), CLMHA__ARG(out_off)};
+    const clmha__kernel *k = p->tail_rows > 1 ? (p->half ? &l->k_tail_few_half : &l->k_tail_few)
+                             : p->half        ? &l->k_tail_half
+                                              : &l->k_tail;
     const size_t na = sizeof args / sizeof args[0];
     clmha_status st = clmha__set_args(ctx, k, args, na);
     if (st == CLMHA_OK) {
@@ -852,12 +857,15 @@ static void plan_attention(const clmha_layer *l, const clmha_call_args *a, plan 
     const bool drop = a->training && l->cfg.dropout > 0.0;
     p->nch = 1;
     p->chunk = (int)p->S;
-    /* gemm_tail needs the output projection on the own GEMM one row a work-item (the separate
-     * projection is faster where a few-rows or row-blocked build would take it: each weight
-     * read once per several rows) and nothing read after it: no probabilities to copy, no
-     * activity sums of the projected output, no rank > 3 gather. */
-    p->tail = l->use_tail && clmha__gemm_one_row(l, p->rows_q, l->out_features) && !p->general &&
-              a->attention_scores == NULL && l->act == NULL;
+    /* gemm_tail needs the output projection on the own GEMM one row a work-item, or the
+     * few-rows build's rows where the layer has that tail (not the row-blocked build's many),
+     * and nothing read after it: no probabilities to copy, no activity sums of the projected
+     * output, no rank > 3 gather. */
+    const size_t gr = clmha__gemm_rows_taken(l, p->rows_q, l->out_features);
+    p->tail_rows = gr == 1 && l->use_tail                           ? 1
+                   : gr > 1 && gr == l->gemm_few && l->use_tail_few ? gr
+                                                                    : 0;
+    p->tail = p->tail_rows > 0 && !p->general && a->attention_scores == NULL && l->act == NULL;
     if (!l->use_split || a->attention_scores != NULL || drop) {
         p->kernel = ATT_ROWS;
         return;

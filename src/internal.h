@@ -171,11 +171,13 @@ struct clmha_layer {
     size_t key_tile; /* KT */
     clmha__kernel k_qtile, k_qtile_half;
     /* gemm_tail (merge + output projection + cache splice in one launch, the last of a call
-     * whose output projection takes the own GEMM), built with tail_cols (GC) columns a
-     * work-item and launched wg_tail work-items a group; CLMHA_TAIL=0 turns it off. */
-    bool use_tail;
+     * whose output projection takes the own GEMM one row a work-item), built with tail_cols
+     * (GC) columns a work-item and launched wg_tail work-items a group; CLMHA_TAIL=0 turns it
+     * off. use_tail_few: also built with the few-rows build's gemm_few rows a work-item
+     * (k_tail_few), for calls whose output projection that build takes (batched decode). */
+    bool use_tail, use_tail_few;
     size_t tail_cols, wg_tail;
-    clmha__kernel k_tail, k_tail_half;
+    clmha__kernel k_tail, k_tail_half, k_tail_few, k_tail_few_half;
     size_t wg_split, split_min_chunk;
     /* Self-attention's projections where CLBlast takes them (qkv.cl): one SGEMM over the packed
      * [Wq | Wk | Wv] (w_qkv, Din x (nq + nk + nv), and b_qkv) into ws_qkv, which split_qkv
@@ -389,9 +391,10 @@ clmha_status clmha__project_qkv_blas(clmha_layer *layer, cl_mem x, size_t x_off,
  * or the row-blocked build takes it. */
 bool clmha__own_gemm_takes(const clmha_layer *layer, size_t m, size_t n);
 
-/* A product of @p m rows and @p n columns (n a multiple of 4) takes the own GEMM one row a
- * work-item (not CLBlast, nor the few-rows or row-blocked build): what gemm_tail projects. */
-bool clmha__gemm_one_row(const clmha_layer *layer, size_t m, size_t n);
+/* The rows a work-item of the own GEMM takes in a product of @p m rows and @p n columns (n a
+ * multiple of 4): 1, the few-rows build's or the row-blocked build's rows; 0 where CLBlast
+ * takes it or n is not a multiple of 4. gemm_tail projects where this is 1 or gemm_few. */
+size_t clmha__gemm_rows_taken(const clmha_layer *layer, size_t m, size_t n);
 
 /* The columns a work-item of gemm_bias4 / gemm_qkv4 takes for products of @p n columns: the
  * layer's wide build (32, CPUs) where n is a multiple of it, else 4. */

@@ -379,10 +379,12 @@ static clmha_status build_gemm_rows(clmha_layer *l, const char *var, size_t def,
 /* gemm_tail, the last launch of calls whose output projection takes the own GEMM: built from
  * merge.cl, gemm.cl and splice.cl with the output's columns a work-item (32 on CPUs where they
  * divide the output width, else 4), one work-item a group for 32 columns, else the own GEMM's
- * group size. Off (the merge, output projection and commit launches instead) with CLMHA_TAIL=0,
- * an output width that is not a multiple of 4, or where its merged row (H * DV floats) and chunk
- * weights do not fit in local memory or the kernel allows fewer work-items. Needs gemm.cl's
- * kernels built (wg_gemm). */
+ * group size; one row a work-item, and where the few-rows build of the own GEMM exists (CPUs)
+ * also with its rows (use_tail_few), for batched decode steps. Off (the merge, output
+ * projection and commit launches instead) with CLMHA_TAIL=0, an output width that is not a
+ * multiple of 4, or where its merged rows (H * DV floats each) and chunk weights do not fit in
+ * local memory or the kernel allows fewer work-items. Needs gemm.cl's kernels built (wg_gemm,
+ * gemm_few). */
 static clmha_status build_tail(clmha_layer *l) {
     clmha_context *ctx = l->ctx;
     const char *on = clmha__getenv("CLMHA_TAIL");
@@ -394,25 +396,36 @@ static clmha_status build_tail(clmha_layer *l) {
     }
     l->tail_cols = clmha__gemm_cols(l, l->out_features);
     l->wg_tail = l->tail_cols > 4 ? 1 : l->wg_gemm;
-    for (int half = 0; half < (l->half_cache ? 2 : 1); half++) {
-        char defines[128];
-        snprintf(defines, sizeof defines, "-DTAIL -DDV=%zu -DHV=%zu -DGC=%zu -DMAX_CHUNKS=%d%s",
-                 l->dv, hv, l->tail_cols, CLMHA__MAX_CHUNKS, half ? " -DCACHE_HALF" : "");
-        clmha__kernel *k = half ? &l->k_tail_half : &l->k_tail;
-        cl_program prog;
-        clmha_status st = clmha__program_get(ctx, "merge.cl+gemm.cl+splice.cl", defines, &prog);
-        if (st == CLMHA_OK) {
-            st = clmha__kernel_create(ctx, prog, "gemm_tail", k);
-        }
-        if (st != CLMHA_OK) {
-            return st;
-        }
-        if (k->max_wg < l->wg_tail || k->local_mem > ctx->info.local_mem_bytes) {
-            clmha__log(ctx, CLMHA_LOG_INFO,
-                       "gemm_tail off: it allows %zu work-items (needs %zu) and needs %llu bytes "
-                       "of local memory",
-                       k->max_wg, l->wg_tail, (unsigned long long)k->local_mem);
-            l->use_tail = false;
+    l->use_tail_few =
+        l->gemm_few > 1 && l->tail_cols == CLMHA__GEMM_BLOCK_COLS &&
+        (l->gemm_few * hv + CLMHA__MAX_CHUNKS) * sizeof(float) <= ctx->info.local_mem_bytes;
+    for (int few = 0; few < (l->use_tail_few ? 2 : 1); few++) {
+        for (int half = 0; half < (l->half_cache ? 2 : 1); half++) {
+            char defines[160], rows[24] = "";
+            if (few) {
+                snprintf(rows, sizeof rows, " -DGR=%zu", l->gemm_few);
+            }
+            snprintf(defines, sizeof defines,
+                     "-DTAIL -DDV=%zu -DHV=%zu -DGC=%zu -DMAX_CHUNKS=%d%s%s", l->dv, hv,
+                     l->tail_cols, CLMHA__MAX_CHUNKS, rows, half ? " -DCACHE_HALF" : "");
+            clmha__kernel *k = few ? (half ? &l->k_tail_few_half : &l->k_tail_few)
+                                   : (half ? &l->k_tail_half : &l->k_tail);
+            cl_program prog;
+            clmha_status st = clmha__program_get(ctx, "merge.cl+gemm.cl+splice.cl", defines, &prog);
+            if (st == CLMHA_OK) {
+                st = clmha__kernel_create(ctx, prog, "gemm_tail", k);
+            }
+            if (st != CLMHA_OK) {
+                return st;
+            }
+            if (k->max_wg < l->wg_tail || k->local_mem > ctx->info.local_mem_bytes) {
+                clmha__log(ctx, CLMHA_LOG_INFO,
+                           "gemm_tail%s off: it allows %zu work-items (needs %zu) and needs %llu "
+                           "bytes of local memory",
+                           few ? " (few rows)" : "", k->max_wg, l->wg_tail,
+                           (unsigned long long)k->local_mem);
+                *(few ? &l->use_tail_few : &l->use_tail) = false;
+            }
         }
     }
     return CLMHA_OK;
@@ -536,27 +549,6 @@ static clmha_status build_kernels(clmha_layer *l) {
         l->use_qtile = false;
     }
 
-    /* Self-attention's projections as one CLBlast product: where CLBlast may run and the three
-     * input dims are equal, unless CLMHA_QKV_FUSE=0. */
-    const char *fuse = clmha__getenv("CLMHA_QKV_FUSE");
-    if (fuse != NULL && strcmp(fuse, "0") != 0 && strcmp(fuse, "1") != 0) {
-        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "CLMHA_QKV_FUSE=\"%s\" is not 0 or 1 (one CLBlast product for "
-                           "self-attention's query, key and value projections)",
-                           fuse);
-    }
-    l->fuse_blas = !ctx->own_gemm && (fuse == NULL || strcmp(fuse, "1") == 0) &&
-                   l->dq_in == l->dk_in && l->dq_in == l->dv_in;
-    if (l->fuse_blas) {
-        if ((st = clmha__program_get(ctx, "qkv.cl", "", &prog)) != CLMHA_OK ||
-            (st = clmha__kernel_create(ctx, prog, "pack_columns", &l->k_pack)) != CLMHA_OK ||
-            (st = clmha__kernel_create(ctx, prog, "split_qkv", &l->k_split_qkv)) != CLMHA_OK) {
-            return st;
-        }
-        size_t m =
-            l->k_pack.max_wg < l->k_split_qkv.max_wg ? l->k_pack.max_wg : l->k_split_qkv.max_wg;
-        l->wg_qkv = pow2_floor(m < 256 ? m : 256);
-    }
     if ((st = clmha__program_get(ctx, "bias.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "fill_bias", &l->k_fill)) != CLMHA_OK) {
         return st;
@@ -620,6 +612,31 @@ static clmha_status build_kernels(clmha_layer *l) {
          (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit_half)) != CLMHA_OK ||
          (st = clmha__kernel_create(ctx, prog, "to_half", &l->k_to_half)) != CLMHA_OK)) {
         return st;
+    }
+    /* Self-attention's projections as one CLBlast product: where CLBlast may take them (not
+     * where the row-blocked own GEMM takes every product of more than small_m rows) and the
+     * three input dims are equal, unless CLMHA_QKV_FUSE=0. */
+    const char *fuse = clmha__getenv("CLMHA_QKV_FUSE");
+    if (fuse != NULL && strcmp(fuse, "0") != 0 && strcmp(fuse, "1") != 0) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "CLMHA_QKV_FUSE=\"%s\" is not 0 or 1 (one CLBlast product for "
+                           "self-attention's query, key and value projections)",
+                           fuse);
+    }
+    const size_t nq = l->heads * l->dk, nv = l->heads * l->dv;
+    l->fuse_blas =
+        !ctx->own_gemm && (fuse == NULL || strcmp(fuse, "1") == 0) && l->dq_in == l->dk_in &&
+        l->dq_in == l->dv_in &&
+        (l->gemm_rows <= 1 || nq % CLMHA__GEMM_BLOCK_COLS != 0 || nv % CLMHA__GEMM_BLOCK_COLS != 0);
+    if (l->fuse_blas) {
+        if ((st = clmha__program_get(ctx, "qkv.cl", "", &prog)) != CLMHA_OK ||
+            (st = clmha__kernel_create(ctx, prog, "pack_columns", &l->k_pack)) != CLMHA_OK ||
+            (st = clmha__kernel_create(ctx, prog, "split_qkv", &l->k_split_qkv)) != CLMHA_OK) {
+            return st;
+        }
+        size_t m =
+            l->k_pack.max_wg < l->k_split_qkv.max_wg ? l->k_pack.max_wg : l->k_split_qkv.max_wg;
+        l->wg_qkv = pow2_floor(m < 256 ? m : 256);
     }
     if ((st = build_tail(l)) != CLMHA_OK) {
         return st;
@@ -792,14 +809,15 @@ void clmha_layer_release(clmha_layer *l) {
         }
     }
     clmha__kernel *ks[] = {
-        &l->k_attention,      &l->k_commit,      &l->k_fill,     &l->k_gather,
-        &l->k_gather_mask,    &l->k_gemm,        &l->k_sum,      &l->k_constrain,
-        &l->k_attention_half, &l->k_commit_half, &l->k_to_half,  &l->k_split,
-        &l->k_split_half,     &l->k_merge,       &l->k_gemm4,    &l->k_qkv,
-        &l->k_gemm_wide,      &l->k_qkv_wide,    &l->k_tile,     &l->k_tile_half,
-        &l->k_qtile,          &l->k_qtile_half,  &l->k_heads,    &l->k_heads_half,
-        &l->k_tail,           &l->k_tail_half,   &l->k_gemm_blk, &l->k_qkv_blk,
-        &l->k_gemm_few,       &l->k_qkv_few,     &l->k_pack,     &l->k_split_qkv};
+        &l->k_attention,      &l->k_commit,        &l->k_fill,     &l->k_gather,
+        &l->k_gather_mask,    &l->k_gemm,          &l->k_sum,      &l->k_constrain,
+        &l->k_attention_half, &l->k_commit_half,   &l->k_to_half,  &l->k_split,
+        &l->k_split_half,     &l->k_merge,         &l->k_gemm4,    &l->k_qkv,
+        &l->k_gemm_wide,      &l->k_qkv_wide,      &l->k_tile,     &l->k_tile_half,
+        &l->k_qtile,          &l->k_qtile_half,    &l->k_heads,    &l->k_heads_half,
+        &l->k_tail,           &l->k_tail_half,     &l->k_gemm_blk, &l->k_qkv_blk,
+        &l->k_tail_few,       &l->k_tail_few_half, &l->k_gemm_few, &l->k_qkv_few,
+        &l->k_pack,           &l->k_split_qkv};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
         clmha__kernel_release(ks[i]);
     }

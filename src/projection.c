@@ -145,8 +145,8 @@ static gemm_pick pick_gemm(const clmha_layer *layer, size_t m, size_t n1, size_t
     return p;
 }
 
-bool clmha__gemm_one_row(const clmha_layer *layer, size_t m, size_t n) {
-    return clmha__own_gemm_takes(layer, m, n) && n % 4 == 0 && pick_gemm(layer, m, n, n).rows == 1;
+size_t clmha__gemm_rows_taken(const clmha_layer *layer, size_t m, size_t n) {
+    return clmha__own_gemm_takes(layer, m, n) && n % 4 == 0 ? pick_gemm(layer, m, n, n).rows : 0;
 }
 
 /* y[m, n] = x[m, k] . w[k, n] + bias with gemm.cl: gemm_bias4 (the bias added in the same

@@ -616,8 +616,9 @@ static void test_self_attention(void **state) {
     }
 }
 
-/* Decode steps over caches long enough that split attention takes several chunks (chunks of at
- * least 256 keys), so the partials are merged: by gemm_tail where the layer has it, and with
+/* Decode steps of 1 to 5 sequences over caches long enough that split attention takes several
+ * chunks (chunks of at least 256 keys), so the partials are merged: by gemm_tail where the layer
+ * has it (one row a work-item, or with 3 to 5 rows the few-rows build's 4), and with
  * CLMHA_TAIL=0 by attention_merge before the output projection and commit. Head dims of 16 and
  * 64 take the merge's sixteen-lane path where a work-item merges alone (CPUs, with 32 output
  * features: gemm_tail one work-item a group), 3 the scalar one; self-attention (one projection
@@ -629,14 +630,17 @@ static void test_split_decode(void **state) {
         if (tail_off) {
             setenv("CLMHA_TAIL", "0", 1);
         }
-        for (uint64_t i = 0; i < 6; i++) {
+        for (uint64_t i = 0; i < 9; i++) {
             case_cfg c;
             memset(&c, 0, sizeof c);
             c.seed = 1200 + i;
             c.mode = MODE_UPDATE, c.mask = i % 3 == 0 ? MASK_NONE : MASK_CAUSAL;
-            c.B = 1 + i % 2, c.T = 1, c.H = 2 + i % 3;
+            /* From i = 6 on, 3 to 5 sequences: on CPUs the few-rows build of gemm_tail (4 rows a
+             * work-item: one block of 3, one of 4, and one of 4 plus one of 1). */
+            c.B = i < 6 ? 1 + i % 2 : i - 3, c.T = 1, c.H = 2 + i % 3;
             c.dk = c.dv = i % 3 == 0 ? 16 : i % 3 == 1 ? 64 : 3;
-            c.Dq = c.Dk = c.Dv = i < 3 ? 32 : 16; /* 32: the own GEMM's wide build on CPUs */
+            /* 32: the own GEMM's wide build on CPUs */
+            c.Dq = c.Dk = c.Dv = i < 3 || i >= 6 ? 32 : 16;
             c.S = i < 3 ? 600 : 1100;
             c.Sn = 1;
             c.index = i % 2 ? c.S - 1 : 300 + i;
