@@ -286,7 +286,9 @@ typedef struct clmha_context_stats {
     uint64_t programs_loaded_from_cache; /**< Built from a cached binary. */
     uint64_t cache_files_written;        /**< Binaries written to the cache folder. */
     uint64_t cache_files_rejected;       /**< Corrupt, truncated or stale files replaced. */
-    uint64_t workspace_allocations;      /**< Layer workspace buffers allocated or grown. */
+    /** Layer workspace buffers allocated or grown, the packed copy of a layer's query, key and
+     *  value kernels (CLMHA_QKV_FUSE) included. */
+    uint64_t workspace_allocations;
     /** CLBlast's GEMM program built by clmha_layer_reserve (0 or 1 per context). */
     uint64_t clblast_builds_reserved;
     /** CLBlast's GEMM program built inside a call (its first projection through CLBlast on a
