@@ -34,7 +34,7 @@ endfunction()
 
 # Decode: 2 lengths x 2 batches x 2 cache dtypes; prefill: 2 x 2.
 run_bench("" 12
-          "phase;B;T;S;dim;heads;head_dim;cache_dtype;device;median_s;attention_median_s;projection_median_s;frac_bandwidth;frac_gemm;copy_bandwidth_bytes_per_s;sgemm_flops_per_s"
+          "phase;B;T;S;dim;heads;head_dim;cache_dtype;device;tuning;median_s;attention_median_s;projection_median_s;frac_bandwidth;frac_gemm;copy_bandwidth_bytes_per_s;sgemm_flops_per_s"
           lines --seq 8,33 --batch 1,2 --cache-dtype float32,float16)
 string(REGEX MATCHALL "\"cache_dtype\": \"float16\"" half "${lines}")
 list(LENGTH half nhalf)
@@ -49,7 +49,7 @@ foreach(line IN LISTS lines)
 endforeach()
 
 # --pair: decode 2 lengths x 2 cache dtypes, prefill 2 lengths.
-run_bench("--pair" 6 "phase;B;T;S;cache_dtype;device;pair;median_a_s;median_b_s;b_over_a" lines
+run_bench("--pair" 6 "phase;B;T;S;cache_dtype;device;tuning;pair;median_a_s;median_b_s;b_over_a" lines
           --seq 8,33 --batch 2 --cache-dtype float32,float16 --pair CLMHA_TAIL=0)
 foreach(line IN LISTS lines)
   string(JSON pair GET "${line}" pair)

@@ -483,7 +483,8 @@ static int run_pairs(const opts *o) {
         rc = 1;
         goto done;
     }
-    printf("clmha %s bench on %s (%s)\n", clmha_version_string(), dev.name, dev.platform_name);
+    printf("clmha %s bench on %s (%s), tuning row \"%s\"\n", clmha_version_string(), dev.name,
+           dev.platform_name, clmha_context_tuning_name(ctx));
     printf("layer: dim %zu, %zu heads of %zu; %zu runs per case and layer after %zu warm-up, "
            "alternating\nA: the environment as it is; B: built with %s=%s\n\n",
            o->dim, o->heads, o->head_dim, o->reps, o->warmup, o->pair_var, o->pair_value);
@@ -517,12 +518,12 @@ static int run_pairs(const opts *o) {
                         fprintf(json,
                                 "{\"phase\": \"%s\", \"B\": %zu, \"T\": %zu, \"S\": %zu, "
                                 "\"dim\": %zu, \"heads\": %zu, \"head_dim\": %zu, "
-                                "\"cache_dtype\": \"%s\", \"device\": \"%s\", "
+                                "\"cache_dtype\": \"%s\", \"device\": \"%s\", \"tuning\": \"%s\", "
                                 "\"pair\": \"%s=%s\", \"median_a_s\": %.9g, "
                                 "\"median_b_s\": %.9g, \"b_over_a\": %.6g}\n",
                                 decode ? "decode" : "prefill", B, T, S, o->dim, o->heads,
-                                o->head_dim, dtname, dev.name, o->pair_var, o->pair_value, ma, mb,
-                                mb / ma);
+                                o->head_dim, dtname, dev.name, clmha_context_tuning_name(ctx),
+                                o->pair_var, o->pair_value, ma, mb, mb / ma);
                     }
                 }
             }
@@ -577,7 +578,8 @@ int main(int argc, char **argv) {
     if (o.profile) {
         clmha_context_take_profile(ctx, &discard);
     }
-    printf("clmha %s bench on %s (%s)\n", clmha_version_string(), dev.name, dev.platform_name);
+    printf("clmha %s bench on %s (%s), tuning row \"%s\"\n", clmha_version_string(), dev.name,
+           dev.platform_name, clmha_context_tuning_name(ctx));
     printf("layer: dim %zu, %zu heads of %zu; %zu runs per case after %zu warm-up\n", o.dim,
            o.heads, o.head_dim, o.reps, o.warmup);
     printf("ceilings: copy bandwidth %.1f GB/s, CLBlast SGEMM (1024^3) ", bw * 1e-9);
@@ -654,14 +656,15 @@ int main(int argc, char **argv) {
                             json,
                             "{\"phase\": \"%s\", \"B\": %zu, \"T\": %zu, \"S\": %zu, \"dim\": %zu, "
                             "\"heads\": %zu, \"head_dim\": %zu, \"cache_dtype\": \"%s\", "
-                            "\"device\": \"%s\", \"median_s\": %.9g, \"min_s\": %.9g, "
+                            "\"device\": \"%s\", \"tuning\": \"%s\", \"median_s\": %.9g, "
+                            "\"min_s\": %.9g, "
                             "\"max_s\": %.9g, \"attention_median_s\": %s, "
                             "\"projection_median_s\": %s, \"frac_bandwidth\": %s, "
                             "\"frac_gemm\": %s, \"copy_bandwidth_bytes_per_s\": %s, "
                             "\"sgemm_flops_per_s\": %s}\n",
                             decode ? "decode" : "prefill", B, T, S, o.dim, o.heads, o.head_dim,
-                            decode ? dtname : "none", dev.name, r.median_s, r.min_s, r.max_s, jattn,
-                            jproj, jbw, jgemm, jcbw, jcgemm);
+                            decode ? dtname : "none", dev.name, clmha_context_tuning_name(ctx),
+                            r.median_s, r.min_s, r.max_s, jattn, jproj, jbw, jgemm, jcbw, jcgemm);
                     }
                 }
             }
