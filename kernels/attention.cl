@@ -197,9 +197,11 @@ DEFINE_ONLINE_STEP(online_step_local, add_value_local, __local)
 #define KB 16
 
 /* (a, b) -> the pairwise sums of a's lanes, then of b's: applied four times, sixteen vectors
- * of sixteen partial sums become one vector of the sixteen totals, in order. */
+ * of sixteen partial sums become one vector of the sixteen totals, in order. Gathering the even
+ * and the odd lanes of both first and adding once is two lane permutes and one add; summing
+ * each half on its own had PoCL's LLVM emit horizontal adds, inserts and stack traffic. */
 static float16 fold2(float16 a, float16 b) {
-    return (float16)(a.even + a.odd, b.even + b.odd);
+    return (float16)(a.even, b.even) + (float16)(a.odd, b.odd);
 }
 
 /* One row's step over keys kr[i] + ko and values vr[i] + vo (i < KB): qh its scaled query (DK
@@ -222,12 +224,16 @@ static void block_step(__local const float *qh, float16 *acc, float *m, float *l
         }
         t[i] = a;
     }
-    _Pragma("unroll") for (int n = KB / 2; n >= 1; n /= 2) {
-        _Pragma("unroll") for (int i = 0; i < n; i++) {
-            t[i] = fold2(t[2 * i], t[2 * i + 1]);
-        }
+    /* The four rounds written out: a loop whose trip count halves was left rolled, t[] on the
+     * stack. */
+    float16 t8[8], t4[4];
+    _Pragma("unroll") for (int i = 0; i < 8; i++) {
+        t8[i] = fold2(t[2 * i], t[2 * i + 1]);
     }
-    const float16 s = t[0];
+    _Pragma("unroll") for (int i = 0; i < 4; i++) {
+        t4[i] = fold2(t8[2 * i], t8[2 * i + 1]);
+    }
+    const float16 s = fold2(fold2(t4[0], t4[1]), fold2(t4[2], t4[3]));
     const float8 m8 = fmax(s.lo, s.hi);
     const float4 m4 = fmax(m8.lo, m8.hi);
     const float bm = fmax(fmax(m4.x, m4.y), fmax(m4.z, m4.w));
