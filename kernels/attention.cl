@@ -187,7 +187,7 @@ DEFINE_ONLINE_STEP(online_step_local, add_value_local, __local)
  * Taken one at a time, each key costs a scalar exp, a branch on the running maximum and a
  * horizontal sum of the dot product's lanes besides the two 16-lane fma streams that do the
  * work. block_step takes KB = 16 keys, none of them masked, for one query row: their sixteen
- * 16-lane dot products are folded into one vector of scores (fold2), the running maximum moves
+ * 16-lane dot products are folded into one vector of scores (the fold_* rounds), the running maximum moves
  * once a block and one vector exp gives the sixteen weights. Where the head dims are multiples
  * of 16; KEY_BLOCK=0 leaves it out. */
 #ifndef KEY_BLOCK
@@ -196,12 +196,28 @@ DEFINE_ONLINE_STEP(online_step_local, add_value_local, __local)
 #if DK % 16 == 0 && DV % 16 == 0 && KEY_BLOCK
 #define KB 16
 
-/* (a, b) -> the pairwise sums of a's lanes, then of b's: applied four times, sixteen vectors
- * of sixteen partial sums become one vector of the sixteen totals, in order. Gathering the even
- * and the odd lanes of both first and adding once is two lane permutes and one add; summing
- * each half on its own had PoCL's LLVM emit horizontal adds, inserts and stack traffic. */
-static float16 fold2(float16 a, float16 b) {
-    return (float16)(a.even, b.even) + (float16)(a.odd, b.odd);
+/* The fold of sixteen vectors of sixteen partial sums (one vector a key) into one vector of
+ * the sixteen totals, in four rounds that each halve the vectors: a round takes two vectors, two
+ * lane shuffles gather the partners to add and one add sums them. The shuffles move 256-bit,
+ * then 128-bit halves, then interleave lanes within 128 bits, so each is one instruction on
+ * AVX-512 (vshuff64x2, vshuff32x4, vunpcklps / vunpckhps). The even-and-odd-lanes fold used
+ * before was turned by PoCL's LLVM into 256-bit horizontal adds, extracts and permutes, the
+ * largest cost of the attention after its fmas. The totals come out in the lane order
+ * FOLD_ORDER gives: lane i holds the key placed in slot FOLD_ORDER[i], so block_step places
+ * key FOLD_ORDER[i] in slot i (the order is its own inverse). */
+#define FOLD_ORDER {0, 4, 8, 12, 2, 6, 10, 14, 1, 5, 9, 13, 3, 7, 11, 15}
+static float16 fold_halves(float16 a, float16 b) {
+    return (float16)(a.lo, b.lo) + (float16)(a.hi, b.hi);
+}
+static float16 fold_quarters(float16 a, float16 b) {
+    return (float16)(a.s0123, a.s89ab, b.s0123, b.s89ab) +
+           (float16)(a.s4567, a.scdef, b.s4567, b.scdef);
+}
+static float16 fold_interleave(float16 a, float16 b) {
+    return (float16)(a.s0, b.s0, a.s1, b.s1, a.s4, b.s4, a.s5, b.s5, a.s8, b.s8, a.s9, b.s9,
+                     a.sc, b.sc, a.sd, b.sd) +
+           (float16)(a.s2, b.s2, a.s3, b.s3, a.s6, b.s6, a.s7, b.s7, a.sa, b.sa, a.sb, b.sb,
+                     a.se, b.se, a.sf, b.sf);
 }
 
 /* One row's step over keys kr[i] + ko and values vr[i] + vo (i < KB): qh its scaled query (DK
@@ -216,11 +232,12 @@ static void block_step(__local const float *qh, float16 *acc, float *m, float *l
     _Pragma("unroll") for (int e = 0; e < DK / 16; e++) {
         qv[e] = vload16(e, qh);
     }
+    const int order[KB] = FOLD_ORDER;
     float16 t[KB];
     _Pragma("unroll") for (int i = 0; i < KB; i++) {
         float16 a = (float16)(0.0f);
         _Pragma("unroll") for (int e = 0; e < DK / 16; e++) {
-            a = fma(qv[e], LOAD_KV16(e, kr[i] + ko), a);
+            a = fma(qv[e], LOAD_KV16(e, kr[order[i]] + ko), a);
         }
         t[i] = a;
     }
@@ -228,12 +245,12 @@ static void block_step(__local const float *qh, float16 *acc, float *m, float *l
      * stack. */
     float16 t8[8], t4[4];
     _Pragma("unroll") for (int i = 0; i < 8; i++) {
-        t8[i] = fold2(t[2 * i], t[2 * i + 1]);
+        t8[i] = fold_halves(t[2 * i], t[2 * i + 1]);
     }
     _Pragma("unroll") for (int i = 0; i < 4; i++) {
-        t4[i] = fold2(t8[2 * i], t8[2 * i + 1]);
+        t4[i] = fold_quarters(t8[2 * i], t8[2 * i + 1]);
     }
-    const float16 s = fold2(fold2(t4[0], t4[1]), fold2(t4[2], t4[3]));
+    const float16 s = fold_interleave(fold_interleave(t4[0], t4[1]), fold_interleave(t4[2], t4[3]));
     const float8 m8 = fmax(s.lo, s.hi);
     const float4 m4 = fmax(m8.lo, m8.hi);
     const float bm = fmax(fmax(m4.x, m4.y), fmax(m4.z, m4.w));
