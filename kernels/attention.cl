@@ -187,9 +187,9 @@ DEFINE_ONLINE_STEP(online_step_local, add_value_local, __local)
  * Taken one at a time, each key costs a scalar exp, a branch on the running maximum and a
  * horizontal sum of the dot product's lanes besides the two 16-lane fma streams that do the
  * work. block_step takes KB = 16 keys, none of them masked, for one query row: their sixteen
- * 16-lane dot products are folded into one vector of scores (the fold_* rounds), the running maximum moves
- * once a block and one vector exp gives the sixteen weights. Where the head dims are multiples
- * of 16; KEY_BLOCK=0 leaves it out. */
+ * 16-lane dot products are folded into one vector of scores (the fold_* rounds), the running
+ * maximum moves once a block and one vector exp gives the sixteen weights. Where the head dims
+ * are multiples of 16; KEY_BLOCK=0 leaves it out. */
 #ifndef KEY_BLOCK
 #define KEY_BLOCK 1
 #endif

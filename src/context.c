@@ -59,23 +59,20 @@ static clmha_status resolve_cache_dir(clmha_context *ctx, const clmha_context_op
  * small mobile GPU, which is how the small-device paths are tested without one; CLMHA_GEMM picks
  * the projection kernel; CLMHA_POISON_BUFFERS fills new buffers with NaN. */
 static clmha_status apply_limits(clmha_context *ctx, bool use_env) {
-    ctx->tuning = *clmha__tuning_for(&ctx->info);
-    ctx->small_m = ctx->tuning.small_m;
+    const char *tuning = use_env ? clmha__getenv("CLMHA_TUNING") : NULL;
+    const clmha__tuning *row =
+        tuning != NULL ? clmha__tuning_named(tuning) : clmha__tuning_for(&ctx->info);
+    if (row == NULL) {
+        char names[128];
+        clmha__tuning_names(names, sizeof names);
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "CLMHA_TUNING=\"%s\" is not a row of the tuning table (%s)", tuning,
+                           names);
+    }
+    ctx->tuning = *row;
+    ctx->small_m = row->small_m;
     if (!use_env) {
         return CLMHA_OK;
-    }
-    const char *tuning = clmha__getenv("CLMHA_TUNING");
-    if (tuning != NULL) {
-        const clmha__tuning *t = clmha__tuning_named(tuning);
-        if (t == NULL) {
-            char names[128];
-            clmha__tuning_names(names, sizeof names);
-            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                               "CLMHA_TUNING=\"%s\" is not a row of the tuning table (%s)", tuning,
-                               names);
-        }
-        ctx->tuning = *t;
-        ctx->small_m = t->small_m;
     }
     clmha__log(ctx, CLMHA_LOG_INFO, "tuning: row \"%s\"%s", ctx->tuning.name,
                tuning != NULL ? " (CLMHA_TUNING)" : "");

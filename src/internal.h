@@ -387,6 +387,10 @@ clmha_status clmha__project_qkv_blas_reserve(clmha_layer *layer, size_t m);
  * clmha__project_qkv_blas_reserve for at least @p m rows. */
 clmha_status clmha__project_qkv_blas(clmha_layer *layer, cl_mem x, size_t x_off, size_t m);
 
+/* Some product of @p n columns (of more than small_m rows) goes to CLBlast: CLBlast runs and
+ * the row-blocked own GEMM does not take that width. */
+bool clmha__clblast_may_take(const clmha_layer *layer, size_t n);
+
 /* A product of @p m rows and @p n columns takes clmha's own GEMM: CLBlast cannot run, few rows,
  * or the row-blocked build takes it. */
 bool clmha__own_gemm_takes(const clmha_layer *layer, size_t m, size_t n);

@@ -613,9 +613,9 @@ static clmha_status build_kernels(clmha_layer *l) {
          (st = clmha__kernel_create(ctx, prog, "to_half", &l->k_to_half)) != CLMHA_OK)) {
         return st;
     }
-    /* Self-attention's projections as one CLBlast product: where CLBlast may take them (not
-     * where the row-blocked own GEMM takes every product of more than small_m rows) and the
-     * three input dims are equal, unless CLMHA_QKV_FUSE=0. */
+    /* Self-attention's projections as one CLBlast product: where CLBlast may take all three
+     * (clmha__project_qkv_blas_fits) and the three input dims are equal, unless
+     * CLMHA_QKV_FUSE=0. */
     const char *fuse = clmha__getenv("CLMHA_QKV_FUSE");
     if (fuse != NULL && strcmp(fuse, "0") != 0 && strcmp(fuse, "1") != 0) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
@@ -624,10 +624,9 @@ static clmha_status build_kernels(clmha_layer *l) {
                            fuse);
     }
     const size_t nq = l->heads * l->dk, nv = l->heads * l->dv;
-    l->fuse_blas =
-        !ctx->own_gemm && (fuse == NULL || strcmp(fuse, "1") == 0) && l->dq_in == l->dk_in &&
-        l->dq_in == l->dv_in &&
-        (l->gemm_rows <= 1 || nq % CLMHA__GEMM_BLOCK_COLS != 0 || nv % CLMHA__GEMM_BLOCK_COLS != 0);
+    l->fuse_blas = (fuse == NULL || strcmp(fuse, "1") == 0) && l->dq_in == l->dk_in &&
+                   l->dq_in == l->dv_in && clmha__clblast_may_take(l, nq) &&
+                   clmha__clblast_may_take(l, nv);
     if (l->fuse_blas) {
         if ((st = clmha__program_get(ctx, "qkv.cl", "", &prog)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "pack_columns", &l->k_pack)) != CLMHA_OK ||

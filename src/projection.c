@@ -113,10 +113,20 @@ size_t clmha__gemm_cols(const clmha_layer *layer, size_t n) {
     return layer->gemm_wide != 0 && n % layer->gemm_wide == 0 ? layer->gemm_wide : 4;
 }
 
-/* A product of @p m rows and @p n columns takes the row-blocked own GEMM (gemm_rows rows of
- * CLMHA__GEMM_BLOCK_COLS columns a work-item): more rows than small_m, n a multiple of those. */
+/* The row-blocked own GEMM (gemm_rows rows of CLMHA__GEMM_BLOCK_COLS columns a work-item) is
+ * built and takes products @p n columns wide: n a multiple of its columns. */
+static bool blocked_width(const clmha_layer *layer, size_t n) {
+    return layer->gemm_rows > 1 && n % CLMHA__GEMM_BLOCK_COLS == 0;
+}
+
+/* A product of @p m rows and @p n columns takes the row-blocked own GEMM: more rows than
+ * small_m, and a width it takes. */
 static bool gemm_blocked(const clmha_layer *layer, size_t m, size_t n) {
-    return layer->gemm_rows > 1 && m > layer->ctx->small_m && n % CLMHA__GEMM_BLOCK_COLS == 0;
+    return m > layer->ctx->small_m && blocked_width(layer, n);
+}
+
+bool clmha__clblast_may_take(const clmha_layer *layer, size_t n) {
+    return !layer->ctx->own_gemm && !blocked_width(layer, n);
 }
 
 bool clmha__own_gemm_takes(const clmha_layer *layer, size_t m, size_t n) {
