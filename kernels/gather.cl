@@ -6,14 +6,18 @@
  */
 #define DIGITS(dims) {dims.s0, dims.s1, dims.s2, dims.s3, dims.s4, dims.s5, dims.s6, dims.s7}
 
+/* The loop is unrolled, so that the digits are indexed by constants and stay in registers (a
+ * run-time index put them on the stack on NVIDIA's compiler). */
 static ulong source_row(ulong r, uint nd, ulong8 dims8, ulong8 strides8) {
     const ulong dims[8] = DIGITS(dims8);
     const ulong strides[8] = DIGITS(strides8);
     ulong src = 0;
-    for (int i = (int)nd - 1; i >= 0; i--) {
-        const ulong q = r / dims[i];
-        src += (r - q * dims[i]) * strides[i]; /* r % dims[i], without a div/rem pair */
-        r = q;
+    _Pragma("unroll") for (int i = 7; i >= 0; i--) {
+        if (i < (int)nd) {
+            const ulong q = r / dims[i];
+            src += (r - q * dims[i]) * strides[i]; /* r % dims[i], without a div/rem pair */
+            r = q;
+        }
     }
     return src;
 }

@@ -18,6 +18,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -740,7 +741,7 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     cl_uint counter = drop ? l->dropout_calls : 0;
     cl_uint seed_lo = (cl_uint)l->seed, seed_hi = (cl_uint)(l->seed >> 32);
     cl_mem o = l->ws_o;
-    /* ATTENTION_ARGS in attention.cl: what every attention kernel takes first. */
+    /* ATTENTION_ARGS in attention_common.cl: what every attention kernel takes first. */
     const clmha__karg common[] = {
         CLMHA__ARG(qb),       CLMHA__ARG(q_off),    CLMHA__ARG(kb),          CLMHA__ARG(k_off),
         CLMHA__ARG(k_bs),     CLMHA__ARG(vb),       CLMHA__ARG(v_off),       CLMHA__ARG(v_bs),
@@ -751,25 +752,29 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
         CLMHA__ARG(vn_bs),    CLMHA__ARG(causal),   CLMHA__ARG(causal_base), CLMHA__ARG(lens),
         CLMHA__ARG(lens_off), CLMHA__ARG(has_lens)};
     const size_t nc = sizeof common / sizeof common[0];
-    if (p->kernel == ATT_TILE || p->kernel == ATT_QTILE) {
-        /* Query tiles: of tile_rows rows (TQ) for one work-item (CPUs), or of wg_split rows, one
-         * per work-item, with key tiles in local memory. */
-        const bool local = p->kernel == ATT_QTILE;
-        const clmha__kernel *kt = local ? (p->half ? &l->k_qtile_half : &l->k_qtile)
-                                        : (p->half ? &l->k_tile_half : &l->k_tile);
-        const size_t rows = local ? l->wg_split : l->tile_rows;
-        clmha_status st = clmha__set_args(ctx, kt, common, nc);
-        if (st != CLMHA_OK) {
-            return st;
+    if (p->kernel == ATT_SPLIT || p->kernel == ATT_HEADS || p->kernel == ATT_TILE ||
+        p->kernel == ATT_QTILE) {
+        /* Chunked kernels: nch chunks of `chunk` keys a row, partials in ws_part when nch > 1,
+         * merged by attention_merge here or by gemm_tail (plan.tail). Work-groups: split, one
+         * row (T == 1 all heads: one query position) a chunk; query tiles, tile_rows rows for
+         * one work-item (CPUs) or wg_split / lanes_query rows (GPUs) a chunk. */
+        const clmha__kernel *ks;
+        size_t groups, wg = l->wg_split;
+        if (p->kernel == ATT_TILE) {
+            ks = p->half ? &l->k_tile_half : &l->k_tile;
+            groups = p->B * l->heads * ((p->T + l->tile_rows - 1) / l->tile_rows);
+            wg = 1;
+        } else if (p->kernel == ATT_QTILE) {
+            const size_t rows = l->wg_split / l->lanes_query;
+            ks = p->half ? &l->k_qtile_half : &l->k_qtile;
+            groups = p->B * l->heads * ((p->T + rows - 1) / rows);
+        } else if (p->kernel == ATT_HEADS) {
+            ks = p->half ? &l->k_heads_half : &l->k_heads;
+            groups = p->B * p->T;
+        } else {
+            ks = p->half ? &l->k_split_half : &l->k_split;
+            groups = p->B * l->heads * p->T;
         }
-        return clmha__launch(ctx, kt, p->B * l->heads * ((p->T + rows - 1) / rows),
-                             local ? l->wg_split : 1);
-    }
-    if (p->kernel == ATT_SPLIT || p->kernel == ATT_HEADS) {
-        const bool heads = p->kernel == ATT_HEADS;
-        const clmha__kernel *ks = heads     ? (p->half ? &l->k_heads_half : &l->k_heads)
-                                  : p->half ? &l->k_split_half
-                                            : &l->k_split;
         cl_mem part = p->nch > 1 ? l->ws_part : NULL;
         cl_int nch = p->nch, chunk = p->chunk;
         const clmha__karg extra[] = {CLMHA__ARG(part), CLMHA__ARG(nch), CLMHA__ARG(chunk)};
@@ -778,8 +783,7 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
             st = clmha__set_args_from(ctx, ks, nc, extra, 3);
         }
         if (st == CLMHA_OK) {
-            st = clmha__launch(ctx, ks, p->B * (heads ? 1 : l->heads) * p->T * (size_t)p->nch,
-                               l->wg_split);
+            st = clmha__launch(ctx, ks, groups * (size_t)p->nch, wg);
         }
         if (st != CLMHA_OK || p->nch == 1 || p->tail) {
             return st;
@@ -792,17 +796,44 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
         }
         return st;
     }
-    const clmha__karg extra[] = {CLMHA__ARG(probs),  CLMHA__ARG(p_off),   CLMHA__ARG(has_p),
-                                 CLMHA__ARG(rate),   CLMHA__ARG(counter), CLMHA__ARG(seed_lo),
-                                 CLMHA__ARG(seed_hi)};
+    /* attention_rows: one launch (pass 0) for rows of one chunk; else each chunk's statistics
+     * (pass 1), then its probabilities and partial output (pass 2), merged like the split
+     * kernels' (the statistics after the partials in ws_part). */
+    const size_t rows = p->B * l->heads * p->T;
+    cl_mem part = p->nch > 1 ? l->ws_part : NULL;
+    cl_ulong stats_off = p->nch > 1 ? rows * (size_t)p->nch * (l->dv + 2) : 0;
+    cl_int nch = p->nch, chunk = p->chunk, pass = p->nch > 1 ? 1 : 0;
+    const clmha__karg extra[] = {CLMHA__ARG(probs),   CLMHA__ARG(p_off),   CLMHA__ARG(has_p),
+                                 CLMHA__ARG(rate),    CLMHA__ARG(counter), CLMHA__ARG(seed_lo),
+                                 CLMHA__ARG(seed_hi), CLMHA__ARG(part),    CLMHA__ARG(stats_off),
+                                 CLMHA__ARG(nch),     CLMHA__ARG(chunk),   CLMHA__ARG(pass)};
+    const size_t ne = sizeof extra / sizeof extra[0];
     clmha_status st = clmha__set_args(ctx, k, common, nc);
     if (st == CLMHA_OK) {
-        st = clmha__set_args_from(ctx, k, nc, extra, sizeof extra / sizeof extra[0]);
+        st = clmha__set_args_from(ctx, k, nc, extra, ne);
     }
-    if (st != CLMHA_OK) {
+    if (st == CLMHA_OK) {
+        st = clmha__launch(ctx, k, rows * (size_t)p->nch, l->wg_attention);
+    }
+    if (st != CLMHA_OK || p->nch == 1) {
         return st;
     }
-    return clmha__launch(ctx, k, p->B * l->heads * p->T, l->wg_attention);
+    pass = 2;
+    const clmha__karg second[] = {CLMHA__ARG(pass)};
+    st = clmha__set_args_from(ctx, k, nc + ne - 1, second, 1);
+    if (st == CLMHA_OK) {
+        st = clmha__launch(ctx, k, rows * (size_t)p->nch, l->wg_attention);
+    }
+    if (st != CLMHA_OK || p->tail) {
+        return st;
+    }
+    const clmha__karg margs[] = {CLMHA__ARG(part), CLMHA__ARG(o), CLMHA__ARG(nch), CLMHA__ARG(T),
+                                 CLMHA__ARG(H)};
+    st = clmha__set_args(ctx, &l->k_merge, margs, 5);
+    if (st == CLMHA_OK) {
+        st = clmha__launch(ctx, &l->k_merge, rows, l->wg_attention);
+    }
+    return st;
 }
 
 /* The last launch of a call whose output projection takes the own GEMM (plan.tail): the chunk
@@ -848,6 +879,59 @@ static clmha_status enqueue_tail(clmha_layer *l, const clmha_call_args *a, const
     return clmha__launch(ctx, k, (size_t)gemm_groups + (splice_items + wg - 1) / wg, wg);
 }
 
+/* Loop iterations over d elements in the CPU kernels' vector loops (16 or 4 lanes, else one). */
+static size_t vec_loops(size_t d) {
+    return d % 16 == 0 ? d / 16 : d % 4 == 0 ? d / 4 : d;
+}
+
+/* The most keys one work-group of kernel @p k may take in a chunk, so that none of its
+ * work-items loops more than the context's item_loops times in all: an upper bound of each
+ * kernel's loop iterations a key (counting every loop, as Mesa's llvmpipe does, unrolled or not:
+ * llvmpipe does not unroll what the pragmas ask), after a share for the query, output and merge
+ * loops. */
+static size_t item_keys(const clmha_layer *l, int k) {
+    const size_t dk = l->dk, dv = l->dv, budget = l->ctx->item_loops;
+    const size_t fixed = 4 * (dk + dv) + 2 * CLMHA__MAX_CHUNKS;
+    const size_t left = budget > 2 * fixed ? budget - fixed : budget / 2;
+    const size_t key = 3 + vec_loops(dk) + 2 * vec_loops(dv); /* key loop, dot, rescale, add */
+    size_t per_key_x64; /* iterations of 64 keys, for the kernels that share keys */
+    switch (k) {
+    case ATT_HEADS:
+        per_key_x64 = 64 * (l->heads * key + 4);
+        break;
+    case ATT_TILE:
+        per_key_x64 = 64 * (l->tile_rows * (key + 16) + 32);
+        break;
+    case ATT_QTILE: { /* a tile of KT keys: staging, NKL scores over DK, maximum, p x V */
+        const size_t kt = l->key_tile, wgs = l->wg_split, lq = l->lanes_query;
+        const size_t nkl = (kt + lq - 1) / lq, ndl = (dv + lq - 1) / lq;
+        const size_t tile = (kt * dk + wgs - 1) / wgs + (kt * dv + wgs - 1) / wgs + dk * (1 + nkl) +
+                            nkl + kt * (2 + ndl) + 4;
+        per_key_x64 = (64 * tile + kt - 1) / kt;
+        break;
+    }
+    case ATT_SPLIT:
+        if (l->wg_split > 1) { /* a step of wg_split keys: LK partials, sums, maximum, p x V */
+            const size_t lk = l->lanes_key, vw = dk % 4 == 0 && dv % 4 == 0 ? 4 : 1;
+            const size_t nqi = (dk / vw + lk - 1) / lk, nai = (dv / vw + lk - 1) / lk;
+            const size_t step = lk * (1 + nqi) + 2 * lk + lk * (1 + nai) + nqi + nai + 4;
+            per_key_x64 = (64 * step + l->wg_split - 1) / l->wg_split;
+        } else {
+            per_key_x64 = 64 * key;
+        }
+        break;
+    case ATT_ROWS: { /* a tile of WG keys: WG values of NDV elements, two dot products */
+        const size_t wg = l->wg_attention, ndv = (dv + wg - 1) / wg;
+        per_key_x64 = (64 * (wg * (2 + ndv) + 2 * (dk / 4 + 2)) + wg - 1) / wg;
+        break;
+    }
+    default:
+        return SIZE_MAX;
+    }
+    const size_t keys = left * 64 / per_key_x64;
+    return keys > 2 ? keys : 2; /* at least 2, so that tiny budgets (tests) still merge */
+}
+
 /* Chooses the attention kernel. Calls that want the probabilities or apply dropout take the
  * two-pass attention_rows; the others, where the layer has them: query tiles for T >= 2
  * (attention_tile on CPUs, attention_qtile elsewhere), all heads a work-group for single queries
@@ -868,22 +952,29 @@ static void plan_attention(const clmha_layer *l, const clmha_call_args *a, plan 
     p->tail = p->tail_rows > 0 && !p->general && a->attention_scores == NULL && l->act == NULL;
     if (!l->use_split || a->attention_scores != NULL || drop) {
         p->kernel = ATT_ROWS;
-        return;
-    }
-    if (p->T >= 2 && (l->use_tile || l->use_qtile)) {
+    } else if (p->T >= 2 && (l->use_tile || l->use_qtile)) {
         p->kernel = l->use_tile ? ATT_TILE : ATT_QTILE;
-        return;
+    } else {
+        p->kernel = l->use_heads && p->T == 1 ? ATT_HEADS : ATT_SPLIT;
     }
-    p->kernel = l->use_heads && p->T == 1 ? ATT_HEADS : ATT_SPLIT;
     if (p->S == 0) {
         return;
     }
-    size_t rows = p->B * (p->kernel == ATT_HEADS ? 1 : l->heads) * p->T;
-    size_t target = l->ctx->tuning.groups_per_cu *
-                    (size_t)(l->ctx->info.compute_units ? l->ctx->info.compute_units : 1);
-    size_t by_rows = (target + rows - 1) / rows;
-    size_t by_len = (p->S + l->split_min_chunk - 1) / l->split_min_chunk;
-    size_t nch = by_rows < by_len ? by_rows : by_len;
+    /* Split kernels: chunks for about groups_per_cu work-groups a compute unit, none shorter
+     * than the layer's minimum chunk. Query tiles and attention_rows: one chunk. Either way no
+     * chunk longer than a work-item may loop over (item_keys). */
+    size_t nch = 1;
+    if (p->kernel == ATT_SPLIT || p->kernel == ATT_HEADS) {
+        size_t rows = p->B * (p->kernel == ATT_HEADS ? 1 : l->heads) * p->T;
+        size_t target = l->ctx->tuning.groups_per_cu *
+                        (size_t)(l->ctx->info.compute_units ? l->ctx->info.compute_units : 1);
+        size_t by_rows = (target + rows - 1) / rows;
+        size_t by_len = (p->S + l->split_min_chunk - 1) / l->split_min_chunk;
+        nch = by_rows < by_len ? by_rows : by_len;
+    }
+    const size_t cap = item_keys(l, p->kernel);
+    const size_t by_cap = (p->S + cap - 1) / cap;
+    nch = nch > by_cap ? nch : by_cap;
     nch = nch < 1 ? 1 : nch > CLMHA__MAX_CHUNKS ? CLMHA__MAX_CHUNKS : nch;
     size_t chunk = (p->S + nch - 1) / nch;
     p->nch = (int)((p->S + chunk - 1) / chunk);
@@ -907,7 +998,7 @@ static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan
     }
     if (p->nch > 1 &&
         (st = clmha__workspace(l, &l->ws_part, &l->cap_part,
-                               p->B * l->heads * p->T * (size_t)p->nch * (l->dv + 2)))) {
+                               p->B * l->heads * p->T * (size_t)p->nch * (l->dv + 4)))) {
         return st;
     }
     /* Halves, two to a float. */
@@ -933,11 +1024,21 @@ static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan
 /* The most partials' floats a call of `rows` query rows (B * T) can need: plan_attention makes at
  * most groups_per_cu * compute units + rows work-groups of one row (all heads' rows for
  * attention_heads), each writing DV + 2 floats a head it covers. */
-static size_t part_floats(const clmha_layer *l, size_t rows) {
-    return (l->ctx->tuning.groups_per_cu *
-                (size_t)(l->ctx->info.compute_units ? l->ctx->info.compute_units : 1) +
-            rows) *
-           l->heads * (l->dv + 2);
+static size_t part_floats(const clmha_layer *l, size_t rows, size_t keys) {
+    const size_t by_target =
+        l->ctx->tuning.groups_per_cu *
+            (size_t)(l->ctx->info.compute_units ? l->ctx->info.compute_units : 1) +
+        rows;
+    /* Chunks that keep a work-item within its loop budget (plan_attention), at any kernel. */
+    size_t cap = SIZE_MAX;
+    for (int k = ATT_ROWS; k <= ATT_QTILE; k++) {
+        const size_t c = item_keys(l, k);
+        cap = c < cap ? c : cap;
+    }
+    size_t nch = (keys + cap - 1) / cap;
+    nch = nch < 1 ? 1 : nch > CLMHA__MAX_CHUNKS ? CLMHA__MAX_CHUNKS : nch;
+    const size_t by_cap = rows * nch;
+    return (by_target > by_cap ? by_target : by_cap) * l->heads * (l->dv + 4);
 }
 
 clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_query_len,
@@ -971,8 +1072,9 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
         (st = clmha__workspace(l, &l->ws_k, &l->cap_k, rkv * hk)) ||
         (st = clmha__workspace(l, &l->ws_v, &l->cap_v, rkv * hv)) ||
         (with_scores && (st = clmha__workspace(l, &l->ws_p, &l->cap_p, sc))) ||
-        (l->use_split &&
-         (st = clmha__workspace(l, &l->ws_part, &l->cap_part, part_floats(l, rq)))) ||
+        ((st = clmha__workspace(
+              l, &l->ws_part, &l->cap_part,
+              part_floats(l, rq, max_kv_len > max_cache_len ? max_kv_len : max_cache_len)))) ||
         (l->half_cache &&
          ((st = clmha__workspace(l, &l->ws_kh, &l->cap_kh, (rkv * hk + 1) / 2)) ||
           (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, (rkv * hv + 1) / 2))))) {

@@ -71,8 +71,24 @@ static clmha_status apply_limits(clmha_context *ctx, bool use_env) {
     }
     ctx->tuning = *row;
     ctx->small_m = row->small_m;
+    /* The most loop iterations a work-item of an attention kernel does in all: Mesa's llvmpipe
+     * ends a work-item silently after 65535 (its loop limiter counts every loop of the
+     * invocation), so half of that there; elsewhere a bound that keeps one work-item's time
+     * far from a GPU watchdog. */
+    ctx->item_loops = clmha__contains_ci(ctx->info.name, "llvmpipe") ? 32768 : 1u << 20;
     if (!use_env) {
         return CLMHA_OK;
+    }
+    const char *loops = clmha__getenv("CLMHA_MAX_ITEM_LOOPS");
+    if (loops != NULL) {
+        size_t n;
+        if (!clmha__parse_index(loops, &n) || n < 16) {
+            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                               "CLMHA_MAX_ITEM_LOOPS=\"%s\" is not a whole number >= 16 (loop "
+                               "iterations a work-item of an attention kernel does at most)",
+                               loops);
+        }
+        ctx->item_loops = n < ctx->item_loops ? n : ctx->item_loops;
     }
     clmha__log(ctx, CLMHA_LOG_INFO, "tuning: row \"%s\"%s", ctx->tuning.name,
                tuning != NULL ? " (CLMHA_TUNING)" : "");
@@ -579,8 +595,18 @@ clmha_status clmha_context_warm_up(clmha_context *ctx) {
         return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT, "clmha_context_warm_up: ctx is NULL");
     }
     for (size_t i = 0; i < clmha__embedded_kernel_count; i++) {
+        /* The attention kernel families are programs only joined after attention_common.cl. */
+        const char *name = clmha__embedded_kernels[i].name;
+        char joined[96];
+        if (strcmp(name, "attention_common.cl") == 0) {
+            continue;
+        }
+        if (strncmp(name, "attention_", 10) == 0) {
+            snprintf(joined, sizeof joined, "attention_common.cl+%s", name);
+            name = joined;
+        }
         cl_program prog;
-        clmha_status st = clmha__program_get(ctx, clmha__embedded_kernels[i].name, "", &prog);
+        clmha_status st = clmha__program_get(ctx, name, "", &prog);
         if (st != CLMHA_OK) {
             return st;
         }

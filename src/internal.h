@@ -53,6 +53,8 @@ typedef struct clmha__tuning {
     size_t gemm_rows_few; /* rows of the few-rows build (1: none) */
     size_t tile_rows;     /* query tiles with one work-item a group: at most this many rows */
     size_t key_tile;      /* query tiles with several work-items: at most this many keys */
+    size_t tile_local;    /* ... and at most this many bytes of local memory (0: half of it) */
+    size_t lane_floats;   /* GPU query tiles: at most this many output floats a work-item */
 } clmha__tuning;
 
 /* The table row for a device (by type, then vendor or name), and the row called @p name
@@ -79,6 +81,10 @@ struct clmha_context {
     clmha_context_stats stats;
     /* The device's row of the tuning table, or the one CLMHA_TUNING names. */
     clmha__tuning tuning;
+    /* The most loop iterations one work-item of an attention kernel may do (keys are chunked
+     * over more work-groups and merged to stay within it): 32768 on Mesa's llvmpipe, which
+     * ends a work-item after 65535, else 2^20; CLMHA_MAX_ITEM_LOOPS lowers it. */
+    size_t item_loops;
     /* CLBlast cannot run on this device (or CLMHA_GEMM=own): projections use gemm.cl. */
     bool own_gemm;
     /* CLBlast has built its GEMM program on this context (clmha__clblast_warm). */
@@ -165,10 +171,12 @@ struct clmha_layer {
     bool use_tile;
     size_t tile_rows; /* TQ */
     clmha__kernel k_tile, k_tile_half;
-    /* attention_qtile (query tiles of wg_split rows, key tiles of key_tile in local memory):
-     * devices where the split kernel runs several work-items a group, T >= 2. */
+    /* Where the split kernel runs several work-items a group (GPUs), attention_gpu.cl's
+     * kernels: attention_split_gpu with lanes_key (LK) work-items a key row, and
+     * attention_qtile_gpu (T >= 2: query tiles of wg_split / lanes_query rows, lanes_query (LQ)
+     * work-items a row, key tiles of key_tile (KT) keys in local memory). */
     bool use_qtile;
-    size_t key_tile; /* KT */
+    size_t key_tile, lanes_key, lanes_query;
     clmha__kernel k_qtile, k_qtile_half;
     /* gemm_tail (merge + output projection + cache splice in one launch, the last of a call
      * whose output projection takes the own GEMM one row a work-item), built with tail_cols
@@ -290,7 +298,7 @@ clmha_status clmha__query_device(cl_platform_id platform, cl_device_id device,
 
 /* ---- programs and launches (program.c) ---- */
 
-/* The source of an embedded kernel file, e.g. "attention.cl". */
+/* The source of an embedded kernel file, e.g. "merge.cl". */
 typedef struct clmha__embedded_kernel {
     const char *name;
     const unsigned char *data;

@@ -6,6 +6,7 @@
 #include "internal.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -267,6 +268,42 @@ static size_t pow2_floor(size_t x) {
     return p;
 }
 
+/* The lanes a key row of attention_split_gpu: enough for one vector (4 floats, or 1 where a
+ * head dim is not a multiple of 4) of the longer head dim a lane, at most 32 and wgs. */
+static size_t gpu_lanes_key(const clmha_layer *l, size_t wgs) {
+    const size_t vw = l->dk % 4 == 0 && l->dv % 4 == 0 ? 4 : 1;
+    const size_t d = l->dk > l->dv ? l->dk : l->dv;
+    size_t lk = 1;
+    while (lk * vw < d && lk < 32 && lk < wgs) {
+        lk *= 2;
+    }
+    return lk;
+}
+
+/* The lanes a query row of attention_qtile_gpu: at most the tuning row's lane_floats output
+ * elements a lane (16 unless the row says otherwise). */
+static size_t gpu_lanes_query(const clmha_layer *l, size_t wgs) {
+    const size_t per_lane = l->ctx->tuning.lane_floats ? l->ctx->tuning.lane_floats : 16;
+    size_t lq = 1;
+    while (lq * per_lane < l->dv && lq < wgs) {
+        lq *= 2;
+    }
+    return lq;
+}
+
+/* Local memory (bytes) of attention_split_gpu with wgs work-items (attention_gpu.cl's arrays). */
+static size_t split_gpu_lds(const clmha_layer *l, size_t wgs) {
+    const size_t lk = gpu_lanes_key(l, wgs), lg = wgs / lk;
+    const size_t pt = lg * lk * (lk + 1), cb = lg * l->dv;
+    return ((pt > cb ? pt : cb) + wgs + 2 * lg) * sizeof(float) + wgs * sizeof(cl_int);
+}
+
+/* Local memory (bytes) of attention_qtile_gpu with wgs work-items and key tiles of kt. */
+static size_t qtile_gpu_lds(const clmha_layer *l, size_t wgs, size_t kt) {
+    const size_t qr = wgs / gpu_lanes_query(l, wgs);
+    return (qr * l->dk + kt * (l->dk + 1) + kt * l->dv + qr * kt) * sizeof(float) + qr * kt;
+}
+
 /* The split attention's settings: CLMHA_SPLIT=0 turns it off; CLMHA_SPLIT_WG (a power of two)
  * and CLMHA_SPLIT_CHUNK (keys) override the tuning table's defaults (one work-item a work-group
  * on CPUs, which streams its keys with vector loads, else wg_cap as local memory allows; chunks
@@ -276,7 +313,7 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     const char *on = clmha__getenv("CLMHA_SPLIT");
     l->use_split = on == NULL || strcmp(on, "0") != 0;
     size_t wgs = ctx->tuning.split_wg == 1 ? 1 : wg_cap;
-    while (wgs > 1 && (l->dk + 2 * wgs + wgs * l->dv) * sizeof(float) > ctx->info.local_mem_bytes) {
+    while (wgs > 1 && split_gpu_lds(l, wgs) > ctx->info.local_mem_bytes) {
         wgs /= 2;
     }
     const char *env = clmha__getenv("CLMHA_SPLIT_WG");
@@ -290,6 +327,8 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
         wgs = v;
     }
     l->wg_split = wgs;
+    l->lanes_key = gpu_lanes_key(l, wgs);
+    l->lanes_query = gpu_lanes_query(l, wgs);
     /* All heads of a query position in one work-item where one work-item streams the keys
      * (CPUs), when the heads' queries, outputs and softmax states fit in half the local memory;
      * CLMHA_HEADS=0 turns it off. Without it the kernel is built for one head (NH = 1), so its
@@ -317,12 +356,15 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
                            env);
     }
     l->use_tile = l->use_tile && l->tile_rows >= 2; /* one row a tile: the split kernel */
-    /* Elsewhere, tiles of wg_split query rows with key tiles in local memory: KT keys and values
-     * (the table's 64 at most), within half the local memory. */
-    l->use_qtile = wgs >= 2 && (tile == NULL || strcmp(tile, "0") != 0);
-    l->key_tile = pow2_floor(ctx->tuning.key_tile);
-    while (l->key_tile > 1 &&
-           l->key_tile * (l->dk + l->dv) * sizeof(float) > ctx->info.local_mem_bytes / 2) {
+    /* Elsewhere (GPUs), query tiles of wg_split / lanes_query rows with key tiles in local
+     * memory: KT keys and values (the table's key_tile at most; 0: no query tiles), within the
+     * row's tile_local bytes and half the local memory. */
+    l->use_qtile = wgs >= 2 && ctx->tuning.key_tile > 0 && (tile == NULL || strcmp(tile, "0") != 0);
+    size_t budget = ctx->info.local_mem_bytes / 2;
+    budget = ctx->tuning.tile_local != 0 && ctx->tuning.tile_local < budget ? ctx->tuning.tile_local
+                                                                            : budget;
+    l->key_tile = pow2_floor(ctx->tuning.key_tile > 0 ? ctx->tuning.key_tile : 1);
+    while (l->key_tile > 1 && wgs >= 2 && qtile_gpu_lds(l, wgs, l->key_tile) > budget) {
         l->key_tile /= 2;
     }
     env = clmha__getenv("CLMHA_KEY_TILE");
@@ -431,21 +473,62 @@ static clmha_status build_tail(clmha_layer *l) {
     return CLMHA_OK;
 }
 
-/* Builds the programs and kernels; the attention work-group size starts at the tuning table's
- * (64, a multiple of every GPU's SIMD width) and shrinks to what the device and kernel allow. */
-static clmha_status build_kernels(clmha_layer *l) {
+/* The attention kernels for one cache dtype (half: KV_HALF): attention_rows.cl's with wg
+ * work-items a group, and either attention_cpu.cl's (wg_split 1) or attention_gpu.cl's. */
+static clmha_status build_attention_family(clmha_layer *l, size_t wg, bool half) {
     clmha_context *ctx = l->ctx;
-    clmha_status st;
+    const char *kv = half ? " -DKV_HALF" : "";
+    char defines[256];
     cl_program prog;
-    size_t wg = pow2_floor(ctx->info.max_work_group_size < ctx->info.max_work_item_sizes[0]
-                               ? ctx->info.max_work_group_size
-                               : ctx->info.max_work_item_sizes[0]);
-    if (wg > ctx->tuning.wg) {
-        wg = pow2_floor(ctx->tuning.wg);
-    }
-    if ((st = split_settings(l, wg)) != CLMHA_OK || (st = clmha__fill_prepare(ctx)) != CLMHA_OK) {
+    clmha_status st;
+    /* GPUs (the split kernel several work-items a group) take the rows kernel's dot products
+     * four lanes wide: sixteen hold too many registers in flight. */
+    snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DWG=%zu%s%s", l->dk, l->dv, wg,
+             l->wg_split > 1 ? " -DQK_VEC=4" : "", kv);
+    clmha__kernel *rows = half ? &l->k_attention_half : &l->k_attention;
+    clmha__kernel *split = half ? &l->k_split_half : &l->k_split;
+    clmha__kernel_release(rows);
+    clmha__kernel_release(split);
+    if ((st = clmha__program_get(ctx, "attention_common.cl+attention_rows.cl", defines, &prog)) !=
+            CLMHA_OK ||
+        (st = clmha__kernel_create(ctx, prog, "attention_rows", rows)) != CLMHA_OK) {
         return st;
     }
+    if (l->wg_split == 1) {
+        clmha__kernel *heads = half ? &l->k_heads_half : &l->k_heads;
+        clmha__kernel *tile = half ? &l->k_tile_half : &l->k_tile;
+        clmha__kernel_release(heads);
+        clmha__kernel_release(tile);
+        snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DTQ=%zu -DNH=%zu -DKEY_BLOCK=%d%s",
+                 l->dk, l->dv, l->tile_rows, l->use_heads ? l->heads : 1, l->key_block ? 1 : 0, kv);
+        if ((st = clmha__program_get(ctx, "attention_common.cl+attention_cpu.cl", defines,
+                                     &prog)) != CLMHA_OK ||
+            (st = clmha__kernel_create(ctx, prog, "attention_split", split)) != CLMHA_OK ||
+            (st = clmha__kernel_create(ctx, prog, "attention_heads", heads)) != CLMHA_OK ||
+            (st = clmha__kernel_create(ctx, prog, "attention_tile", tile)) != CLMHA_OK) {
+            return st;
+        }
+        return CLMHA_OK;
+    }
+    clmha__kernel *qtile = half ? &l->k_qtile_half : &l->k_qtile;
+    clmha__kernel_release(qtile);
+    snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DWGS=%zu -DLK=%zu -DLQ=%zu -DKT=%zu%s",
+             l->dk, l->dv, l->wg_split, l->lanes_key, l->lanes_query, l->key_tile, kv);
+    if ((st = clmha__program_get(ctx, "attention_common.cl+attention_gpu.cl", defines, &prog)) !=
+            CLMHA_OK ||
+        (st = clmha__kernel_create(ctx, prog, "attention_split_gpu", split)) != CLMHA_OK ||
+        (st = clmha__kernel_create(ctx, prog, "attention_qtile_gpu", qtile)) != CLMHA_OK) {
+        return st;
+    }
+    return CLMHA_OK;
+}
+
+/* The attention kernels (rows, split, and the family's tiles) and the merge; the rows kernel's
+ * work-group size wg shrinks to what the compiled kernel allows; the split, all-heads and tile
+ * kernels are turned off where the compiled kernels cannot take their settings. */
+static clmha_status build_attention(clmha_layer *l, size_t wg) {
+    clmha_context *ctx = l->ctx;
+    clmha_status st;
     for (int attempt = 0; attempt < 2; attempt++) {
         size_t lmem = (l->dk + 2 * wg) * sizeof(float);
         if (lmem > ctx->info.local_mem_bytes) {
@@ -455,52 +538,36 @@ static clmha_status build_kernels(clmha_layer *l) {
                                l->dk, lmem, ctx->info.name,
                                (unsigned long long)ctx->info.local_mem_bytes);
         }
-        char defines[256];
-        snprintf(defines, sizeof defines,
-                 "-DDK=%zu -DDV=%zu -DWG=%zu -DWGS=%zu -DTQ=%zu -DKT=%zu -DNH=%zu -DKEY_BLOCK=%d",
-                 l->dk, l->dv, wg, l->wg_split, l->tile_rows, l->key_tile,
-                 l->use_heads ? l->heads : 1, l->key_block ? 1 : 0);
-        if ((st = clmha__program_get(ctx, "attention.cl", defines, &prog)) != CLMHA_OK) {
-            return st;
-        }
-        clmha__kernel_release(&l->k_attention);
-        clmha__kernel_release(&l->k_split);
-        clmha__kernel_release(&l->k_tile);
-        clmha__kernel_release(&l->k_qtile);
-        clmha__kernel_release(&l->k_heads);
-        if ((st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention)) != CLMHA_OK ||
-            (st = clmha__kernel_create(ctx, prog, "attention_heads", &l->k_heads)) != CLMHA_OK ||
-            (st = clmha__kernel_create(ctx, prog, "attention_qtile", &l->k_qtile)) != CLMHA_OK ||
-            (st = clmha__kernel_create(ctx, prog, "attention_split", &l->k_split)) != CLMHA_OK ||
-            (st = clmha__kernel_create(ctx, prog, "attention_tile", &l->k_tile)) != CLMHA_OK) {
-            return st;
-        }
-        size_t kmax = l->k_attention.max_wg;
-        if (l->half_cache) {
-            char half_defines[280];
-            snprintf(half_defines, sizeof half_defines, "%s -DKV_HALF", defines);
-            clmha__kernel_release(&l->k_attention_half);
-            clmha__kernel_release(&l->k_split_half);
-            clmha__kernel_release(&l->k_tile_half);
-            clmha__kernel_release(&l->k_qtile_half);
-            clmha__kernel_release(&l->k_heads_half);
-            if ((st = clmha__program_get(ctx, "attention.cl", half_defines, &prog)) != CLMHA_OK ||
-                (st = clmha__kernel_create(ctx, prog, "attention_heads", &l->k_heads_half)) !=
-                    CLMHA_OK ||
-                (st = clmha__kernel_create(ctx, prog, "attention_rows", &l->k_attention_half)) !=
-                    CLMHA_OK ||
-                (st = clmha__kernel_create(ctx, prog, "attention_split", &l->k_split_half)) !=
-                    CLMHA_OK ||
-                (st = clmha__kernel_create(ctx, prog, "attention_tile", &l->k_tile_half)) !=
-                    CLMHA_OK ||
-                (st = clmha__kernel_create(ctx, prog, "attention_qtile", &l->k_qtile_half)) !=
-                    CLMHA_OK) {
+        size_t kmax = SIZE_MAX, gmax = SIZE_MAX;
+        for (int half = 0; half < (l->half_cache ? 2 : 1); half++) {
+            if ((st = build_attention_family(l, wg, half != 0)) != CLMHA_OK) {
                 return st;
             }
-            kmax = kmax < l->k_attention_half.max_wg ? kmax : l->k_attention_half.max_wg;
+            const clmha__kernel *rows = half ? &l->k_attention_half : &l->k_attention;
+            kmax = kmax < rows->max_wg ? kmax : rows->max_wg;
+            if (l->wg_split > 1) { /* the GPU kernels are built for exactly wg_split */
+                const clmha__kernel *split = half ? &l->k_split_half : &l->k_split;
+                const clmha__kernel *qtile = half ? &l->k_qtile_half : &l->k_qtile;
+                gmax = gmax < split->max_wg ? gmax : split->max_wg;
+                gmax = gmax < qtile->max_wg ? gmax : qtile->max_wg;
+            }
+        }
+        /* A device may allow the GPU kernels fewer work-items than it allows in general
+         * (Mesa's llvmpipe: 32): they are built again for that many. */
+        const bool gpu_fits = l->wg_split == 1 || gmax >= l->wg_split || gmax < 2;
+        if (!gpu_fits) {
+            l->wg_split = pow2_floor(gmax);
+            l->lanes_key = gpu_lanes_key(l, l->wg_split);
+            l->lanes_query = gpu_lanes_query(l, l->wg_split);
+            clmha__log(ctx, CLMHA_LOG_INFO,
+                       "the GPU attention kernels allow %zu work-items: built again for %zu", gmax,
+                       l->wg_split);
+        }
+        if (kmax >= wg && gpu_fits) {
+            break;
         }
         if (kmax >= wg) {
-            break;
+            continue; /* only the GPU kernels again, with the same wg */
         }
         if (attempt == 1 || kmax == 0) {
             return clmha__fail(ctx, CLMHA_ERR_DEVICE_LIMIT,
@@ -511,6 +578,7 @@ static clmha_status build_kernels(clmha_layer *l) {
     }
     l->wg_attention = wg;
     char dv_define[48];
+    cl_program prog;
     snprintf(dv_define, sizeof dv_define, "-DDV=%zu -DMAX_CHUNKS=%d", l->dv, CLMHA__MAX_CHUNKS);
     if ((st = clmha__program_get(ctx, "merge.cl", dv_define, &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "attention_merge", &l->k_merge)) != CLMHA_OK) {
@@ -548,7 +616,27 @@ static clmha_status build_kernels(clmha_layer *l) {
                    l->k_qtile.max_wg);
         l->use_qtile = false;
     }
+    return CLMHA_OK;
+}
 
+/* Builds the programs and kernels; the attention work-group size starts at the tuning table's
+ * (64, a multiple of every GPU's SIMD width) and shrinks to what the device and kernel allow. */
+static clmha_status build_kernels(clmha_layer *l) {
+    clmha_context *ctx = l->ctx;
+    clmha_status st;
+    cl_program prog;
+    size_t wg = pow2_floor(ctx->info.max_work_group_size < ctx->info.max_work_item_sizes[0]
+                               ? ctx->info.max_work_group_size
+                               : ctx->info.max_work_item_sizes[0]);
+    if (wg > ctx->tuning.wg) {
+        wg = pow2_floor(ctx->tuning.wg);
+    }
+    if ((st = split_settings(l, wg)) != CLMHA_OK || (st = clmha__fill_prepare(ctx)) != CLMHA_OK) {
+        return st;
+    }
+    if ((st = build_attention(l, wg)) != CLMHA_OK) {
+        return st;
+    }
     if ((st = clmha__program_get(ctx, "bias.cl", "", &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "fill_bias", &l->k_fill)) != CLMHA_OK) {
         return st;

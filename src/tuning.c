@@ -10,14 +10,25 @@
 #include <stdio.h>
 #include <string.h>
 
-/* A row applies to devices of any of the types in `type` whose vendor or name contains
- * `match` (case-insensitive; NULL: any). The first row that applies wins; the last applies to
- * every device. */
+/* A row applies to devices of any of the types in `type` whose vendor or name contains one of
+ * the '|'-separated words of `match` (case-insensitive; NULL: any). The first row that applies
+ * wins; the last applies to every device. */
 typedef struct tuning_row {
     cl_device_type type;
     const char *match;
     clmha__tuning t;
 } tuning_row;
+
+/* The GPU rows share the kernels' shapes; what differs is justified row by row. Figures called
+ * "the report" are docs/gpu-report.md's (tools/gpu-report.sh): at 64 work-items the decode split
+ * kernel uses at most 64 registers on sm_80 and runs 14-16 waves a SIMD on gfx1030/gfx1100, the
+ * prefill tile kernel 78-92 registers and 8 waves with key tiles within 16 KiB. */
+#define GPU_ROW(NAME, WG, GROUPS_PER_CU, KEY_TILE, LANE_FLOATS)                                    \
+    {                                                                                              \
+        .name = (NAME), .small_m = 3, .wg = (WG), .split_wg = 0, .split_chunk = 256,               \
+        .groups_per_cu = (GROUPS_PER_CU), .gemm_cols = 4, .gemm_rows = 1, .gemm_rows_few = 1,      \
+        .tile_rows = 8, .key_tile = (KEY_TILE), .tile_local = 16384, .lane_floats = (LANE_FLOATS)  \
+    }
 
 static const tuning_row rows[] = {
     /* Measured on PoCL (AVX-512, docs/performance.md): one work-item streams a chunk of keys
@@ -35,34 +46,59 @@ static const tuning_row rows[] = {
       .gemm_rows = 12,
       .gemm_rows_few = 4,
       .tile_rows = 8,
-      .key_tile = 64}},
-    /* GPUs and everything else: not measured by clmha yet, so the safe defaults. Work-groups of
-     * 64 (a multiple of every GPU's SIMD width: NVIDIA's 32, AMD's 32 or 64, Intel's 8 to 32,
-     * Mali's 4 to 16, Adreno's 64 or 128), split attention with as many work-items a group as
-     * local memory allows, query tiles with 64-key tiles in local memory, and CLBlast, whose
-     * tiled kernels are tuned per GPU, for every product of more than 3 rows. A measured GPU
-     * gets its own row above this one, matched by vendor or name. */
-    {~(cl_device_type)0,
-     NULL,
-     {.name = "gpu",
-      .small_m = 3,
-      .wg = 64,
-      .split_wg = 0,
-      .split_chunk = 256,
-      .groups_per_cu = 4,
-      .gemm_cols = 4,
-      .gemm_rows = 1,
-      .gemm_rows_few = 1,
-      .tile_rows = 8,
-      .key_tile = 64}},
+      .key_tile = 64,
+      .lane_floats = 16}},
+    /* NVIDIA: warps of 32, up to 32 resident blocks an SM (sm_80). The report's 64 registers
+     * leave room for 16 decode work-groups of 64 an SM, so decode aims at 8 groups a compute
+     * unit (an SM) rather than 4, to keep more of the cache's reads in flight. */
+    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "NVIDIA", GPU_ROW("nvidia", 64, 8, 64, 16)},
+    /* AMD (GCN/CDNA wave64, RDNA wave32; vendor "Advanced Micro Devices", or Mesa's "AMD"):
+     * 64 work-items are one GCN wavefront or two RDNA ones; 64 KiB of LDS a CU. The report's
+     * 14-16 waves a SIMD for the decode kernel fit 8 groups a CU. */
+    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "Advanced Micro Devices|AMD",
+     GPU_ROW("amd_gpu", 64, 8, 64, 16)},
+    /* Intel (Gen9 to Xe): IGC compiles SIMD8, 16 or 32 (the report shows which); groups of 64
+     * are a multiple of each. Compute units are EUs, so 4 groups a compute unit is already
+     * hundreds of groups; 64 KiB of shared local memory a sub-slice. With 16 output floats a
+     * lane IGC compiles the prefill kernel SIMD8 only; with 8 (twice the lanes a row) SIMD16
+     * (tgllp, head dims 64 and 128). */
+    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "Intel", GPU_ROW("intel_gpu", 64, 4, 64, 8)},
+    /* Arm Mali (Bifrost, Valhall): local memory is ordinary system memory behind the same
+     * caches as global memory (Arm's Mali OpenCL guide), so staging key tiles in it buys
+     * nothing: no query tiles (key_tile 0), prefill takes the split kernel a row a group. */
+    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "Mali", GPU_ROW("mali", 64, 4, 0, 16)},
+    /* Qualcomm Adreno: waves of 64 or 128 fibers (Qualcomm's Adreno OpenCL guide asks for
+     * work-group sizes that are multiples of them); 32 KiB of fast local memory, half of it for
+     * key tiles. */
+    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "Adreno|Qualcomm",
+     GPU_ROW("adreno", 128, 4, 64, 16)},
+    /* Every other device: the GPU defaults above. */
+    {~(cl_device_type)0, NULL, GPU_ROW("gpu", 64, 4, 64, 16)},
 };
+
+/* Whether @p text contains one of the '|'-separated words of @p words (case-insensitive). */
+static bool contains_any(const char *text, const char *words) {
+    char word[64];
+    for (const char *w = words; *w != '\0';) {
+        size_t n = strcspn(w, "|");
+        if (n > 0 && n < sizeof word) {
+            memcpy(word, w, n);
+            word[n] = '\0';
+            if (clmha__contains_ci(text, word)) {
+                return true;
+            }
+        }
+        w += n + (w[n] == '|');
+    }
+    return false;
+}
 
 const clmha__tuning *clmha__tuning_for(const clmha_device_info *info) {
     const size_t n = sizeof rows / sizeof rows[0];
     for (size_t i = 0; i + 1 < n; i++) {
         if ((rows[i].type & info->type) != 0 &&
-            (rows[i].match == NULL || clmha__contains_ci(info->vendor, rows[i].match) ||
-             clmha__contains_ci(info->name, rows[i].match))) {
+            (rows[i].match == NULL || contains_any(info->vendor, rows[i].match) ||
+             contains_any(info->name, rows[i].match))) {
             return &rows[i].t;
         }
     }

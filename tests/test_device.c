@@ -245,16 +245,33 @@ static void test_context_from_cl(void **state) {
     clmha_free_device_list(list);
 }
 
-/* The tuning table: CPUs take the "cpu" row, every other device (GPUs of any vendor,
- * accelerators) the "gpu" row; a context takes its device's row, or the one CLMHA_TUNING names
- * (with use_environment only), and a name that is no row fails creation, listing the rows. */
+/* The tuning table: CPUs take the "cpu" row (whatever their vendor), GPUs their family's row
+ * by vendor or name, every other device the "gpu" row; a context takes its device's row, or the
+ * one CLMHA_TUNING names (with use_environment only), and a name that is no row fails creation,
+ * listing the rows. */
 static void test_tuning_rows(void **state) {
     (void)state;
     assert_string_equal(clmha_device_tuning_name(&fake[0]), "cpu");
-    assert_string_equal(clmha_device_tuning_name(&fake[2]), "gpu");
     assert_string_equal(clmha_device_tuning_name(&fake[3]), "gpu");
-    snprintf(fake[2].vendor, sizeof fake[2].vendor, "NVIDIA Corporation");
-    assert_string_equal(clmha_device_tuning_name(&fake[2]), "gpu");
+    static const char *const families[][3] = {
+        /* vendor, name, row */
+        {"NVIDIA Corporation", "NVIDIA H200", "nvidia"},
+        {"Advanced Micro Devices, Inc.", "gfx1030", "amd_gpu"},
+        {"AMD", "AMD Radeon RX 6800 (radeonsi, navi21)", "amd_gpu"},
+        {"Intel(R) Corporation", "Intel(R) Iris(R) Xe Graphics", "intel_gpu"},
+        {"ARM", "Mali-G78", "mali"},
+        {"QUALCOMM", "QUALCOMM Adreno(TM) 740", "adreno"},
+        {"Imagination Technologies", "PowerVR B-Series", "gpu"},
+    };
+    for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
+        fake[2].type = CL_DEVICE_TYPE_GPU;
+        snprintf(fake[2].vendor, sizeof fake[2].vendor, "%s", families[i][0]);
+        snprintf(fake[2].name, sizeof fake[2].name, "%s", families[i][1]);
+        assert_string_equal(clmha_device_tuning_name(&fake[2]), families[i][2]);
+    }
+    /* A CPU of a GPU vendor (AMD EPYC under PoCL, Intel's CPU runtime) is a CPU. */
+    snprintf(fake[2].vendor, sizeof fake[2].vendor, "AuthenticAMD");
+    snprintf(fake[2].name, sizeof fake[2].name, "pthread-AMD EPYC 7B13");
     fake[2].type = CL_DEVICE_TYPE_CPU | CL_DEVICE_TYPE_DEFAULT;
     assert_string_equal(clmha_device_tuning_name(&fake[2]), "cpu");
     assert_null(clmha_device_tuning_name(NULL));
@@ -273,7 +290,8 @@ static void test_tuning_rows(void **state) {
     assert_int_equal(clmha_context_create(NULL, &c), CLMHA_ERR_INVALID_ARGUMENT);
     assert_null(c);
     assert_non_null(strstr(clmha_last_error(), "CLMHA_TUNING=\"tpu\""));
-    assert_non_null(strstr(clmha_last_error(), "(cpu, gpu)"));
+    assert_non_null(
+        strstr(clmha_last_error(), "(cpu, nvidia, amd_gpu, intel_gpu, mali, adreno, gpu)"));
     clmha_context_options o;
     clmha_context_options_init(&o);
     o.use_environment = false;

@@ -9,10 +9,20 @@ pkgs=(
     ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
     libclblast-dev libcmocka-dev libhdf5-dev libxxhash-dev librandom123-dev
     mesa-opencl-icd oclgrind
+    # Intel's OpenCL runtime: ocloc for tools/gpu-report.sh, and an ICD that finds no device
+    # here, which the tests check enumeration against.
+    intel-opencl-icd
 )
-# Extra packages for the CI: clang with its sanitizer/libFuzzer runtime, and the formatter.
+# The GPU vendors' compilers for tools/gpu-report.sh: Intel's IGC (ocloc), AMD's and NVIDIA's
+# LLVM back ends with libclc (NVIDIA's ptxas comes with the CUDA toolkit, not from Debian).
+gpu_report=(clang-15 llvm-15 libclc-15 python3)
+if [ "${1:-}" = "--gpu-report" ]; then
+    pkgs+=("${gpu_report[@]}")
+fi
+# Extra packages for the CI: clang with its sanitizer/libFuzzer runtime, the formatter, and the
+# GPU report's compilers.
 if [ "${1:-}" = "--ci" ]; then
-    pkgs+=(clang libclang-rt-14-dev clang-format)
+    pkgs+=(clang libclang-rt-14-dev clang-format "${gpu_report[@]}")
 fi
 
 missing=()

@@ -1,0 +1,70 @@
+/*
+ * test_long.c - long key ranges and long query ranges through the attention kernels, each
+ * compared with the float64 reference: on Mesa's llvmpipe (Rusticl), which ends a work-item
+ * silently after 65535 loop iterations, these came out wrong before the kernels bounded the
+ * keys one work-item takes (plan_attention's chunks, item_keys in src/attention.c). CI runs
+ * this program on PoCL, on Rusticl, and on Rusticl with the GPU tuning row (the GPU kernels).
+ */
+#include "layer_case.h"
+
+#include <string.h>
+
+static case_cfg base(uint64_t seed) {
+    case_cfg c;
+    memset(&c, 0, sizeof c);
+    c.seed = seed;
+    c.B = 1, c.H = 1, c.Dq = 8, c.Dk = 8, c.Dv = 8;
+    c.use_bias = true;
+    return c;
+}
+
+/* A static cache of 1024 keys read by 5 query rows (the query tiles). */
+static void test_static_cache_1024(void **state) {
+    (void)state;
+    case_cfg c = base(71);
+    c.mode = MODE_STATIC, c.mask = MASK_NONE;
+    c.T = 5, c.S = 1024, c.Sn = 1, c.dk = 24, c.dv = 24;
+    run_case(&c);
+}
+
+/* A decode step over a cache of 65536 keys, head dims of 72 (the four-lane loops), a float32
+ * and a half cache. */
+static void test_decode_65536(void **state) {
+    (void)state;
+    for (int half = 0; half < 2; half++) {
+        case_cfg c = base(72 + (uint64_t)half);
+        c.mode = MODE_UPDATE, c.mask = MASK_CAUSAL;
+        c.T = 1, c.S = 65536, c.Sn = 1, c.index = 65535, c.dk = 72, c.dv = 72;
+        c.half_cache = half != 0;
+        run_case(&c);
+    }
+}
+
+/* The probabilities of a decode step over 65536 keys (attention_rows, in chunks). */
+static void test_probabilities_65536(void **state) {
+    (void)state;
+    case_cfg c = base(74);
+    c.mode = MODE_UPDATE, c.mask = MASK_CAUSAL;
+    c.T = 1, c.S = 65536, c.Sn = 1, c.index = 65535, c.dk = 72, c.dv = 72;
+    c.scores = true;
+    run_case(&c);
+}
+
+/* A causal prefill of 1500 positions (query tiles over up to 1500 keys a row). */
+static void test_prefill_1500(void **state) {
+    (void)state;
+    case_cfg c = base(73);
+    c.mode = MODE_NONE, c.mask = MASK_CAUSAL;
+    c.T = 1500, c.S = 1500, c.Sn = 1500, c.dk = 24, c.dv = 16;
+    run_case(&c);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_static_cache_1024),
+        cmocka_unit_test(test_decode_65536),
+        cmocka_unit_test(test_probabilities_65536),
+        cmocka_unit_test(test_prefill_1500),
+    };
+    return cmocka_run_group_tests(tests, test_setup_context, test_teardown_context);
+}
