@@ -184,6 +184,10 @@ struct clmha_layer {
      * off. use_tail_few: also built with the few-rows build's gemm_few rows a work-item
      * (k_tail_few), for calls whose output projection that build takes (batched decode). */
     bool use_tail, use_tail_few;
+    /* An input width (or heads x value dim, the output projection's) so long that one
+     * work-item of the own GEMM would loop past ctx->item_loops over it: CLBlast takes every
+     * projection, where it runs (clmha__own_gemm_takes), and there is no gemm_tail. */
+    bool gemm_k_long;
     size_t tail_cols, wg_tail;
     clmha__kernel k_tail, k_tail_half, k_tail_few, k_tail_few_half;
     size_t wg_split, split_min_chunk;
@@ -399,8 +403,9 @@ clmha_status clmha__project_qkv_blas(clmha_layer *layer, cl_mem x, size_t x_off,
  * the row-blocked own GEMM does not take that width. */
 bool clmha__clblast_may_take(const clmha_layer *layer, size_t n);
 
-/* A product of @p m rows and @p n columns takes clmha's own GEMM: CLBlast cannot run, few rows,
- * or the row-blocked build takes it. */
+/* A product of @p m rows and @p n columns takes clmha's own GEMM: CLBlast cannot run, or (no
+ * input width too long for its work-items, gemm_k_long) few rows, or the row-blocked build takes
+ * it. */
 bool clmha__own_gemm_takes(const clmha_layer *layer, size_t m, size_t n);
 
 /* The rows a work-item of the own GEMM takes in a product of @p m rows and @p n columns (n a

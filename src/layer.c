@@ -432,7 +432,8 @@ static clmha_status build_tail(clmha_layer *l) {
     const char *on = clmha__getenv("CLMHA_TAIL");
     const size_t hv = l->heads * l->dv;
     l->use_tail = (on == NULL || strcmp(on, "0") != 0) && l->out_features % 4 == 0 &&
-                  (hv + CLMHA__MAX_CHUNKS) * sizeof(float) <= ctx->info.local_mem_bytes;
+                  (hv + CLMHA__MAX_CHUNKS) * sizeof(float) <= ctx->info.local_mem_bytes &&
+                  !l->gemm_k_long;
     if (!l->use_tail) {
         return CLMHA_OK;
     }
@@ -724,6 +725,18 @@ static clmha_status build_kernels(clmha_layer *l) {
         size_t m =
             l->k_pack.max_wg < l->k_split_qkv.max_wg ? l->k_pack.max_wg : l->k_split_qkv.max_wg;
         l->wg_qkv = pow2_floor(m < 256 ? m : 256);
+    }
+    /* The own GEMM's work-items loop over the whole input width, a few iterations an input
+     * element (4 bounds every build): widths past item_loops / 4 go to CLBlast. */
+    size_t k_max = l->dq_in > l->dk_in ? l->dq_in : l->dk_in;
+    k_max = k_max > l->dv_in ? k_max : l->dv_in;
+    k_max = k_max > l->heads * l->dv ? k_max : l->heads * l->dv;
+    l->gemm_k_long = k_max > ctx->item_loops / 4;
+    if (l->gemm_k_long) {
+        clmha__log(ctx, CLMHA_LOG_INFO,
+                   "input width %zu: projections on CLBlast (the own GEMM would loop past %zu "
+                   "iterations a work-item)",
+                   k_max, ctx->item_loops);
     }
     if ((st = build_tail(l)) != CLMHA_OK) {
         return st;

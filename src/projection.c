@@ -130,7 +130,10 @@ bool clmha__clblast_may_take(const clmha_layer *layer, size_t n) {
 }
 
 bool clmha__own_gemm_takes(const clmha_layer *layer, size_t m, size_t n) {
-    return layer->ctx->own_gemm || m <= layer->ctx->small_m || gemm_blocked(layer, m, n);
+    if (layer->ctx->own_gemm) {
+        return true;
+    }
+    return !layer->gemm_k_long && (m <= layer->ctx->small_m || gemm_blocked(layer, m, n));
 }
 
 /* Which build of gemm_bias4 / gemm_qkv4 takes a product of @p m rows whose widths are @p n1

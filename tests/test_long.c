@@ -1,9 +1,9 @@
 /*
- * test_long.c - long key ranges and long query ranges through the attention kernels, each
- * compared with the float64 reference: on Mesa's llvmpipe (Rusticl), which ends a work-item
- * silently after 65535 loop iterations, these came out wrong before the kernels bounded the
- * keys one work-item takes (plan_attention's chunks, item_keys in src/attention.c). CI runs
- * this program on PoCL, on Rusticl, and on Rusticl with the GPU tuning row (the GPU kernels).
+ * test_long.c - long key ranges, long query ranges and wide inputs, each compared with the
+ * float64 reference: on Mesa's llvmpipe (Rusticl), which ends a work-item silently after 65535
+ * loop iterations, these came out wrong before the work one work-item takes was bounded
+ * (plan_attention's chunks and item_keys in src/attention.c; gemm_k_long for the projections).
+ * CI runs this program on PoCL, on Rusticl, and on Rusticl with the GPU tuning row.
  */
 #include "layer_case.h"
 
@@ -50,6 +50,17 @@ static void test_probabilities_65536(void **state) {
     run_case(&c);
 }
 
+/* Inputs 70000 wide: a decode-sized product (one row), which the own GEMM takes unless its
+ * work-items would loop past the budget (then CLBlast does). */
+static void test_wide_input_70000(void **state) {
+    (void)state;
+    case_cfg c = base(75);
+    c.Dq = c.Dk = c.Dv = 70000;
+    c.mode = MODE_NONE, c.mask = MASK_NONE;
+    c.T = 1, c.S = 1, c.Sn = 1, c.dk = 8, c.dv = 8;
+    run_case(&c);
+}
+
 /* A causal prefill of 1500 positions (query tiles over up to 1500 keys a row). */
 static void test_prefill_1500(void **state) {
     (void)state;
@@ -61,10 +72,9 @@ static void test_prefill_1500(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_static_cache_1024),
-        cmocka_unit_test(test_decode_65536),
-        cmocka_unit_test(test_probabilities_65536),
-        cmocka_unit_test(test_prefill_1500),
+        cmocka_unit_test(test_static_cache_1024),   cmocka_unit_test(test_decode_65536),
+        cmocka_unit_test(test_probabilities_65536), cmocka_unit_test(test_prefill_1500),
+        cmocka_unit_test(test_wide_input_70000),
     };
     return cmocka_run_group_tests(tests, test_setup_context, test_teardown_context);
 }
