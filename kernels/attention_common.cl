@@ -40,15 +40,7 @@
 #ifndef QK_VEC
 #define QK_VEC 16
 #endif
-#if (DK / 4) % 8 == 0
-#define UNROLL_QK _Pragma("unroll 8")
-#elif (DK / 4) % 4 == 0
-#define UNROLL_QK _Pragma("unroll 4")
-#elif (DK / 4) % 2 == 0
-#define UNROLL_QK _Pragma("unroll 2")
-#else
-#define UNROLL_QK _Pragma("unroll 1")
-#endif
+
 __attribute__((unused)) static inline float dot_qk(__local const float *qs, __global const KV_T *kr) {
 #if DK % 16 == 0 && QK_VEC >= 16
     float16 acc = (float16)(0.0f);
@@ -60,11 +52,17 @@ __attribute__((unused)) static inline float dot_qk(__local const float *qs, __gl
     return (a4.x + a4.y) + (a4.z + a4.w);
 #elif DK % 4 == 0
     float4 acc = (float4)(0.0f);
-    /* At most eight loads in flight: a whole long row unrolled holds registers a GPU lacks. A
-     * factor that divides the trip count (PoCL 3.1's LLVM crashed on a remainder loop here). */
-    UNROLL_QK for (int d = 0; d < DK; d += 4) {
+#if QK_VEC < 16
+    /* GPU builds: the loop left rolled (a whole long row unrolled holds registers a GPU lacks;
+     * PoCL 3.1 miscompiled this kernel with partial unrolling here). */
+    _Pragma("unroll 1") for (int d = 0; d < DK; d += 4) {
         acc = fma(vload4(0, qs + d), LOAD_KV4(0, kr + d), acc);
     }
+#else
+    for (int d = 0; d < DK; d += 4) {
+        acc = fma(vload4(0, qs + d), LOAD_KV4(0, kr + d), acc);
+    }
+#endif
     return (acc.x + acc.y) + (acc.z + acc.w);
 #else
     float s = 0.0f;
