@@ -932,11 +932,11 @@ static size_t item_keys(const clmha_layer *l, int k) {
     return keys > 2 ? keys : 2; /* at least 2, so that tiny budgets (tests) still merge */
 }
 
-/* Chooses the attention kernel. Calls that want the probabilities or apply dropout take the
- * two-pass attention_rows; the others, where the layer has them: query tiles for T >= 2
- * (attention_tile on CPUs, attention_qtile elsewhere), all heads a work-group for single queries
- * (attention_heads, CPUs), else attention_split. The split kernels get chunks so that about four
- * work-groups per compute unit run, none shorter than the layer's minimum chunk. */
+/* Chooses the attention kernel and its chunks. Calls that want the probabilities or apply
+ * dropout take the two-pass attention_rows; the others, where the layer has them: query tiles
+ * for T >= 2 (attention_tile on CPUs, attention_qtile_gpu elsewhere), all heads a work-group for
+ * single queries (attention_heads, CPUs), else the split kernel (attention_split or
+ * attention_split_gpu). Chunks: see the comment in the body. */
 static void plan_attention(const clmha_layer *l, const clmha_call_args *a, plan *p) {
     const bool drop = a->training && l->cfg.dropout > 0.0;
     p->nch = 1;
