@@ -8,12 +8,15 @@
  * work-group or local-memory limits are below what CLBlast's kernels need, as on small mobile
  * GPUs) or where CLMHA_GEMM=own asks for it. gemm_tail (splice.cl) is built on these helpers.
  *
- * gemm_acc: C[m, n] += sum_k A[m, k] * B[k, n], one work-item per output element, any
- * work-group size; consecutive work-items take consecutive n, so reads of B and writes of C are
- * coalesced.
+ * gemm_acc: C[m, n] += sum_{k0 <= i < k0 + kn} A[m, i] * B[i, n] (A's rows k apart), one
+ * work-item per output element, any work-group size; consecutive work-items take consecutive n,
+ * so reads of B and writes of C are coalesced. The host launches it once per slice of the input
+ * width where a work-item looping over the whole width would pass the device's loop budget
+ * (split-K over launches: the queue's order makes the sums add up slice after slice).
  */
 __kernel void gemm_acc(__global const float *a, ulong a_off, __global const float *b,
-                       __global float *c, ulong c_off, ulong m, ulong n, ulong k) {
+                       __global float *c, ulong c_off, ulong m, ulong n, ulong k, ulong k0,
+                       ulong kn) {
     const ulong gid = get_global_id(0);
     if (gid >= m * n) {
         return;
@@ -22,7 +25,7 @@ __kernel void gemm_acc(__global const float *a, ulong a_off, __global const floa
     const ulong col = gid - row * n;
     __global const float *ar = a + a_off + row * k;
     float acc = 0.0f;
-    for (ulong i = 0; i < k; i++) {
+    for (ulong i = k0; i < k0 + kn; i++) {
         acc = fma(ar[i], b[i * n + col], acc);
     }
     c[c_off + gid] += acc;

@@ -162,29 +162,50 @@ size_t clmha__gemm_rows_taken(const clmha_layer *layer, size_t m, size_t n) {
     return clmha__own_gemm_takes(layer, m, n) && n % 4 == 0 ? pick_gemm(layer, m, n, n).rows : 0;
 }
 
+/* y[m, n] += x[m, k] . w[k, n] with gemm_acc, one launch per slice of the input width no
+ * longer than the context's loop budget a work-item (split-K over launches). */
+static clmha_status gemm_acc_slices(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, size_t k,
+                                    cl_mem w, size_t n, cl_mem y, size_t y_off) {
+    clmha_context *ctx = layer->ctx;
+    const size_t slice = ctx->item_loops, wg = layer->wg_gemm, items = m * n;
+    cl_ulong a_off = x_off, c_off = y_off, mm = m, nn = n, kk = k;
+    for (size_t k0 = 0; k0 < k; k0 += slice) {
+        cl_ulong from = k0, len = k - k0 < slice ? k - k0 : slice;
+        const clmha__karg args[] = {
+            CLMHA__ARG(x),  CLMHA__ARG(a_off), CLMHA__ARG(w),  CLMHA__ARG(y),    CLMHA__ARG(c_off),
+            CLMHA__ARG(mm), CLMHA__ARG(nn),    CLMHA__ARG(kk), CLMHA__ARG(from), CLMHA__ARG(len)};
+        clmha_status st = clmha__set_args(ctx, &layer->k_gemm, args, 10);
+        if (st == CLMHA_OK) {
+            st = clmha__launch(ctx, &layer->k_gemm, (items + wg - 1) / wg, wg);
+        }
+        if (st != CLMHA_OK) {
+            return st;
+        }
+    }
+    return CLMHA_OK;
+}
+
 /* y[m, n] = x[m, k] . w[k, n] + bias with gemm.cl: gemm_bias4 (the bias added in the same
- * launch; the build pick_gemm chooses) where n is a multiple of 4, else the bias fill and
- * gemm_acc. @p filled: y already holds the bias. */
+ * launch; the build pick_gemm chooses) where n is a multiple of 4 and the width short enough
+ * for its work-items (not gemm_k_long), else the bias fill and gemm_acc in slices of the width.
+ * @p filled: y already holds the bias. */
 static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, size_t k,
                              cl_mem w, size_t n, cl_mem bias, cl_mem y, size_t y_off, bool filled) {
+    if (n % 4 != 0 || layer->gemm_k_long) {
+        clmha_status st = filled ? CLMHA_OK : fill_bias(layer, y, y_off, m, n, bias);
+        return st != CLMHA_OK ? st : gemm_acc_slices(layer, x, x_off, m, k, w, n, y, y_off);
+    }
     cl_ulong a_off = x_off, c_off = y_off, mm = m, nn = n, kk = k;
     cl_int has_bias = bias != NULL;
     const clmha__karg args[] = {
         CLMHA__ARG(x),  CLMHA__ARG(a_off), CLMHA__ARG(w),  CLMHA__ARG(y),    CLMHA__ARG(c_off),
         CLMHA__ARG(mm), CLMHA__ARG(nn),    CLMHA__ARG(kk), CLMHA__ARG(bias), CLMHA__ARG(has_bias)};
-    const bool by4 = n % 4 == 0;
-    clmha_status st = CLMHA_OK;
-    if (!by4 && !filled) {
-        st = fill_bias(layer, y, y_off, m, n, bias);
-    }
-    const gemm_pick p = by4 ? pick_gemm(layer, m, n, n) : (gemm_pick){0, 1, 1, layer->wg_gemm};
+    const gemm_pick p = pick_gemm(layer, m, n, n);
     const clmha__kernel *builds[] = {&layer->k_gemm4, &layer->k_gemm_wide, &layer->k_gemm_few,
                                      &layer->k_gemm_blk};
-    const clmha__kernel *kern = by4 ? builds[p.build] : &layer->k_gemm;
+    const clmha__kernel *kern = builds[p.build];
     const size_t items = (m + p.rows - 1) / p.rows * (n / p.cols), wg = p.wg;
-    if (st == CLMHA_OK) {
-        st = clmha__set_args(layer->ctx, kern, args, by4 ? 10 : 8);
-    }
+    clmha_status st = clmha__set_args(layer->ctx, kern, args, 10);
     if (st != CLMHA_OK) {
         return st;
     }
@@ -193,9 +214,10 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
 
 bool clmha__project_qkv_fits(const clmha_layer *layer, size_t m) {
     const size_t nq = layer->heads * layer->dk, nv = layer->heads * layer->dv;
-    return clmha__own_gemm_takes(layer, m, nq) && clmha__own_gemm_takes(layer, m, nv) &&
-           nq % 4 == 0 && nv % 4 == 0 && layer->dq_in == layer->dk_in &&
-           layer->dq_in == layer->dv_in;
+    /* gemm_qkv4's work-items loop over the whole input width: not for gemm_k_long widths */
+    return !layer->gemm_k_long && clmha__own_gemm_takes(layer, m, nq) &&
+           clmha__own_gemm_takes(layer, m, nv) && nq % 4 == 0 && nv % 4 == 0 &&
+           layer->dq_in == layer->dk_in && layer->dq_in == layer->dv_in;
 }
 
 clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, cl_mem kh,

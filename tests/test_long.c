@@ -2,11 +2,13 @@
  * test_long.c - long key ranges, long query ranges and wide inputs, each compared with the
  * float64 reference: on Mesa's llvmpipe (Rusticl), which ends a work-item silently after 65535
  * loop iterations, these came out wrong before the work one work-item takes was bounded
- * (plan_attention's chunks and item_keys in src/attention.c; gemm_k_long for the projections).
+ * (plan_attention's chunks and item_keys in src/attention.c; gemm_k_long for the projections,
+ * and the own GEMM's slices of the input width in src/projection.c).
  * CI runs this program on PoCL, on Rusticl, and on Rusticl with the GPU tuning row.
  */
 #include "layer_case.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static case_cfg base(uint64_t seed) {
@@ -51,7 +53,8 @@ static void test_probabilities_65536(void **state) {
 }
 
 /* Inputs 70000 wide: a decode-sized product (one row), which the own GEMM takes unless its
- * work-items would loop past the budget (then CLBlast does). */
+ * work-items would loop past the budget; then CLBlast does, or, where CLBlast cannot run (the
+ * ctest entry test_long_own_gemm asks for the own GEMM), gemm_acc in slices of the width. */
 static void test_wide_input_70000(void **state) {
     (void)state;
     case_cfg c = base(75);
@@ -76,5 +79,10 @@ int main(void) {
         cmocka_unit_test(test_probabilities_65536), cmocka_unit_test(test_prefill_1500),
         cmocka_unit_test(test_wide_input_70000),
     };
+    /* CLMHA_TEST_FILTER (a cmocka pattern) runs only the tests it matches. */
+    const char *filter = getenv("CLMHA_TEST_FILTER");
+    if (filter != NULL && *filter != '\0') {
+        cmocka_set_test_filter(filter);
+    }
     return cmocka_run_group_tests(tests, test_setup_context, test_teardown_context);
 }
