@@ -156,9 +156,10 @@ typedef struct clmha_device_info {
 CLMHA_API const char *clmha_device_type_name(cl_device_type type);
 
 /**
- * The row of clmha's per-device tuning table that a context on this device uses unless
- * CLMHA_TUNING names another: "cpu" or "gpu" (every device that is not a CPU) today; a row
- * matched by vendor or device name may come first. The row gives the defaults of work-group,
+ * The row of clmha's per-device tuning table that a context on this device uses unless the
+ * settings' row names another (clmha_settings): "cpu" for CPUs; for GPUs the row of its
+ * family (nvidia, amd_gpu, intel_gpu, mali, adreno, matched by vendor or device name), else
+ * "gpu". The row gives the defaults of work-group,
  * chunk and tile sizes and of the projection kernels (docs/devices.md lists them). A static
  * string; NULL for a NULL @p info.
  */
@@ -203,6 +204,54 @@ CLMHA_API clmha_status clmha_select_device(const struct clmha_context_options *o
 /** An OpenCL device, context, queue and the programs compiled for it. Opaque. */
 typedef struct clmha_context clmha_context;
 
+/** A setting that is on or off; CLMHA_SWITCH_DEFAULT (0) keeps the tuning row's choice. */
+typedef enum clmha_switch {
+    CLMHA_SWITCH_DEFAULT = 0,
+    CLMHA_SWITCH_ON = 1,
+    CLMHA_SWITCH_OFF = 2
+} clmha_switch;
+
+/** Which kernels take the projections: clmha's own GEMM or CLBlast as the tuning row decides,
+ *  CLBlast for every product it can run, or the own GEMM for all. */
+typedef enum clmha_gemm_choice {
+    CLMHA_GEMM_AUTO = 0,
+    CLMHA_GEMM_CLBLAST = 1,
+    CLMHA_GEMM_OWN = 2
+} clmha_gemm_choice;
+
+/**
+ * Launch settings that override the device's row of the tuning table (docs/devices.md,
+ * "Settings", gives each one's meaning and default). A zero field (NULL, 0,
+ * CLMHA_SWITCH_DEFAULT, CLMHA_GEMM_AUTO) keeps the row's value, so `clmha_settings s = {0};`
+ * overrides nothing. The same settings as a string, "key=value,...", are
+ * clmha_context_options.tune and the CLMHA_TUNE variable; each field's key is in its comment.
+ * Values outside a setting's range fail clmha_context_create() with CLMHA_ERR_INVALID_ARGUMENT
+ * and a message naming the key and the allowed values; a layer's creation checks what depends
+ * on its shapes (split_wg and key_tile against what the device and its kernels allow).
+ */
+typedef struct clmha_settings {
+    const char *row;             /**< row: a row of the tuning table by name (cpu, gpu, ...) */
+    size_t max_work_group_size;  /**< max_work_group_size: caps the device's work-group size */
+    size_t max_local_mem;        /**< max_local_mem: caps its local memory, bytes, >= 1024 */
+    size_t max_item_loops;       /**< max_item_loops: caps a work-item's loop iterations, >= 16 */
+    clmha_switch poison_buffers; /**< poison_buffers: new buffers filled with NaN */
+    clmha_gemm_choice gemm;      /**< gemm: auto, clblast or own */
+    size_t gemm_small_m;         /**< gemm_small_m: most rows for the own GEMM where CLBlast runs */
+    size_t gemm_cols;            /**< gemm_cols: 4 or 32 columns a work-item of the own GEMM */
+    size_t gemm_rows;            /**< gemm_rows: 1 to 32 rows a work-item, many-row products */
+    size_t gemm_rows_few;        /**< gemm_rows_few: 1 to 8 rows a work-item, 3 to small_m rows */
+    clmha_switch split;          /**< split: split attention */
+    size_t split_wg;             /**< split_wg: its work-group size, a power of two */
+    size_t split_chunk;          /**< split_chunk: the fewest keys of a chunk */
+    clmha_switch heads;          /**< heads: the all-heads decode kernel (CPUs) */
+    clmha_switch key_block;      /**< key_block: keys sixteen at a time (CPU kernels) */
+    clmha_switch tile;           /**< tile: query tiles */
+    size_t tile_rows;            /**< tile_rows: 1 to 16 rows of a CPU query tile */
+    size_t key_tile;             /**< key_tile: keys of a GPU key tile, a power of two */
+    clmha_switch tail;           /**< tail: gemm_tail, the fused last launch of a call */
+    clmha_switch qkv_fuse;       /**< qkv_fuse: self-attention's projections as one product */
+} clmha_settings;
+
 /** Options for clmha_context_create(). Initialise with clmha_context_options_init(). Any NULL
  *  string falls back to its environment variable (when use_environment), else to the default. */
 typedef struct clmha_context_options {
@@ -224,6 +273,13 @@ typedef struct clmha_context_options {
     /** Most verbose level passed to log_fn; CLMHA_LOG_OFF (0) means "from CLMHA_LOG, else
      *  warn". */
     clmha_log_level log_level;
+    /** Settings as a string, "key=value,..." (e.g. "split_wg=32,tail=0"; keys as in
+     *  clmha_settings, switches 0/1 or off/on, gemm auto/clblast/own). Each key given here
+     *  overrides the same key of CLMHA_TUNE (read when use_environment); NULL: none. */
+    const char *tune;
+    /** Settings as a struct (borrowed during clmha_context_create only); each field set
+     *  overrides the same key of tune and CLMHA_TUNE. NULL: none. */
+    const clmha_settings *settings;
 } clmha_context_options;
 
 /** Fills @p options with the defaults: everything unset, use_environment true. */
@@ -269,9 +325,17 @@ CLMHA_API const char *clmha_context_build_log(const clmha_context *ctx);
 CLMHA_API clmha_status clmha_context_device(const clmha_context *ctx, clmha_device_info *info);
 
 /** The row of the tuning table the context uses: its device's (clmha_device_tuning_name), or
- *  the one CLMHA_TUNING named when the context was created with use_environment. A static
- *  string; NULL for a NULL @p ctx. */
+ *  the one the settings' row named. A static string; NULL for a NULL @p ctx. */
 CLMHA_API const char *clmha_context_tuning_name(const clmha_context *ctx);
+
+/**
+ * Describes the settings in force and where each came from, as "row=cpu (the device's row),
+ * split_chunk=2 (options.tune), tail=0 (CLMHA_TUNE)": the tuning row, then every setting that
+ * overrides it (the others are the row's). Writes at most @p len bytes, NUL included, into
+ * @p buf (may be NULL when @p len is 0) and returns the length of the whole text, as snprintf
+ * does (0 for a NULL @p ctx).
+ */
+CLMHA_API size_t clmha_context_settings(const clmha_context *ctx, char *buf, size_t len);
 
 /** The program-binary cache folder in use, or NULL when the cache is off. */
 CLMHA_API const char *clmha_context_cache_dir(const clmha_context *ctx);
@@ -287,7 +351,7 @@ typedef struct clmha_context_stats {
     uint64_t cache_files_written;        /**< Binaries written to the cache folder. */
     uint64_t cache_files_rejected;       /**< Corrupt, truncated or stale files replaced. */
     /** Layer workspace buffers allocated or grown, the packed copy of a layer's query, key and
-     *  value kernels (CLMHA_QKV_FUSE) included. */
+     *  value kernels (the qkv_fuse setting) included. */
     uint64_t workspace_allocations;
     /** CLBlast's GEMM program built by clmha_layer_reserve (0 or 1 per context). */
     uint64_t clblast_builds_reserved;
@@ -559,8 +623,8 @@ CLMHA_API clmha_status clmha_layer_apply_constraints(clmha_layer *layer);
  * those sizes allocate nothing; without it the workspace grows, once, on the first call that
  * needs more (an allocation inside that call). Where those sizes mean projections through
  * CLBlast, CLBlast builds its GEMM program here, and a layer that projects self-attention as
- * one CLBlast product (CLMHA_QKV_FUSE, docs/devices.md) allocates its packed copy of the query,
- * key and value kernels here too.
+ * one CLBlast product (the qkv_fuse setting, docs/devices.md) allocates its packed copy of the
+ * query, key and value kernels here too.
  */
 CLMHA_API clmha_status clmha_layer_reserve(clmha_layer *layer, size_t max_batch,
                                            size_t max_query_len, size_t max_kv_len,

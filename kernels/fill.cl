@@ -1,6 +1,6 @@
 /*
  * fill.cl - sets a range of a buffer to a repeated value: the zero fill of a new cache and
- * CLMHA_POISON_BUFFERS's NaN fill. A kernel rather than clEnqueueFillBuffer, so that every
+ * the poison_buffers setting's NaN fill. A kernel rather than clEnqueueFillBuffer, so that every
  * byte clmha writes goes through code that tools such as Oclgrind follow (its
  * uninitialised-memory tracking does not see clEnqueueFillBuffer's writes). fill_words sets
  * n 32-bit words from word offset off; fill_bytes sets n bytes from byte offset off, for the

@@ -6,7 +6,7 @@
  * on CPUs, where they outrun CLBlast; gemm_acc is the scalar fallback for widths that are not a
  * multiple of 4, and every kernel here stands in for CLBlast where it cannot run (a device whose
  * work-group or local-memory limits are below what CLBlast's kernels need, as on small mobile
- * GPUs) or where CLMHA_GEMM=own asks for it. gemm_tail (splice.cl) is built on these helpers.
+ * GPUs) or where the setting gemm=own asks for it. gemm_tail (splice.cl) is built on these helpers.
  *
  * gemm_acc: C[m, n] += sum_{k0 <= i < k0 + kn} A[m, i] * B[i, n] (A's rows k apart), one
  * work-item per output element, any work-group size; consecutive work-items take consecutive n,

@@ -53,53 +53,36 @@ static clmha_status resolve_cache_dir(clmha_context *ctx, const clmha_context_op
     return CLMHA_OK;
 }
 
-/* The device's row of the tuning table (tuning.c), whatever use_env says. With use_env:
- * CLMHA_TUNING picks another row; CLMHA_MAX_WORK_GROUP_SIZE and CLMHA_MAX_LOCAL_MEM lower the
- * limits clmha assumes for the device (never raise them), so that a large device behaves like a
- * small mobile GPU, which is how the small-device paths are tested without one; CLMHA_GEMM picks
- * the projection kernel; CLMHA_POISON_BUFFERS fills new buffers with NaN. */
-static clmha_status apply_limits(clmha_context *ctx, bool use_env) {
-    const char *tuning = use_env ? clmha__getenv("CLMHA_TUNING") : NULL;
-    const clmha__tuning *row =
-        tuning != NULL ? clmha__tuning_named(tuning) : clmha__tuning_for(&ctx->info);
-    if (row == NULL) {
-        char names[128];
-        clmha__tuning_names(names, sizeof names);
-        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "CLMHA_TUNING=\"%s\" is not a row of the tuning table (%s)", tuning,
-                           names);
+/* The settings (settings.c: options.settings, options.tune, CLMHA_TUNE) and the row of the
+ * tuning table (tuning.c) they name, else the device's. Of the settings, these apply to the
+ * context: max_work_group_size and max_local_mem lower the limits clmha assumes for the device
+ * (never raise them), so that a large device behaves like a small mobile GPU, which is how the
+ * small-device paths are tested without one; max_item_loops lowers the loop budget; gemm picks
+ * the projection kernel, gemm_small_m the most rows the own GEMM takes; poison_buffers fills
+ * new buffers with NaN. The others apply to each layer (layer.c). */
+static clmha_status apply_settings(clmha_context *ctx, const clmha_context_options *options) {
+    clmha_status st = clmha__settings_resolve(ctx, options, &ctx->settings);
+    if (st != CLMHA_OK) {
+        return st;
     }
-    ctx->tuning = *row;
-    ctx->small_m = row->small_m;
+    size_t v = 0;
+    const bool named = clmha__setting(ctx, CLMHA__SET_ROW, &v);
+    ctx->tuning = named ? *clmha__tuning_named(ctx->settings.row) : *clmha__tuning_for(&ctx->info);
+    ctx->small_m = ctx->tuning.small_m;
     /* The most loop iterations a work-item of an attention kernel does in all: Mesa's llvmpipe
      * ends a work-item silently after 65535 (its loop limiter counts every loop of the
      * invocation), so half of that there; elsewhere a bound that keeps one work-item's time
      * far from a GPU watchdog. */
     ctx->item_loops = clmha__contains_ci(ctx->info.name, "llvmpipe") ? 32768 : 1u << 20;
-    if (!use_env) {
-        return CLMHA_OK;
+    if (clmha__setting(ctx, CLMHA__SET_MAX_ITEM_LOOPS, &v) && v < ctx->item_loops) {
+        ctx->item_loops = v;
     }
-    const char *loops = clmha__getenv("CLMHA_MAX_ITEM_LOOPS");
-    if (loops != NULL) {
-        size_t n;
-        if (!clmha__parse_index(loops, &n) || n < 16) {
-            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                               "CLMHA_MAX_ITEM_LOOPS=\"%s\" is not a whole number >= 16 (loop "
-                               "iterations a work-item of an attention kernel does at most)",
-                               loops);
-        }
-        ctx->item_loops = n < ctx->item_loops ? n : ctx->item_loops;
-    }
-    clmha__log(ctx, CLMHA_LOG_INFO, "tuning: row \"%s\"%s", ctx->tuning.name,
-               tuning != NULL ? " (CLMHA_TUNING)" : "");
-    const char *wg = clmha__getenv("CLMHA_MAX_WORK_GROUP_SIZE");
-    const char *lm = clmha__getenv("CLMHA_MAX_LOCAL_MEM");
-    size_t v = 0;
-    if (wg != NULL) {
-        if (!clmha__parse_index(wg, &v) || v == 0) {
-            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                               "CLMHA_MAX_WORK_GROUP_SIZE=\"%s\" is not a whole number >= 1", wg);
-        }
+    char in_force[512];
+    clmha_context_settings(ctx, in_force, sizeof in_force);
+    clmha__log(ctx, CLMHA_LOG_INFO, "settings: %s", in_force);
+    bool capped = false;
+    if (clmha__setting(ctx, CLMHA__SET_MAX_WG, &v)) {
+        capped = true;
         if (v < ctx->info.max_work_group_size) {
             ctx->info.max_work_group_size = v;
         }
@@ -109,35 +92,25 @@ static clmha_status apply_limits(clmha_context *ctx, bool use_env) {
             }
         }
     }
-    if (lm != NULL) {
-        if (!clmha__parse_index(lm, &v) || v < 1024) {
-            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                               "CLMHA_MAX_LOCAL_MEM=\"%s\" is not a byte count >= 1024", lm);
-        }
+    if (clmha__setting(ctx, CLMHA__SET_MAX_LOCAL_MEM, &v)) {
+        capped = true;
         if (v < ctx->info.local_mem_bytes) {
             ctx->info.local_mem_bytes = v;
         }
     }
-    const char *poison = clmha__getenv("CLMHA_POISON_BUFFERS");
-    ctx->poison = poison != NULL && strcmp(poison, "0") != 0;
-    const char *gemm = clmha__getenv("CLMHA_GEMM");
-    if (gemm != NULL) {
-        if (strcmp(gemm, "own") == 0) {
+    ctx->poison = clmha__setting(ctx, CLMHA__SET_POISON, &v) && v != 0;
+    if (clmha__setting(ctx, CLMHA__SET_GEMM, &v)) {
+        if (v == 2) {
             ctx->own_gemm = true;
-        } else if (strcmp(gemm, "clblast") == 0) {
+        } else if (v == 1) {
             ctx->small_m = 0;
             ctx->clblast_only = true;
-        } else if (strcmp(gemm, "auto") != 0) {
-            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                               "CLMHA_GEMM=\"%s\" is not auto, clblast or own", gemm);
         }
     }
-    const char *small = clmha__getenv("CLMHA_GEMM_SMALL_M");
-    if (small != NULL && !clmha__parse_index(small, &ctx->small_m)) {
-        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "CLMHA_GEMM_SMALL_M=\"%s\" is not a whole number", small);
+    if (clmha__setting(ctx, CLMHA__SET_GEMM_SMALL_M, &v)) {
+        ctx->small_m = v;
     }
-    if (wg != NULL || lm != NULL) {
+    if (capped) {
         clmha__log(ctx, CLMHA_LOG_INFO, "device limits capped: work-group %zu, local memory %llu",
                    ctx->info.max_work_group_size, (unsigned long long)ctx->info.local_mem_bytes);
     }
@@ -313,7 +286,7 @@ clmha_status clmha_context_create(const clmha_context_options *options, clmha_co
         st = clmha__fail_cl(ctx, err, "clCreateCommandQueue");
         goto cleanup;
     }
-    if ((st = apply_limits(ctx, options == NULL || options->use_environment)) != CLMHA_OK) {
+    if ((st = apply_settings(ctx, options)) != CLMHA_OK) {
         goto cleanup;
     }
     clmha__log(ctx, CLMHA_LOG_INFO, "device \"%s\" on \"%s\" (%s)", ctx->info.name,
@@ -372,7 +345,7 @@ clmha_status clmha_context_create_from_cl(cl_context cl_ctx, cl_device_id device
                          "clmha_context_create_from_cl: device is not a valid OpenCL device");
         goto cleanup;
     }
-    if ((st = apply_limits(ctx, options == NULL || options->use_environment)) != CLMHA_OK) {
+    if ((st = apply_settings(ctx, options)) != CLMHA_OK) {
         goto cleanup;
     }
     ctx->profile = options && options->profile;

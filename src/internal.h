@@ -42,7 +42,7 @@ typedef struct clmha__kernel {
 /* One row of the per-device tuning table (tuning.c): the defaults of a device's launch
  * settings, before environment overrides and the kernels' own limits. */
 typedef struct clmha__tuning {
-    const char *name;     /* the row's name: CLMHA_TUNING, clmha_device_tuning_name */
+    const char *name;     /* the row's name: the row setting, clmha_device_tuning_name */
     size_t small_m;       /* products of at most this many rows take the own GEMM (CLBlast runs) */
     size_t wg;            /* the attention kernels' largest work-group (a power of two) */
     size_t split_wg;      /* split attention's work-group: 1, or 0 for wg as local memory allows */
@@ -64,6 +64,56 @@ const clmha__tuning *clmha__tuning_named(const char *name);
 /* Writes the rows' names, comma-separated, into @p buf; returns the length written. */
 size_t clmha__tuning_names(char *buf, size_t len);
 
+/* The launch settings that may override the tuning row (settings.c; docs/devices.md). */
+typedef enum clmha__setting_id {
+    CLMHA__SET_ROW,
+    CLMHA__SET_MAX_WG,
+    CLMHA__SET_MAX_LOCAL_MEM,
+    CLMHA__SET_MAX_ITEM_LOOPS,
+    CLMHA__SET_POISON,
+    CLMHA__SET_GEMM, /* 0 auto, 1 clblast, 2 own */
+    CLMHA__SET_GEMM_SMALL_M,
+    CLMHA__SET_GEMM_COLS,
+    CLMHA__SET_GEMM_ROWS,
+    CLMHA__SET_GEMM_ROWS_FEW,
+    CLMHA__SET_SPLIT,
+    CLMHA__SET_SPLIT_WG,
+    CLMHA__SET_SPLIT_CHUNK,
+    CLMHA__SET_HEADS,
+    CLMHA__SET_KEY_BLOCK,
+    CLMHA__SET_TILE,
+    CLMHA__SET_TILE_ROWS,
+    CLMHA__SET_KEY_TILE,
+    CLMHA__SET_TAIL,
+    CLMHA__SET_QKV_FUSE,
+    CLMHA__SET_COUNT
+} clmha__setting_id;
+
+/* The settings a context was given: v[id] where from[id] (the source: "CLMHA_TUNE",
+ * "options.tune" or "options.settings") is not NULL; switches are 0 or 1. */
+typedef struct clmha__settings {
+    size_t v[CLMHA__SET_COUNT];
+    const char *from[CLMHA__SET_COUNT];
+    char row[32];
+} clmha__settings;
+
+/* Parses "key=value,..." from @p source over *s (all or nothing; a failure names the key and
+ * its allowed values). */
+clmha_status clmha__settings_parse(clmha_context *ctx, const char *text, const char *source,
+                                   clmha__settings *s);
+/* options.settings over *s, as clmha__settings_parse. */
+clmha_status clmha__settings_from_struct(clmha_context *ctx, const clmha_settings *c,
+                                         clmha__settings *s);
+/* The settings of a new context: CLMHA_TUNE (when @p o is NULL or use_environment), then
+ * options.tune, then options.settings, key by key. */
+clmha_status clmha__settings_resolve(clmha_context *ctx, const clmha_context_options *o,
+                                     clmha__settings *s);
+/* Whether setting @p id was given (then *v is its value). */
+bool clmha__setting(const clmha_context *ctx, clmha__setting_id id, size_t *v);
+/* The key of a setting ("split_wg"), and where the context's value came from (NULL: unset). */
+const char *clmha__setting_key(clmha__setting_id id);
+const char *clmha__setting_source(const clmha_context *ctx, clmha__setting_id id);
+
 struct clmha_context {
     cl_platform_id platform;
     cl_device_id device;
@@ -79,22 +129,24 @@ struct clmha_context {
 
     clmha__program *programs;
     clmha_context_stats stats;
-    /* The device's row of the tuning table, or the one CLMHA_TUNING names. */
+    /* The device's row of the tuning table, or the one the settings' row names. */
     clmha__tuning tuning;
+    /* The settings that override the row (options.settings, options.tune, CLMHA_TUNE). */
+    clmha__settings settings;
     /* The most loop iterations one work-item of an attention kernel may do (keys are chunked
      * over more work-groups and merged to stay within it): 32768 on Mesa's llvmpipe, which
-     * ends a work-item after 65535, else 2^20; CLMHA_MAX_ITEM_LOOPS lowers it. */
+     * ends a work-item after 65535, else 2^20; the max_item_loops setting lowers it. */
     size_t item_loops;
-    /* CLBlast cannot run on this device (or CLMHA_GEMM=own): projections use gemm.cl. */
+    /* CLBlast cannot run on this device (or gemm=own): projections use gemm.cl. */
     bool own_gemm;
     /* CLBlast has built its GEMM program on this context (clmha__clblast_warm). */
     bool clblast_warm;
     /* Projections of at most this many rows use gemm.cl even where CLBlast runs (CLBlast's
      * fixed cost dominates one-row products); SIZE_MAX-free: 0 means never. */
     size_t small_m;
-    /* CLMHA_GEMM=clblast: every projection through CLBlast (no row-blocked own GEMM either). */
+    /* gemm=clblast: every projection through CLBlast (no row-blocked own GEMM either). */
     bool clblast_only;
-    /* CLMHA_POISON_BUFFERS=1: new buffers are filled with NaN (finds uninitialised reads). */
+    /* poison_buffers=1: new buffers are filled with NaN (finds uninitialised reads). */
     bool poison;
     /* The driver reported CL_OUT_OF_RESOURCES (or lost the device): nothing more is sent. */
     bool broken;
@@ -137,18 +189,18 @@ struct clmha_layer {
     cl_mem weights[CLMHA_WEIGHT_COUNT];
     clmha__kernel k_attention, k_commit, k_fill, k_gather, k_gather_mask, k_gemm, k_gemm4, k_qkv;
     /* gemm_bias4 and gemm_qkv4 built with GC = 32 columns a work-item (CPUs; gemm_wide 0
-     * elsewhere or with CLMHA_GEMM_COLS=4), launched one work-item a group where every
+     * elsewhere or with gemm_cols=4), launched one work-item a group where every
      * product's columns are a multiple of 32. */
     size_t gemm_wide;
     clmha__kernel k_gemm_wide, k_qkv_wide;
     /* The same kernels built with GR = gemm_rows rows of 32 columns a work-item (12 on CPUs,
-     * next to the 32-column build; 1: not built, CLMHA_GEMM_ROWS=1 or CLMHA_GEMM=clblast):
+     * next to the 32-column build; 1: not built, gemm_rows=1 or gemm=clblast):
      * products of more rows than small_m whose columns are a multiple of 32 take them instead
      * of CLBlast. */
     size_t gemm_rows;
     clmha__kernel k_gemm_blk, k_qkv_blk;
     /* And built with gemm_few rows of 32 columns a work-item (4 on CPUs; 1: not built, or
-     * CLMHA_GEMM_ROWS_FEW=1): products of 3 to small_m rows (batched decode steps) whose widths
+     * gemm_rows_few=1): products of 3 to small_m rows (batched decode steps) whose widths
      * are multiples of 32 take them, reading each weight once per gemm_few rows. */
     size_t gemm_few;
     clmha__kernel k_gemm_few, k_qkv_few;
@@ -180,7 +232,7 @@ struct clmha_layer {
     clmha__kernel k_qtile, k_qtile_half;
     /* gemm_tail (merge + output projection + cache splice in one launch, the last of a call
      * whose output projection takes the own GEMM one row a work-item), built with tail_cols
-     * (GC) columns a work-item and launched wg_tail work-items a group; CLMHA_TAIL=0 turns it
+     * (GC) columns a work-item and launched wg_tail work-items a group; tail=0 turns it
      * off. use_tail_few: also built with the few-rows build's gemm_few rows a work-item
      * (k_tail_few), for calls whose output projection that build takes (batched decode). */
     bool use_tail, use_tail_few;
@@ -194,7 +246,7 @@ struct clmha_layer {
     /* Self-attention's projections where CLBlast takes them (qkv.cl): one SGEMM over the packed
      * [Wq | Wk | Wv] (w_qkv, Din x (nq + nk + nv), and b_qkv) into ws_qkv, which split_qkv
      * copies into ws_q, ws_k and ws_v. Only for layers whose three input dims are equal;
-     * CLMHA_QKV_FUSE=0 turns it off. The packed copy is made when a call or reserve first needs
+     * qkv_fuse=0 turns it off. The packed copy is made when a call or reserve first needs
      * it and again after any weight changes (qkv_packed false). */
     bool fuse_blas, qkv_packed;
     clmha__kernel k_pack, k_split_qkv;

@@ -304,62 +304,74 @@ static size_t qtile_gpu_lds(const clmha_layer *l, size_t wgs, size_t kt) {
     return (qr * l->dk + kt * (l->dk + 1) + kt * l->dv + qr * kt) * sizeof(float) + qr * kt;
 }
 
-/* The split attention's settings: CLMHA_SPLIT=0 turns it off; CLMHA_SPLIT_WG (a power of two)
- * and CLMHA_SPLIT_CHUNK (keys) override the tuning table's defaults (one work-item a work-group
- * on CPUs, which streams its keys with vector loads, else wg_cap as local memory allows; chunks
- * of at least 256 keys). */
+/* A switch setting: its value where given, else @p def. */
+static bool switch_on(const clmha_context *ctx, clmha__setting_id id, bool def) {
+    size_t v;
+    return clmha__setting(ctx, id, &v) ? v != 0 : def;
+}
+
+/* A setting whose allowed values depend on the layer and device: fails when it is given and
+ * larger than @p most, naming the key, its source and why. */
+static clmha_status setting_within(clmha_layer *l, clmha__setting_id id, size_t most,
+                                   const char *why, size_t *v, bool *given) {
+    *given = clmha__setting(l->ctx, id, v);
+    if (*given && *v > most) {
+        return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "%s: %s=%zu is more than this layer can take on this device: at most "
+                           "%zu (%s)",
+                           clmha__setting_source(l->ctx, id), clmha__setting_key(id), *v, most,
+                           why);
+    }
+    return CLMHA_OK;
+}
+
+/* The split attention's settings: split=0 turns it off; split_wg (a power of two) and
+ * split_chunk (keys) override the tuning table's defaults (one work-item a work-group on CPUs,
+ * which streams its keys with vector loads, else wg_cap as local memory allows; chunks of at
+ * least 256 keys). */
 static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     clmha_context *ctx = l->ctx;
-    const char *on = clmha__getenv("CLMHA_SPLIT");
-    l->use_split = on == NULL || strcmp(on, "0") != 0;
+    l->use_split = switch_on(ctx, CLMHA__SET_SPLIT, true);
     size_t wgs = ctx->tuning.split_wg == 1 ? 1 : wg_cap;
     while (wgs > 1 && split_gpu_lds(l, wgs) > ctx->info.local_mem_bytes) {
         wgs /= 2;
     }
-    const char *env = clmha__getenv("CLMHA_SPLIT_WG");
-    if (env != NULL) {
-        size_t v;
-        if (!clmha__parse_index(env, &v) || v == 0 || (v & (v - 1)) != 0 || v > wg_cap) {
-            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                               "CLMHA_SPLIT_WG=\"%s\" is not a power of two from 1 to %zu", env,
-                               wg_cap);
-        }
-        wgs = v;
+    size_t v;
+    bool given;
+    clmha_status st = setting_within(l, CLMHA__SET_SPLIT_WG, wg_cap,
+                                     "the attention kernels' work-group limit", &v, &given);
+    if (st != CLMHA_OK) {
+        return st;
     }
+    wgs = given ? v : wgs;
     l->wg_split = wgs;
     l->lanes_key = gpu_lanes_key(l, wgs);
     l->lanes_query = gpu_lanes_query(l, wgs);
     /* All heads of a query position in one work-item where one work-item streams the keys
      * (CPUs), when the heads' queries, outputs and softmax states fit in half the local memory;
-     * CLMHA_HEADS=0 turns it off. Without it the kernel is built for one head (NH = 1), so its
+     * heads=0 turns it off. Without it the kernel is built for one head (NH = 1), so its
      * local arrays never exceed a device's limit. */
-    const char *heads = clmha__getenv("CLMHA_HEADS");
-    l->use_heads = wgs == 1 && (heads == NULL || strcmp(heads, "0") != 0) &&
+    l->use_heads = wgs == 1 && switch_on(ctx, CLMHA__SET_HEADS, true) &&
                    l->heads * (l->dk + l->dv + 2) * sizeof(float) <= ctx->info.local_mem_bytes / 2;
     /* It and the query tiles take keys sixteen at a time where the head dims are multiples of
-     * 16; CLMHA_KEY_BLOCK=0 makes them take keys one at a time. */
-    const char *block = clmha__getenv("CLMHA_KEY_BLOCK");
-    l->key_block = block == NULL || strcmp(block, "0") != 0;
-    /* Query tiles where one work-item streams the keys (CPUs); CLMHA_TILE=0 turns them off. */
-    const char *tile = clmha__getenv("CLMHA_TILE");
-    l->use_tile = wgs == 1 && (tile == NULL || strcmp(tile, "0") != 0);
+     * 16; key_block=0 makes them take keys one at a time. */
+    l->key_block = switch_on(ctx, CLMHA__SET_KEY_BLOCK, true);
+    /* Query tiles where one work-item streams the keys (CPUs); tile=0 turns them off. */
+    const bool tile = switch_on(ctx, CLMHA__SET_TILE, true);
+    l->use_tile = wgs == 1 && tile;
     /* Each row keeps its output in private memory: at most 512 floats in all (2 KiB; Mesa's
      * llvmpipe computes wrong results from 4 KiB on), and the table's rows (8 on CPUs: more
      * measured no faster on PoCL); the queries are in local memory. */
     l->tile_rows = 512 / l->dv;
     l->tile_rows = l->tile_rows > ctx->tuning.tile_rows ? ctx->tuning.tile_rows : l->tile_rows;
-    env = clmha__getenv("CLMHA_TILE_ROWS");
-    if (env != NULL &&
-        (!clmha__parse_index(env, &l->tile_rows) || l->tile_rows < 1 || l->tile_rows > 16)) {
-        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "CLMHA_TILE_ROWS=\"%s\" is not a number of query rows from 1 to 16",
-                           env);
+    if (clmha__setting(ctx, CLMHA__SET_TILE_ROWS, &v)) {
+        l->tile_rows = v; /* 1 to 16, checked by the parser */
     }
     l->use_tile = l->use_tile && l->tile_rows >= 2; /* one row a tile: the split kernel */
     /* Elsewhere (GPUs), query tiles of wg_split / lanes_query rows with key tiles in local
      * memory: KT keys and values (the table's key_tile at most; 0: no query tiles), within the
      * row's tile_local bytes and half the local memory. */
-    l->use_qtile = wgs >= 2 && ctx->tuning.key_tile > 0 && (tile == NULL || strcmp(tile, "0") != 0);
+    l->use_qtile = wgs >= 2 && ctx->tuning.key_tile > 0 && tile;
     size_t budget = ctx->info.local_mem_bytes / 2;
     budget = ctx->tuning.tile_local != 0 && ctx->tuning.tile_local < budget ? ctx->tuning.tile_local
                                                                             : budget;
@@ -367,40 +379,27 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     while (l->key_tile > 1 && wgs >= 2 && qtile_gpu_lds(l, wgs, l->key_tile) > budget) {
         l->key_tile /= 2;
     }
-    env = clmha__getenv("CLMHA_KEY_TILE");
-    if (env != NULL) {
-        size_t v;
-        if (!clmha__parse_index(env, &v) || v == 0 || (v & (v - 1)) != 0 || v > l->key_tile) {
-            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                               "CLMHA_KEY_TILE=\"%s\" is not a power of two from 1 to %zu (what "
-                               "local memory allows)",
-                               env, l->key_tile);
-        }
-        l->key_tile = v;
+    if ((st = setting_within(l, CLMHA__SET_KEY_TILE, l->key_tile,
+                             "what local memory allows for this layer's key tiles", &v, &given)) !=
+        CLMHA_OK) {
+        return st;
     }
+    l->key_tile = given ? v : l->key_tile;
     l->split_min_chunk = ctx->tuning.split_chunk;
-    env = clmha__getenv("CLMHA_SPLIT_CHUNK");
-    if (env != NULL && (!clmha__parse_index(env, &l->split_min_chunk) || l->split_min_chunk == 0 ||
-                        l->split_min_chunk > INT_MAX)) {
-        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "CLMHA_SPLIT_CHUNK=\"%s\" is not a whole number of keys >= 1", env);
+    if (clmha__setting(ctx, CLMHA__SET_SPLIT_CHUNK, &v)) {
+        l->split_min_chunk = v; /* 1 to INT_MAX, checked by the parser */
     }
     return CLMHA_OK;
 }
 
 /* A build of gemm_bias4 and gemm_qkv4 with *rows rows of CLMHA__GEMM_BLOCK_COLS columns a
- * work-item: *rows is @p def or the environment variable @p var (1 to @p max); 1 builds
- * nothing. */
-static clmha_status build_gemm_rows(clmha_layer *l, const char *var, size_t def, size_t max,
-                                    size_t *rows, clmha__kernel *k_gemm, clmha__kernel *k_qkv) {
+ * work-item: *rows is @p def or the setting @p id (gemm_rows or gemm_rows_few; their ranges
+ * are the parser's); 1 builds nothing. */
+static clmha_status build_gemm_rows(clmha_layer *l, clmha__setting_id id, size_t def, size_t *rows,
+                                    clmha__kernel *k_gemm, clmha__kernel *k_qkv) {
     clmha_context *ctx = l->ctx;
-    const char *env = clmha__getenv(var);
-    *rows = def;
-    if (env != NULL && (!clmha__parse_index(env, rows) || *rows < 1 || *rows > max)) {
-        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "%s=\"%s\" is not a number of rows from 1 to %zu (rows a work-item of "
-                           "the own GEMM takes; see docs/devices.md)",
-                           var, env, max);
+    if (!clmha__setting(ctx, id, rows)) {
+        *rows = def;
     }
     if (*rows == 1) {
         return CLMHA_OK;
@@ -423,15 +422,14 @@ static clmha_status build_gemm_rows(clmha_layer *l, const char *var, size_t def,
  * divide the output width, else 4), one work-item a group for 32 columns, else the own GEMM's
  * group size; one row a work-item, and where the few-rows build of the own GEMM exists (CPUs)
  * also with its rows (use_tail_few), for batched decode steps. Off (the merge, output
- * projection and commit launches instead) with CLMHA_TAIL=0, an output width that is not a
+ * projection and commit launches instead) with tail=0, an output width that is not a
  * multiple of 4, or where its merged rows (H * DV floats each) and chunk weights do not fit in
  * local memory or the kernel allows fewer work-items. Needs gemm.cl's kernels built (wg_gemm,
  * gemm_few). */
 static clmha_status build_tail(clmha_layer *l) {
     clmha_context *ctx = l->ctx;
-    const char *on = clmha__getenv("CLMHA_TAIL");
     const size_t hv = l->heads * l->dv;
-    l->use_tail = (on == NULL || strcmp(on, "0") != 0) && l->out_features % 4 == 0 &&
+    l->use_tail = switch_on(ctx, CLMHA__SET_TAIL, true) && l->out_features % 4 == 0 &&
                   (hv + CLMHA__MAX_CHUNKS) * sizeof(float) <= ctx->info.local_mem_bytes &&
                   !l->gemm_k_long;
     if (!l->use_tail) {
@@ -660,18 +658,10 @@ static clmha_status build_kernels(clmha_layer *l) {
     l->wg_gemm = pow2_floor(l->k_gemm.max_wg < 64 ? l->k_gemm.max_wg : 64);
     l->wg_gemm = l->wg_gemm < l->k_gemm4.max_wg ? l->wg_gemm : pow2_floor(l->k_gemm4.max_wg);
     l->wg_gemm = l->wg_gemm < l->k_qkv.max_wg ? l->wg_gemm : pow2_floor(l->k_qkv.max_wg);
-    /* Where the tuning table says (CPUs), also 32 columns a work-item (CLMHA_GEMM_COLS: 4 or
-     * 32). */
-    const char *cols = clmha__getenv("CLMHA_GEMM_COLS");
-    if (cols != NULL && strcmp(cols, "4") != 0 && strcmp(cols, "32") != 0) {
-        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "CLMHA_GEMM_COLS=\"%s\" is not 4 or 32 (columns a work-item of the own "
-                           "GEMM)",
-                           cols);
-    }
-    l->gemm_wide = cols != NULL                  ? (strcmp(cols, "32") == 0 ? 32 : 0)
-                   : ctx->tuning.gemm_cols == 32 ? 32
-                                                 : 0;
+    /* Where the tuning table says (CPUs), also 32 columns a work-item (gemm_cols: 4 or 32). */
+    size_t cols = ctx->tuning.gemm_cols;
+    clmha__setting(ctx, CLMHA__SET_GEMM_COLS, &cols);
+    l->gemm_wide = cols == 32 ? 32 : 0;
     if (l->gemm_wide != 0 &&
         ((st = clmha__program_get(ctx, "gemm.cl", "-DGC=32", &prog)) != CLMHA_OK ||
          (st = clmha__kernel_create(ctx, prog, "gemm_bias4", &l->k_gemm_wide)) != CLMHA_OK ||
@@ -679,13 +669,13 @@ static clmha_status build_kernels(clmha_layer *l) {
         return st;
     }
     /* Where the 32-column build is (CPUs): the table's rows of 32 columns a work-item (12) for
-     * products of many rows (prefill), unless CLMHA_GEMM=clblast leaves those to CLBlast, and
-     * its few rows (4) for 3 to CLMHA_GEMM_SMALL_M rows (batched decode steps). */
+     * products of many rows (prefill), unless gemm=clblast leaves those to CLBlast, and
+     * its few rows (4) for 3 to gemm_small_m rows (batched decode steps). */
     const bool cpu_rows = l->gemm_wide != 0;
-    if ((st = build_gemm_rows(l, "CLMHA_GEMM_ROWS",
-                              cpu_rows && !ctx->clblast_only ? ctx->tuning.gemm_rows : 1, 32,
+    if ((st = build_gemm_rows(l, CLMHA__SET_GEMM_ROWS,
+                              cpu_rows && !ctx->clblast_only ? ctx->tuning.gemm_rows : 1,
                               &l->gemm_rows, &l->k_gemm_blk, &l->k_qkv_blk)) != CLMHA_OK ||
-        (st = build_gemm_rows(l, "CLMHA_GEMM_ROWS_FEW", cpu_rows ? ctx->tuning.gemm_rows_few : 1, 8,
+        (st = build_gemm_rows(l, CLMHA__SET_GEMM_ROWS_FEW, cpu_rows ? ctx->tuning.gemm_rows_few : 1,
                               &l->gemm_few, &l->k_gemm_few, &l->k_qkv_few)) != CLMHA_OK) {
         return st;
     }
@@ -704,16 +694,9 @@ static clmha_status build_kernels(clmha_layer *l) {
     }
     /* Self-attention's projections as one CLBlast product: where CLBlast may take all three
      * (clmha__project_qkv_blas_fits) and the three input dims are equal, unless
-     * CLMHA_QKV_FUSE=0. */
-    const char *fuse = clmha__getenv("CLMHA_QKV_FUSE");
-    if (fuse != NULL && strcmp(fuse, "0") != 0 && strcmp(fuse, "1") != 0) {
-        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "CLMHA_QKV_FUSE=\"%s\" is not 0 or 1 (one CLBlast product for "
-                           "self-attention's query, key and value projections)",
-                           fuse);
-    }
+     * qkv_fuse=0. */
     const size_t nq = l->heads * l->dk, nv = l->heads * l->dv;
-    l->fuse_blas = (fuse == NULL || strcmp(fuse, "1") == 0) && l->dq_in == l->dk_in &&
+    l->fuse_blas = switch_on(ctx, CLMHA__SET_QKV_FUSE, true) && l->dq_in == l->dk_in &&
                    l->dq_in == l->dv_in && clmha__clblast_may_take(l, nq) &&
                    clmha__clblast_may_take(l, nv);
     if (l->fuse_blas) {

@@ -5,8 +5,8 @@
  * accumulates x . W into them with beta = 1. clmha's own gemm.cl does the product (and the bias,
  * in one launch where the width is a multiple of 4) instead for
  * products of a few rows (decode steps, where CLBlast's fixed cost dominates; see
- * CLMHA_GEMM_SMALL_M), where CLBlast's kernels do not fit the device (small work-group or
- * local-memory limits), or with CLMHA_GEMM=own. Also the workspace growth helper.
+ * the gemm_small_m setting), where CLBlast's kernels do not fit the device (small work-group or
+ * local-memory limits), or with the setting gemm=own. Also the workspace growth helper.
  */
 #include "internal.h"
 

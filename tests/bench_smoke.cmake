@@ -34,7 +34,7 @@ endfunction()
 
 # Decode: 2 lengths x 2 batches x 2 cache dtypes; prefill: 2 x 2.
 run_bench("" 12
-          "phase;B;T;S;dim;heads;head_dim;cache_dtype;device;tuning;median_s;attention_median_s;projection_median_s;frac_bandwidth;frac_gemm;copy_bandwidth_bytes_per_s;sgemm_flops_per_s"
+          "phase;B;T;S;dim;heads;head_dim;cache_dtype;device;tuning;settings;median_s;attention_median_s;projection_median_s;frac_bandwidth;frac_gemm;copy_bandwidth_bytes_per_s;sgemm_flops_per_s"
           lines --seq 8,33 --batch 1,2 --cache-dtype float32,float16)
 string(REGEX MATCHALL "\"cache_dtype\": \"float16\"" half "${lines}")
 list(LENGTH half nhalf)
@@ -48,14 +48,18 @@ foreach(line IN LISTS lines)
   endif()
 endforeach()
 
-# --pair: decode 2 lengths x 2 cache dtypes, prefill 2 lengths.
-run_bench("--pair" 6 "phase;B;T;S;cache_dtype;device;tuning;pair;median_a_s;median_b_s;b_over_a" lines
-          --seq 8,33 --batch 2 --cache-dtype float32,float16 --pair CLMHA_TAIL=0)
+# --pair: decode 2 lengths x 2 cache dtypes, prefill 2 lengths; B's settings say tail=0 came
+# from --pair (options.tune), A's do not name it.
+run_bench("--pair" 6 "phase;B;T;S;cache_dtype;device;tuning;pair;settings_a;settings_b;median_a_s;median_b_s;b_over_a" lines
+          --seq 8,33 --batch 2 --cache-dtype float32,float16 --pair tail=0)
 foreach(line IN LISTS lines)
   string(JSON pair GET "${line}" pair)
   string(JSON ratio GET "${line}" b_over_a)
-  if(NOT pair STREQUAL "CLMHA_TAIL=0" OR NOT ratio GREATER 0)
-    message(FATAL_ERROR "--pair: wrong pair or ratio: ${line}")
+  string(JSON set_a GET "${line}" settings_a)
+  string(JSON set_b GET "${line}" settings_b)
+  if(NOT pair STREQUAL "tail=0" OR NOT ratio GREATER 0 OR set_a MATCHES "tail=" OR
+     NOT set_b MATCHES "tail=0 \\(options.tune\\)")
+    message(FATAL_ERROR "--pair: wrong pair, settings or ratio: ${line}")
   endif()
 endforeach()
 
@@ -67,6 +71,11 @@ if(NOT lines MATCHES "\"attention_median_s\": null" OR NOT lines MATCHES "\"medi
 endif()
 
 execute_process(COMMAND "${BENCH}" --pair TAIL RESULT_VARIABLE rc ERROR_VARIABLE err)
-if(rc EQUAL 0 OR NOT err MATCHES "CLMHA_NAME=VALUE")
+if(rc EQUAL 0 OR NOT err MATCHES "key=value")
   message(FATAL_ERROR "--pair TAIL was not refused clearly (${rc}): ${err}")
+endif()
+execute_process(COMMAND "${BENCH}" --pair tial=0 --seq 8 --phase decode
+                RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "unknown setting \"tial\"")
+  message(FATAL_ERROR "--pair tial=0 was not refused clearly (${rc}): ${err}")
 endif()

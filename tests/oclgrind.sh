@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Runs test_kernels_small under Oclgrind (the OpenCL simulator) and fails when the program fails
-# or Oclgrind reports anything. Projections use clmha's own GEMM kernel (CLMHA_GEMM=own), so
-# every kernel checked is clmha's, and the work-group size is capped at 4
-# (CLMHA_MAX_WORK_GROUP_SIZE) so that tiled loops take several tiles and barriers between them
-# matter. The split attention runs with chunks of 2 keys (CLMHA_SPLIT_CHUNK), so the merge
+# or Oclgrind reports anything. Projections use clmha's own GEMM kernel (CLMHA_TUNE's gemm=own),
+# so every kernel checked is clmha's, and the work-group size is capped at 4
+# (max_work_group_size) so that tiled loops take several tiles and barriers between them
+# matter. The split attention runs with chunks of 2 keys (split_chunk), so the merge
 # runs; with 4 work-items a group in the race pass (its local-memory combine, and the GPU query
 # tiles with key tiles of 2, so tiles follow each other through local memory), and with one as
 # on a CPU in the uninitialised-value pass, which also runs the CPU query tiles (2 rows).
@@ -25,7 +25,8 @@ set -u
 prog=$1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-export CLMHA_GEMM=own CLMHA_MAX_WORK_GROUP_SIZE=4 CLMHA_CACHE_DIR=off CLMHA_SPLIT_CHUNK=2
+export CLMHA_CACHE_DIR=off
+tune=gemm=own,max_work_group_size=4,split_chunk=2
 
 fail=0
 report() { # $1: what ran
@@ -36,13 +37,13 @@ report() { # $1: what ran
     fi
 }
 
-CLMHA_SPLIT_WG=4 CLMHA_KEY_TILE=2 oclgrind --data-races --check-api --log "$log" "$prog" || fail=1
+CLMHA_TUNE=$tune,split_wg=4,key_tile=2 oclgrind --data-races --check-api --log "$log" "$prog" || fail=1
 report "data races and API, all cases"
 
 n=$("$prog" --count) || exit 1
 for ((i = 0; i < n; i++)); do
     : >"$log"
-    if ! CLMHA_SPLIT_WG=1 CLMHA_TILE_ROWS=2 oclgrind --uninitialized --check-api --log "$log" \
+    if ! CLMHA_TUNE=$tune,split_wg=1,tile_rows=2 oclgrind --uninitialized --check-api --log "$log" \
         "$prog" "$i" >/dev/null 2>&1; then
         echo "case $i failed under Oclgrind --uninitialized; rerun: $prog $i"
         fail=1

@@ -75,8 +75,18 @@ bool compare_close(const char *what, const float *got, const double *ref, size_t
 }
 
 clmha_context *test_context(void) {
+    return test_context_tuned(NULL);
+}
+
+clmha_context *test_context_tuned(const char *tune) {
+    clmha_context_options o;
+    clmha_context_options_init(&o);
+    /* ctest's variants of a program pass their settings in CLMHA_TEST_TUNE, as an application
+     * passes options.tune, so that a CI stage's CLMHA_TUNE (a small device's caps, a tuning
+     * row) still applies to every key they do not set. */
+    o.tune = tune != NULL ? tune : getenv("CLMHA_TEST_TUNE");
     clmha_context *ctx = NULL;
-    assert_ok(clmha_context_create(NULL, &ctx));
+    assert_ok(clmha_context_create(&o, &ctx));
     return ctx;
 }
 

@@ -55,8 +55,12 @@ extern const tol_rule TOL_F16;
 bool compare_close(const char *what, const float *got, const double *ref, size_t n, tol_rule tol,
                    const char *repro);
 
-/* A context on the default (environment-selected) device; fails the test if none. */
+/* A context on the default (environment-selected) device with CLMHA_TEST_TUNE's settings;
+ * fails the test if none. */
 clmha_context *test_context(void);
+/* A context with the settings @p tune ("key=value,..." as options.tune; NULL: those of
+ * CLMHA_TEST_TUNE, if any), over CLMHA_TUNE's; fails the test if it cannot be created. */
+clmha_context *test_context_tuned(const char *tune);
 
 /* A float32 device tensor holding @p data (may be NULL: left undefined). */
 clmha_tensor *test_tensor_f32(clmha_context *ctx, int rank, const size_t *shape, const float *data);

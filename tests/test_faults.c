@@ -158,6 +158,9 @@ static clmha_layer *make_layer(clmha_context *ctx) {
     return make_layer_as(ctx, CLMHA_FLOAT32);
 }
 
+/* Contexts with the setting gemm=own (see main). */
+static clmha_context_options own_gemm;
+
 static void test_faults_creating(void **state) {
     (void)state;
     long n;
@@ -165,7 +168,7 @@ static void test_faults_creating(void **state) {
         arm(n);
         clmha_context *ctx = NULL;
         clmha_layer *l = NULL;
-        clmha_status st = clmha_context_create(NULL, &ctx);
+        clmha_status st = clmha_context_create(&own_gemm, &ctx);
         if (st == CLMHA_OK) {
             l = make_layer(ctx);
             st = l ? CLMHA_OK : CLMHA_ERR_OPENCL;
@@ -404,7 +407,9 @@ static void test_faults_calling(void **state) {
 int main(void) {
     /* clmha's own GEMM: every OpenCL call of a projection is clmha's, so each is a fault point
      * this test controls (CLBlast's internal error handling is CLBlast's). */
-    setenv("CLMHA_GEMM", "own", 1);
+    setenv("CLMHA_TEST_TUNE", "gemm=own", 1); /* test_context()'s */
+    clmha_context_options_init(&own_gemm);
+    own_gemm.tune = "gemm=own";
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_faults_creating),
         cmocka_unit_test(test_faults_loading),

@@ -1,6 +1,6 @@
 /*
- * test_kernels_small.c - tiny shapes through every kernel (bias fill, GEMM fallback when
- * CLMHA_GEMM=own, cache splice, attention with every mask form, probabilities, dropout, the
+ * test_kernels_small.c - tiny shapes through every kernel (bias fill, GEMM fallback with
+ * the setting gemm=own, cache splice, attention with every mask form, probabilities, dropout, the
  * rank > 3 gathers, the half cache's rounding, splice and attention), each compared with the
  * float64 reference. Small enough to run under Oclgrind, which ctest does (test_kernels_oclgrind,
  * see oclgrind.sh): the whole program with the data-race and API checks and the work-group size

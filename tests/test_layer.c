@@ -561,10 +561,12 @@ static void test_causal_flag_equals_mask(void **state) {
 }
 
 /* A new context (the environment's device) with profiling on. */
-static clmha_context *profiling_context(void) {
+/* A context that records launches, with the settings @p tune (NULL: none). */
+static clmha_context *profiling_context(const char *tune) {
     clmha_context_options o;
     clmha_context_options_init(&o);
     o.profile = true;
+    o.tune = tune;
     clmha_context *pc = NULL;
     assert_ok(clmha_context_create(&o, &pc));
     return pc;
@@ -573,7 +575,7 @@ static clmha_context *profiling_context(void) {
 /* Profiling: device time by kind after a call, a fresh count after each take. */
 static void test_profile(void **state) {
     (void)state;
-    clmha_context *pc = profiling_context();
+    clmha_context *pc = profiling_context(NULL);
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
     cfg.num_heads = 2, cfg.key_dim = 8, cfg.seed = 1;
@@ -635,17 +637,18 @@ static void test_self_attention(void **state) {
 
 /* Decode steps of 1 to 5 sequences over caches long enough that split attention takes several
  * chunks (chunks of at least 256 keys), so the partials are merged: by gemm_tail where the layer
- * has it (one row a work-item, or with 3 to 5 rows the few-rows build's 4), and with
- * CLMHA_TAIL=0 by attention_merge before the output projection and commit. Head dims of 16 and
+ * has it (one row a work-item, or with 3 to 5 rows the few-rows build's 4), and on a context
+ * with tail=0 by attention_merge before the output projection and commit. Head dims of 16 and
  * 64 take the merge's sixteen-lane path where a work-item merges alone (CPUs, with 32 output
  * features: gemm_tail one work-item a group), 3 the scalar one; self-attention (one projection
  * launch, which rounds a half cache's keys and values itself) and separate inputs; float and
  * half caches. */
 static void test_split_decode(void **state) {
     (void)state;
+    clmha_context *fixture_ctx = ctx;
     for (int tail_off = 0; tail_off < 2; tail_off++) {
         if (tail_off) {
-            setenv("CLMHA_TAIL", "0", 1);
+            ctx = test_context_tuned("tail=0"); /* run_case's context */
         }
         for (uint64_t i = 0; i < 9; i++) {
             case_cfg c;
@@ -667,7 +670,10 @@ static void test_split_decode(void **state) {
             c.half_cache = i % 3 == 1 || i == 2;
             run_case(&c);
         }
-        unsetenv("CLMHA_TAIL");
+        if (tail_off) {
+            clmha_context_release(ctx);
+            ctx = fixture_ctx;
+        }
     }
 }
 
@@ -706,12 +712,13 @@ static void test_many_row_projections(void **state) {
  * every change: clmha_layer_set_weight and clmha_layer_apply_constraints between calls show in
  * the next call's output, against the reference. The copy is made once per change (its six
  * launches in the first call after one, none in other calls), and the fused call launches three
- * fewer kernels than with CLMHA_QKV_FUSE=0. Where CLBlast cannot run (the own GEMM takes every
- * projection), nothing is packed and every call launches the same. */
+ * fewer kernels than a layer on a context with qkv_fuse=0. Where CLBlast cannot run (the own GEMM
+ * takes every projection), nothing is packed and every call launches the same. */
 static void test_fused_projection_follows_weights(void **state) {
     (void)state;
     enum { NB = 2, L = 16, NH = 2, KD = 6, DM = NH * KD };
-    clmha_context *pc = profiling_context();
+    clmha_context *pcs[2] = {profiling_context(NULL), profiling_context("qkv_fuse=0")};
+    clmha_context *pc = pcs[0];
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
     cfg.num_heads = NH, cfg.key_dim = KD, cfg.seed = 31;
@@ -720,26 +727,28 @@ static void test_fused_projection_follows_weights(void **state) {
     cfg.kernel_constraint.max_value = 0.5; /* glorot_uniform's columns have norms near 1 */
     clmha_layer *l = NULL, *apart = NULL;
     assert_ok(clmha_layer_create(pc, &cfg, DM, DM, 0, &l));
-    setenv("CLMHA_QKV_FUSE", "0", 1);
-    assert_ok(clmha_layer_create(pc, &cfg, DM, DM, 0, &apart));
-    unsetenv("CLMHA_QKV_FUSE");
+    assert_ok(clmha_layer_create(pcs[1], &cfg, DM, DM, 0, &apart));
     test_rng r = {31};
     static float x[NB * L * DM], out[NB * L * DM], w[CLMHA_WEIGHT_COUNT][DM * DM];
     rng_fill(&r, x, NB * L * DM, -1, 1);
     size_t xs[3] = {NB, L, DM};
-    clmha_tensor *tx = test_tensor_f32(pc, 3, xs, x), *to = test_tensor_f32(pc, 3, xs, NULL);
-    clmha_call_args a;
-    clmha_call_args_init(&a);
-    a.query = tx, a.value = tx, a.output = to;
+    clmha_tensor *tx[2], *to[2];
+    clmha_call_args a[2];
+    for (int k = 0; k < 2; k++) {
+        tx[k] = test_tensor_f32(pcs[k], 3, xs, x), to[k] = test_tensor_f32(pcs[k], 3, xs, NULL);
+        clmha_call_args_init(&a[k]);
+        a[k].query = tx[k], a[k].value = tx[k], a[k].output = to[k];
+    }
     /* Workspace (and the packed copy's buffers) allocated here, not in the counted calls (new
-     * buffers are filled with NaN under CLMHA_POISON_BUFFERS); CLBlast refuses a small device
+     * buffers are filled with NaN under poison_buffers=1); CLBlast refuses a small device
      * here too. */
     assert_ok(clmha_layer_reserve(l, NB, L, L, 0, false));
     assert_ok(clmha_layer_reserve(apart, NB, L, L, 0, false));
     clmha_profile prof;
     uint64_t launches[5];
     for (int step = 0; step < 5; step++) {
-        clmha_layer *run = step == 4 ? apart : l;
+        const int k = step == 4; /* the layer on the qkv_fuse=0 context */
+        clmha_layer *run = k ? apart : l;
         if (step == 2) { /* new value kernel and key bias */
             rng_fill(&r, w[CLMHA_WEIGHT_VALUE_KERNEL], DM * DM, -0.5, 0.5);
             rng_fill(&r, w[CLMHA_WEIGHT_KEY_BIAS], DM, -0.5, 0.5);
@@ -754,11 +763,11 @@ static void test_fused_projection_follows_weights(void **state) {
             assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_QUERY_KERNEL, w[0], DM * DM));
             assert_true(fabsf(before[0] - w[0][0]) > 0.1f * fabsf(before[0]));
         }
-        assert_ok(clmha_context_take_profile(pc, &prof)); /* not the set-up's launches */
-        assert_ok(clmha_layer_call(run, &a));
-        assert_ok(clmha_context_take_profile(pc, &prof));
+        assert_ok(clmha_context_take_profile(pcs[k], &prof)); /* not the set-up's launches */
+        assert_ok(clmha_layer_call(run, &a[k]));
+        assert_ok(clmha_context_take_profile(pcs[k], &prof));
         launches[step] = prof.launches;
-        assert_ok(clmha_tensor_read(to, out, sizeof out));
+        assert_ok(clmha_tensor_read(to[k], out, sizeof out));
         for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++)
             assert_ok(clmha_layer_get_weight(run, (clmha_weight)i, w[i], i % 2 ? DM : DM * DM));
         static double ref[NB * L * DM];
@@ -781,9 +790,11 @@ static void test_fused_projection_follows_weights(void **state) {
         for (int step = 1; step < 5; step++)
             assert_int_equal(launches[step], launches[0]);
     }
-    clmha_tensor_release(tx), clmha_tensor_release(to);
+    for (int k = 0; k < 2; k++) {
+        clmha_tensor_release(tx[k]), clmha_tensor_release(to[k]);
+    }
     clmha_layer_release(l), clmha_layer_release(apart);
-    clmha_context_release(pc);
+    clmha_context_release(pcs[0]), clmha_context_release(pcs[1]);
 }
 
 /* clmha_layer_reserve has CLBlast build its GEMM program when the reserved sizes mean CLBlast

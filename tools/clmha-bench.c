@@ -6,8 +6,9 @@
  * spread of the whole call over repeated runs after warm-up, the device time of attention and
  * projections (from clmha's profiling), attention bytes / time as a fraction of the copy
  * bandwidth (decode) and attention FLOP/s as a fraction of the SGEMM rate (prefill).
- * With --pair VAR=VALUE it instead compares two layers in one process, one built with that
- * environment variable set, their calls alternating (a drift-proof A/B for tuning settings).
+ * With --pair SETTINGS it instead compares two layers in one process, one on a context with
+ * those settings ("key=value,...", as CLMHA_TUNE) over the other's, their calls alternating (a
+ * drift-proof A/B for tuning settings).
  */
 #include <clmha.h>
 
@@ -31,8 +32,7 @@ typedef struct opts {
     int user_seq;
     int half[2], nhalf; /* cache dtypes: 0 float32, 1 float16 */
     int profile;        /* --profile on (default) or off */
-    char pair_var[64];  /* --pair VAR=VALUE: VAR ("" without --pair) */
-    const char *pair_value;
+    const char *pair;   /* --pair SETTINGS, or NULL */
 } opts;
 
 static void usage(FILE *f) {
@@ -49,11 +49,12 @@ static void usage(FILE *f) {
                "  --json FILE      also write one JSON object per case, one per line\n"
                "  --profile on|off off: no profiling events (the whole call timed as an\n"
                "                   application sees it; no attention / projection split)\n"
-               "  --pair VAR=VALUE compare two layers in one process instead: A as the\n"
-               "                   environment has it, B built with the variable VAR (one clmha\n"
-               "                   reads when a layer is created, e.g. CLMHA_TAIL=0) set to\n"
-               "                   VALUE; their calls alternate, without profiling, and each\n"
-               "                   case prints both medians and B / A\n"
+               "  --pair SETTINGS  compare two layers in one process instead: A with the\n"
+               "                   settings as they are (the tuning row, CLMHA_TUNE), B on a\n"
+               "                   context given SETTINGS over them (\"key=value,...\", e.g.\n"
+               "                   tail=0; docs/devices.md lists the keys); their calls\n"
+               "                   alternate, without profiling, and each case prints both\n"
+               "                   medians and B / A\n"
                "  --help           this text\n"
                "\n"
                "The device comes from CLMHA_PLATFORM / CLMHA_DEVICE / CLMHA_DEVICE_TYPE.\n");
@@ -149,15 +150,12 @@ static int parse(int argc, char **argv, opts *o) {
             }
             o->profile = !strcmp(v, "on");
         } else if (!strcmp(a, "--pair")) {
-            const char *eq = strchr(v, '=');
-            size_t len = eq ? (size_t)(eq - v) : 0;
-            if (eq == NULL || len < 7 || len >= sizeof o->pair_var || strncmp(v, "CLMHA_", 6)) {
-                fprintf(stderr, "clmha-bench: --pair needs CLMHA_NAME=VALUE, e.g. CLMHA_TAIL=0\n");
+            if (strchr(v, '=') == NULL) {
+                fprintf(stderr, "clmha-bench: --pair needs settings as key=value,..., e.g. "
+                                "tail=0\n");
                 return 2;
             }
-            memcpy(o->pair_var, v, len);
-            o->pair_var[len] = '\0';
-            o->pair_value = eq + 1;
+            o->pair = v;
         } else {
             fprintf(stderr, "clmha-bench: unknown option '%s' (see --help)\n", a);
             return 2;
@@ -378,7 +376,7 @@ done:
 /* --pair: one case through layers a and b, their calls alternating (a, b, b, a, a, b, ...) so
  * that drift in the machine's load falls on both alike and neither always runs second; medians
  * in ma and mb. Returns 0 on success. */
-static int run_pair_case(clmha_context *ctx, clmha_layer *la, clmha_layer *lb, const opts *o,
+static int run_pair_case(clmha_context *ctx[2], clmha_layer *la, clmha_layer *lb, const opts *o,
                          int decode, size_t B, size_t S, double *ma, double *mb) {
     bench_case ca, cb;
     memset(&ca, 0, sizeof ca);
@@ -389,17 +387,17 @@ static int run_pair_case(clmha_context *ctx, clmha_layer *la, clmha_layer *lb, c
         fprintf(stderr, "clmha-bench: out of memory\n");
         goto done;
     }
-    if (case_setup(ctx, la, o, decode, B, S, &ca) != 0 ||
-        case_setup(ctx, lb, o, decode, B, S, &cb) != 0) {
+    if (case_setup(ctx[0], la, o, decode, B, S, &ca) != 0 ||
+        case_setup(ctx[1], lb, o, decode, B, S, &cb) != 0) {
         goto done;
     }
     for (size_t r = 0; r < o->warmup + o->reps; r++) {
         /* A first in even runs, B first in odd ones: neither always follows the other. */
         double t1, t2;
         if (r % 2 == 0) {
-            t1 = timed_call(ctx, la, &ca), t2 = t1 < 0 ? -1 : timed_call(ctx, lb, &cb);
+            t1 = timed_call(ctx[0], la, &ca), t2 = t1 < 0 ? -1 : timed_call(ctx[1], lb, &cb);
         } else {
-            t2 = timed_call(ctx, lb, &cb), t1 = t2 < 0 ? -1 : timed_call(ctx, la, &ca);
+            t2 = timed_call(ctx[1], lb, &cb), t1 = t2 < 0 ? -1 : timed_call(ctx[0], la, &ca);
         }
         if (t1 < 0 || t2 < 0) {
             goto done;
@@ -417,28 +415,10 @@ done:
     return rc;
 }
 
-/* Creates a layer with @p var set to @p value while it is built (the environment is restored
- * after). */
-static clmha_status create_with(clmha_context *ctx, const clmha_layer_config *cfg, size_t dim,
-                                const char *var, const char *value, clmha_layer **out) {
-    const char *old = getenv(var);
-    char *saved = old ? strdup(old) : NULL;
-    setenv(var, value, 1);
-    clmha_status st = clmha_layer_create(ctx, cfg, dim, dim, 0, out);
-    if (saved != NULL) {
-        setenv(var, saved, 1);
-        free(saved);
-    } else {
-        unsetenv(var);
-    }
-    return st;
-}
-
 /* Creates the layers the cases need, layers[0] with a float32 cache (decode over it, and
- * prefill) and layers[1] with a float16 one, built with @p var set to @p value where var is not
- * NULL. Returns 0 on success (the message is printed otherwise). */
-static int make_layers(clmha_context *ctx, const opts *o, const char *var, const char *value,
-                       clmha_layer *layers[2]) {
+ * prefill) and layers[1] with a float16 one. Returns 0 on success (the message is printed
+ * otherwise). */
+static int make_layers(clmha_context *ctx, const opts *o, clmha_layer *layers[2]) {
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
     cfg.num_heads = (int)o->heads, cfg.key_dim = (int)o->head_dim, cfg.seed = 1;
@@ -448,10 +428,8 @@ static int make_layers(clmha_context *ctx, const opts *o, const char *var, const
             wanted = wanted || (o->decode && o->half[k] == h);
         }
         cfg.cache_dtype = h ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
-        clmha_status st = !wanted ? CLMHA_OK
-                          : var == NULL
-                              ? clmha_layer_create(ctx, &cfg, o->dim, o->dim, 0, &layers[h])
-                              : create_with(ctx, &cfg, o->dim, var, value, &layers[h]);
+        clmha_status st =
+            wanted ? clmha_layer_create(ctx, &cfg, o->dim, o->dim, 0, &layers[h]) : CLMHA_OK;
         if (st != CLMHA_OK) {
             fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
             return 1;
@@ -460,21 +438,29 @@ static int make_layers(clmha_context *ctx, const opts *o, const char *var, const
     return 0;
 }
 
-/* The --pair run: every case through layer A (the environment as it is) and layer B (built
- * with VAR=VALUE), on a context without profiling. Returns the exit code. */
+/* The --pair run: every case through layer A (the settings as they are) and layer B (on a
+ * second context on the same device, given the --pair settings), without profiling. Returns
+ * the exit code. */
 static int run_pairs(const opts *o) {
-    clmha_context *ctx = NULL;
+    clmha_context *ctx[2] = {NULL, NULL};
     clmha_layer *layers[2][2] = {{NULL, NULL}, {NULL, NULL}}; /* [B?][float16?] */
     FILE *json = NULL;
     int rc = 0;
-    if (clmha_context_create(NULL, &ctx) != CLMHA_OK) {
+    clmha_context_options ob;
+    clmha_context_options_init(&ob);
+    ob.tune = o->pair;
+    if (clmha_context_create(NULL, &ctx[0]) != CLMHA_OK ||
+        clmha_context_create(&ob, &ctx[1]) != CLMHA_OK) {
         fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
+        clmha_context_release(ctx[0]);
         return 1;
     }
     clmha_device_info dev;
-    clmha_context_device(ctx, &dev);
-    if (make_layers(ctx, o, NULL, NULL, layers[0]) != 0 ||
-        make_layers(ctx, o, o->pair_var, o->pair_value, layers[1]) != 0) {
+    clmha_context_device(ctx[0], &dev);
+    char set_a[512], set_b[512];
+    clmha_context_settings(ctx[0], set_a, sizeof set_a);
+    clmha_context_settings(ctx[1], set_b, sizeof set_b);
+    if (make_layers(ctx[0], o, layers[0]) != 0 || make_layers(ctx[1], o, layers[1]) != 0) {
         rc = 1;
         goto done;
     }
@@ -483,11 +469,10 @@ static int run_pairs(const opts *o) {
         rc = 1;
         goto done;
     }
-    printf("clmha %s bench on %s (%s), tuning row \"%s\"\n", clmha_version_string(), dev.name,
-           dev.platform_name, clmha_context_tuning_name(ctx));
+    printf("clmha %s bench on %s (%s)\n", clmha_version_string(), dev.name, dev.platform_name);
     printf("layer: dim %zu, %zu heads of %zu; %zu runs per case and layer after %zu warm-up, "
-           "alternating\nA: the environment as it is; B: built with %s=%s\n\n",
-           o->dim, o->heads, o->head_dim, o->reps, o->warmup, o->pair_var, o->pair_value);
+           "alternating\nA: %s\nB: %s\n\n",
+           o->dim, o->heads, o->head_dim, o->reps, o->warmup, set_a, set_b);
     printf("%-8s %-7s %3s %6s %6s %13s %13s %8s\n", "phase", "cache", "B", "T", "S", "A median ms",
            "B median ms", "B / A");
     for (int phase = 0; phase < 2; phase++) {
@@ -519,11 +504,12 @@ static int run_pairs(const opts *o) {
                                 "{\"phase\": \"%s\", \"B\": %zu, \"T\": %zu, \"S\": %zu, "
                                 "\"dim\": %zu, \"heads\": %zu, \"head_dim\": %zu, "
                                 "\"cache_dtype\": \"%s\", \"device\": \"%s\", \"tuning\": \"%s\", "
-                                "\"pair\": \"%s=%s\", \"median_a_s\": %.9g, "
+                                "\"pair\": \"%s\", \"settings_a\": \"%s\", "
+                                "\"settings_b\": \"%s\", \"median_a_s\": %.9g, "
                                 "\"median_b_s\": %.9g, \"b_over_a\": %.6g}\n",
                                 decode ? "decode" : "prefill", B, T, S, o->dim, o->heads,
-                                o->head_dim, dtname, dev.name, clmha_context_tuning_name(ctx),
-                                o->pair_var, o->pair_value, ma, mb, mb / ma);
+                                o->head_dim, dtname, dev.name, clmha_context_tuning_name(ctx[0]),
+                                o->pair, set_a, set_b, ma, mb, mb / ma);
                     }
                 }
             }
@@ -537,7 +523,8 @@ done:
         clmha_layer_release(layers[i][0]);
         clmha_layer_release(layers[i][1]);
     }
-    clmha_context_release(ctx);
+    clmha_context_release(ctx[0]);
+    clmha_context_release(ctx[1]);
     return rc;
 }
 
@@ -547,7 +534,7 @@ int main(int argc, char **argv) {
     if (rc != 0) {
         return rc;
     }
-    if (o.pair_var[0] != '\0') {
+    if (o.pair != NULL) {
         return run_pairs(&o);
     }
     clmha_context_options co;
@@ -562,7 +549,7 @@ int main(int argc, char **argv) {
     }
     clmha_device_info dev;
     clmha_context_device(ctx, &dev);
-    if (make_layers(ctx, &o, NULL, NULL, layers) != 0) {
+    if (make_layers(ctx, &o, layers) != 0) {
         rc = 1;
         goto done;
     }
@@ -578,8 +565,10 @@ int main(int argc, char **argv) {
     if (o.profile) {
         clmha_context_take_profile(ctx, &discard);
     }
-    printf("clmha %s bench on %s (%s), tuning row \"%s\"\n", clmha_version_string(), dev.name,
-           dev.platform_name, clmha_context_tuning_name(ctx));
+    char settings[512];
+    clmha_context_settings(ctx, settings, sizeof settings);
+    printf("clmha %s bench on %s (%s)\nsettings: %s\n", clmha_version_string(), dev.name,
+           dev.platform_name, settings);
     printf("layer: dim %zu, %zu heads of %zu; %zu runs per case after %zu warm-up\n", o.dim,
            o.heads, o.head_dim, o.reps, o.warmup);
     printf("ceilings: copy bandwidth %.1f GB/s, CLBlast SGEMM (1024^3) ", bw * 1e-9);
@@ -656,7 +645,8 @@ int main(int argc, char **argv) {
                             json,
                             "{\"phase\": \"%s\", \"B\": %zu, \"T\": %zu, \"S\": %zu, \"dim\": %zu, "
                             "\"heads\": %zu, \"head_dim\": %zu, \"cache_dtype\": \"%s\", "
-                            "\"device\": \"%s\", \"tuning\": \"%s\", \"median_s\": %.9g, "
+                            "\"device\": \"%s\", \"tuning\": \"%s\", \"settings\": \"%s\", "
+                            "\"median_s\": %.9g, "
                             "\"min_s\": %.9g, "
                             "\"max_s\": %.9g, \"attention_median_s\": %s, "
                             "\"projection_median_s\": %s, \"frac_bandwidth\": %s, "
@@ -664,7 +654,8 @@ int main(int argc, char **argv) {
                             "\"sgemm_flops_per_s\": %s}\n",
                             decode ? "decode" : "prefill", B, T, S, o.dim, o.heads, o.head_dim,
                             decode ? dtname : "none", dev.name, clmha_context_tuning_name(ctx),
-                            r.median_s, r.min_s, r.max_s, jattn, jproj, jbw, jgemm, jcbw, jcgemm);
+                            settings, r.median_s, r.min_s, r.max_s, jattn, jproj, jbw, jgemm, jcbw,
+                            jcgemm);
                     }
                 }
             }

@@ -1,7 +1,9 @@
 /*
  * clmha-info - lists every OpenCL platform and device with the properties that matter to
- * clmha, marks the device clmha would select under the current environment and says why.
- * Exits non-zero with the library's message when the environment selects nothing.
+ * clmha, marks the device clmha would select under the current environment and says why, and
+ * prints the launch settings a context there would use (its tuning row and what CLMHA_TUNE
+ * overrides), with any warning about variables clmha no longer reads. Exits non-zero with the
+ * library's message when the environment selects nothing or CLMHA_TUNE is not valid.
  */
 #include <clmha.h>
 
@@ -16,7 +18,17 @@ static void usage(FILE *f) {
                "  CLMHA_PLATFORM     platform index, or substring of its name or vendor\n"
                "  CLMHA_DEVICE       device index after the filters, or substring of its name\n"
                "  CLMHA_DEVICE_TYPE  gpu, cpu, accelerator or all\n"
-               "Default: the first GPU, else the first device. See docs/devices.md.\n");
+               "Default: the first GPU, else the first device. Then prints the settings a\n"
+               "context there uses: its tuning row and what CLMHA_TUNE (\"key=value,...\")\n"
+               "overrides. See docs/devices.md.\n");
+}
+
+/* Prints the library's warnings (a variable it no longer reads) as clmha-info's own lines. */
+static void print_warning(clmha_log_level level, const char *msg, void *user) {
+    (void)user;
+    if (level <= CLMHA_LOG_WARN) {
+        fprintf(stderr, "clmha-info: %s\n", msg);
+    }
 }
 
 static double mib(uint64_t b) {
@@ -70,5 +82,18 @@ int main(int argc, char **argv) {
     printf("\nselected: platform %zu device %zu (%s): %s\n", list[sel].platform_index,
            list[sel].device_index, list[sel].name, reason);
     clmha_free_device_list(list);
+    clmha_context_options o;
+    clmha_context_options_init(&o);
+    o.log_fn = print_warning;
+    o.log_level = CLMHA_LOG_WARN;
+    clmha_context *ctx = NULL;
+    if (clmha_context_create(&o, &ctx) != CLMHA_OK) {
+        fprintf(stderr, "\nclmha-info: %s\n", clmha_last_error());
+        return 1;
+    }
+    char settings[1024];
+    clmha_context_settings(ctx, settings, sizeof settings);
+    printf("settings: %s\n", settings);
+    clmha_context_release(ctx);
     return 0;
 }

@@ -3,7 +3,7 @@
  * library passes, for each row of the tuning table and a few representative layers: the input of
  * tools/gpu-report.sh, which compiles them with the GPU vendors' compilers. Runs on any OpenCL
  * device (PoCL will do): the row's settings come from the table, not from the device, except the
- * work-group and local-memory limits, which CLMHA_MAX_LOCAL_MEM and the device cap.
+ * work-group and local-memory limits, which the device and CLMHA_TUNE's max_local_mem cap.
  *
  * Output: one line per program a layer builds, tab-separated: row, key_dim, cache dtype, file
  * ("a.cl+b.cl" for joined files), options. Usage: clmha-programs [ROW ...] (default: every
@@ -21,13 +21,15 @@ static const int head_dims[] = {64, 80, 128};
 static const clmha_dtype cache_dtypes[] = {CLMHA_FLOAT32, CLMHA_FLOAT16};
 
 static int list_row(const char *row) {
-    if (setenv("CLMHA_TUNING", row, 1) != 0) {
-        return 1;
-    }
+    char tune[64];
+    snprintf(tune, sizeof tune, "row=%s", row);
+    clmha_context_options o;
+    clmha_context_options_init(&o);
+    o.tune = tune; /* over CLMHA_TUNE, whose other keys still apply */
     for (size_t i = 0; i < sizeof head_dims / sizeof head_dims[0]; i++) {
         for (size_t j = 0; j < sizeof cache_dtypes / sizeof cache_dtypes[0]; j++) {
             clmha_context *ctx;
-            if (clmha_context_create(NULL, &ctx) != CLMHA_OK) {
+            if (clmha_context_create(&o, &ctx) != CLMHA_OK) {
                 fprintf(stderr, "clmha-programs: %s\n", clmha_last_error());
                 return 1;
             }

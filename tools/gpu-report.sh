@@ -30,7 +30,7 @@ trap 'rm -rf "$work"' EXIT
 # PoCL lists the programs (a CPU device takes any tuning row); the row's settings, not the
 # device, decide them, but for local memory, capped here at a GPU's 64 KiB.
 OCL_ICD_VENDORS=/etc/OpenCL/vendors/pocl.icd CLMHA_PLATFORM="" CLMHA_DEVICE="" \
-    CLMHA_MAX_LOCAL_MEM=65536 CLMHA_CACHE_DIR="$work/cache" \
+    CLMHA_TUNE=max_local_mem=65536 CLMHA_CACHE_DIR="$work/cache" \
     "$build/tools/clmha-programs" > "$work/programs.tsv" 2> "$work/programs.log" ||
     { cat "$work/programs.log" >&2; exit 1; }
 args=(--programs "$work/programs.tsv")
