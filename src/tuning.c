@@ -2,8 +2,9 @@
  * tuning.c - the per-device table of clmha's launch settings (work-group sizes, chunk and tile
  * sizes, the own GEMM's builds and where it takes over from CLBlast): which row a device takes
  * and what that row holds. The row setting picks a row by name; the other settings override
- * single values (settings.c, docs/devices.md). Whatever a row says, the layer clamps every setting to
- * what the compiled kernel (CL_KERNEL_WORK_GROUP_SIZE) and the device's local memory allow.
+ * single values (settings.c, docs/devices.md). Whatever a row says, the layer clamps every
+ * setting to what the compiled kernel (CL_KERNEL_WORK_GROUP_SIZE) and the device's local memory
+ * allow.
  */
 #include "internal.h"
 
