@@ -280,9 +280,13 @@ typedef struct clmha_context_options {
     /** Settings as a struct (borrowed during clmha_context_create only); each field set
      *  overrides the same key of tune and CLMHA_TUNE. NULL: none. */
     const clmha_settings *settings;
+    /** Load the device's tuned settings (clmha-tune, clmha_context_save_tuned) from the cache
+     *  folder, under CLMHA_TUNE, tune and settings (default true; nothing with the cache off). */
+    bool use_tuned;
 } clmha_context_options;
 
-/** Fills @p options with the defaults: everything unset, use_environment true. */
+/** Fills @p options with the defaults: everything unset, use_environment and use_tuned
+ *  true. */
 CLMHA_API void clmha_context_options_init(clmha_context_options *options);
 
 /**
@@ -336,6 +340,24 @@ CLMHA_API const char *clmha_context_tuning_name(const clmha_context *ctx);
  * does (0 for a NULL @p ctx).
  */
 CLMHA_API size_t clmha_context_settings(const clmha_context *ctx, char *buf, size_t len);
+
+/**
+ * Stores @p settings ("key=value,...", checked as options.tune is) as the tuned settings of the
+ * context's device: a file in the context's cache folder, named for the platform, device,
+ * driver version and clmha version, that every later context on that device loads (unless
+ * options.use_tuned is false) under CLMHA_TUNE, options.tune and options.settings. A file made
+ * for another driver or clmha version is never loaded; a corrupt one is ignored with a warning.
+ * @p note: one line of free text kept in the file (what was measured), or NULL. The file's path
+ * goes to @p path (may be NULL) as snprintf writes. CLMHA_ERR_INVALID_ARGUMENT for invalid
+ * settings or a context whose cache is off; CLMHA_ERR_IO when the file cannot be written.
+ * clmha-tune measures and stores them (docs/devices.md, "Tuning on your device").
+ */
+CLMHA_API clmha_status clmha_context_save_tuned(clmha_context *ctx, const char *settings,
+                                                const char *note, char *path, size_t path_len);
+
+/** The path of the tuned-settings file of the context's device (whether or not it exists), or
+ *  NULL when the cache is off or @p ctx is NULL. */
+CLMHA_API const char *clmha_context_tuned_path(const clmha_context *ctx);
 
 /** The program-binary cache folder in use, or NULL when the cache is off. */
 CLMHA_API const char *clmha_context_cache_dir(const clmha_context *ctx);

@@ -16,6 +16,7 @@ void clmha_context_options_init(clmha_context_options *options) {
     }
     memset(options, 0, sizeof *options);
     options->use_environment = true;
+    options->use_tuned = true;
 }
 
 /* Resolves the cache folder: option, CLMHA_CACHE_DIR, $XDG_CACHE_HOME/clmha, ~/.cache/clmha.

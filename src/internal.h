@@ -101,13 +101,26 @@ typedef struct clmha__settings {
  * its allowed values). */
 clmha_status clmha__settings_parse(clmha_context *ctx, const char *text, const char *source,
                                    clmha__settings *s);
+/* As clmha__settings_parse, but a failure only writes its message into @p err (for sources
+ * whose errors are not the caller's: the tuned-settings file). */
+bool clmha__settings_try(const char *text, const char *source, clmha__settings *s, char *err,
+                         size_t err_len);
 /* options.settings over *s, as clmha__settings_parse. */
 clmha_status clmha__settings_from_struct(clmha_context *ctx, const clmha_settings *c,
                                          clmha__settings *s);
-/* The settings of a new context: CLMHA_TUNE (when @p o is NULL or use_environment), then
+/* The settings of a new context: this device's tuned settings (tuned.c, unless
+ * options.use_tuned is false), CLMHA_TUNE (when @p o is NULL or use_environment), then
  * options.tune, then options.settings, key by key. */
 clmha_status clmha__settings_resolve(clmha_context *ctx, const clmha_context_options *o,
                                      clmha__settings *s);
+/* Sets ctx->tuned_path (and the source name its settings carry) from the cache folder and the
+ * device. */
+void clmha__tuned_init(clmha_context *ctx);
+/* Loads the tuned settings of the context's device from its cache folder into *s, where a
+ * valid file is there (tuned.c); a corrupt or stale file is ignored with a warning. */
+void clmha__tuned_load(clmha_context *ctx, clmha__settings *s);
+/* mkdir -p; true when the folder exists afterwards (program.c). */
+bool clmha__make_dirs(const char *dir);
 /* Whether setting @p id was given (then *v is its value). */
 bool clmha__setting(const clmha_context *ctx, clmha__setting_id id, size_t *v);
 /* The key of a setting ("split_wg"), and where the context's value came from (NULL: unset). */
@@ -131,8 +144,13 @@ struct clmha_context {
     clmha_context_stats stats;
     /* The device's row of the tuning table, or the one the settings' row names. */
     clmha__tuning tuning;
-    /* The settings that override the row (options.settings, options.tune, CLMHA_TUNE). */
+    /* The settings that override the row (options.settings, options.tune, CLMHA_TUNE, the
+     * tuned file). */
     clmha__settings settings;
+    /* The tuned-settings file of this device in the cache folder ("" with the cache off), and
+     * the source name its settings carry ("tuned: PATH"). */
+    char tuned_path[4200];
+    char tuned_source[4300];
     /* The most loop iterations one work-item of an attention kernel may do (keys are chunked
      * over more work-groups and merged to stay within it): 32768 on Mesa's llvmpipe, which
      * ends a work-item after 65535, else 2^20; the max_item_loops setting lowers it. */

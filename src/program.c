@@ -212,8 +212,7 @@ done:
     return payload;
 }
 
-/* mkdir -p; true when the folder exists afterwards. */
-static bool make_dirs(const char *dir) {
+bool clmha__make_dirs(const char *dir) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s", dir);
     for (char *p = tmp + 1; *p; p++) {
@@ -249,7 +248,7 @@ static void cache_write(clmha_context *ctx, cl_program prog, const char *path,
         clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) != CL_SUCCESS) {
         goto done;
     }
-    if (!make_dirs(ctx->cache_dir)) {
+    if (!clmha__make_dirs(ctx->cache_dir)) {
         clmha__log(ctx, CLMHA_LOG_WARN, "binary cache: cannot create folder \"%s\": %s",
                    ctx->cache_dir, strerror(errno));
         goto done;

@@ -2,9 +2,10 @@
  * settings.c - the one surface through which launch settings override the device's row of the
  * tuning table: the keys ("split_wg", "tail", ...) with their ranges, the parser of their
  * string form ("split_wg=32,tail=0": CLMHA_TUNE and clmha_context_options.tune), the
- * conversion of clmha_settings (options.settings) to it, and how the three sources merge
- * (options.settings over options.tune over CLMHA_TUNE, key by key). What each setting does is
- * decided where it is used (context.c, layer.c); docs/devices.md lists them.
+ * conversion of clmha_settings (options.settings) to it, and how the sources merge
+ * (options.settings over options.tune over CLMHA_TUNE over the device's tuned file, tuned.c,
+ * key by key). What each setting does is decided where it is used (context.c, layer.c);
+ * docs/devices.md lists them.
  */
 #include "internal.h"
 
@@ -180,16 +181,16 @@ static void trimmed(const char *from, const char *to, char *buf, size_t len) {
     buf[n] = '\0';
 }
 
-clmha_status clmha__settings_parse(clmha_context *ctx, const char *text, const char *source,
-                                   clmha__settings *s) {
+bool clmha__settings_try(const char *text, const char *source, clmha__settings *s, char *err,
+                         size_t err_len) {
     clmha__settings out = *s; /* *s changes only when the whole text is valid */
     for (const char *p = text; *p != '\0';) {
         const size_t n = strcspn(p, ",");
         char item[160], key[64], value[96];
         if (n >= sizeof item) {
-            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                               "%s: \"%.40s...\" is longer than any setting (%zu characters)",
-                               source, p, n);
+            snprintf(err, err_len, "%s: \"%.40s...\" is longer than any setting (%zu characters)",
+                     source, p, n);
+            return false;
         }
         trimmed(p, p + n, item, sizeof item);
         p += n + (p[n] == ',');
@@ -198,10 +199,11 @@ clmha_status clmha__settings_parse(clmha_context *ctx, const char *text, const c
         }
         const char *eq = strchr(item, '=');
         if (eq == NULL) {
-            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                               "%s: \"%s\" is not key=value (settings are \"key=value,...\", "
-                               "e.g. \"split_wg=32,tail=0\")",
-                               source, item);
+            snprintf(err, err_len,
+                     "%s: \"%s\" is not key=value (settings are \"key=value,...\", "
+                     "e.g. \"split_wg=32,tail=0\")",
+                     source, item);
+            return false;
         }
         trimmed(item, eq, key, sizeof key);
         trimmed(eq + 1, item + strlen(item), value, sizeof value);
@@ -219,21 +221,32 @@ clmha_status clmha__settings_parse(clmha_context *ctx, const char *text, const c
                     snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "", keys[i].key);
                 used += w > 0 ? (size_t)w : 0;
             }
-            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                               "%s: unknown setting \"%s\" (the settings: %s)", source, key, names);
+            snprintf(err, err_len, "%s: unknown setting \"%s\" (the settings: %s)", source, key,
+                     names);
+            return false;
         }
         const key_def *d = &keys[id];
         size_t v = 0;
         if (!parse_value(d, value, &v, out.row, sizeof out.row)) {
             char what[200];
             allowed(d, what, sizeof what);
-            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT, "%s: %s=\"%s\" is not %s (%s)",
-                               source, d->key, value, what, d->what);
+            snprintf(err, err_len, "%s: %s=\"%s\" is not %s (%s)", source, d->key, value, what,
+                     d->what);
+            return false;
         }
         out.v[id] = v;
         out.from[id] = source;
     }
     *s = out;
+    return true;
+}
+
+clmha_status clmha__settings_parse(clmha_context *ctx, const char *text, const char *source,
+                                   clmha__settings *s) {
+    char err[CLMHA__MSG_LEN];
+    if (!clmha__settings_try(text, source, s, err, sizeof err)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT, "%s", err);
+    }
     return CLMHA_OK;
 }
 
@@ -309,6 +322,10 @@ clmha_status clmha__settings_resolve(clmha_context *ctx, const clmha_context_opt
                                      clmha__settings *s) {
     memset(s, 0, sizeof *s);
     clmha_status st = CLMHA_OK;
+    clmha__tuned_init(ctx);
+    if (o == NULL || o->use_tuned) {
+        clmha__tuned_load(ctx, s);
+    }
     if (o == NULL || o->use_environment) {
         const char *env = clmha__getenv("CLMHA_TUNE");
         if (env != NULL && (st = clmha__settings_parse(ctx, env, "CLMHA_TUNE", s)) != CLMHA_OK) {

@@ -4,13 +4,18 @@
  * CLMHA_TUNE is read only with use_environment, bad keys and values (refused at context
  * creation with a message naming the source, the key and the allowed values), the checks that
  * depend on a layer, the warning for the per-setting variables clmha no longer reads, and that
- * a setting reaches the layer (tail=0 costs launches, and changes nothing in the output).
- * Whatever CLMHA_TUNE a CI stage sets is restored after each test.
+ * a setting reaches the layer (tail=0 costs launches, and changes nothing in the output),
+ * and the tuned-settings file (src/tuned.c): saved, loaded under the explicit sources, skipped
+ * with use_tuned off, and ignored with a warning when corrupt, stale or invalid. Whatever
+ * CLMHA_TUNE a CI stage sets is restored after each test; the tuned files live in a private
+ * cache folder, never the suite's.
  */
 #include "support.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static char *stage_tune;       /* CLMHA_TUNE as the test started, or NULL */
 static char row_of_device[32]; /* the tuning row of the device the tests select */
@@ -355,6 +360,121 @@ static void test_setting_reaches_layer(void **state) {
     }
 }
 
+/* Rewrites line @p line (0-based) of the file at @p path with @p text. */
+static void rewrite_line(const char *path, int line, const char *text) {
+    char lines[8][1100];
+    int n = 0;
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    while (n < 8 && fgets(lines[n], sizeof lines[n], f) != NULL) {
+        n++;
+    }
+    fclose(f);
+    assert_true(line < n);
+    snprintf(lines[line], sizeof lines[line], "%s\n", text);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < n; i++) {
+        fputs(lines[i], f);
+    }
+    fclose(f);
+}
+
+/* Tuned settings: clmha_context_save_tuned writes the device's file in the cache folder; a
+ * later context loads it under CLMHA_TUNE and options.tune, key by key, unless use_tuned is off;
+ * a file that is not one, was made for another driver, or holds an invalid setting is ignored
+ * with a warning; saving refuses invalid settings, a context without a cache, and text that is
+ * not one line. */
+static void test_tuned_file(void **state) {
+    (void)state;
+    char dir[] = "/tmp/clmha-tuned-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    captured cap = {""};
+    clmha_context_options o;
+    clmha_context_options_init(&o);
+    o.cache_dir = dir;
+    o.log_fn = capture, o.log_user = &cap, o.log_level = CLMHA_LOG_WARN;
+    char text[9000], want[9000], path[4200];
+    clmha_context *c = create(&o, text, sizeof text);
+    assert_string_equal(text, device_text("", want, sizeof want));
+    const char *where = clmha_context_tuned_path(c);
+    assert_non_null(where);
+    assert_true(strncmp(where, dir, strlen(dir)) == 0);
+    assert_int_equal(access(where, F_OK), -1); /* not tuned yet */
+    assert_ok(clmha_context_save_tuned(c, "split_chunk=64,tail=0", "a test", path, sizeof path));
+    assert_string_equal(path, where);
+    /* Refused: invalid settings (the file stays as it is), lines, a NULL argument. */
+    assert_int_equal(clmha_context_save_tuned(c, "split_chunk=0", NULL, NULL, 0),
+                     CLMHA_ERR_INVALID_ARGUMENT);
+    assert_has(clmha_last_error(), "split_chunk=\"0\"");
+    assert_int_equal(clmha_context_save_tuned(c, "tail=0", "two\nlines", NULL, 0),
+                     CLMHA_ERR_INVALID_ARGUMENT);
+    assert_int_equal(clmha_context_save_tuned(c, NULL, NULL, NULL, 0), CLMHA_ERR_NULL_ARGUMENT);
+    assert_int_equal(clmha_context_save_tuned(NULL, "", NULL, NULL, 0), CLMHA_ERR_NULL_ARGUMENT);
+    clmha_context_release(c);
+
+    /* Loaded by the next context, under CLMHA_TUNE and options.tune. */
+    char src[4300];
+    snprintf(src, sizeof src, "tuned: %s", path);
+    c = create(&o, text, sizeof text);
+    snprintf(want, sizeof want, "row=%s (the device's row), split_chunk=64 (%s), tail=0 (%s)",
+             device_row(), src, src);
+    assert_string_equal(text, want);
+    clmha_context_release(c);
+    setenv("CLMHA_TUNE", "tail=1", 1);
+    o.tune = "heads=0";
+    c = create(&o, text, sizeof text);
+    snprintf(want, sizeof want,
+             "row=%s (the device's row), split_chunk=64 (%s), heads=0 (options.tune), "
+             "tail=1 (CLMHA_TUNE)",
+             device_row(), src);
+    assert_string_equal(text, want);
+    clmha_context_release(c);
+    unsetenv("CLMHA_TUNE");
+    o.tune = NULL;
+    o.use_tuned = false;
+    c = create(&o, text, sizeof text);
+    assert_string_equal(text, device_text("", want, sizeof want));
+    clmha_context_release(c);
+    o.use_tuned = true;
+    assert_string_equal(cap.text, "");
+
+    /* Ignored with a warning: another driver's file, an invalid setting, not a tuned file. */
+    static const struct {
+        int line;
+        const char *text, *warning;
+    } bad[] = {
+        {3, "driver: 0.0-elsewhere", "made for driver \"0.0-elsewhere\""},
+        {5, "settings: split_chunk=64,tial=0", "unknown setting \"tial\""},
+        {0, "clmha tuned settings 99", "not a tuned-settings file"},
+        {5, "split_chunk=64", "no settings line"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        c = create(&o, text, sizeof text);
+        assert_ok(clmha_context_save_tuned(c, "split_chunk=64", NULL, NULL, 0));
+        clmha_context_release(c);
+        rewrite_line(path, bad[i].line, bad[i].text);
+        cap.text[0] = '\0';
+        c = create(&o, text, sizeof text);
+        assert_string_equal(text, device_text("", want, sizeof want));
+        assert_has(cap.text, "ignored the tuned settings in");
+        assert_has(cap.text, bad[i].warning);
+        clmha_context_release(c);
+    }
+
+    /* With the cache off there is no tuned file to load or save. */
+    o.cache_dir = "off";
+    c = create(&o, text, sizeof text);
+    assert_null(clmha_context_tuned_path(c));
+    assert_int_equal(clmha_context_save_tuned(c, "tail=0", NULL, NULL, 0),
+                     CLMHA_ERR_INVALID_ARGUMENT);
+    assert_has(clmha_last_error(), "cache is off");
+    clmha_context_release(c);
+    assert_null(clmha_context_tuned_path(NULL));
+    remove(path);
+    rmdir(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bad_strings, save_env, restore_env),
@@ -364,6 +484,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_layer_limits, save_env, restore_env),
         cmocka_unit_test_setup_teardown(test_old_variables, save_env, restore_env),
         cmocka_unit_test_setup_teardown(test_setting_reaches_layer, save_env, restore_env),
+        cmocka_unit_test_setup_teardown(test_tuned_file, save_env, restore_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
