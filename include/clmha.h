@@ -264,7 +264,10 @@ typedef struct clmha_context_options {
     /** Load kernel sources from this folder instead of the embedded copies. Overrides
      *  CLMHA_KERNEL_DIR. */
     const char *kernel_dir;
-    bool use_environment; /**< Read the CLMHA_* variables for unset fields (default true). */
+    /** Read the CLMHA_* variables (device selection, CLMHA_CACHE_DIR, CLMHA_KERNEL_DIR,
+     *  CLMHA_PROFILE, CLMHA_LOG, CLMHA_TUNE) for what the options leave unset (default true);
+     *  false: no variable counts. */
+    bool use_environment;
     /** Record the device time of every kernel (CLMHA_PROFILE=1 too); read it with
      *  clmha_context_take_profile(). Costs an event per launch. */
     bool profile;

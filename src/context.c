@@ -223,8 +223,12 @@ static clmha_status context_alloc(const clmha_context_options *options, clmha_co
     }
     ctx->log_fn = options->log_fn;
     ctx->log_user = options->log_user;
-    ctx->log_level =
-        options->log_level != CLMHA_LOG_OFF ? options->log_level : clmha__env_log_level();
+    /* CLMHA_LOG, like every variable, only with use_environment: it sets the level and sends
+     * the messages to stderr where no log_fn takes them. */
+    ctx->log_stderr = options->use_environment && clmha__getenv("CLMHA_LOG") != NULL;
+    ctx->log_level = options->log_level != CLMHA_LOG_OFF ? options->log_level
+                     : options->use_environment          ? clmha__env_log_level()
+                                                         : CLMHA_LOG_WARN;
     clmha_status st = resolve_cache_dir(ctx, options, &ctx->cache_dir);
     if (st == CLMHA_OK) {
         const char *kd = options->kernel_dir;

@@ -139,6 +139,7 @@ struct clmha_context {
     clmha_log_fn log_fn;
     void *log_user;
     clmha_log_level log_level;
+    bool log_stderr; /* CLMHA_LOG was set (and read): messages go to stderr without log_fn */
 
     clmha__program *programs;
     clmha_context_stats stats;

@@ -30,57 +30,44 @@ typedef struct key_def {
     size_t lo, hi;
     const char *words; /* KIND_CHOICE */
     const char *what;  /* what the value is, for error messages */
-    const char *old;   /* the environment variable it replaces */
 } key_def;
 
 static const key_def keys[CLMHA__SET_COUNT] = {
-    [CLMHA__SET_ROW] = {"row", KIND_ROW, 0, 0, NULL, "a row of the tuning table", "CLMHA_TUNING"},
+    [CLMHA__SET_ROW] = {"row", KIND_ROW, 0, 0, NULL, "a row of the tuning table"},
     [CLMHA__SET_MAX_WG] = {"max_work_group_size", KIND_COUNT, 1, SIZE_MAX, NULL,
-                           "the most work-items a work-group clmha assumes the device allows",
-                           "CLMHA_MAX_WORK_GROUP_SIZE"},
+                           "the most work-items a work-group clmha assumes the device allows"},
     [CLMHA__SET_MAX_LOCAL_MEM] = {"max_local_mem", KIND_COUNT, 1024, SIZE_MAX, NULL,
-                                  "bytes of local memory clmha assumes the device has",
-                                  "CLMHA_MAX_LOCAL_MEM"},
+                                  "bytes of local memory clmha assumes the device has"},
     [CLMHA__SET_MAX_ITEM_LOOPS] = {"max_item_loops", KIND_COUNT, 16, SIZE_MAX, NULL,
-                                   "loop iterations a work-item does at most",
-                                   "CLMHA_MAX_ITEM_LOOPS"},
-    [CLMHA__SET_POISON] = {"poison_buffers", KIND_SWITCH, 0, 1, NULL, "new buffers filled with NaN",
-                           "CLMHA_POISON_BUFFERS"},
+                                   "loop iterations a work-item does at most"},
+    [CLMHA__SET_POISON] = {"poison_buffers", KIND_SWITCH, 0, 1, NULL,
+                           "new buffers filled with NaN"},
     [CLMHA__SET_GEMM] = {"gemm", KIND_CHOICE, 0, 2, "auto|clblast|own",
-                         "the kernels that take the projections", "CLMHA_GEMM"},
+                         "the kernels that take the projections"},
     [CLMHA__SET_GEMM_SMALL_M] = {"gemm_small_m", KIND_COUNT, 1, 1u << 20, NULL,
-                                 "most rows of a product the own GEMM takes where CLBlast runs",
-                                 "CLMHA_GEMM_SMALL_M"},
+                                 "most rows of a product the own GEMM takes where CLBlast runs"},
     [CLMHA__SET_GEMM_COLS] = {"gemm_cols", KIND_EITHER, 4, 32, NULL,
-                              "output columns a work-item of the own GEMM takes",
-                              "CLMHA_GEMM_COLS"},
+                              "output columns a work-item of the own GEMM takes"},
     [CLMHA__SET_GEMM_ROWS] = {"gemm_rows", KIND_COUNT, 1, 32, NULL,
-                              "rows a work-item of the own GEMM takes in products of many rows",
-                              "CLMHA_GEMM_ROWS"},
+                              "rows a work-item of the own GEMM takes in products of many rows"},
     [CLMHA__SET_GEMM_ROWS_FEW] = {"gemm_rows_few", KIND_COUNT, 1, 8, NULL,
                                   "rows a work-item of the own GEMM takes in products of 3 to "
-                                  "gemm_small_m rows",
-                                  "CLMHA_GEMM_ROWS_FEW"},
-    [CLMHA__SET_SPLIT] = {"split", KIND_SWITCH, 0, 1, NULL, "split attention", "CLMHA_SPLIT"},
+                                  "gemm_small_m rows"},
+    [CLMHA__SET_SPLIT] = {"split", KIND_SWITCH, 0, 1, NULL, "split attention"},
     [CLMHA__SET_SPLIT_WG] = {"split_wg", KIND_POW2, 1, 1u << 16, NULL,
-                             "work-items a work-group of split attention", "CLMHA_SPLIT_WG"},
+                             "work-items a work-group of split attention"},
     [CLMHA__SET_SPLIT_CHUNK] = {"split_chunk", KIND_COUNT, 1, INT_MAX, NULL,
-                                "the fewest keys a chunk of split attention takes",
-                                "CLMHA_SPLIT_CHUNK"},
-    [CLMHA__SET_HEADS] = {"heads", KIND_SWITCH, 0, 1, NULL, "the all-heads decode kernel",
-                          "CLMHA_HEADS"},
-    [CLMHA__SET_KEY_BLOCK] = {"key_block", KIND_SWITCH, 0, 1, NULL, "keys sixteen at a time",
-                              "CLMHA_KEY_BLOCK"},
-    [CLMHA__SET_TILE] = {"tile", KIND_SWITCH, 0, 1, NULL, "query tiles", "CLMHA_TILE"},
+                                "the fewest keys a chunk of split attention takes"},
+    [CLMHA__SET_HEADS] = {"heads", KIND_SWITCH, 0, 1, NULL, "the all-heads decode kernel"},
+    [CLMHA__SET_KEY_BLOCK] = {"key_block", KIND_SWITCH, 0, 1, NULL, "keys sixteen at a time"},
+    [CLMHA__SET_TILE] = {"tile", KIND_SWITCH, 0, 1, NULL, "query tiles"},
     [CLMHA__SET_TILE_ROWS] = {"tile_rows", KIND_COUNT, 1, 16, NULL,
-                              "query rows a one-work-item query tile takes", "CLMHA_TILE_ROWS"},
+                              "query rows a one-work-item query tile takes"},
     [CLMHA__SET_KEY_TILE] = {"key_tile", KIND_POW2, 1, 1u << 16, NULL,
-                             "keys a key tile of the GPU query tiles holds", "CLMHA_KEY_TILE"},
-    [CLMHA__SET_TAIL] = {"tail", KIND_SWITCH, 0, 1, NULL, "gemm_tail, the fused last launch",
-                         "CLMHA_TAIL"},
+                             "keys a key tile of the GPU query tiles holds"},
+    [CLMHA__SET_TAIL] = {"tail", KIND_SWITCH, 0, 1, NULL, "gemm_tail, the fused last launch"},
     [CLMHA__SET_QKV_FUSE] = {"qkv_fuse", KIND_SWITCH, 0, 1, NULL,
-                             "self-attention's projections as one CLBlast product",
-                             "CLMHA_QKV_FUSE"},
+                             "self-attention's projections as one CLBlast product"},
 };
 
 const char *clmha__setting_key(clmha__setting_id id) {
@@ -318,6 +305,53 @@ clmha_status clmha__settings_from_struct(clmha_context *ctx, const clmha_setting
     return clmha__settings_parse(ctx, text, source, s);
 }
 
+extern char **environ;
+
+/* Warns about each CLMHA_* variable of the environment that clmha does not read (those of
+ * its test suite, CLMHA_TEST_*, aside), rather than ignore a user's setting silently: one of
+ * the per-setting variables CLMHA_TUNE replaced (CLMHA_ and the key in capitals, CLMHA_TUNING
+ * for row) gets its CLMHA_TUNE spelling. Scans the environment instead of asking for each name,
+ * so that a misspelt name is caught too. */
+static void warn_unread_variables(const clmha_context *ctx) {
+    static const char *const read[] = {"CLMHA_PLATFORM",  "CLMHA_DEVICE",     "CLMHA_DEVICE_TYPE",
+                                       "CLMHA_CACHE_DIR", "CLMHA_KERNEL_DIR", "CLMHA_LOG",
+                                       "CLMHA_PROFILE",   "CLMHA_TUNE"};
+    for (char **e = environ; e != NULL && *e != NULL; e++) {
+        const char *var = *e;
+        const char *eq = strchr(var, '=');
+        const size_t n = eq != NULL ? (size_t)(eq - var) : strlen(var);
+        if (strncmp(var, "CLMHA_", 6) != 0 || strncmp(var, "CLMHA_TEST_", 11) == 0 || eq == NULL ||
+            eq[1] == '\0') {
+            continue;
+        }
+        bool known = false;
+        for (size_t i = 0; i < sizeof read / sizeof read[0]; i++) {
+            known = known || (strlen(read[i]) == n && strncmp(var, read[i], n) == 0);
+        }
+        if (known) {
+            continue;
+        }
+        char key[64] = "";
+        for (size_t i = 6; i < n && i - 6 + 1 < sizeof key; i++) {
+            key[i - 6] = (char)(var[i] >= 'A' && var[i] <= 'Z' ? var[i] - 'A' + 'a' : var[i]);
+            key[i - 5] = '\0';
+        }
+        int id = strcmp(key, "tuning") == 0 ? CLMHA__SET_ROW : -1;
+        for (int i = 0; i < CLMHA__SET_COUNT && id < 0; i++) {
+            id = strcmp(keys[i].key, key) == 0 ? i : -1;
+        }
+        if (id >= 0) {
+            clmha__log(ctx, CLMHA_LOG_WARN,
+                       "%.*s is no longer read: use CLMHA_TUNE=%s=%s (docs/devices.md)", (int)n,
+                       var, keys[id].key, eq + 1);
+        } else {
+            clmha__log(ctx, CLMHA_LOG_WARN,
+                       "%.*s is not a variable clmha reads (docs/devices.md lists them)", (int)n,
+                       var);
+        }
+    }
+}
+
 clmha_status clmha__settings_resolve(clmha_context *ctx, const clmha_context_options *o,
                                      clmha__settings *s) {
     memset(s, 0, sizeof *s);
@@ -331,16 +365,7 @@ clmha_status clmha__settings_resolve(clmha_context *ctx, const clmha_context_opt
         if (env != NULL && (st = clmha__settings_parse(ctx, env, "CLMHA_TUNE", s)) != CLMHA_OK) {
             return st;
         }
-        /* The variables CLMHA_TUNE replaced are no longer read: say so rather than ignore a
-         * user's setting silently. */
-        for (int i = 0; i < CLMHA__SET_COUNT; i++) {
-            const char *old = clmha__getenv(keys[i].old);
-            if (old != NULL) {
-                clmha__log(ctx, CLMHA_LOG_WARN,
-                           "%s is no longer read: use CLMHA_TUNE=%s=%s (docs/devices.md)",
-                           keys[i].old, keys[i].key, old);
-            }
-        }
+        warn_unread_variables(ctx);
     }
     if (o != NULL && o->tune != NULL &&
         (st = clmha__settings_parse(ctx, o->tune, "options.tune", s)) != CLMHA_OK) {

@@ -91,8 +91,9 @@ static void vlog(const clmha_context *ctx, clmha_log_level level, const char *fm
     clmha_log_level max;
     if (fn != NULL) {
         max = ctx->log_level;
-    } else if (clmha__getenv("CLMHA_LOG") != NULL) {
-        /* Only an explicit CLMHA_LOG makes the library write to stderr. */
+    } else if (ctx != NULL ? ctx->log_stderr : clmha__getenv("CLMHA_LOG") != NULL) {
+        /* Only an explicit CLMHA_LOG makes the library write to stderr (read with a context's
+         * use_environment only; before any context, always). */
         max = ctx ? ctx->log_level : clmha__env_log_level();
     } else {
         return;

@@ -282,11 +282,13 @@ static void capture(clmha_log_level level, const char *msg, void *user) {
 }
 
 /* A variable CLMHA_TUNE replaced is not read: a warning names the CLMHA_TUNE spelling, and the
- * value does not apply; without use_environment, no warning. */
+ * value does not apply; a misspelt CLMHA_* name is named as not read; without
+ * use_environment, no warning. */
 static void test_old_variables(void **state) {
     (void)state;
     setenv("CLMHA_SPLIT_WG", "32", 1);
     setenv("CLMHA_TAIL", "0", 1);
+    setenv("CLMHA_TUNNING", "gpu", 1);
     captured cap = {""};
     clmha_context_options o;
     clmha_context_options_init(&o);
@@ -296,6 +298,7 @@ static void test_old_variables(void **state) {
     assert_string_equal(text, device_text("", want, sizeof want));
     assert_has(cap.text, "CLMHA_SPLIT_WG is no longer read: use CLMHA_TUNE=split_wg=32");
     assert_has(cap.text, "CLMHA_TAIL is no longer read: use CLMHA_TUNE=tail=0");
+    assert_has(cap.text, "CLMHA_TUNNING is not a variable clmha reads");
     clmha_context_release(c);
     cap.text[0] = '\0';
     o.use_environment = false;
@@ -304,6 +307,7 @@ static void test_old_variables(void **state) {
     clmha_context_release(c);
     unsetenv("CLMHA_SPLIT_WG");
     unsetenv("CLMHA_TAIL");
+    unsetenv("CLMHA_TUNNING");
 }
 
 /* A setting reaches the layer: a decode step over a cache long enough for several chunks
@@ -358,6 +362,76 @@ static void test_setting_reaches_layer(void **state) {
     for (int i = 0; i < D; i++) {
         assert_close(out[1][i], out[0][i], 1e-5);
     }
+}
+
+/* With use_environment false, no CLMHA_* variable counts: selection variables that match no
+ * device, a kernel folder that does not exist, a cache folder, profiling, a CLMHA_TUNE that is
+ * not valid, CLMHA_LOG (nothing reaches stderr, even at debug level with a layer being built),
+ * an old per-setting variable and a misspelt one (no warning). With use_environment true the
+ * same environment fails context creation. */
+static void test_environment_off(void **state) {
+    (void)state;
+    char dir[] = "/tmp/clmha-env-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const char *const vars[][2] = {
+        {"CLMHA_PLATFORM", "no-such-platform"},
+        {"CLMHA_DEVICE", "no-such-device"},
+        {"CLMHA_DEVICE_TYPE", "accelerator"},
+        {"CLMHA_KERNEL_DIR", "/nonexistent/kernels"},
+        {"CLMHA_CACHE_DIR", dir},
+        {"CLMHA_PROFILE", "1"},
+        {"CLMHA_TUNE", "row=tpu"},
+        {"CLMHA_LOG", "debug"},
+        {"CLMHA_TAIL", "0"},
+        {"CLMHA_SPLT_WG", "4"},
+    };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        setenv(vars[i][0], vars[i][1], 1);
+    }
+    clmha_context *c = NULL;
+    assert_int_not_equal(clmha_context_create(NULL, &c), CLMHA_OK);
+    assert_null(c);
+
+    clmha_context_options o;
+    clmha_context_options_init(&o);
+    o.use_environment = false;
+    char err_path[] = "/tmp/clmha-stderr-XXXXXX";
+    const int err_fd = mkstemp(err_path);
+    assert_true(err_fd >= 0);
+    fflush(stderr);
+    const int saved = dup(2);
+    assert_true(saved >= 0 && dup2(err_fd, 2) == 2);
+    const clmha_status st = clmha_context_create(&o, &c);
+    clmha_layer *l = NULL;
+    clmha_status layer_st = CLMHA_ERR_INVALID_ARGUMENT;
+    if (st == CLMHA_OK) {
+        clmha_layer_config cfg;
+        clmha_layer_config_init(&cfg);
+        cfg.num_heads = 2, cfg.key_dim = 4;
+        layer_st = clmha_layer_create(c, &cfg, 8, 8, 0, &l);
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    const off_t written = lseek(err_fd, 0, SEEK_END);
+    close(err_fd);
+    remove(err_path);
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        unsetenv(vars[i][0]);
+    }
+    assert_ok(st);
+    assert_ok(layer_st); /* the embedded kernels, not CLMHA_KERNEL_DIR's */
+    assert_int_equal(written, 0);
+    char text[512], want[512];
+    clmha_context_settings(c, text, sizeof text);
+    assert_string_equal(text, device_text("", want, sizeof want));
+    const char *cache = clmha_context_cache_dir(c);
+    assert_true(cache == NULL || strncmp(cache, dir, strlen(dir)) != 0);
+    clmha_profile prof;
+    assert_int_equal(clmha_context_take_profile(c, &prof), CLMHA_ERR_INVALID_ARGUMENT);
+    clmha_layer_release(l);
+    clmha_context_release(c);
+    rmdir(dir);
 }
 
 /* Rewrites line @p line (0-based) of the file at @p path with @p text. */
@@ -485,6 +559,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_old_variables, save_env, restore_env),
         cmocka_unit_test_setup_teardown(test_setting_reaches_layer, save_env, restore_env),
         cmocka_unit_test_setup_teardown(test_tuned_file, save_env, restore_env),
+        cmocka_unit_test_setup_teardown(test_environment_off, save_env, restore_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
