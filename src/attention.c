@@ -1099,6 +1099,7 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
     if (st != CLMHA_OK) {
         return st;
     }
+    l->ctx->n_launched = 0; /* the record of this call's launches starts here */
     st = validate(l, a, &p);
     if (st != CLMHA_OK) {
         return st;

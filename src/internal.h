@@ -127,6 +127,13 @@ bool clmha__setting(const clmha_context *ctx, clmha__setting_id id, size_t *v);
 const char *clmha__setting_key(clmha__setting_id id);
 const char *clmha__setting_source(const clmha_context *ctx, clmha__setting_id id);
 
+/* One launch of a clmha kernel, as recorded for the tests (clmha__launched). */
+typedef struct clmha__launch_rec {
+    const char *name; /* the kernel's name */
+    size_t groups, local;
+} clmha__launch_rec;
+#define CLMHA__LAUNCH_LOG 64
+
 struct clmha_context {
     cl_platform_id platform;
     cl_device_id device;
@@ -182,6 +189,10 @@ struct clmha_context {
     cl_int last_cl_error;
     int last_clblast_error;
     char *build_log;
+    /* The kernels launched since the current (or last) clmha_layer_call began: the first
+     * CLMHA__LAUNCH_LOG of them, n_launched counting all. What tells a test which plan ran. */
+    clmha__launch_rec launched[CLMHA__LAUNCH_LOG];
+    size_t n_launched;
     /* fill.cl's kernels, created on first use by clmha__fill. */
     clmha__kernel k_fill_words, k_fill_bytes;
 };

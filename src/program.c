@@ -520,6 +520,10 @@ clmha_status clmha__launch(clmha_context *ctx, const clmha__kernel *k, size_t gr
     cl_event *ev = clmha__prof_slot(ctx);
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, k->k, 1, NULL, &global, &local, 0, NULL, ev);
     if (err == CL_SUCCESS) {
+        if (ctx->n_launched < CLMHA__LAUNCH_LOG) {
+            ctx->launched[ctx->n_launched] = (clmha__launch_rec){name, groups, local};
+        }
+        ctx->n_launched++;
         clmha__prof_keep(ctx, ev);
     }
     if (err != CL_SUCCESS) {

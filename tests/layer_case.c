@@ -3,6 +3,7 @@
  * reference (see layer_case.h).
  */
 #include "layer_case.h"
+#include "internal.h"
 #include "reference.h"
 
 #include <math.h>
@@ -112,6 +113,78 @@ static bool masked(const case_cfg *c, test_rng *r, size_t b, size_t t, size_t j,
         return (t % 3) != 1;
     default:
         return rng_uniform(r) >= 0.3;
+    }
+}
+
+/* A switch setting of the test's context: its value where given, else @p def. */
+static bool switch_setting(clmha__setting_id id, bool def) {
+    size_t v;
+    return clmha__setting(ctx, id, &v) ? v != 0 : def;
+}
+
+/* The attention kernel a call of case @p c must launch, by the rules docs/devices.md gives for
+ * the context's tuning row and settings: attention_rows for probabilities (or split=0); where
+ * split attention runs one work-item a group (the cpu row's split_wg of 1), query tiles for
+ * T >= 2 (tile_rows of at least 2: at most 512 / value dim, 8 by default) and all heads a
+ * work-item for T == 1 where their state fits in half the local memory; elsewhere the GPU
+ * query tiles for T >= 2 where the row has key tiles, and the GPU split kernel. */
+static const char *expected_attention(const case_cfg *c) {
+    size_t v;
+    if (c->scores || !switch_setting(CLMHA__SET_SPLIT, true)) {
+        return "attention_rows";
+    }
+    size_t wg = ctx->tuning.split_wg == 1 ? 1 : 2; /* 2: any GPU group size */
+    if (clmha__setting(ctx, CLMHA__SET_SPLIT_WG, &v)) {
+        wg = v;
+    }
+    const bool tile = switch_setting(CLMHA__SET_TILE, true);
+    if (wg == 1 && c->T >= 2) {
+        size_t rows = 512 / c->dv < ctx->tuning.tile_rows ? 512 / c->dv : ctx->tuning.tile_rows;
+        if (clmha__setting(ctx, CLMHA__SET_TILE_ROWS, &v)) {
+            rows = v;
+        }
+        return tile && rows >= 2 ? "attention_tile" : "attention_split";
+    }
+    if (wg == 1) {
+        const bool fits =
+            c->H * (c->dk + c->dv + 2) * sizeof(float) <= ctx->info.local_mem_bytes / 2;
+        return switch_setting(CLMHA__SET_HEADS, true) && fits ? "attention_heads"
+                                                              : "attention_split";
+    }
+    return c->T >= 2 && tile && ctx->tuning.key_tile > 0 ? "attention_qtile_gpu"
+                                                         : "attention_split_gpu";
+}
+
+/* The plan the call took, from the kernels it launched (ctx->launched): the expected attention
+ * kernel, and no gemm_tail where tail=0 or probabilities were asked for. */
+static void check_plan(const case_cfg *c, const char *repro) {
+    const char *want = expected_attention(c), *got = NULL;
+    bool tail = false;
+    char names[1024] = "";
+    const size_t n = ctx->n_launched < CLMHA__LAUNCH_LOG ? ctx->n_launched : CLMHA__LAUNCH_LOG;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = ctx->launched[i].name;
+        const size_t used = strlen(names);
+        snprintf(names + used, sizeof names - used, "%s%s", i ? ", " : "", name);
+        tail = tail || strcmp(name, "gemm_tail") == 0;
+        if (strncmp(name, "attention_", 10) == 0 && strcmp(name, "attention_merge") != 0) {
+            if (got != NULL && strcmp(got, name) != 0) {
+                print_error("two attention kernels in one call (%s, %s)\n  reproduce: %s\n", got,
+                            name, repro);
+                fail();
+            }
+            got = name;
+        }
+    }
+    if (got == NULL || strcmp(got, want) != 0) {
+        print_error("attention kernel %s, expected %s (row %s); launched: %s\n  reproduce: %s\n",
+                    got ? got : "none", want, ctx->tuning.name, names, repro);
+        fail();
+    }
+    if (tail && (c->scores || !switch_setting(CLMHA__SET_TAIL, true))) {
+        print_error("gemm_tail ran with %s; launched: %s\n  reproduce: %s\n",
+                    c->scores ? "probabilities asked for" : "tail=0", names, repro);
+        fail();
     }
 }
 
@@ -274,6 +347,7 @@ void run_case(const case_cfg *c) {
     a.output = po.t;
     a.attention_scores = pp.t;
     assert_ok(clmha_layer_call(layer, &a));
+    check_plan(c, repro);
 
     const tol_rule tol = c->half_cache ? TOL_F16 : TOL_F32;
     float *out = test_read(po.t, NULL);
