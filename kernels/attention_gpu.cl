@@ -1,5 +1,5 @@
 /*
- * attention_gpu.cl - attention for GPUs (joined after attention_common.cl): work-groups of WGS
+ * attention_gpu.cl - attention for GPUs (helpers in attention_common.clh): work-groups of WGS
  * work-items in which the head dimension is spread over several work-items ("lanes"), so that a
  * work-item holds a few registers of a query and an output instead of whole rows, consecutive
  * work-items read consecutive addresses of the cache, and no per-work-item array is indexed at
@@ -20,6 +20,8 @@
  * NaN); keys past a row's end are never read. Specialisation: WGS (a power of two), LK and LQ
  * (powers of two dividing WGS), KT (keys a tile), as the host chooses them (src/layer.c).
  */
+#include "attention_common.clh"
+
 #ifndef WGS
 #define WGS 64
 #endif

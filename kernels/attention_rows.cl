@@ -1,6 +1,6 @@
 /*
- * attention_rows.cl - attention with the probabilities and dropout (joined after
- * attention_common.cl): one query row, or one chunk of a long row's keys, a work-group of WG
+ * attention_rows.cl - attention with the probabilities and dropout (helpers in
+ * attention_common.clh): one query row, or one chunk of a long row's keys, a work-group of WG
  * work-items (a power of two).
  *
  * Pass 1 keeps an online (max, sum) per work-item over a strided share of the keys and
@@ -11,6 +11,8 @@
  * probability 1 - rate and scaled by 1 / (1 - rate). Rows longer than one work-item may loop
  * over (the host's item_keys) run in chunks: see the kernel's passes below.
  */
+#include "attention_common.clh"
+
 #ifndef WG
 #define WG 64
 #endif

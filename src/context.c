@@ -573,15 +573,11 @@ clmha_status clmha_context_warm_up(clmha_context *ctx) {
         return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT, "clmha_context_warm_up: ctx is NULL");
     }
     for (size_t i = 0; i < clmha__embedded_kernel_count; i++) {
-        /* The attention kernel families are programs only joined after attention_common.cl. */
+        /* Every kernel file is a program; the headers (.clh) are only included by them. */
         const char *name = clmha__embedded_kernels[i].name;
-        char joined[96];
-        if (strcmp(name, "attention_common.cl") == 0) {
+        const size_t n = strlen(name);
+        if (n < 3 || strcmp(name + n - 3, ".cl") != 0) {
             continue;
-        }
-        if (strncmp(name, "attention_", 10) == 0) {
-            snprintf(joined, sizeof joined, "attention_common.cl+%s", name);
-            name = joined;
         }
         cl_program prog;
         clmha_status st = clmha__program_get(ctx, name, "", &prog);

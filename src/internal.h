@@ -403,8 +403,7 @@ extern const size_t clmha__embedded_kernel_count;
 
 /* Returns the program for kernel file @p name built with @p defines (extra -D options), from
  * the context's list, the binary cache or a source build, in that order. The program stays
- * owned by the context. @p name may join files with '+' ("merge.cl+gemm.cl"): their sources
- * are concatenated in that order. */
+ * owned by the context. The file's `#include "x.clh"` lines bring in those headers. */
 clmha_status clmha__program_get(clmha_context *ctx, const char *name, const char *defines,
                                 cl_program *program);
 

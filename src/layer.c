@@ -446,13 +446,12 @@ static clmha_status build_tail(clmha_layer *l) {
             if (few) {
                 snprintf(rows, sizeof rows, " -DGR=%zu", l->gemm_few);
             }
-            snprintf(defines, sizeof defines,
-                     "-DTAIL -DDV=%zu -DHV=%zu -DGC=%zu -DMAX_CHUNKS=%d%s%s", l->dv, hv,
-                     l->tail_cols, CLMHA__MAX_CHUNKS, rows, half ? " -DCACHE_HALF" : "");
+            snprintf(defines, sizeof defines, "-DDV=%zu -DHV=%zu -DGC=%zu -DMAX_CHUNKS=%d%s%s",
+                     l->dv, hv, l->tail_cols, CLMHA__MAX_CHUNKS, rows, half ? " -DCACHE_HALF" : "");
             clmha__kernel *k = few ? (half ? &l->k_tail_few_half : &l->k_tail_few)
                                    : (half ? &l->k_tail_half : &l->k_tail);
             cl_program prog;
-            clmha_status st = clmha__program_get(ctx, "merge.cl+gemm.cl+splice.cl", defines, &prog);
+            clmha_status st = clmha__program_get(ctx, "tail.cl", defines, &prog);
             if (st == CLMHA_OK) {
                 st = clmha__kernel_create(ctx, prog, "gemm_tail", k);
             }
@@ -488,8 +487,7 @@ static clmha_status build_attention_family(clmha_layer *l, size_t wg, bool half)
     clmha__kernel *split = half ? &l->k_split_half : &l->k_split;
     clmha__kernel_release(rows);
     clmha__kernel_release(split);
-    if ((st = clmha__program_get(ctx, "attention_common.cl+attention_rows.cl", defines, &prog)) !=
-            CLMHA_OK ||
+    if ((st = clmha__program_get(ctx, "attention_rows.cl", defines, &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "attention_rows", rows)) != CLMHA_OK) {
         return st;
     }
@@ -500,8 +498,7 @@ static clmha_status build_attention_family(clmha_layer *l, size_t wg, bool half)
         clmha__kernel_release(tile);
         snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DTQ=%zu -DNH=%zu -DKEY_BLOCK=%d%s",
                  l->dk, l->dv, l->tile_rows, l->use_heads ? l->heads : 1, l->key_block ? 1 : 0, kv);
-        if ((st = clmha__program_get(ctx, "attention_common.cl+attention_cpu.cl", defines,
-                                     &prog)) != CLMHA_OK ||
+        if ((st = clmha__program_get(ctx, "attention_cpu.cl", defines, &prog)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "attention_split", split)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "attention_heads", heads)) != CLMHA_OK ||
             (st = clmha__kernel_create(ctx, prog, "attention_tile", tile)) != CLMHA_OK) {
@@ -513,8 +510,7 @@ static clmha_status build_attention_family(clmha_layer *l, size_t wg, bool half)
     clmha__kernel_release(qtile);
     snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DWGS=%zu -DLK=%zu -DLQ=%zu -DKT=%zu%s",
              l->dk, l->dv, l->wg_split, l->lanes_key, l->lanes_query, l->key_tile, kv);
-    if ((st = clmha__program_get(ctx, "attention_common.cl+attention_gpu.cl", defines, &prog)) !=
-            CLMHA_OK ||
+    if ((st = clmha__program_get(ctx, "attention_gpu.cl", defines, &prog)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "attention_split_gpu", split)) != CLMHA_OK ||
         (st = clmha__kernel_create(ctx, prog, "attention_qtile_gpu", qtile)) != CLMHA_OK) {
         return st;

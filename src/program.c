@@ -1,7 +1,7 @@
 /*
- * program.c - kernel sources (embedded, or from CLMHA_KERNEL_DIR; a program may join several
- * files, "a.cl+b.cl"), program builds, the on-disk program-binary cache, and checked kernel
- * launches.
+ * program.c - kernel sources (embedded, or from CLMHA_KERNEL_DIR; a kernel file's
+ * `#include "x.clh"` lines are replaced by those headers), program builds, the on-disk
+ * program-binary cache, and checked kernel launches.
  *
  * The binary cache follows the design of ggml's: the file name is the XXH3-128 hash of
  * everything that can change the binary (source, build options, device name, driver version,
@@ -96,50 +96,77 @@ static clmha_status load_file(clmha_context *ctx, const char *name, char **src, 
     return clmha__fail(ctx, CLMHA_ERR_KERNEL_SOURCE, "no embedded kernel named \"%s\"", name);
 }
 
-/* The source of program @p name: one kernel file, or several joined by '+' ("a.cl+b.cl"),
- * concatenated in that order, so that a kernel can use helpers of the files before it. */
-static clmha_status load_source(clmha_context *ctx, const char *name, char **src, size_t *len) {
-    char *all = NULL;
-    size_t total = 0;
-    for (const char *part = name; *part != '\0';) {
-        const char *plus = strchr(part, '+');
-        size_t n = plus ? (size_t)(plus - part) : strlen(part);
-        char file[256];
-        if (n == 0 || n >= sizeof file) {
-            free(all);
-            return clmha__fail(ctx, CLMHA_ERR_KERNEL_SOURCE, "bad kernel source list \"%s\"", name);
+/* Appends @p n bytes of @p text to the growing buffer *buf (length *len, capacity *cap, always
+ * NUL-terminated); false when out of memory. */
+static bool append(char **buf, size_t *len, size_t *cap, const char *text, size_t n) {
+    if (*len + n + 1 > *cap) {
+        size_t ncap = *cap ? *cap : 4096;
+        while (*len + n + 1 > ncap) {
+            ncap *= 2;
         }
-        memcpy(file, part, n);
-        file[n] = '\0';
-        char *one = NULL;
-        size_t one_len = 0;
-        clmha_status st = load_file(ctx, file, &one, &one_len);
-        if (st != CLMHA_OK) {
-            free(all);
-            return st;
+        char *g = realloc(*buf, ncap);
+        if (g == NULL) {
+            return false;
         }
-        if (all == NULL) {
-            all = one, total = one_len;
-        } else {
-            char *grown = realloc(all, total + 1 + one_len + 1);
-            if (grown == NULL) {
-                free(all);
-                free(one);
-                return clmha__fail(ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY, "out of memory");
+        *buf = g, *cap = ncap;
+    }
+    memcpy(*buf + *len, text, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+    return true;
+}
+
+/* Appends the source of kernel file @p name to *buf with every line `#include "x.clh"`
+ * replaced by that header's own source, headers included by headers too (at most @p depth
+ * deep: the headers' include guards make a second copy of one harmless). The driver compiles
+ * one self-contained text, whether the files are embedded or come from CLMHA_KERNEL_DIR. */
+static clmha_status expand(clmha_context *ctx, const char *name, int depth, char **buf, size_t *len,
+                           size_t *cap) {
+    if (depth > 4) {
+        return clmha__fail(ctx, CLMHA_ERR_KERNEL_SOURCE,
+                           "kernel source \"%s\": headers nested more than 4 deep", name);
+    }
+    char *text = NULL;
+    size_t n = 0;
+    clmha_status st = load_file(ctx, name, &text, &n);
+    for (const char *line = text; st == CLMHA_OK && line != NULL && *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        const size_t ll = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        const char *inc = "#include \"";
+        if (strncmp(line, inc, strlen(inc)) == 0) {
+            const char *open = line + strlen(inc), *close = memchr(open, '"', ll - strlen(inc));
+            char header[256];
+            if (close == NULL || close == open || (size_t)(close - open) >= sizeof header) {
+                st = clmha__fail(ctx, CLMHA_ERR_KERNEL_SOURCE,
+                                 "kernel source \"%s\": a malformed #include line", name);
+                break;
             }
-            all = grown;
-            all[total] = '\n';
-            memcpy(all + total + 1, one, one_len + 1);
-            total += 1 + one_len;
-            free(one);
+            memcpy(header, open, (size_t)(close - open));
+            header[close - open] = '\0';
+            st = expand(ctx, header, depth + 1, buf, len, cap);
+        } else if (!append(buf, len, cap, line, ll)) {
+            st = clmha__fail(ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY, "out of memory");
         }
-        part = plus ? plus + 1 : part + n;
+        line += ll;
     }
-    if (all == NULL) {
-        return clmha__fail(ctx, CLMHA_ERR_KERNEL_SOURCE, "empty kernel source list");
+    free(text);
+    return st;
+}
+
+/* The source of program @p name (one kernel file), its headers included. */
+static clmha_status load_source(clmha_context *ctx, const char *name, char **src, size_t *len) {
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    clmha_status st = expand(ctx, name, 0, &buf, &n, &cap);
+    if (st != CLMHA_OK) {
+        free(buf);
+        return st;
     }
-    *src = all;
-    *len = total;
+    if (buf == NULL) {
+        return clmha__fail(ctx, CLMHA_ERR_KERNEL_SOURCE, "kernel source \"%s\" is empty", name);
+    }
+    *src = buf;
+    *len = n;
     return CLMHA_OK;
 }
 

@@ -9,6 +9,7 @@
 #include "support.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -906,11 +907,30 @@ int main(void) {
         cmocka_unit_test(random_sweep_2),
     };
     /* CLMHA_TEST_FILTER=test_split_decode (a cmocka pattern, * and ? as wildcards) runs only
-     * the tests it matches: ctest runs test_* (every named test) and each random_sweep_K
-     * apart. */
+     * the tests it matches: ctest runs each random_sweep_K apart. CLMHA_TEST_PART=K/N runs the
+     * named tests (not the sweeps) whose place in the list is K modulo N: ctest runs them as
+     * three parts side by side, so that none of its programs runs for long. */
     const char *filter = getenv("CLMHA_TEST_FILTER");
     if (filter != NULL && *filter != '\0') {
         cmocka_set_test_filter(filter);
+    }
+    const size_t named = sizeof tests / sizeof tests[0] - 3; /* all but the three sweeps */
+    const char *part = getenv("CLMHA_TEST_PART");
+    unsigned k = 0, n = 0;
+    if (part != NULL && *part != '\0') {
+        if (sscanf(part, "%u/%u", &k, &n) != 2 || n == 0 || k >= n) {
+            fprintf(stderr, "CLMHA_TEST_PART=\"%s\" is not K/N with K < N\n", part);
+            return 2;
+        }
+        struct CMUnitTest chosen[sizeof tests / sizeof tests[0]];
+        size_t count = 0;
+        for (size_t i = 0; i < named; i++) {
+            if (i % n == k) {
+                chosen[count++] = tests[i];
+            }
+        }
+        return _cmocka_run_group_tests("test_layer", chosen, count, test_setup_context,
+                                       test_teardown_context);
     }
     return cmocka_run_group_tests(tests, test_setup_context, test_teardown_context);
 }

@@ -1,25 +1,28 @@
 #!/usr/bin/env bash
-# Compiles every kernel as strict OpenCL C 1.2 with Debian's clang, every extension disabled
-# (so Mali, Adreno and other compilers see nothing exotic), warnings as errors, in each
-# variant clmha builds (KV_HALF and CACHE_HALF: the half cache). Needs clang. (The GPU vendors'
-# compilers check the kernels further: tools/gpu-report.sh.)
+# Compiles every kernel file on its own as strict OpenCL C 1.2 with Debian's clang, every
+# extension disabled (so Mali, Adreno and other compilers see nothing exotic), warnings as
+# errors, in each variant clmha builds (KV_HALF and CACHE_HALF: the half cache). A kernel file
+# brings its helpers in with `#include "x.clh"` (kernels/*.clh; the library replaces those lines
+# with the headers, here clang reads them through -I kernels), and every header must also be
+# valid alone. Needs clang. (The GPU vendors' compilers check the kernels further:
+# tools/gpu-report.sh.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=0
-for f in kernels/*.cl; do
-    # The attention families are programs only joined after attention_common.cl.
-    parts=("$f")
-    case "$f" in
-    kernels/attention_common.cl) ;;
-    kernels/attention_*.cl) parts=(kernels/attention_common.cl "$f") ;;
-    esac
+cl() { # clang's strict OpenCL C 1.2 check of one file ($1) with the given options
+    local file=$1
+    shift
+    clang -x cl -cl-std=CL1.2 -Xclang -cl-ext=-all -include tools/cl/half-builtins.h -I kernels \
+        -fsyntax-only -Werror -Wall -Wextra -Wconversion -Wno-sign-conversion -Wshadow "$@" "$file"
+    n=$((n + 1))
+}
+for f in kernels/*.cl kernels/*.clh; do
+    # A header alone defines helpers nobody calls yet.
+    unused=()
+    [[ $f == *.clh ]] && unused=(-Wno-unused-function)
     for variant in "" -DKV_HALF -DCACHE_HALF; do
         # shellcheck disable=SC2086
-        cat "${parts[@]}" |
-            clang -x cl -cl-std=CL1.2 -Xclang -cl-ext=-all -include tools/cl/half-builtins.h \
-                -fsyntax-only -Werror -Wall -Wextra -Wconversion -Wno-sign-conversion -Wshadow \
-                $variant -
-        n=$((n + 1))
+        cl "$f" "${unused[@]}" $variant
     done
 done
 # The GPU family with head dims that are not multiples of 4 (lanes read scalars) and small
@@ -27,23 +30,16 @@ done
 for variant in "-DDK=6 -DDV=10 -DWGS=4 -DLK=4 -DLQ=1 -DKT=2" "-DDK=80 -DDV=80 -DWGS=32 -DLK=32 -DLQ=8" \
     "-DDK=24 -DDV=24 -DWGS=64 -DLK=8 -DLQ=2 -DKT=64 -DKV_HALF"; do
     # shellcheck disable=SC2086
-    cat kernels/attention_common.cl kernels/attention_gpu.cl |
-        clang -x cl -cl-std=CL1.2 -Xclang -cl-ext=-all -include tools/cl/half-builtins.h \
-            -fsyntax-only -Werror -Wall -Wextra -Wconversion -Wno-sign-conversion -Wshadow \
-            $variant -
-    n=$((n + 1))
+    cl kernels/attention_gpu.cl $variant
 done
-# Programs built from several files (clmha__program_get's "a.cl+b.cl"): gemm_tail.
+# gemm_tail's builds: 4 or 32 columns, the half cache, many rows.
 for variant in "-DGC=4" "-DGC=32" "-DGC=32 -DCACHE_HALF" "-DGC=16 -DGR=24"; do
     # shellcheck disable=SC2086
-    cat kernels/merge.cl kernels/gemm.cl kernels/splice.cl |
-        clang -x cl -cl-std=CL1.2 -Xclang -cl-ext=-all -include tools/cl/half-builtins.h \
-            -fsyntax-only -Werror -Wall -Wextra -Wconversion -Wno-sign-conversion -Wshadow \
-            -DTAIL -DHV=768 $variant -
-    n=$((n + 1))
+    cl kernels/tail.cl -DHV=768 $variant
 done
-if grep -n "pragma OPENCL EXTENSION" kernels/*.cl; then
+if grep -n "pragma OPENCL EXTENSION" kernels/*.cl kernels/*.clh; then
     echo "check-kernels: kernels must not enable extensions" >&2
     exit 1
 fi
-echo "check-kernels: $(ls kernels/*.cl | wc -l) kernel files ($n compiles) are strict OpenCL C 1.2"
+echo "check-kernels: $(ls kernels/*.cl kernels/*.clh | wc -l) kernel files and headers ($n compiles)" \
+    "are strict OpenCL C 1.2, each on its own"

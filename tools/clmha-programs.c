@@ -5,8 +5,8 @@
  * device (PoCL will do): the row's settings come from the table, not from the device, except the
  * work-group and local-memory limits, which the device and CLMHA_TUNE's max_local_mem cap.
  *
- * Output: one line per program a layer builds, tab-separated: row, key_dim, cache dtype, file
- * ("a.cl+b.cl" for joined files), options. Usage: clmha-programs [ROW ...] (default: every
+ * Output: one line per program a layer builds, tab-separated: row, key_dim, cache dtype, kernel
+ * file (its headers included at build), options. Usage: clmha-programs [ROW ...] (default: every
  * row).
  */
 #include "internal.h"

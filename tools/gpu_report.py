@@ -58,14 +58,26 @@ def run(cmd, cwd=None, env=None):
     return p.returncode, p.stdout + p.stderr
 
 
+def expand(name, depth=0):
+    """A kernel file's source with its `#include "x.clh"` lines replaced by those headers, as
+    the library does (src/program.c), so each vendor compiler sees one self-contained text."""
+    if depth > 4:
+        raise RuntimeError("%s: headers nested more than 4 deep" % name)
+    out = []
+    with open(os.path.join(ROOT, "kernels", name)) as f:
+        for line in f:
+            if line.startswith('#include "'):
+                out.append(expand(line.split('"')[1], depth + 1))
+            else:
+                out.append(line)
+    return "".join(out)
+
+
 def source_of(prog, work):
-    """The joined source of a program ("a.cl+b.cl"), written to work/src.cl."""
+    """The source of a program (a kernel file, headers included), written to work/src.cl."""
     path = os.path.join(work, "src.cl")
     with open(path, "w") as out:
-        for name in prog.split("+"):
-            with open(os.path.join(ROOT, "kernels", name)) as f:
-                out.write(f.read())
-                out.write("\n")
+        out.write(expand(prog))
     return path
 
 
@@ -306,7 +318,7 @@ def main():
             for kernel, vals in sorted(res.items()):
                 rows.append({
                     "vendor": vendor, "target": target, "kernel": kernel,
-                    "file": "+".join("kernels/" + f for f in prog.split("+")),
+                    "file": "kernels/" + prog,
                     "options": opts, "rows": sorted(builds[(prog, opts)]),
                     "gpu_chosen": bool(gpu_rows), "role": ROLES.get(kernel, "other"),
                     "registers": vals[0], "scratch_bytes": vals[1], "occupancy": vals[2],
