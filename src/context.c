@@ -60,7 +60,7 @@ static clmha_status resolve_cache_dir(clmha_context *ctx, const clmha_context_op
  * (never raise them), so that a large device behaves like a small mobile GPU, which is how the
  * small-device paths are tested without one; max_item_loops lowers the loop budget; gemm picks
  * the projection kernel, gemm_small_m the most rows the own GEMM takes; poison_buffers fills
- * new buffers with NaN. The others apply to each layer (layer.c). */
+ * new buffers with NaN. The others apply to each layer (layer_build.c). */
 static clmha_status apply_settings(clmha_context *ctx, const clmha_context_options *options) {
     clmha_status st = clmha__settings_resolve(ctx, options, &ctx->settings);
     if (st != CLMHA_OK) {

@@ -498,6 +498,10 @@ size_t clmha__gemm_rows_taken(const clmha_layer *layer, size_t m, size_t n);
  * layer's wide build (32, CPUs) where n is a multiple of it, else 4. */
 size_t clmha__gemm_cols(const clmha_layer *layer, size_t n);
 
+/* Resolves a new layer's settings against its shapes and the device and builds every kernel
+ * its calls can take (layer_build.c). */
+clmha_status clmha__build_kernels(clmha_layer *l);
+
 /* Makes *buf hold at least @p n floats, reallocating (never shrinking) when needed. */
 clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size_t n);
 

@@ -4,7 +4,7 @@
  * string form ("split_wg=32,tail=0": CLMHA_TUNE and clmha_context_options.tune), the
  * conversion of clmha_settings (options.settings) to it, and how the sources merge
  * (options.settings over options.tune over CLMHA_TUNE over the device's tuned file, tuned.c,
- * key by key). What each setting does is decided where it is used (context.c, layer.c);
+ * key by key). What each setting does is decided where it is used (context.c, layer_build.c);
  * docs/devices.md lists them.
  */
 #include "internal.h"

@@ -2,7 +2,7 @@
  * test_long.c - long key ranges, long query ranges and wide inputs, each compared with the
  * float64 reference: on Mesa's llvmpipe (Rusticl), which ends a work-item silently after 65535
  * loop iterations, these came out wrong before the work one work-item takes was bounded
- * (plan_attention's chunks and item_keys in src/attention.c; gemm_k_long for the projections,
+ * (plan_attention's chunks and item_keys in src/plan.c; gemm_k_long for the projections,
  * and the own GEMM's slices of the input width in src/projection.c).
  * CI runs this program on PoCL, on Rusticl, and on Rusticl with the GPU tuning row.
  */
