@@ -358,7 +358,21 @@ void run_case(const case_cfg *c) {
     a.cache_update_index = (int64_t)c->index;
     a.output = po.t;
     a.attention_scores = pp.t;
+    clmha_context_stats before, after;
+    assert_ok(clmha_context_get_stats(ctx, &before));
     assert_ok(clmha_layer_call(layer, &a));
+    assert_ok(clmha_context_get_stats(ctx, &after));
+    /* Every program a call can take was built (or loaded) when the layer was created. */
+    if (after.programs_built_from_source + after.programs_loaded_from_cache !=
+        before.programs_built_from_source + before.programs_loaded_from_cache) {
+        print_error("the call built or loaded %llu program(s)\n  reproduce: %s\n",
+                    (unsigned long long)(after.programs_built_from_source +
+                                         after.programs_loaded_from_cache -
+                                         before.programs_built_from_source -
+                                         before.programs_loaded_from_cache),
+                    repro);
+        fail();
+    }
     check_plan(c, repro);
 
     const tol_rule tol = c->half_cache ? TOL_F16 : TOL_F32;
