@@ -70,10 +70,10 @@ static clmha_status apply_settings(clmha_context *ctx, const clmha_context_optio
     const bool named = clmha__setting(ctx, CLMHA__SET_ROW, &v);
     ctx->tuning = named ? *clmha__tuning_named(ctx->settings.row) : *clmha__tuning_for(&ctx->info);
     ctx->small_m = ctx->tuning.small_m;
-    /* The most loop iterations a work-item of an attention kernel does in all: Mesa's llvmpipe
-     * ends a work-item silently after 65535 (its loop limiter counts every loop of the
-     * invocation), so half of that there; elsewhere a bound that keeps one work-item's time
-     * far from a GPU watchdog. */
+    /* The most loop iterations a work-item of an attention kernel or the own GEMM does in all
+     * (internal.h): Mesa's llvmpipe ends a work-item silently after 65535 (its loop limiter
+     * counts every loop of the invocation), so half of that there; elsewhere a bound that keeps
+     * one work-item's time far from a GPU watchdog. */
     ctx->item_loops = clmha__contains_ci(ctx->info.name, "llvmpipe") ? 32768 : 1u << 20;
     if (clmha__setting(ctx, CLMHA__SET_MAX_ITEM_LOOPS, &v) && v < ctx->item_loops) {
         ctx->item_loops = v;

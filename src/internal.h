@@ -159,9 +159,10 @@ struct clmha_context {
      * the source name its settings carry ("tuned: PATH"). */
     char tuned_path[4200];
     char tuned_source[4300];
-    /* The most loop iterations one work-item of an attention kernel may do (keys are chunked
-     * over more work-groups and merged to stay within it): 32768 on Mesa's llvmpipe, which
-     * ends a work-item after 65535, else 2^20; the max_item_loops setting lowers it. */
+    /* The most loop iterations one work-item of an attention kernel or the own GEMM may do
+     * (keys are chunked over more work-groups and merged, a long input width is split into
+     * launches): 32768 on Mesa's llvmpipe, which ends a work-item after 65535, else 2^20; the
+     * max_item_loops setting lowers it. */
     size_t item_loops;
     /* CLBlast cannot run on this device (or gemm=own): projections use gemm.cl. */
     bool own_gemm;
@@ -268,7 +269,8 @@ struct clmha_layer {
     bool use_tail, use_tail_few;
     /* An input width (or heads x value dim, the output projection's) so long that one
      * work-item of the own GEMM would loop past ctx->item_loops over it: CLBlast takes every
-     * projection, where it runs (clmha__own_gemm_takes), and there is no gemm_tail. */
+     * projection where it runs (clmha__own_gemm_takes), else gemm_acc in slices of the width
+     * (own_gemm); no gemm_qkv4 and no gemm_tail. */
     bool gemm_k_long;
     size_t tail_cols, wg_tail;
     clmha__kernel k_tail, k_tail_half, k_tail_few, k_tail_few_half;

@@ -457,7 +457,8 @@ clmha_status clmha__build_kernels(clmha_layer *l) {
         l->wg_qkv = pow2_floor(m < 256 ? m : 256);
     }
     /* The own GEMM's work-items loop over the whole input width, a few iterations an input
-     * element (4 bounds every build): widths past item_loops / 4 go to CLBlast. */
+     * element (4 bounds every build): widths past item_loops / 4 go to CLBlast, or where it
+     * cannot run to gemm_acc in slices of the width (projection.c). */
     size_t k_max = l->dq_in > l->dk_in ? l->dq_in : l->dk_in;
     k_max = k_max > l->dv_in ? k_max : l->dv_in;
     k_max = k_max > l->heads * l->dv ? k_max : l->heads * l->dv;
