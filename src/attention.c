@@ -55,7 +55,7 @@ static clmha_status enqueue_commit(clmha_layer *l, const clmha_call_args *a, con
     const clmha__karg args[] = {CLMHA__ARG(y),     CLMHA__ARG(out), CLMHA__ARG(out_off),
                                 CLMHA__ARG(n_out), CLMHA__ARG(ps),  CLMHA__ARG(pd),
                                 CLMHA__ARG(p_off), CLMHA__ARG(n_p)};
-    const clmha__kernel *k = p->half ? &l->k_commit_half : &l->k_commit;
+    const clmha__kernel *k = &l->kern[CLMHA__K_COMMIT(p->half)];
     clmha_status st = clmha__set_args(l->ctx, k, args, 8);
     if (st == CLMHA_OK) {
         st = set_splice_args(l, a, p, k, 8, &n_splice);
@@ -74,13 +74,13 @@ static clmha_status enqueue_to_half(clmha_layer *l, const plan *p) {
     cl_ulong n = p->rows_kv * l->heads * l->dk;
     const clmha__karg args[] = {CLMHA__ARG(l->ws_k), CLMHA__ARG(l->ws_v), CLMHA__ARG(l->ws_kh),
                                 CLMHA__ARG(l->ws_vh), CLMHA__ARG(n)};
-    clmha_status st = clmha__set_args(l->ctx, &l->k_to_half, args, 5);
+    clmha_status st = clmha__set_args(l->ctx, &l->kern[CLMHA__K_TO_HALF], args, 5);
     if (st != CLMHA_OK) {
         return st;
     }
     size_t total = (size_t)(2 * n);
-    return clmha__launch(l->ctx, &l->k_to_half, (total + l->wg_commit - 1) / l->wg_commit,
-                         l->wg_commit);
+    return clmha__launch(l->ctx, &l->kern[CLMHA__K_TO_HALF],
+                         (total + l->wg_commit - 1) / l->wg_commit, l->wg_commit);
 }
 
 /* Enqueues a row gather (rows of row_len floats) or, with row_len 0, a mask gather. */
@@ -96,134 +96,161 @@ static clmha_status enqueue_gather(clmha_layer *l, cl_mem src, size_t src_off, c
     cl_uint nd = g->nd;
     clmha_status st;
     size_t total;
+    const clmha__kernel *k = &l->kern[row_len > 0 ? CLMHA__K_GATHER : CLMHA__K_GATHER_MASK];
     if (row_len > 0) {
         const clmha__karg args[] = {CLMHA__ARG(src),  CLMHA__ARG(off),    CLMHA__ARG(dst),
                                     CLMHA__ARG(rl),   CLMHA__ARG(count),  CLMHA__ARG(nd),
                                     CLMHA__ARG(dims), CLMHA__ARG(strides)};
-        st = clmha__set_args(l->ctx, &l->k_gather, args, 8);
+        st = clmha__set_args(l->ctx, k, args, 8);
         total = n * row_len;
     } else {
         const clmha__karg args[] = {CLMHA__ARG(src),    CLMHA__ARG(off), CLMHA__ARG(dst),
                                     CLMHA__ARG(count),  CLMHA__ARG(nd),  CLMHA__ARG(dims),
                                     CLMHA__ARG(strides)};
-        st = clmha__set_args(l->ctx, &l->k_gather_mask, args, 7);
+        st = clmha__set_args(l->ctx, k, args, 7);
         total = n;
     }
     if (st != CLMHA_OK) {
         return st;
     }
-    return clmha__launch(l->ctx, row_len > 0 ? &l->k_gather : &l->k_gather_mask,
-                         (total + l->wg_gather - 1) / l->wg_gather, l->wg_gather);
+    return clmha__launch(l->ctx, k, (total + l->wg_gather - 1) / l->wg_gather, l->wg_gather);
 }
 
-static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, const plan *p) {
-    clmha_context *ctx = l->ctx;
-    ctx->prof_category = CLMHA__PROF_ATTENTION;
-    const clmha__kernel *k = p->half ? &l->k_attention_half : &l->k_attention;
-    cl_mem qb = p->general ? l->ws_q2 : l->ws_q;
-    cl_mem kb, vb;
-    cl_ulong k_off, v_off, k_bs, v_bs;
+/* The values of ATTENTION_ARGS (attention_common.clh), what every attention kernel takes
+ * first, kept here so that their addresses outlive the clSetKernelArg calls. */
+typedef struct attention_args {
+    cl_mem qb, kb, vb, mask, o, kn, vn, lens;
+    cl_ulong q_off, k_off, v_off, k_bs, v_bs, m_off, m_sb, m_st, m_ss;
+    cl_ulong new_lo, new_hi, kn_bs, vn_bs, lens_off;
+    cl_int has_mask, T, S, H, causal, has_lens;
+    cl_long causal_base;
+    cl_float scale;
+} attention_args;
+
+/* The common arguments of a call's attention kernel: queries from the workspace, keys and
+ * values from the cache or the workspace, the mask, causality and key lengths. */
+static void attention_args_fill(const clmha_layer *l, const clmha_call_args *a, const plan *p,
+                                attention_args *v) {
+    *v = (attention_args){0};
+    v->qb = p->general ? l->ws_q2 : l->ws_q;
     if (p->has_cache) {
-        kb = vb = a->cache->buffer;
-        k_off = a->cache->offset / clmha__dtype_size(a->cache->dtype);
-        v_off = k_off + p->S * l->heads * l->dk;
-        k_bs = v_bs = 2 * p->S * l->heads * l->dk;
+        v->kb = v->vb = a->cache->buffer;
+        v->k_off = a->cache->offset / clmha__dtype_size(a->cache->dtype);
+        v->v_off = v->k_off + p->S * l->heads * l->dk;
+        v->k_bs = v->v_bs = 2 * p->S * l->heads * l->dk;
     } else {
-        kb = p->general ? l->ws_k2 : l->ws_k;
-        vb = p->general ? l->ws_v2 : l->ws_v;
-        k_off = v_off = 0;
-        k_bs = p->S * l->heads * l->dk;
-        v_bs = p->S * l->heads * l->dv;
+        v->kb = p->general ? l->ws_k2 : l->ws_k;
+        v->vb = p->general ? l->ws_v2 : l->ws_v;
+        v->k_bs = p->S * l->heads * l->dk;
+        v->v_bs = p->S * l->heads * l->dv;
     }
-    cl_ulong q_off = 0;
-    cl_mem mask = p->general && a->attention_mask ? l->ws_m
-                  : a->attention_mask             ? a->attention_mask->buffer
-                                                  : NULL;
-    cl_ulong m_off = !p->general && a->attention_mask ? a->attention_mask->offset : 0;
-    cl_int has_mask = a->attention_mask != NULL;
-    cl_mem probs = a->attention_scores ? l->ws_p : NULL;
-    cl_ulong p_off = 0;
+    const clmha_tensor *m = a->attention_mask;
+    v->mask = p->general && m ? l->ws_m : m ? m->buffer : NULL;
+    v->m_off = !p->general && m ? m->offset : 0;
+    v->has_mask = m != NULL;
+    v->m_sb = p->m_sb;
+    v->m_st = p->m_st;
+    v->m_ss = p->m_ss;
     /* An update's new keys and values are read from the workspace: the cache is written only
      * by the final commit. */
-    cl_mem kn = !p->update ? NULL : p->half ? l->ws_kh : l->ws_k;
-    cl_mem vn = !p->update ? NULL : p->half ? l->ws_vh : l->ws_v;
-    cl_ulong new_lo = p->update ? p->index : 0, new_hi = p->update ? p->index + p->Sn : 0;
-    cl_ulong kn_bs = p->Sn * l->heads * l->dk, vn_bs = p->Sn * l->heads * l->dv;
-    cl_int causal = a->causal;
-    cl_mem lens = a->key_lengths ? a->key_lengths->buffer : NULL;
-    cl_ulong lens_off = a->key_lengths ? a->key_lengths->offset / 4 : 0;
-    cl_int has_lens = a->key_lengths != NULL;
-    cl_long causal_base = !a->causal  ? 0
-                          : p->update ? (cl_long)p->index
-                                      : (cl_long)p->S - (cl_long)p->T;
-    cl_int has_p = a->attention_scores != NULL;
-    cl_int T = (cl_int)p->T, S = (cl_int)p->S, H = (cl_int)l->heads;
+    v->kn = !p->update ? NULL : p->half ? l->ws_kh : l->ws_k;
+    v->vn = !p->update ? NULL : p->half ? l->ws_vh : l->ws_v;
+    v->new_lo = p->update ? p->index : 0;
+    v->new_hi = p->update ? p->index + p->Sn : 0;
+    v->kn_bs = p->Sn * l->heads * l->dk;
+    v->vn_bs = p->Sn * l->heads * l->dv;
+    v->causal = a->causal;
+    v->causal_base = !a->causal ? 0 : p->update ? (cl_long)p->index : (cl_long)p->S - (cl_long)p->T;
+    v->lens = a->key_lengths ? a->key_lengths->buffer : NULL;
+    v->lens_off = a->key_lengths ? a->key_lengths->offset / 4 : 0;
+    v->has_lens = a->key_lengths != NULL;
+    v->T = (cl_int)p->T;
+    v->S = (cl_int)p->S;
+    v->H = (cl_int)l->heads;
     /* Keras scales the query by 1/sqrt(key_dim) before the dot product (in float32). */
-    cl_float scale = (cl_float)(1.0 / sqrt((double)l->dk));
-    cl_ulong m_sb = p->m_sb, m_st = p->m_st, m_ss = p->m_ss;
-    bool drop = a->training && l->cfg.dropout > 0.0;
+    v->scale = (cl_float)(1.0 / sqrt((double)l->dk));
+    v->o = l->ws_o;
+}
+
+#define ATTENTION_NARGS 30
+
+/* Sets the common arguments (0 .. ATTENTION_NARGS-1) of attention kernel @p k. */
+static clmha_status attention_args_set(clmha_context *ctx, const clmha__kernel *k,
+                                       const attention_args *v) {
+    const clmha__karg args[ATTENTION_NARGS] = {
+        CLMHA__ARG(v->qb),     CLMHA__ARG(v->q_off),    CLMHA__ARG(v->kb),
+        CLMHA__ARG(v->k_off),  CLMHA__ARG(v->k_bs),     CLMHA__ARG(v->vb),
+        CLMHA__ARG(v->v_off),  CLMHA__ARG(v->v_bs),     CLMHA__ARG(v->mask),
+        CLMHA__ARG(v->m_off),  CLMHA__ARG(v->m_sb),     CLMHA__ARG(v->m_st),
+        CLMHA__ARG(v->m_ss),   CLMHA__ARG(v->has_mask), CLMHA__ARG(v->o),
+        CLMHA__ARG(v->T),      CLMHA__ARG(v->S),        CLMHA__ARG(v->H),
+        CLMHA__ARG(v->scale),  CLMHA__ARG(v->kn),       CLMHA__ARG(v->vn),
+        CLMHA__ARG(v->new_lo), CLMHA__ARG(v->new_hi),   CLMHA__ARG(v->kn_bs),
+        CLMHA__ARG(v->vn_bs),  CLMHA__ARG(v->causal),   CLMHA__ARG(v->causal_base),
+        CLMHA__ARG(v->lens),   CLMHA__ARG(v->lens_off), CLMHA__ARG(v->has_lens)};
+    return clmha__set_args(ctx, k, args, ATTENTION_NARGS);
+}
+
+/* attention_merge of the chunks' partials of @p rows query rows into the attention output. */
+static clmha_status enqueue_merge(clmha_layer *l, const plan *p, const attention_args *v,
+                                  size_t rows) {
+    cl_mem part = l->ws_part;
+    cl_int nch = p->nch;
+    const clmha__karg margs[] = {CLMHA__ARG(part), CLMHA__ARG(v->o), CLMHA__ARG(nch),
+                                 CLMHA__ARG(v->T), CLMHA__ARG(v->H)};
+    const clmha__kernel *k = &l->kern[CLMHA__K_MERGE];
+    clmha_status st = clmha__set_args(l->ctx, k, margs, 5);
+    return st != CLMHA_OK ? st : clmha__launch(l->ctx, k, rows, l->wg_attention);
+}
+
+/* The chunked kernels (split, all heads, query tiles): nch chunks of `chunk` keys a row,
+ * partials in ws_part when nch > 1, merged by attention_merge here or by gemm_tail (plan.tail).
+ * Work-groups: split, one row (T == 1 all heads: one query position) a chunk; query tiles,
+ * tile_rows rows for one work-item (CPUs) or wg_split / lanes_query rows (GPUs) a chunk. */
+static clmha_status enqueue_chunked(clmha_layer *l, const plan *p, const attention_args *v) {
+    clmha_context *ctx = l->ctx;
+    const clmha__kernel *ks = &l->kern[CLMHA__K_ATTN(p->kernel, p->half)];
+    size_t groups = p->B * l->heads * p->T, wg = l->wg_split;
+    if (p->kernel == CLMHA__ATT_TILE) {
+        groups = p->B * l->heads * ((p->T + l->tile_rows - 1) / l->tile_rows);
+        wg = 1;
+    } else if (p->kernel == CLMHA__ATT_QTILE) {
+        const size_t rows = l->wg_split / l->lanes_query;
+        groups = p->B * l->heads * ((p->T + rows - 1) / rows);
+    } else if (p->kernel == CLMHA__ATT_HEADS) {
+        groups = p->B * p->T;
+    }
+    cl_mem part = p->nch > 1 ? l->ws_part : NULL;
+    cl_int nch = p->nch, chunk = p->chunk;
+    const clmha__karg extra[] = {CLMHA__ARG(part), CLMHA__ARG(nch), CLMHA__ARG(chunk)};
+    clmha_status st = attention_args_set(ctx, ks, v);
+    if (st == CLMHA_OK) {
+        st = clmha__set_args_from(ctx, ks, ATTENTION_NARGS, extra, 3);
+    }
+    if (st == CLMHA_OK) {
+        st = clmha__launch(ctx, ks, groups * (size_t)p->nch, wg);
+    }
+    if (st != CLMHA_OK || p->nch == 1 || p->tail) {
+        return st;
+    }
+    return enqueue_merge(l, p, v, p->B * l->heads * p->T);
+}
+
+/* attention_rows (probabilities, dropout, or a layer without the chunked kernels): one launch
+ * (pass 0) for rows of one chunk; else each chunk's statistics (pass 1), then its probabilities
+ * and partial output (pass 2), merged like the split kernels' (the statistics after the
+ * partials in ws_part). */
+static clmha_status enqueue_rows(clmha_layer *l, const clmha_call_args *a, const plan *p,
+                                 const attention_args *v) {
+    clmha_context *ctx = l->ctx;
+    const clmha__kernel *k = &l->kern[CLMHA__K_ATTN(CLMHA__ATT_ROWS, p->half)];
+    const bool drop = a->training && l->cfg.dropout > 0.0;
+    cl_mem probs = a->attention_scores ? l->ws_p : NULL;
+    cl_ulong p_off = 0;
+    cl_int has_p = a->attention_scores != NULL;
     cl_float rate = drop ? (cl_float)l->cfg.dropout : 0.0f;
     cl_uint counter = drop ? l->dropout_calls : 0;
     cl_uint seed_lo = (cl_uint)l->seed, seed_hi = (cl_uint)(l->seed >> 32);
-    cl_mem o = l->ws_o;
-    /* ATTENTION_ARGS in attention_common.clh: what every attention kernel takes first. */
-    const clmha__karg common[] = {
-        CLMHA__ARG(qb),       CLMHA__ARG(q_off),    CLMHA__ARG(kb),          CLMHA__ARG(k_off),
-        CLMHA__ARG(k_bs),     CLMHA__ARG(vb),       CLMHA__ARG(v_off),       CLMHA__ARG(v_bs),
-        CLMHA__ARG(mask),     CLMHA__ARG(m_off),    CLMHA__ARG(m_sb),        CLMHA__ARG(m_st),
-        CLMHA__ARG(m_ss),     CLMHA__ARG(has_mask), CLMHA__ARG(o),           CLMHA__ARG(T),
-        CLMHA__ARG(S),        CLMHA__ARG(H),        CLMHA__ARG(scale),       CLMHA__ARG(kn),
-        CLMHA__ARG(vn),       CLMHA__ARG(new_lo),   CLMHA__ARG(new_hi),      CLMHA__ARG(kn_bs),
-        CLMHA__ARG(vn_bs),    CLMHA__ARG(causal),   CLMHA__ARG(causal_base), CLMHA__ARG(lens),
-        CLMHA__ARG(lens_off), CLMHA__ARG(has_lens)};
-    const size_t nc = sizeof common / sizeof common[0];
-    if (p->kernel == ATT_SPLIT || p->kernel == ATT_HEADS || p->kernel == ATT_TILE ||
-        p->kernel == ATT_QTILE) {
-        /* Chunked kernels: nch chunks of `chunk` keys a row, partials in ws_part when nch > 1,
-         * merged by attention_merge here or by gemm_tail (plan.tail). Work-groups: split, one
-         * row (T == 1 all heads: one query position) a chunk; query tiles, tile_rows rows for
-         * one work-item (CPUs) or wg_split / lanes_query rows (GPUs) a chunk. */
-        const clmha__kernel *ks;
-        size_t groups, wg = l->wg_split;
-        if (p->kernel == ATT_TILE) {
-            ks = p->half ? &l->k_tile_half : &l->k_tile;
-            groups = p->B * l->heads * ((p->T + l->tile_rows - 1) / l->tile_rows);
-            wg = 1;
-        } else if (p->kernel == ATT_QTILE) {
-            const size_t rows = l->wg_split / l->lanes_query;
-            ks = p->half ? &l->k_qtile_half : &l->k_qtile;
-            groups = p->B * l->heads * ((p->T + rows - 1) / rows);
-        } else if (p->kernel == ATT_HEADS) {
-            ks = p->half ? &l->k_heads_half : &l->k_heads;
-            groups = p->B * p->T;
-        } else {
-            ks = p->half ? &l->k_split_half : &l->k_split;
-            groups = p->B * l->heads * p->T;
-        }
-        cl_mem part = p->nch > 1 ? l->ws_part : NULL;
-        cl_int nch = p->nch, chunk = p->chunk;
-        const clmha__karg extra[] = {CLMHA__ARG(part), CLMHA__ARG(nch), CLMHA__ARG(chunk)};
-        clmha_status st = clmha__set_args(ctx, ks, common, nc);
-        if (st == CLMHA_OK) {
-            st = clmha__set_args_from(ctx, ks, nc, extra, 3);
-        }
-        if (st == CLMHA_OK) {
-            st = clmha__launch(ctx, ks, groups * (size_t)p->nch, wg);
-        }
-        if (st != CLMHA_OK || p->nch == 1 || p->tail) {
-            return st;
-        }
-        const clmha__karg margs[] = {CLMHA__ARG(part), CLMHA__ARG(o), CLMHA__ARG(nch),
-                                     CLMHA__ARG(T), CLMHA__ARG(H)};
-        st = clmha__set_args(ctx, &l->k_merge, margs, 5);
-        if (st == CLMHA_OK) {
-            st = clmha__launch(ctx, &l->k_merge, p->B * l->heads * p->T, l->wg_attention);
-        }
-        return st;
-    }
-    /* attention_rows: one launch (pass 0) for rows of one chunk; else each chunk's statistics
-     * (pass 1), then its probabilities and partial output (pass 2), merged like the split
-     * kernels' (the statistics after the partials in ws_part). */
     const size_t rows = p->B * l->heads * p->T;
     cl_mem part = p->nch > 1 ? l->ws_part : NULL;
     cl_ulong stats_off = p->nch > 1 ? rows * (size_t)p->nch * (l->dv + 2) : 0;
@@ -233,9 +260,9 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
                                  CLMHA__ARG(seed_hi), CLMHA__ARG(part),    CLMHA__ARG(stats_off),
                                  CLMHA__ARG(nch),     CLMHA__ARG(chunk),   CLMHA__ARG(pass)};
     const size_t ne = sizeof extra / sizeof extra[0];
-    clmha_status st = clmha__set_args(ctx, k, common, nc);
+    clmha_status st = attention_args_set(ctx, k, v);
     if (st == CLMHA_OK) {
-        st = clmha__set_args_from(ctx, k, nc, extra, ne);
+        st = clmha__set_args_from(ctx, k, ATTENTION_NARGS, extra, ne);
     }
     if (st == CLMHA_OK) {
         st = clmha__launch(ctx, k, rows * (size_t)p->nch, l->wg_attention);
@@ -245,20 +272,22 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     }
     pass = 2;
     const clmha__karg second[] = {CLMHA__ARG(pass)};
-    st = clmha__set_args_from(ctx, k, nc + ne - 1, second, 1);
+    st = clmha__set_args_from(ctx, k, ATTENTION_NARGS + ne - 1, second, 1);
     if (st == CLMHA_OK) {
         st = clmha__launch(ctx, k, rows * (size_t)p->nch, l->wg_attention);
     }
     if (st != CLMHA_OK || p->tail) {
         return st;
     }
-    const clmha__karg margs[] = {CLMHA__ARG(part), CLMHA__ARG(o), CLMHA__ARG(nch), CLMHA__ARG(T),
-                                 CLMHA__ARG(H)};
-    st = clmha__set_args(ctx, &l->k_merge, margs, 5);
-    if (st == CLMHA_OK) {
-        st = clmha__launch(ctx, &l->k_merge, rows, l->wg_attention);
-    }
-    return st;
+    return enqueue_merge(l, p, v, rows);
+}
+
+/* The attention kernel the plan chose, into ws_o (and the probabilities into ws_p). */
+static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, const plan *p) {
+    l->ctx->prof_category = CLMHA__PROF_ATTENTION;
+    attention_args v;
+    attention_args_fill(l, a, p, &v);
+    return p->kernel == CLMHA__ATT_ROWS ? enqueue_rows(l, a, p, &v) : enqueue_chunked(l, p, &v);
 }
 
 /* The last launch of a call whose output projection takes the own GEMM (plan.tail): the chunk
@@ -285,9 +314,7 @@ static clmha_status enqueue_tail(clmha_layer *l, const clmha_call_args *a, const
                                 CLMHA__ARG(bo),  CLMHA__ARG(has_bias),    CLMHA__ARG(n),
                                 CLMHA__ARG(gpr), CLMHA__ARG(gemm_groups), CLMHA__ARG(m),
                                 CLMHA__ARG(out), CLMHA__ARG(out_off)};
-    const clmha__kernel *k = p->tail_rows > 1 ? (p->half ? &l->k_tail_few_half : &l->k_tail_few)
-                             : p->half        ? &l->k_tail_half
-                                              : &l->k_tail;
+    const clmha__kernel *k = &l->kern[CLMHA__K_TAIL(p->tail_rows > 1, p->half)];
     const size_t na = sizeof args / sizeof args[0];
     clmha_status st = clmha__set_args(ctx, k, args, na);
     if (st == CLMHA_OK) {
@@ -393,6 +420,89 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
     return CLMHA_OK;
 }
 
+/* The projections of the call's inputs into the workspace (self-attention's as one launch or
+ * one product where the plan says), the gathers of rank > 3 inputs into the canonical layout,
+ * and a half cache's new keys and values rounded to half. */
+static clmha_status enqueue_inputs(clmha_layer *l, const clmha_call_args *a, const plan *p) {
+    const clmha_tensor *key = a->key ? a->key : a->value;
+    cl_mem *w = l->weights;
+    const size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
+    /* A half cache's new keys and values: rounded by gemm_qkv4 where it runs, else to_half. */
+    const bool qkv_half = p->qkv == QKV_OWN && p->half && p->update;
+    const size_t x_off = a->query->offset / sizeof(float);
+    clmha_status st;
+    if (p->qkv == QKV_OWN) {
+        st = clmha__project_qkv(l, a->query->buffer, x_off, p->rows_q, qkv_half ? l->ws_kh : NULL,
+                                qkv_half ? l->ws_vh : NULL);
+    } else if (p->qkv == QKV_BLAS) {
+        st = clmha__project_qkv_blas(l, a->query->buffer, x_off, p->rows_q);
+    } else {
+        st = clmha__project(l, "query", a->query->buffer, x_off, p->rows_q, l->dq_in,
+                            w[CLMHA_WEIGHT_QUERY_KERNEL], hk, w[CLMHA_WEIGHT_QUERY_BIAS], l->ws_q,
+                            0);
+    }
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    if (p->project_kv && p->qkv == QKV_APART) {
+        if ((st = clmha__project(l, "key", key->buffer, key->offset / sizeof(float), p->rows_kv,
+                                 l->dk_in, w[CLMHA_WEIGHT_KEY_KERNEL], hk, w[CLMHA_WEIGHT_KEY_BIAS],
+                                 l->ws_k, 0)) != CLMHA_OK ||
+            (st = clmha__project(l, "value", a->value->buffer, a->value->offset / sizeof(float),
+                                 p->rows_kv, l->dv_in, w[CLMHA_WEIGHT_VALUE_KERNEL], hv,
+                                 w[CLMHA_WEIGHT_VALUE_BIAS], l->ws_v, 0)) != CLMHA_OK) {
+            return st;
+        }
+    }
+    if (p->general &&
+        ((st = enqueue_gather(l, l->ws_q, 0, l->ws_q2, hk, p->rows_q, &p->gq)) != CLMHA_OK ||
+         (st = enqueue_gather(l, l->ws_k, 0, l->ws_k2, hk, p->rows_kv, &p->gk)) != CLMHA_OK ||
+         (st = enqueue_gather(l, l->ws_v, 0, l->ws_v2, hv, p->rows_kv, &p->gk)) != CLMHA_OK ||
+         (a->attention_mask &&
+          (st = enqueue_gather(l, a->attention_mask->buffer, a->attention_mask->offset, l->ws_m, 0,
+                               p->mask_elems, &p->gm)) != CLMHA_OK))) {
+        return st;
+    }
+    if (p->half && p->update && !qkv_half) {
+        return enqueue_to_half(l, p);
+    }
+    return CLMHA_OK;
+}
+
+/* After the attention: the output gathered back to the query's layout (rank > 3), then either
+ * gemm_tail, or the output projection, the activity sums and the commit. */
+static clmha_status enqueue_outputs(clmha_layer *l, const clmha_call_args *a, const plan *p) {
+    cl_mem *w = l->weights;
+    const size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
+    clmha_status st;
+    if (p->general &&
+        (st = enqueue_gather(l, l->ws_o, 0, l->ws_o2, hv, p->rows_q, &p->go)) != CLMHA_OK) {
+        return st;
+    }
+    if (p->tail) {
+        return enqueue_tail(l, a, p);
+    }
+    if ((st = clmha__project(l, "output", p->general ? l->ws_o2 : l->ws_o, 0, p->rows_q, hv,
+                             w[CLMHA_WEIGHT_OUTPUT_KERNEL], l->out_features,
+                             w[CLMHA_WEIGHT_OUTPUT_BIAS], l->ws_y, 0)) != CLMHA_OK) {
+        return st;
+    }
+    if (l->act != NULL) {
+        /* Keras's activity regularizer sits on each dense projection that ran. */
+        size_t batch = a->query->shape[0];
+        memset(l->act_valid, 0, sizeof l->act_valid);
+        if ((st = clmha__activity_sums(l, 0, l->ws_q, p->rows_q * hk, batch)) != CLMHA_OK ||
+            (p->project_kv &&
+             ((st = clmha__activity_sums(l, 1, l->ws_k, p->rows_kv * hk, batch)) != CLMHA_OK ||
+              (st = clmha__activity_sums(l, 2, l->ws_v, p->rows_kv * hv, batch)) != CLMHA_OK)) ||
+            (st = clmha__activity_sums(l, 3, l->ws_y, p->rows_q * l->out_features, batch)) !=
+                CLMHA_OK) {
+            return st;
+        }
+    }
+    return enqueue_commit(l, a, p);
+}
+
 clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
     if (l == NULL || a == NULL) {
         return clmha__fail(l ? l->ctx : NULL, CLMHA_ERR_NULL_ARGUMENT,
@@ -408,80 +518,12 @@ clmha_status clmha_layer_call(clmha_layer *l, const clmha_call_args *a) {
     if (st != CLMHA_OK) {
         return st;
     }
-    const clmha_tensor *key = a->key ? a->key : a->value;
-    if ((st = reserve(l, a, &p)) != CLMHA_OK) {
-        return st;
-    }
-    cl_mem *w = l->weights;
-    size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
-    /* A half cache's new keys and values: rounded by gemm_qkv4 where it runs, else to_half. */
-    const bool qkv_half = p.qkv == QKV_OWN && p.half && p.update;
-    const size_t x_off = a->query->offset / sizeof(float);
-    if (p.qkv == QKV_OWN) {
-        st = clmha__project_qkv(l, a->query->buffer, x_off, p.rows_q, qkv_half ? l->ws_kh : NULL,
-                                qkv_half ? l->ws_vh : NULL);
-    } else if (p.qkv == QKV_BLAS) {
-        st = clmha__project_qkv_blas(l, a->query->buffer, x_off, p.rows_q);
-    } else {
-        st = clmha__project(l, "query", a->query->buffer, x_off, p.rows_q, l->dq_in,
-                            w[CLMHA_WEIGHT_QUERY_KERNEL], hk, w[CLMHA_WEIGHT_QUERY_BIAS], l->ws_q,
-                            0);
-    }
-    if (st != CLMHA_OK) {
-        return st;
-    }
-    if (p.project_kv && p.qkv == QKV_APART) {
-        if ((st = clmha__project(l, "key", key->buffer, key->offset / sizeof(float), p.rows_kv,
-                                 l->dk_in, w[CLMHA_WEIGHT_KEY_KERNEL], hk, w[CLMHA_WEIGHT_KEY_BIAS],
-                                 l->ws_k, 0)) != CLMHA_OK ||
-            (st = clmha__project(l, "value", a->value->buffer, a->value->offset / sizeof(float),
-                                 p.rows_kv, l->dv_in, w[CLMHA_WEIGHT_VALUE_KERNEL], hv,
-                                 w[CLMHA_WEIGHT_VALUE_BIAS], l->ws_v, 0)) != CLMHA_OK) {
-            return st;
-        }
-    }
-    if (p.general &&
-        ((st = enqueue_gather(l, l->ws_q, 0, l->ws_q2, hk, p.rows_q, &p.gq)) != CLMHA_OK ||
-         (st = enqueue_gather(l, l->ws_k, 0, l->ws_k2, hk, p.rows_kv, &p.gk)) != CLMHA_OK ||
-         (st = enqueue_gather(l, l->ws_v, 0, l->ws_v2, hv, p.rows_kv, &p.gk)) != CLMHA_OK ||
-         (a->attention_mask &&
-          (st = enqueue_gather(l, a->attention_mask->buffer, a->attention_mask->offset, l->ws_m, 0,
-                               p.mask_elems, &p.gm)) != CLMHA_OK))) {
-        return st;
-    }
-    if (p.half && p.update && !qkv_half && (st = enqueue_to_half(l, &p)) != CLMHA_OK) {
-        return st;
-    }
-    if ((st = enqueue_attention(l, a, &p)) != CLMHA_OK) {
+    if ((st = reserve(l, a, &p)) != CLMHA_OK || (st = enqueue_inputs(l, a, &p)) != CLMHA_OK ||
+        (st = enqueue_attention(l, a, &p)) != CLMHA_OK) {
         return st;
     }
     if (a->training && l->cfg.dropout > 0.0) {
         l->dropout_calls++;
     }
-    if (p.general &&
-        (st = enqueue_gather(l, l->ws_o, 0, l->ws_o2, hv, p.rows_q, &p.go)) != CLMHA_OK) {
-        return st;
-    }
-    if (p.tail) {
-        return enqueue_tail(l, a, &p);
-    }
-    if ((st = clmha__project(l, "output", p.general ? l->ws_o2 : l->ws_o, 0, p.rows_q, hv,
-                             w[CLMHA_WEIGHT_OUTPUT_KERNEL], l->out_features,
-                             w[CLMHA_WEIGHT_OUTPUT_BIAS], l->ws_y, 0)) != CLMHA_OK) {
-        return st;
-    }
-    if (l->act != NULL) {
-        /* Keras's activity regularizer sits on each dense projection that ran. */
-        size_t batch = a->query->shape[0];
-        memset(l->act_valid, 0, sizeof l->act_valid);
-        if ((st = clmha__activity_sums(l, 0, l->ws_q, p.rows_q * hk, batch)) != CLMHA_OK ||
-            (p.project_kv &&
-             ((st = clmha__activity_sums(l, 1, l->ws_k, p.rows_kv * hk, batch)) != CLMHA_OK ||
-              (st = clmha__activity_sums(l, 2, l->ws_v, p.rows_kv * hv, batch)) != CLMHA_OK)) ||
-            (st = clmha__activity_sums(l, 3, l->ws_y, p.rows_q * l->out_features, batch)) !=
-                CLMHA_OK) {
-            return st;
-        }
-    }
-    return enqueue_commit(l, a, &p);
+    return enqueue_outputs(l, a, &p);
 }

@@ -198,6 +198,59 @@ struct clmha_context {
     clmha__kernel k_fill_words, k_fill_bytes;
 };
 
+/* The attention kernels a call can take (plan.c chooses, attention.c launches):
+ * attention_rows (any call), the split kernel (attention_split on CPUs, attention_split_gpu
+ * elsewhere), all heads a work-item (CPUs), query tiles for one work-item (CPUs) and for
+ * several (GPUs). */
+typedef enum clmha__att {
+    CLMHA__ATT_ROWS,
+    CLMHA__ATT_SPLIT,
+    CLMHA__ATT_HEADS,
+    CLMHA__ATT_TILE,
+    CLMHA__ATT_QTILE,
+    CLMHA__ATT_COUNT
+} clmha__att;
+
+/* The own GEMM's builds of gemm_bias4 and gemm_qkv4: 4 columns a work-item, 32 columns, the
+ * few-rows build and the row-blocked build (projection.c picks one). */
+typedef enum clmha__gemm_build {
+    CLMHA__GEMM_COLS4,
+    CLMHA__GEMM_COLS32,
+    CLMHA__GEMM_FEW,
+    CLMHA__GEMM_BLOCKED,
+    CLMHA__GEMM_BUILDS
+} clmha__gemm_build;
+
+/* A layer's kernels, by index into clmha_layer.kern. The families come in tables: attention
+ * by variant and cache dtype (CLMHA__K_ATTN), gemm_tail by row build and cache dtype
+ * (CLMHA__K_TAIL), commit by cache dtype, the own GEMM by build and kind (CLMHA__K_GEMM).
+ * gemm_tail comes last: it is the one kernel whose build depends on others' limits. */
+typedef enum clmha__kernel_id {
+    CLMHA__K_ATT_FIRST = 0,
+    CLMHA__K_MERGE = CLMHA__K_ATT_FIRST + 2 * CLMHA__ATT_COUNT,
+    CLMHA__K_COMMIT_FIRST,
+    CLMHA__K_GEMM_FIRST = CLMHA__K_COMMIT_FIRST + 2,
+    CLMHA__K_GEMM_ACC = CLMHA__K_GEMM_FIRST + 2 * CLMHA__GEMM_BUILDS,
+    CLMHA__K_FILL_BIAS,
+    CLMHA__K_GATHER,
+    CLMHA__K_GATHER_MASK,
+    CLMHA__K_TO_HALF,
+    CLMHA__K_PACK,
+    CLMHA__K_SPLIT_QKV,
+    CLMHA__K_SUM,
+    CLMHA__K_CONSTRAIN,
+    CLMHA__K_TAIL_FIRST,
+    CLMHA__K_COUNT = CLMHA__K_TAIL_FIRST + 4
+} clmha__kernel_id;
+/* Attention variant @p v for a float32 (half 0) or float16 (half 1) cache. */
+#define CLMHA__K_ATTN(v, half) (CLMHA__K_ATT_FIRST + 2 * (int)(v) + ((half) ? 1 : 0))
+/* commit for a float32 or float16 cache. */
+#define CLMHA__K_COMMIT(half) (CLMHA__K_COMMIT_FIRST + ((half) ? 1 : 0))
+/* gemm_bias4 (qkv 0) or gemm_qkv4 (qkv 1) of own-GEMM build @p b. */
+#define CLMHA__K_GEMM(b, qkv) (CLMHA__K_GEMM_FIRST + 2 * (int)(b) + ((qkv) ? 1 : 0))
+/* gemm_tail one row (few 0) or the few-rows build's rows (few 1) a work-item, by cache dtype. */
+#define CLMHA__K_TAIL(few, half) (CLMHA__K_TAIL_FIRST + ((few) ? 2 : 0) + ((half) ? 1 : 0))
+
 struct clmha_tensor {
     clmha_context *ctx;
     clmha_dtype dtype;
@@ -218,54 +271,50 @@ struct clmha_layer {
     size_t out_features; /* prod(out_shape) */
     uint64_t seed;
     cl_mem weights[CLMHA_WEIGHT_COUNT];
-    clmha__kernel k_attention, k_commit, k_fill, k_gather, k_gather_mask, k_gemm, k_gemm4, k_qkv;
+    /* Every kernel the layer's calls can take, by clmha__kernel_id (built by one loop in
+     * layer_build.c, released by one loop); a kernel never created has k NULL. */
+    clmha__kernel kern[CLMHA__K_COUNT];
     /* gemm_bias4 and gemm_qkv4 built with GC = 32 columns a work-item (CPUs; gemm_wide 0
      * elsewhere or with gemm_cols=4), launched one work-item a group where every
      * product's columns are a multiple of 32. */
     size_t gemm_wide;
-    clmha__kernel k_gemm_wide, k_qkv_wide;
     /* The same kernels built with GR = gemm_rows rows of 32 columns a work-item (12 on CPUs,
      * next to the 32-column build; 1: not built, gemm_rows=1 or gemm=clblast):
      * products of more rows than small_m whose columns are a multiple of 32 take them instead
      * of CLBlast. */
     size_t gemm_rows;
-    clmha__kernel k_gemm_blk, k_qkv_blk;
     /* And built with gemm_few rows of 32 columns a work-item (4 on CPUs; 1: not built, or
      * gemm_rows_few=1): products of 3 to small_m rows (batched decode steps) whose widths
      * are multiples of 32 take them, reading each weight once per gemm_few rows. */
     size_t gemm_few;
-    clmha__kernel k_gemm_few, k_qkv_few;
     size_t wg_attention, wg_fill, wg_commit, wg_gather, wg_gemm;
-    /* cache_dtype float16: attention over half keys and values, the half commit and the
-     * rounding of new keys and values into ws_kh and ws_vh (capacities in floats). */
+    /* cache_dtype float16: attention over half keys and values (the kernels' half builds), the
+     * half commit and the rounding of new keys and values (to_half) into ws_kh and ws_vh
+     * (capacities in floats). */
     bool half_cache;
-    clmha__kernel k_attention_half, k_commit_half, k_to_half;
     /* Split attention (attention_split + attention_merge, flash-decoding) for calls without
      * probabilities or dropout: its work-group size (WGS), the smallest chunk of keys a work-group
      * takes, and the partials' workspace (floats). */
     bool use_split;
-    clmha__kernel k_split, k_split_half, k_merge;
     /* attention_heads (all heads of a query position a work-item, their states in local
      * memory): where the split kernel runs one work-item a group (CPUs), T == 1. */
     bool use_heads;
     bool key_block; /* the CPU kernels take sixteen keys at a time (KEY_BLOCK) */
-    clmha__kernel k_heads, k_heads_half;
     /* attention_tile (query tiles of TQ rows, one work-item a group): CPU devices, T >= 2. */
     bool use_tile;
     size_t tile_rows; /* TQ */
-    clmha__kernel k_tile, k_tile_half;
     /* Where the split kernel runs several work-items a group (GPUs), attention_gpu.cl's
      * kernels: attention_split_gpu with lanes_key (LK) work-items a key row, and
      * attention_qtile_gpu (T >= 2: query tiles of wg_split / lanes_query rows, lanes_query (LQ)
      * work-items a row, key tiles of key_tile (KT) keys in local memory). */
     bool use_qtile;
     size_t key_tile, lanes_key, lanes_query;
-    clmha__kernel k_qtile, k_qtile_half;
     /* gemm_tail (merge + output projection + cache splice in one launch, the last of a call
      * whose output projection takes the own GEMM one row a work-item), built with tail_cols
      * (GC) columns a work-item and launched wg_tail work-items a group; tail=0 turns it
      * off. use_tail_few: also built with the few-rows build's gemm_few rows a work-item
-     * (k_tail_few), for calls whose output projection that build takes (batched decode). */
+     * (CLMHA__K_TAIL(1, half)), for calls whose output projection that build takes (batched
+     * decode). */
     bool use_tail, use_tail_few;
     /* An input width (or heads x value dim, the output projection's) so long that one
      * work-item of the own GEMM would loop past ctx->item_loops over it: CLBlast takes every
@@ -273,7 +322,6 @@ struct clmha_layer {
      * (own_gemm); no gemm_qkv4 and no gemm_tail. */
     bool gemm_k_long;
     size_t tail_cols, wg_tail;
-    clmha__kernel k_tail, k_tail_half, k_tail_few, k_tail_few_half;
     size_t wg_split, split_min_chunk;
     /* Self-attention's projections where CLBlast takes them (qkv.cl): one SGEMM over the packed
      * [Wq | Wk | Wv] (w_qkv, Din x (nq + nk + nv), and b_qkv) into ws_qkv, which split_qkv
@@ -281,7 +329,6 @@ struct clmha_layer {
      * qkv_fuse=0 turns it off. The packed copy is made when a call or reserve first needs
      * it and again after any weight changes (qkv_packed false). */
     bool fuse_blas, qkv_packed;
-    clmha__kernel k_pack, k_split_qkv;
     size_t wg_qkv;
     cl_mem w_qkv, b_qkv, ws_qkv;
     size_t cap_qkv;
@@ -297,7 +344,6 @@ struct clmha_layer {
     uint32_t dropout_calls; /* Philox counter: one per training call with dropout */
     /* Activity regularization of the last call: partial sums of |x| and x^2 per projection
      * (query, key, value, output), each of act_groups pairs, and each projection's batch. */
-    clmha__kernel k_sum, k_constrain;
     size_t wg_sum, wg_constrain, act_groups;
     cl_mem act;
     bool act_valid[4];
@@ -414,7 +460,7 @@ clmha_status clmha__program_get(clmha_context *ctx, const char *name, const char
 clmha_status clmha__kernel_create(clmha_context *ctx, cl_program program, const char *kernel,
                                   clmha__kernel *out);
 
-/* Releases the kernel (a no-op for one never created). */
+/* Releases the kernel and clears its record (a no-op for one never created). */
 void clmha__kernel_release(clmha__kernel *k);
 
 /* Checks a 1-D launch of @p k with @p local work-items against the kernel's and the device's
@@ -438,7 +484,8 @@ clmha_status clmha__set_args_from(clmha_context *ctx, const clmha__kernel *k, si
 
 /* ---- regularizers and constraints (regularize.c) ---- */
 
-/* Builds the kernels of regularize.cl for the layer. */
+/* Makes the activity-regularizer sums' buffer where the layer has that regularizer (its
+ * kernels are built with the layer's others, layer_build.c). */
 clmha_status clmha__regularize_build(clmha_layer *layer);
 
 /* Enqueues the activity sums of projection @p slot (0 query, 1 key, 2 value, 3 output) over

@@ -417,18 +417,8 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(ws[i]);
         }
     }
-    clmha__kernel *ks[] = {
-        &l->k_attention,      &l->k_commit,        &l->k_fill,     &l->k_gather,
-        &l->k_gather_mask,    &l->k_gemm,          &l->k_sum,      &l->k_constrain,
-        &l->k_attention_half, &l->k_commit_half,   &l->k_to_half,  &l->k_split,
-        &l->k_split_half,     &l->k_merge,         &l->k_gemm4,    &l->k_qkv,
-        &l->k_gemm_wide,      &l->k_qkv_wide,      &l->k_tile,     &l->k_tile_half,
-        &l->k_qtile,          &l->k_qtile_half,    &l->k_heads,    &l->k_heads_half,
-        &l->k_tail,           &l->k_tail_half,     &l->k_gemm_blk, &l->k_qkv_blk,
-        &l->k_tail_few,       &l->k_tail_few_half, &l->k_gemm_few, &l->k_qkv_few,
-        &l->k_pack,           &l->k_split_qkv};
-    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
-        clmha__kernel_release(ks[i]);
+    for (int i = 0; i < CLMHA__K_COUNT; i++) {
+        clmha__kernel_release(&l->kern[i]);
     }
     free(l);
 }

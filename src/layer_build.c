@@ -143,138 +143,231 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     return CLMHA_OK;
 }
 
-/* A build of gemm_bias4 and gemm_qkv4 with *rows rows of CLMHA__GEMM_BLOCK_COLS columns a
- * work-item: *rows is @p def or the setting @p id (gemm_rows or gemm_rows_few; their ranges
- * are the parser's); 1 builds nothing. */
-static clmha_status build_gemm_rows(clmha_layer *l, clmha__setting_id id, size_t def, size_t *rows,
-                                    clmha__kernel *k_gemm, clmha__kernel *k_qkv) {
+/* The own GEMM's builds beside the 4-column one (no kernel is built here): where the tuning
+ * table says (CPUs), 32 columns a work-item (gemm_cols: 4 or 32); where that build is, the
+ * table's rows of 32 columns a work-item (gemm_rows, 12) for products of many rows (prefill),
+ * unless gemm=clblast leaves those to CLBlast, and its few rows (gemm_rows_few, 4) for 3 to
+ * gemm_small_m rows (batched decode steps). The settings' ranges are the parser's. */
+static void gemm_settings(clmha_layer *l) {
     clmha_context *ctx = l->ctx;
-    if (!clmha__setting(ctx, id, rows)) {
-        *rows = def;
+    size_t cols = ctx->tuning.gemm_cols;
+    clmha__setting(ctx, CLMHA__SET_GEMM_COLS, &cols);
+    l->gemm_wide = cols == 32 ? 32 : 0;
+    const bool cpu_rows = l->gemm_wide != 0;
+    if (!clmha__setting(ctx, CLMHA__SET_GEMM_ROWS, &l->gemm_rows)) {
+        l->gemm_rows = cpu_rows && !ctx->clblast_only ? ctx->tuning.gemm_rows : 1;
     }
-    if (*rows == 1) {
-        return CLMHA_OK;
+    if (!clmha__setting(ctx, CLMHA__SET_GEMM_ROWS_FEW, &l->gemm_few)) {
+        l->gemm_few = ctx->tuning.gemm_rows_few;
     }
-    char defines[48];
-    snprintf(defines, sizeof defines, "-DGC=%d -DGR=%zu", CLMHA__GEMM_BLOCK_COLS, *rows);
-    cl_program prog;
-    clmha_status st = clmha__program_get(ctx, "gemm.cl", defines, &prog);
-    if (st == CLMHA_OK) {
-        st = clmha__kernel_create(ctx, prog, "gemm_bias4", k_gemm);
+    if (!cpu_rows) {
+        l->gemm_few = 1; /* the few-rows build goes with the 32-column one */
     }
-    if (st == CLMHA_OK) {
-        st = clmha__kernel_create(ctx, prog, "gemm_qkv4", k_qkv);
-    }
-    return st;
 }
 
-/* gemm_tail, the last launch of calls whose output projection takes the own GEMM: built from
- * merge.cl, gemm.cl and splice.cl with the output's columns a work-item (32 on CPUs where they
- * divide the output width, else 4), one work-item a group for 32 columns, else the own GEMM's
- * group size; one row a work-item, and where the few-rows build of the own GEMM exists (CPUs)
- * also with its rows (use_tail_few), for batched decode steps. Off (the merge, output
- * projection and commit launches instead) with tail=0, an output width that is not a
- * multiple of 4, or where its merged rows (H * DV floats each) and chunk weights do not fit in
- * local memory or the kernel allows fewer work-items. Needs gemm.cl's kernels built (wg_gemm,
- * gemm_few). */
-static clmha_status build_tail(clmha_layer *l) {
+/* Where each projection may run, and whether calls may end with gemm_tail (before any kernel is
+ * built; the compiled kernels' limits may still turn gemm_tail off, fit_limits).
+ *
+ * Self-attention's projections run as one CLBlast product where CLBlast may take all three
+ * (clmha__project_qkv_blas_fits) and the three input dims are equal, unless qkv_fuse=0.
+ *
+ * The own GEMM's work-items loop over the whole input width, a few iterations an input element
+ * (4 bounds every build): widths past item_loops / 4 (gemm_k_long) go to CLBlast, or where it
+ * cannot run to gemm_acc in slices of the width (projection.c).
+ *
+ * gemm_tail is the last launch of calls whose output projection takes the own GEMM: built with
+ * the output's columns a work-item (32 on CPUs where they divide the output width, else 4), one
+ * row a work-item, and where the few-rows build of the own GEMM exists (CPUs) also with its
+ * rows (use_tail_few), for batched decode steps. Off (the merge, output projection and commit
+ * launches instead) with tail=0, an output width that is not a multiple of 4, a gemm_k_long
+ * width, or where its merged rows (H * DV floats each) and chunk weights do not fit in local
+ * memory. */
+static void route_settings(clmha_layer *l) {
     clmha_context *ctx = l->ctx;
-    const size_t hv = l->heads * l->dv;
+    const size_t nq = l->heads * l->dk, hv = l->heads * l->dv;
+    l->fuse_blas = switch_on(ctx, CLMHA__SET_QKV_FUSE, true) && l->dq_in == l->dk_in &&
+                   l->dq_in == l->dv_in && clmha__clblast_may_take(l, nq) &&
+                   clmha__clblast_may_take(l, hv);
+    size_t k_max = l->dq_in > l->dk_in ? l->dq_in : l->dk_in;
+    k_max = k_max > l->dv_in ? k_max : l->dv_in;
+    k_max = k_max > hv ? k_max : hv;
+    l->gemm_k_long = k_max > ctx->item_loops / 4;
+    if (l->gemm_k_long) {
+        clmha__log(ctx, CLMHA_LOG_INFO,
+                   "input width %zu: projections on CLBlast (the own GEMM would loop past %zu "
+                   "iterations a work-item)",
+                   k_max, ctx->item_loops);
+    }
     l->use_tail = switch_on(ctx, CLMHA__SET_TAIL, true) && l->out_features % 4 == 0 &&
                   (hv + CLMHA__MAX_CHUNKS) * sizeof(float) <= ctx->info.local_mem_bytes &&
                   !l->gemm_k_long;
-    if (!l->use_tail) {
-        return CLMHA_OK;
-    }
     l->tail_cols = clmha__gemm_cols(l, l->out_features);
-    l->wg_tail = l->tail_cols > 4 ? 1 : l->wg_gemm;
     l->use_tail_few =
-        l->gemm_few > 1 && l->tail_cols == CLMHA__GEMM_BLOCK_COLS &&
+        l->use_tail && l->gemm_few > 1 && l->tail_cols == CLMHA__GEMM_BLOCK_COLS &&
         (l->gemm_few * hv + CLMHA__MAX_CHUNKS) * sizeof(float) <= ctx->info.local_mem_bytes;
-    for (int few = 0; few < (l->use_tail_few ? 2 : 1); few++) {
-        for (int half = 0; half < (l->half_cache ? 2 : 1); half++) {
-            char defines[160], rows[24] = "";
-            if (few) {
-                snprintf(rows, sizeof rows, " -DGR=%zu", l->gemm_few);
-            }
-            snprintf(defines, sizeof defines, "-DDV=%zu -DHV=%zu -DGC=%zu -DMAX_CHUNKS=%d%s%s",
-                     l->dv, hv, l->tail_cols, CLMHA__MAX_CHUNKS, rows, half ? " -DCACHE_HALF" : "");
-            clmha__kernel *k = few ? (half ? &l->k_tail_few_half : &l->k_tail_few)
-                                   : (half ? &l->k_tail_half : &l->k_tail);
-            cl_program prog;
-            clmha_status st = clmha__program_get(ctx, "tail.cl", defines, &prog);
-            if (st == CLMHA_OK) {
-                st = clmha__kernel_create(ctx, prog, "gemm_tail", k);
-            }
-            if (st != CLMHA_OK) {
-                return st;
-            }
-            if (k->max_wg < l->wg_tail || k->local_mem > ctx->info.local_mem_bytes) {
-                clmha__log(ctx, CLMHA_LOG_INFO,
-                           "gemm_tail%s off: it allows %zu work-items (needs %zu) and needs %llu "
-                           "bytes of local memory",
-                           few ? " (few rows)" : "", k->max_wg, l->wg_tail,
-                           (unsigned long long)k->local_mem);
-                *(few ? &l->use_tail_few : &l->use_tail) = false;
-            }
-        }
-    }
-    return CLMHA_OK;
 }
 
-/* The attention kernels for one cache dtype (half: KV_HALF): attention_rows.cl's with wg
- * work-items a group, and either attention_cpu.cl's (wg_split 1) or attention_gpu.cl's. */
-static clmha_status build_attention_family(clmha_layer *l, size_t wg, bool half) {
-    clmha_context *ctx = l->ctx;
+/* How to build one of a layer's kernels: its file, its name in the file and the build options
+ * the layer's settings give it. */
+typedef struct recipe {
+    const char *file, *name;
+    char defines[192];
+} recipe;
+
+/* The recipe of an attention kernel: attention_rows.cl's with wg_attention work-items a group,
+ * and either attention_cpu.cl's (wg_split 1: split, all heads, query tiles for one work-item)
+ * or attention_gpu.cl's (split and query tiles for wg_split work-items); false for the other
+ * family's and for half builds without a half cache. */
+static bool attention_recipe(const clmha_layer *l, clmha__att v, bool half, recipe *r) {
     const char *kv = half ? " -DKV_HALF" : "";
-    char defines[256];
-    cl_program prog;
-    clmha_status st;
-    /* GPUs (the split kernel several work-items a group) take the rows kernel's dot products
-     * four lanes wide: sixteen hold too many registers in flight. */
-    snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DWG=%zu%s%s", l->dk, l->dv, wg,
-             l->wg_split > 1 ? " -DQK_VEC=4" : "", kv);
-    clmha__kernel *rows = half ? &l->k_attention_half : &l->k_attention;
-    clmha__kernel *split = half ? &l->k_split_half : &l->k_split;
-    clmha__kernel_release(rows);
-    clmha__kernel_release(split);
-    if ((st = clmha__program_get(ctx, "attention_rows.cl", defines, &prog)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "attention_rows", rows)) != CLMHA_OK) {
-        return st;
+    const bool cpu = l->wg_split == 1;
+    if (half && !l->half_cache) {
+        return false;
     }
-    if (l->wg_split == 1) {
-        clmha__kernel *heads = half ? &l->k_heads_half : &l->k_heads;
-        clmha__kernel *tile = half ? &l->k_tile_half : &l->k_tile;
-        clmha__kernel_release(heads);
-        clmha__kernel_release(tile);
-        snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DTQ=%zu -DNH=%zu -DKEY_BLOCK=%d%s",
-                 l->dk, l->dv, l->tile_rows, l->use_heads ? l->heads : 1, l->key_block ? 1 : 0, kv);
-        if ((st = clmha__program_get(ctx, "attention_cpu.cl", defines, &prog)) != CLMHA_OK ||
-            (st = clmha__kernel_create(ctx, prog, "attention_split", split)) != CLMHA_OK ||
-            (st = clmha__kernel_create(ctx, prog, "attention_heads", heads)) != CLMHA_OK ||
-            (st = clmha__kernel_create(ctx, prog, "attention_tile", tile)) != CLMHA_OK) {
+    if (v == CLMHA__ATT_ROWS) {
+        /* GPUs (the split kernel several work-items a group) take the rows kernel's dot
+         * products four lanes wide: sixteen hold too many registers in flight. */
+        *r = (recipe){"attention_rows.cl", "attention_rows", ""};
+        snprintf(r->defines, sizeof r->defines, "-DDK=%zu -DDV=%zu -DWG=%zu%s%s", l->dk, l->dv,
+                 l->wg_attention, cpu ? "" : " -DQK_VEC=4", kv);
+    } else if (cpu) {
+        static const char *const names[] = {"", "attention_split", "attention_heads",
+                                            "attention_tile", ""};
+        if (v == CLMHA__ATT_QTILE) {
+            return false;
+        }
+        *r = (recipe){"attention_cpu.cl", names[v], ""};
+        /* Without all heads a work-item the kernels are built for one head (NH = 1), so their
+         * local arrays never exceed a device's limit. */
+        snprintf(r->defines, sizeof r->defines,
+                 "-DDK=%zu -DDV=%zu -DTQ=%zu -DNH=%zu -DKEY_BLOCK=%d%s", l->dk, l->dv, l->tile_rows,
+                 l->use_heads ? l->heads : 1, l->key_block ? 1 : 0, kv);
+    } else {
+        if (v != CLMHA__ATT_SPLIT && v != CLMHA__ATT_QTILE) {
+            return false;
+        }
+        *r = (recipe){"attention_gpu.cl",
+                      v == CLMHA__ATT_SPLIT ? "attention_split_gpu" : "attention_qtile_gpu", ""};
+        snprintf(r->defines, sizeof r->defines,
+                 "-DDK=%zu -DDV=%zu -DWGS=%zu -DLK=%zu -DLQ=%zu -DKT=%zu%s", l->dk, l->dv,
+                 l->wg_split, l->lanes_key, l->lanes_query, l->key_tile, kv);
+    }
+    return true;
+}
+
+/* The recipe of an own-GEMM build of gemm_bias4 (qkv false) or gemm_qkv4; false where the
+ * layer's settings leave that build out. */
+static bool gemm_recipe(const clmha_layer *l, clmha__gemm_build b, bool qkv, recipe *r) {
+    *r = (recipe){"gemm.cl", qkv ? "gemm_qkv4" : "gemm_bias4", ""};
+    const size_t rows = b == CLMHA__GEMM_FEW ? l->gemm_few : l->gemm_rows;
+    switch (b) {
+    case CLMHA__GEMM_COLS4:
+        return true;
+    case CLMHA__GEMM_COLS32:
+        snprintf(r->defines, sizeof r->defines, "-DGC=%d", CLMHA__GEMM_BLOCK_COLS);
+        return l->gemm_wide != 0;
+    case CLMHA__GEMM_FEW:
+    case CLMHA__GEMM_BLOCKED:
+        snprintf(r->defines, sizeof r->defines, "-DGC=%d -DGR=%zu", CLMHA__GEMM_BLOCK_COLS, rows);
+        return rows > 1;
+    default:
+        return false;
+    }
+}
+
+/* The recipe of kernel @p id for this layer; false where its settings never take it. */
+static bool kernel_recipe(const clmha_layer *l, int id, recipe *r) {
+    if (id < CLMHA__K_MERGE) {
+        return attention_recipe(l, (clmha__att)(id / 2), id % 2 != 0, r);
+    }
+    if (id >= CLMHA__K_GEMM_FIRST && id < CLMHA__K_GEMM_ACC) {
+        const int b = (id - CLMHA__K_GEMM_FIRST) / 2;
+        return gemm_recipe(l, (clmha__gemm_build)b, (id - CLMHA__K_GEMM_FIRST) % 2 != 0, r);
+    }
+    if (id >= CLMHA__K_TAIL_FIRST) {
+        const bool few = id >= CLMHA__K_TAIL(1, 0), half = (id - CLMHA__K_TAIL_FIRST) % 2 != 0;
+        char rows[24] = "";
+        if (few) {
+            snprintf(rows, sizeof rows, " -DGR=%zu", l->gemm_few);
+        }
+        *r = (recipe){"tail.cl", "gemm_tail", ""};
+        snprintf(r->defines, sizeof r->defines, "-DDV=%zu -DHV=%zu -DGC=%zu -DMAX_CHUNKS=%d%s%s",
+                 l->dv, l->heads * l->dv, l->tail_cols, CLMHA__MAX_CHUNKS, rows,
+                 half ? " -DCACHE_HALF" : "");
+        return (few ? l->use_tail_few : l->use_tail) && (!half || l->half_cache);
+    }
+    switch (id) {
+    case CLMHA__K_MERGE:
+        *r = (recipe){"merge.cl", "attention_merge", ""};
+        snprintf(r->defines, sizeof r->defines, "-DDV=%zu -DMAX_CHUNKS=%d", l->dv,
+                 CLMHA__MAX_CHUNKS);
+        return true;
+    case CLMHA__K_COMMIT(0):
+        *r = (recipe){"splice.cl", "commit", ""};
+        return true;
+    case CLMHA__K_COMMIT(1):
+    case CLMHA__K_TO_HALF:
+        *r = (recipe){"splice.cl", id == CLMHA__K_TO_HALF ? "to_half" : "commit", "-DCACHE_HALF"};
+        return l->half_cache;
+    case CLMHA__K_GEMM_ACC:
+        *r = (recipe){"gemm.cl", "gemm_acc", ""};
+        return true;
+    case CLMHA__K_FILL_BIAS:
+        *r = (recipe){"bias.cl", "fill_bias", ""};
+        return true;
+    case CLMHA__K_GATHER:
+    case CLMHA__K_GATHER_MASK:
+        *r = (recipe){"gather.cl", id == CLMHA__K_GATHER ? "gather_rows" : "gather_mask", ""};
+        return true;
+    case CLMHA__K_PACK:
+    case CLMHA__K_SPLIT_QKV:
+        *r = (recipe){"qkv.cl", id == CLMHA__K_PACK ? "pack_columns" : "split_qkv", ""};
+        return l->fuse_blas;
+    case CLMHA__K_SUM:
+    case CLMHA__K_CONSTRAIN:
+        /* the activity sums' groups take wg_attention work-items, a power of two the device
+         * accepts */
+        *r = (recipe){"regularize.cl", id == CLMHA__K_SUM ? "sum_abs_sq" : "constrain", ""};
+        snprintf(r->defines, sizeof r->defines, "-DWG=%zu", l->wg_attention);
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Builds (or loads) kernels first..end-1 that the layer's settings take, releasing any earlier
+ * build of each: the one loop every kernel of a layer is made by. */
+static clmha_status build_kernels_in(clmha_layer *l, int first, int end) {
+    for (int id = first; id < end; id++) {
+        recipe r;
+        clmha__kernel_release(&l->kern[id]);
+        if (!kernel_recipe(l, id, &r)) {
+            continue;
+        }
+        cl_program prog;
+        clmha_status st = clmha__program_get(l->ctx, r.file, r.defines, &prog);
+        if (st == CLMHA_OK) {
+            st = clmha__kernel_create(l->ctx, prog, r.name, &l->kern[id]);
+        }
+        if (st != CLMHA_OK) {
             return st;
         }
-        return CLMHA_OK;
-    }
-    clmha__kernel *qtile = half ? &l->k_qtile_half : &l->k_qtile;
-    clmha__kernel_release(qtile);
-    snprintf(defines, sizeof defines, "-DDK=%zu -DDV=%zu -DWGS=%zu -DLK=%zu -DLQ=%zu -DKT=%zu%s",
-             l->dk, l->dv, l->wg_split, l->lanes_key, l->lanes_query, l->key_tile, kv);
-    if ((st = clmha__program_get(ctx, "attention_gpu.cl", defines, &prog)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "attention_split_gpu", split)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "attention_qtile_gpu", qtile)) != CLMHA_OK) {
-        return st;
     }
     return CLMHA_OK;
 }
 
-/* The attention kernels (rows, split, and the family's tiles) and the merge; the rows kernel's
- * work-group size wg shrinks to what the compiled kernel allows; the split, all-heads and tile
- * kernels are turned off where the compiled kernels cannot take their settings. */
+/* The smaller of @p m and kernel @p id's work-group limit, where that kernel was built. */
+static size_t kernel_wg_min(const clmha_layer *l, int id, size_t m) {
+    const clmha__kernel *k = &l->kern[id];
+    return k->k != NULL && k->max_wg < m ? k->max_wg : m;
+}
+
+/* The attention kernels, with the rows kernel's work-group size wg shrunk to what the compiled
+ * kernel allows, and the GPU kernels (built for exactly wg_split) built again for fewer
+ * work-items where the compiled kernels allow fewer than the device does (Mesa's llvmpipe:
+ * 32). */
 static clmha_status build_attention(clmha_layer *l, size_t wg) {
     clmha_context *ctx = l->ctx;
-    clmha_status st;
     for (int attempt = 0; attempt < 2; attempt++) {
         size_t lmem = (l->dk + 2 * wg) * sizeof(float);
         if (lmem > ctx->info.local_mem_bytes) {
@@ -284,22 +377,19 @@ static clmha_status build_attention(clmha_layer *l, size_t wg) {
                                l->dk, lmem, ctx->info.name,
                                (unsigned long long)ctx->info.local_mem_bytes);
         }
+        l->wg_attention = wg;
+        clmha_status st = build_kernels_in(l, CLMHA__K_ATT_FIRST, CLMHA__K_MERGE);
+        if (st != CLMHA_OK) {
+            return st;
+        }
         size_t kmax = SIZE_MAX, gmax = SIZE_MAX;
-        for (int half = 0; half < (l->half_cache ? 2 : 1); half++) {
-            if ((st = build_attention_family(l, wg, half != 0)) != CLMHA_OK) {
-                return st;
-            }
-            const clmha__kernel *rows = half ? &l->k_attention_half : &l->k_attention;
-            kmax = kmax < rows->max_wg ? kmax : rows->max_wg;
-            if (l->wg_split > 1) { /* the GPU kernels are built for exactly wg_split */
-                const clmha__kernel *split = half ? &l->k_split_half : &l->k_split;
-                const clmha__kernel *qtile = half ? &l->k_qtile_half : &l->k_qtile;
-                gmax = gmax < split->max_wg ? gmax : split->max_wg;
-                gmax = gmax < qtile->max_wg ? gmax : qtile->max_wg;
+        for (int half = 0; half < 2; half++) {
+            kmax = kernel_wg_min(l, CLMHA__K_ATTN(CLMHA__ATT_ROWS, half), kmax);
+            if (l->wg_split > 1) {
+                gmax = kernel_wg_min(l, CLMHA__K_ATTN(CLMHA__ATT_SPLIT, half), gmax);
+                gmax = kernel_wg_min(l, CLMHA__K_ATTN(CLMHA__ATT_QTILE, half), gmax);
             }
         }
-        /* A device may allow the GPU kernels fewer work-items than it allows in general
-         * (Mesa's llvmpipe: 32): they are built again for that many. */
         const bool gpu_fits = l->wg_split == 1 || gmax >= l->wg_split || gmax < 2;
         if (!gpu_fits) {
             l->wg_split = pow2_floor(gmax);
@@ -310,174 +400,117 @@ static clmha_status build_attention(clmha_layer *l, size_t wg) {
                        l->wg_split);
         }
         if (kmax >= wg && gpu_fits) {
-            break;
+            return CLMHA_OK;
         }
         if (kmax >= wg) {
-            continue; /* only the GPU kernels again, with the same wg */
+            continue; /* only the GPU kernels' size changes */
         }
         if (attempt == 1 || kmax == 0) {
-            return clmha__fail(ctx, CLMHA_ERR_DEVICE_LIMIT,
-                               "the attention kernel allows only %zu work-items on device \"%s\"",
-                               kmax, ctx->info.name);
+            break;
         }
         wg = pow2_floor(kmax);
     }
-    l->wg_attention = wg;
-    char dv_define[48];
-    cl_program prog;
-    snprintf(dv_define, sizeof dv_define, "-DDV=%zu -DMAX_CHUNKS=%d", l->dv, CLMHA__MAX_CHUNKS);
-    if ((st = clmha__program_get(ctx, "merge.cl", dv_define, &prog)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "attention_merge", &l->k_merge)) != CLMHA_OK) {
-        return st;
-    }
-    /* The split kernels must take their work-group sizes (merge runs with wg); where the
-     * compiled kernel allows fewer, calls use attention_rows alone. */
-    if (l->use_split && (l->k_split.max_wg < l->wg_split || l->k_merge.max_wg < wg ||
-                         (l->half_cache && l->k_split_half.max_wg < l->wg_split) ||
-                         l->k_split.local_mem > ctx->info.local_mem_bytes)) {
-        clmha__log(ctx, CLMHA_LOG_INFO,
-                   "split attention off: its kernels allow %zu and %zu work-items (need %zu, %zu)",
-                   l->k_split.max_wg, l->k_merge.max_wg, l->wg_split, wg);
-        l->use_split = false;
-    }
-    if (l->use_heads &&
-        (!l->use_split || l->k_heads.local_mem > ctx->info.local_mem_bytes ||
-         (l->half_cache && l->k_heads_half.local_mem > ctx->info.local_mem_bytes))) {
-        clmha__log(ctx, CLMHA_LOG_INFO,
-                   "all-heads attention off: it needs %llu bytes of local memory",
-                   (unsigned long long)l->k_heads.local_mem);
-        l->use_heads = false;
-    }
-    if (l->use_tile && (l->k_tile.local_mem > ctx->info.local_mem_bytes ||
-                        (l->half_cache && l->k_tile_half.local_mem > ctx->info.local_mem_bytes))) {
-        clmha__log(ctx, CLMHA_LOG_INFO,
-                   "query tiles off: their queries need %llu bytes of local memory",
-                   (unsigned long long)l->k_tile.local_mem);
-        l->use_tile = false;
-    }
-    if (l->use_qtile && (!l->use_split || l->k_qtile.max_wg < l->wg_split ||
-                         l->k_qtile.local_mem > ctx->info.local_mem_bytes ||
-                         (l->half_cache && l->k_qtile_half.max_wg < l->wg_split))) {
-        clmha__log(ctx, CLMHA_LOG_INFO, "query tiles off: the kernel allows %zu work-items",
-                   l->k_qtile.max_wg);
-        l->use_qtile = false;
-    }
-    return CLMHA_OK;
+    return clmha__fail(ctx, CLMHA_ERR_DEVICE_LIMIT,
+                       "the attention kernel allows only %zu work-items on device \"%s\"",
+                       l->kern[CLMHA__K_ATTN(CLMHA__ATT_ROWS, 0)].max_wg, ctx->info.name);
 }
 
-/* Builds the programs and kernels; the attention work-group size starts at the tuning table's
- * (64, a multiple of every GPU's SIMD width) and shrinks to what the device and kernel allow. */
+/* Whether kernel @p id (both cache dtypes' builds where the layer has a half cache) allows
+ * @p wg work-items and fits in local memory. */
+static bool variant_fits(const clmha_layer *l, clmha__att v, size_t wg) {
+    for (int half = 0; half < (l->half_cache ? 2 : 1); half++) {
+        const clmha__kernel *k = &l->kern[CLMHA__K_ATTN(v, half)];
+        if (k->k == NULL || k->max_wg < wg || k->local_mem > l->ctx->info.local_mem_bytes) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The work-group sizes of the layer's launches, from the compiled kernels' limits; the split,
+ * all-heads, tile and gemm_tail variants are turned off where their compiled kernels cannot
+ * take their settings (calls then use attention_rows, the split kernel, or the merge, output
+ * projection and commit launches). */
+static void fit_limits(clmha_layer *l) {
+    clmha_context *ctx = l->ctx;
+    const size_t wg = l->wg_attention;
+    l->wg_gather =
+        pow2_floor(kernel_wg_min(l, CLMHA__K_GATHER_MASK, kernel_wg_min(l, CLMHA__K_GATHER, 256)));
+    size_t m = kernel_wg_min(l, CLMHA__K_GEMM_ACC, 64);
+    m = kernel_wg_min(l, CLMHA__K_GEMM(CLMHA__GEMM_COLS4, 0), m);
+    l->wg_gemm = pow2_floor(kernel_wg_min(l, CLMHA__K_GEMM(CLMHA__GEMM_COLS4, 1), m));
+    l->wg_fill = pow2_floor(kernel_wg_min(l, CLMHA__K_FILL_BIAS, 256));
+    m = kernel_wg_min(l, CLMHA__K_COMMIT(0), 256);
+    m = kernel_wg_min(l, CLMHA__K_COMMIT(1), m);
+    l->wg_commit = pow2_floor(kernel_wg_min(l, CLMHA__K_TO_HALF, m));
+    l->wg_qkv =
+        pow2_floor(kernel_wg_min(l, CLMHA__K_PACK, kernel_wg_min(l, CLMHA__K_SPLIT_QKV, 256)));
+    l->wg_sum = wg;
+    l->wg_constrain = kernel_wg_min(l, CLMHA__K_CONSTRAIN, 64);
+    const clmha__kernel *merge = &l->kern[CLMHA__K_MERGE];
+    if (l->use_split && (!variant_fits(l, CLMHA__ATT_SPLIT, l->wg_split) || merge->max_wg < wg)) {
+        clmha__log(ctx, CLMHA_LOG_INFO,
+                   "split attention off: its kernels allow %zu and %zu work-items (need %zu, %zu)",
+                   l->kern[CLMHA__K_ATTN(CLMHA__ATT_SPLIT, 0)].max_wg, merge->max_wg, l->wg_split,
+                   wg);
+        l->use_split = false;
+    }
+    const unsigned long long heads_lds = l->kern[CLMHA__K_ATTN(CLMHA__ATT_HEADS, 0)].local_mem;
+    if (l->use_heads && (!l->use_split || !variant_fits(l, CLMHA__ATT_HEADS, 1))) {
+        clmha__log(ctx, CLMHA_LOG_INFO,
+                   "all-heads attention off: it needs %llu bytes of local memory", heads_lds);
+        l->use_heads = false;
+    }
+    if (l->use_tile && !variant_fits(l, CLMHA__ATT_TILE, 1)) {
+        clmha__log(ctx, CLMHA_LOG_INFO,
+                   "query tiles off: their queries need %llu bytes of local memory",
+                   (unsigned long long)l->kern[CLMHA__K_ATTN(CLMHA__ATT_TILE, 0)].local_mem);
+        l->use_tile = false;
+    }
+    if (l->use_qtile && (!l->use_split || !variant_fits(l, CLMHA__ATT_QTILE, l->wg_split))) {
+        clmha__log(ctx, CLMHA_LOG_INFO, "query tiles off: the kernel allows %zu work-items",
+                   l->kern[CLMHA__K_ATTN(CLMHA__ATT_QTILE, 0)].max_wg);
+        l->use_qtile = false;
+    }
+    l->wg_tail = l->tail_cols > 4 ? 1 : l->wg_gemm;
+    for (int few = 0; few < 2; few++) {
+        bool *use = few ? &l->use_tail_few : &l->use_tail;
+        for (int half = 0; half < (l->half_cache ? 2 : 1) && *use; half++) {
+            const clmha__kernel *k = &l->kern[CLMHA__K_TAIL(few, half)];
+            if (k->max_wg < l->wg_tail || k->local_mem > ctx->info.local_mem_bytes) {
+                clmha__log(ctx, CLMHA_LOG_INFO,
+                           "gemm_tail%s off: it allows %zu work-items (needs %zu) and needs %llu "
+                           "bytes of local memory",
+                           few ? " (few rows)" : "", k->max_wg, l->wg_tail,
+                           (unsigned long long)k->local_mem);
+                *use = false;
+            }
+        }
+    }
+    l->use_tail_few = l->use_tail_few && l->use_tail;
+}
+
+/* Resolves the settings, then builds every kernel they can take: the attention work-group size
+ * starts at the tuning table's (64, a multiple of every GPU's SIMD width) and shrinks to what
+ * the device and kernel allow. */
 clmha_status clmha__build_kernels(clmha_layer *l) {
     clmha_context *ctx = l->ctx;
     clmha_status st;
-    cl_program prog;
     size_t wg = pow2_floor(ctx->info.max_work_group_size < ctx->info.max_work_item_sizes[0]
                                ? ctx->info.max_work_group_size
                                : ctx->info.max_work_item_sizes[0]);
     if (wg > ctx->tuning.wg) {
         wg = pow2_floor(ctx->tuning.wg);
     }
-    if ((st = split_settings(l, wg)) != CLMHA_OK || (st = clmha__fill_prepare(ctx)) != CLMHA_OK) {
+    if ((st = split_settings(l, wg)) != CLMHA_OK) {
         return st;
     }
-    if ((st = build_attention(l, wg)) != CLMHA_OK) {
+    gemm_settings(l);
+    route_settings(l);
+    if ((st = clmha__fill_prepare(ctx)) != CLMHA_OK || (st = build_attention(l, wg)) != CLMHA_OK ||
+        (st = build_kernels_in(l, CLMHA__K_MERGE, CLMHA__K_COUNT)) != CLMHA_OK) {
         return st;
     }
-    if ((st = clmha__program_get(ctx, "bias.cl", "", &prog)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "fill_bias", &l->k_fill)) != CLMHA_OK) {
-        return st;
-    }
-    if ((st = clmha__program_get(ctx, "gather.cl", "", &prog)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "gather_rows", &l->k_gather)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "gather_mask", &l->k_gather_mask)) != CLMHA_OK) {
-        return st;
-    }
-    l->wg_gather =
-        pow2_floor(l->k_gather.max_wg < l->k_gather_mask.max_wg ? l->k_gather.max_wg
-                                                                : l->k_gather_mask.max_wg);
-    l->wg_gather = l->wg_gather < 256 ? l->wg_gather : 256;
-    if ((st = clmha__program_get(ctx, "gemm.cl", "", &prog)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "gemm_acc", &l->k_gemm)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "gemm_bias4", &l->k_gemm4)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "gemm_qkv4", &l->k_qkv)) != CLMHA_OK) {
-        return st;
-    }
-    l->wg_gemm = pow2_floor(l->k_gemm.max_wg < 64 ? l->k_gemm.max_wg : 64);
-    l->wg_gemm = l->wg_gemm < l->k_gemm4.max_wg ? l->wg_gemm : pow2_floor(l->k_gemm4.max_wg);
-    l->wg_gemm = l->wg_gemm < l->k_qkv.max_wg ? l->wg_gemm : pow2_floor(l->k_qkv.max_wg);
-    /* Where the tuning table says (CPUs), also 32 columns a work-item (gemm_cols: 4 or 32). */
-    size_t cols = ctx->tuning.gemm_cols;
-    clmha__setting(ctx, CLMHA__SET_GEMM_COLS, &cols);
-    l->gemm_wide = cols == 32 ? 32 : 0;
-    if (l->gemm_wide != 0 &&
-        ((st = clmha__program_get(ctx, "gemm.cl", "-DGC=32", &prog)) != CLMHA_OK ||
-         (st = clmha__kernel_create(ctx, prog, "gemm_bias4", &l->k_gemm_wide)) != CLMHA_OK ||
-         (st = clmha__kernel_create(ctx, prog, "gemm_qkv4", &l->k_qkv_wide)) != CLMHA_OK)) {
-        return st;
-    }
-    /* Where the 32-column build is (CPUs): the table's rows of 32 columns a work-item (12) for
-     * products of many rows (prefill), unless gemm=clblast leaves those to CLBlast, and
-     * its few rows (4) for 3 to gemm_small_m rows (batched decode steps). */
-    const bool cpu_rows = l->gemm_wide != 0;
-    if ((st = build_gemm_rows(l, CLMHA__SET_GEMM_ROWS,
-                              cpu_rows && !ctx->clblast_only ? ctx->tuning.gemm_rows : 1,
-                              &l->gemm_rows, &l->k_gemm_blk, &l->k_qkv_blk)) != CLMHA_OK ||
-        (st = build_gemm_rows(l, CLMHA__SET_GEMM_ROWS_FEW, cpu_rows ? ctx->tuning.gemm_rows_few : 1,
-                              &l->gemm_few, &l->k_gemm_few, &l->k_qkv_few)) != CLMHA_OK) {
-        return st;
-    }
-    if (!cpu_rows) {
-        l->gemm_few = 1; /* the few-rows build goes with the 32-column one */
-    }
-    if ((st = clmha__program_get(ctx, "splice.cl", "", &prog)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit)) != CLMHA_OK) {
-        return st;
-    }
-    if (l->half_cache &&
-        ((st = clmha__program_get(ctx, "splice.cl", "-DCACHE_HALF", &prog)) != CLMHA_OK ||
-         (st = clmha__kernel_create(ctx, prog, "commit", &l->k_commit_half)) != CLMHA_OK ||
-         (st = clmha__kernel_create(ctx, prog, "to_half", &l->k_to_half)) != CLMHA_OK)) {
-        return st;
-    }
-    /* Self-attention's projections as one CLBlast product: where CLBlast may take all three
-     * (clmha__project_qkv_blas_fits) and the three input dims are equal, unless
-     * qkv_fuse=0. */
-    const size_t nq = l->heads * l->dk, nv = l->heads * l->dv;
-    l->fuse_blas = switch_on(ctx, CLMHA__SET_QKV_FUSE, true) && l->dq_in == l->dk_in &&
-                   l->dq_in == l->dv_in && clmha__clblast_may_take(l, nq) &&
-                   clmha__clblast_may_take(l, nv);
-    if (l->fuse_blas) {
-        if ((st = clmha__program_get(ctx, "qkv.cl", "", &prog)) != CLMHA_OK ||
-            (st = clmha__kernel_create(ctx, prog, "pack_columns", &l->k_pack)) != CLMHA_OK ||
-            (st = clmha__kernel_create(ctx, prog, "split_qkv", &l->k_split_qkv)) != CLMHA_OK) {
-            return st;
-        }
-        size_t m =
-            l->k_pack.max_wg < l->k_split_qkv.max_wg ? l->k_pack.max_wg : l->k_split_qkv.max_wg;
-        l->wg_qkv = pow2_floor(m < 256 ? m : 256);
-    }
-    /* The own GEMM's work-items loop over the whole input width, a few iterations an input
-     * element (4 bounds every build): widths past item_loops / 4 go to CLBlast, or where it
-     * cannot run to gemm_acc in slices of the width (projection.c). */
-    size_t k_max = l->dq_in > l->dk_in ? l->dq_in : l->dk_in;
-    k_max = k_max > l->dv_in ? k_max : l->dv_in;
-    k_max = k_max > l->heads * l->dv ? k_max : l->heads * l->dv;
-    l->gemm_k_long = k_max > ctx->item_loops / 4;
-    if (l->gemm_k_long) {
-        clmha__log(ctx, CLMHA_LOG_INFO,
-                   "input width %zu: projections on CLBlast (the own GEMM would loop past %zu "
-                   "iterations a work-item)",
-                   k_max, ctx->item_loops);
-    }
-    if ((st = build_tail(l)) != CLMHA_OK) {
-        return st;
-    }
-    l->wg_fill = pow2_floor(l->k_fill.max_wg < 256 ? l->k_fill.max_wg : 256);
-    l->wg_commit = pow2_floor(l->k_commit.max_wg < 256 ? l->k_commit.max_wg : 256);
-    if (l->half_cache) {
-        size_t m = l->k_commit_half.max_wg < l->k_to_half.max_wg ? l->k_commit_half.max_wg
-                                                                 : l->k_to_half.max_wg;
-        l->wg_commit = l->wg_commit < m ? l->wg_commit : pow2_floor(m);
-    }
+    fit_limits(l);
     return clmha__regularize_build(l);
 }

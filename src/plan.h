@@ -1,7 +1,8 @@
 /*
- * plan.h - the plan of one layer call (plan.c decides it, attention.c carries it out): the
- * canonical shapes and layouts, the attention kernel and its chunks, whether the call ends with
- * gemm_tail, how self-attention's projections run, and the gathers of inputs of rank > 3.
+ * plan.h - the plan of one layer call (call_args.c checks the arguments and lays out the shapes,
+ * plan.c decides the rest, attention.c carries it out): the canonical shapes and layouts, the
+ * attention kernel and its chunks, whether the call ends with gemm_tail, how self-attention's
+ * projections run, and the gathers of inputs of rank > 3.
  */
 #ifndef CLMHA_PLAN_H
 #define CLMHA_PLAN_H
@@ -23,7 +24,7 @@ typedef struct plan {
     bool half; /* the cache is half: half attention kernel, rounded new keys and values */
     /* The attention kernel (plan_attention), and for the split kernels nch chunks of `chunk`
      * keys per query row (nch 1: no merge). */
-    enum { ATT_ROWS, ATT_SPLIT, ATT_HEADS, ATT_TILE, ATT_QTILE } kernel;
+    clmha__att kernel;
     int nch, chunk;
     /* The call ends with gemm_tail, which also merges the chunks, tail_rows rows a work-item
      * (1, or the few-rows build's). */
@@ -40,10 +41,13 @@ typedef struct plan {
     size_t mask_elems;
 } plan;
 
-/* Validates every argument of a call (shapes, dtypes, contexts, the cache mode,
- * attention_axes, the mask's broadcast, sizes) and decides its plan: the attention kernel and
- * its chunks, the tail, and self-attention's projections. Nothing is enqueued; on failure the
- * message names the argument. */
+/* Checks every argument of a call (shapes, dtypes, contexts, the cache mode, attention_axes,
+ * the mask's broadcast, overlaps, sizes) and fills the plan's shapes, cache mode, mask strides
+ * and gathers (call_args.c); on failure the message names the argument. */
+clmha_status clmha__check_call(clmha_layer *l, const clmha_call_args *a, plan *p);
+
+/* Checks every argument of a call (clmha__check_call) and decides its plan: the attention
+ * kernel and its chunks, the tail, and self-attention's projections. Nothing is enqueued. */
 clmha_status clmha__plan_call(clmha_layer *l, const clmha_call_args *a, plan *p);
 
 /* The most partials' floats a call of @p rows query rows (B * T) over @p keys keys can need,

@@ -490,8 +490,8 @@ clmha_status clmha__kernel_create(clmha_context *ctx, cl_program program, const 
 void clmha__kernel_release(clmha__kernel *k) {
     if (k->k != NULL) {
         clReleaseKernel(k->k);
-        k->k = NULL;
     }
+    *k = (clmha__kernel){0};
 }
 
 static clmha_status set_arg(clmha_context *ctx, const clmha__kernel *k, cl_uint index, size_t size,

@@ -100,13 +100,13 @@ static clmha_status fill_bias(clmha_layer *layer, cl_mem y, size_t y_off, size_t
     cl_int has_bias = bias != NULL;
     const clmha__karg args[] = {CLMHA__ARG(y),    CLMHA__ARG(off),  CLMHA__ARG(rows),
                                 CLMHA__ARG(cols), CLMHA__ARG(bias), CLMHA__ARG(has_bias)};
-    clmha_status st = clmha__set_args(layer->ctx, &layer->k_fill, args, 6);
+    clmha_status st = clmha__set_args(layer->ctx, &layer->kern[CLMHA__K_FILL_BIAS], args, 6);
     if (st != CLMHA_OK) {
         return st;
     }
     size_t total = m * n; /* checked by the caller's shape validation */
-    return clmha__launch(layer->ctx, &layer->k_fill, (total + layer->wg_fill - 1) / layer->wg_fill,
-                         layer->wg_fill);
+    return clmha__launch(layer->ctx, &layer->kern[CLMHA__K_FILL_BIAS],
+                         (total + layer->wg_fill - 1) / layer->wg_fill, layer->wg_fill);
 }
 
 size_t clmha__gemm_cols(const clmha_layer *layer, size_t n) {
@@ -142,18 +142,19 @@ bool clmha__own_gemm_takes(const clmha_layer *layer, size_t m, size_t n) {
  * rows, the 32-column build, or the 4-column one; with the rows and columns a work-item takes
  * and the work-group size. */
 typedef struct gemm_pick {
-    int build; /* 0: 4 columns, 1: 32 columns, 2: few rows, 3: row-blocked */
+    clmha__gemm_build build;
     size_t rows, cols, wg;
 } gemm_pick;
 
 static gemm_pick pick_gemm(const clmha_layer *layer, size_t m, size_t n1, size_t n2) {
     const size_t c1 = clmha__gemm_cols(layer, n1), c2 = clmha__gemm_cols(layer, n2);
-    gemm_pick p = {0, 1, 4, layer->wg_gemm};
+    gemm_pick p = {CLMHA__GEMM_COLS4, 1, 4, layer->wg_gemm};
     if (gemm_blocked(layer, m, n1) && gemm_blocked(layer, m, n2)) {
-        p = (gemm_pick){3, layer->gemm_rows, CLMHA__GEMM_BLOCK_COLS, 1};
+        p = (gemm_pick){CLMHA__GEMM_BLOCKED, layer->gemm_rows, CLMHA__GEMM_BLOCK_COLS, 1};
     } else if (c1 > 4 && c2 > 4) {
         const bool few = layer->gemm_few > 1 && m >= 3 && m <= layer->ctx->small_m;
-        p = (gemm_pick){few ? 2 : 1, few ? layer->gemm_few : 1, c1, 1};
+        p = (gemm_pick){few ? CLMHA__GEMM_FEW : CLMHA__GEMM_COLS32, few ? layer->gemm_few : 1, c1,
+                        1};
     }
     return p;
 }
@@ -174,9 +175,9 @@ static clmha_status gemm_acc_slices(clmha_layer *layer, cl_mem x, size_t x_off, 
         const clmha__karg args[] = {
             CLMHA__ARG(x),  CLMHA__ARG(a_off), CLMHA__ARG(w),  CLMHA__ARG(y),    CLMHA__ARG(c_off),
             CLMHA__ARG(mm), CLMHA__ARG(nn),    CLMHA__ARG(kk), CLMHA__ARG(from), CLMHA__ARG(len)};
-        clmha_status st = clmha__set_args(ctx, &layer->k_gemm, args, 10);
+        clmha_status st = clmha__set_args(ctx, &layer->kern[CLMHA__K_GEMM_ACC], args, 10);
         if (st == CLMHA_OK) {
-            st = clmha__launch(ctx, &layer->k_gemm, (items + wg - 1) / wg, wg);
+            st = clmha__launch(ctx, &layer->kern[CLMHA__K_GEMM_ACC], (items + wg - 1) / wg, wg);
         }
         if (st != CLMHA_OK) {
             return st;
@@ -201,9 +202,7 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
         CLMHA__ARG(x),  CLMHA__ARG(a_off), CLMHA__ARG(w),  CLMHA__ARG(y),    CLMHA__ARG(c_off),
         CLMHA__ARG(mm), CLMHA__ARG(nn),    CLMHA__ARG(kk), CLMHA__ARG(bias), CLMHA__ARG(has_bias)};
     const gemm_pick p = pick_gemm(layer, m, n, n);
-    const clmha__kernel *builds[] = {&layer->k_gemm4, &layer->k_gemm_wide, &layer->k_gemm_few,
-                                     &layer->k_gemm_blk};
-    const clmha__kernel *kern = builds[p.build];
+    const clmha__kernel *kern = &layer->kern[CLMHA__K_GEMM(p.build, 0)];
     const size_t items = (m + p.rows - 1) / p.rows * (n / p.cols), wg = p.wg;
     clmha_status st = clmha__set_args(layer->ctx, kern, args, 10);
     if (st != CLMHA_OK) {
@@ -248,9 +247,7 @@ clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size
                                 CLMHA__ARG(nk),
                                 CLMHA__ARG(nv)};
     const gemm_pick p = pick_gemm(layer, m, nq, nv);
-    const clmha__kernel *builds[] = {&layer->k_qkv, &layer->k_qkv_wide, &layer->k_qkv_few,
-                                     &layer->k_qkv_blk};
-    const clmha__kernel *kern = builds[p.build];
+    const clmha__kernel *kern = &layer->kern[CLMHA__K_GEMM(p.build, 1)];
     clmha_status st = clmha__set_args(ctx, kern, args, sizeof args / sizeof args[0]);
     if (st != CLMHA_OK) {
         return st;
@@ -314,9 +311,9 @@ static clmha_status pack_qkv(clmha_layer *layer) {
             const clmha__karg args[] = {CLMHA__ARG(src), CLMHA__ARG(rows), CLMHA__ARG(cols),
                                         CLMHA__ARG(dst), CLMHA__ARG(n),    CLMHA__ARG(col0)};
             size_t total = (size_t)(rows * cols);
-            clmha_status st = clmha__set_args(layer->ctx, &layer->k_pack, args, 6);
+            clmha_status st = clmha__set_args(layer->ctx, &layer->kern[CLMHA__K_PACK], args, 6);
             if (st == CLMHA_OK) {
-                st = clmha__launch(layer->ctx, &layer->k_pack,
+                st = clmha__launch(layer->ctx, &layer->kern[CLMHA__K_PACK],
                                    (total + layer->wg_qkv - 1) / layer->wg_qkv, layer->wg_qkv);
             }
             if (st != CLMHA_OK) {
@@ -348,12 +345,12 @@ clmha_status clmha__project_qkv_blas(clmha_layer *layer, cl_mem x, size_t x_off,
                                 CLMHA__ARG(layer->ws_q),
                                 CLMHA__ARG(layer->ws_k),
                                 CLMHA__ARG(layer->ws_v)};
-    if ((st = clmha__set_args(ctx, &layer->k_split_qkv, args, 8)) != CLMHA_OK) {
+    if ((st = clmha__set_args(ctx, &layer->kern[CLMHA__K_SPLIT_QKV], args, 8)) != CLMHA_OK) {
         return st;
     }
     const size_t total = m * n;
-    return clmha__launch(ctx, &layer->k_split_qkv, (total + layer->wg_qkv - 1) / layer->wg_qkv,
-                         layer->wg_qkv);
+    return clmha__launch(ctx, &layer->kern[CLMHA__K_SPLIT_QKV],
+                         (total + layer->wg_qkv - 1) / layer->wg_qkv, layer->wg_qkv);
 }
 
 clmha_status clmha__project(clmha_layer *layer, const char *what, cl_mem x, size_t x_off, size_t m,

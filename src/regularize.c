@@ -33,34 +33,21 @@ clmha_constraint clmha_constraint_default(clmha_constraint_kind kind) {
 }
 
 clmha_status clmha__regularize_build(clmha_layer *l) {
-    clmha_context *ctx = l->ctx;
-    size_t wg = l->wg_attention; /* a power of two the device accepts */
-    char defines[64];
-    snprintf(defines, sizeof defines, "-DWG=%zu", wg);
-    cl_program prog;
-    clmha_status st;
-    if ((st = clmha__program_get(ctx, "regularize.cl", defines, &prog)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "sum_abs_sq", &l->k_sum)) != CLMHA_OK ||
-        (st = clmha__kernel_create(ctx, prog, "constrain", &l->k_constrain)) != CLMHA_OK) {
-        return st;
-    }
-    l->wg_sum = wg;
-    l->wg_constrain = l->k_constrain.max_wg < 64 ? l->k_constrain.max_wg : 64;
     l->act_groups = 32;
-    if (l->cfg.activity_regularizer.kind != CLMHA_REGULARIZER_NONE) {
-        st = clmha__buffer_create(ctx, 4 * l->act_groups * 2 * sizeof(float),
-                                  "the activity-regularizer sums", &l->act);
+    if (l->cfg.activity_regularizer.kind == CLMHA_REGULARIZER_NONE) {
+        return CLMHA_OK;
     }
-    return st;
+    return clmha__buffer_create(l->ctx, 4 * l->act_groups * 2 * sizeof(float),
+                                "the activity-regularizer sums", &l->act);
 }
 
 clmha_status clmha__activity_sums(clmha_layer *l, int slot, cl_mem x, size_t n, size_t batch) {
     l->ctx->prof_category = CLMHA__PROF_OTHER;
     cl_ulong nn = n, off = (cl_ulong)slot * l->act_groups * 2;
     const clmha__karg args[] = {CLMHA__ARG(x), CLMHA__ARG(nn), CLMHA__ARG(l->act), CLMHA__ARG(off)};
-    clmha_status st = clmha__set_args(l->ctx, &l->k_sum, args, 4);
+    clmha_status st = clmha__set_args(l->ctx, &l->kern[CLMHA__K_SUM], args, 4);
     if (st == CLMHA_OK) {
-        st = clmha__launch(l->ctx, &l->k_sum, l->act_groups, l->wg_sum);
+        st = clmha__launch(l->ctx, &l->kern[CLMHA__K_SUM], l->act_groups, l->wg_sum);
     }
     if (st == CLMHA_OK) {
         l->act_valid[slot] = true;
@@ -216,8 +203,8 @@ clmha_status clmha_layer_apply_constraints(clmha_layer *l) {
         const clmha__karg args[] = {
             CLMHA__ARG(l->weights[w]), CLMHA__ARG(o),    CLMHA__ARG(a),    CLMHA__ARG(in),
             CLMHA__ARG(kind),          CLMHA__ARG(maxv), CLMHA__ARG(minv), CLMHA__ARG(rate)};
-        if ((st = clmha__set_args(l->ctx, &l->k_constrain, args, 8)) != CLMHA_OK ||
-            (st = clmha__launch(l->ctx, &l->k_constrain,
+        if ((st = clmha__set_args(l->ctx, &l->kern[CLMHA__K_CONSTRAIN], args, 8)) != CLMHA_OK ||
+            (st = clmha__launch(l->ctx, &l->kern[CLMHA__K_CONSTRAIN],
                                 (outer[w] * inner[w] + l->wg_constrain - 1) / l->wg_constrain,
                                 l->wg_constrain)) != CLMHA_OK) {
             return st;
