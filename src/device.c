@@ -104,6 +104,45 @@ clmha_status clmha__query_device(cl_platform_id platform, cl_device_id device,
     return CLMHA_OK;
 }
 
+/* A growing list of device descriptions. */
+typedef struct device_list {
+    clmha_device_info *items;
+    size_t n;
+} device_list;
+
+/* Appends the devices of platform @p p (index @p pi) to @p out; a platform without devices
+ * adds nothing, and a device that cannot describe itself is skipped. */
+static clmha_status list_platform(cl_platform_id p, cl_uint pi, device_list *out) {
+    cl_uint nd = 0;
+    cl_int err = clGetDeviceIDs(p, CL_DEVICE_TYPE_ALL, 0, NULL, &nd);
+    if (err == CL_DEVICE_NOT_FOUND || nd == 0) {
+        return CLMHA_OK;
+    }
+    if (err != CL_SUCCESS) {
+        return clmha__fail_cl(NULL, err, "clGetDeviceIDs");
+    }
+    cl_device_id *devs = calloc(nd, sizeof *devs);
+    clmha_device_info *grown = realloc(out->items, (out->n + nd) * sizeof *grown);
+    if (grown != NULL) {
+        out->items = grown;
+    }
+    if (devs == NULL || grown == NULL) {
+        free(devs);
+        return clmha__fail(NULL, CLMHA_ERR_OUT_OF_HOST_MEMORY, "clmha_list_devices: out of memory");
+    }
+    err = clGetDeviceIDs(p, CL_DEVICE_TYPE_ALL, nd, devs, NULL);
+    for (cl_uint d = 0; err == CL_SUCCESS && d < nd; d++) {
+        clmha_device_info *info = &out->items[out->n];
+        if (clmha__query_device(p, devs[d], info) == CLMHA_OK) {
+            info->platform_index = pi;
+            info->device_index = d;
+            out->n++;
+        }
+    }
+    free(devs);
+    return err == CL_SUCCESS ? CLMHA_OK : clmha__fail_cl(NULL, err, "clGetDeviceIDs");
+}
+
 clmha_status clmha_list_devices(clmha_device_info **list, size_t *count) {
     if (list == NULL || count == NULL) {
         return clmha__fail(NULL, CLMHA_ERR_NULL_ARGUMENT,
@@ -120,73 +159,31 @@ clmha_status clmha_list_devices(clmha_device_info **list, size_t *count) {
         return clmha__fail_cl(NULL, err, "clGetPlatformIDs");
     }
     cl_platform_id *plats = calloc(np, sizeof *plats);
-    clmha_device_info *out = NULL;
-    size_t n = 0, cap = 0;
-    clmha_status st = CLMHA_OK;
     if (plats == NULL) {
         return clmha__fail(NULL, CLMHA_ERR_OUT_OF_HOST_MEMORY, "clmha_list_devices: out of memory");
     }
+    device_list out = {NULL, 0};
+    clmha_status st = CLMHA_OK;
     err = clGetPlatformIDs(np, plats, NULL);
     if (err != CL_SUCCESS) {
         st = clmha__fail_cl(NULL, err, "clGetPlatformIDs");
-        goto cleanup;
     }
-    for (cl_uint p = 0; p < np; p++) {
-        cl_uint nd = 0;
-        err = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd);
-        if (err == CL_DEVICE_NOT_FOUND || nd == 0) {
-            continue; /* A platform without devices is listed by nothing. */
-        }
-        if (err != CL_SUCCESS) {
-            st = clmha__fail_cl(NULL, err, "clGetDeviceIDs");
-            goto cleanup;
-        }
-        cl_device_id *devs = calloc(nd, sizeof *devs);
-        if (devs == NULL) {
-            st = clmha__fail(NULL, CLMHA_ERR_OUT_OF_HOST_MEMORY,
-                             "clmha_list_devices: out of memory");
-            goto cleanup;
-        }
-        err = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, nd, devs, NULL);
-        for (cl_uint d = 0; err == CL_SUCCESS && d < nd; d++) {
-            if (n == cap) {
-                size_t ncap = cap ? cap * 2 : 8;
-                clmha_device_info *grown = realloc(out, ncap * sizeof *out);
-                if (grown == NULL) {
-                    free(devs);
-                    st = clmha__fail(NULL, CLMHA_ERR_OUT_OF_HOST_MEMORY,
-                                     "clmha_list_devices: out of memory");
-                    goto cleanup;
-                }
-                out = grown;
-                cap = ncap;
-            }
-            if (clmha__query_device(plats[p], devs[d], &out[n]) != CLMHA_OK) {
-                continue; /* A device that cannot describe itself is skipped. */
-            }
-            out[n].platform_index = p;
-            out[n].device_index = d;
-            n++;
-        }
-        free(devs);
-        if (err != CL_SUCCESS) {
-            st = clmha__fail_cl(NULL, err, "clGetDeviceIDs");
-            goto cleanup;
-        }
+    for (cl_uint p = 0; st == CLMHA_OK && p < np; p++) {
+        st = list_platform(plats[p], p, &out);
     }
-    if (n == 0) {
+    free(plats);
+    if (st == CLMHA_OK && out.n == 0) {
         st = clmha__fail(NULL, CLMHA_ERR_NO_PLATFORM,
                          "OpenCL platforms exist but none has a device (check the ICD and, for "
                          "PoCL, POCL_DEVICES)");
-        goto cleanup;
     }
-    *list = out;
-    *count = n;
-    out = NULL;
-cleanup:
-    free(out);
-    free(plats);
-    return st;
+    if (st != CLMHA_OK) {
+        free(out.items);
+        return st;
+    }
+    *list = out.items;
+    *count = out.n;
+    return CLMHA_OK;
 }
 
 void clmha_free_device_list(clmha_device_info *list) {
@@ -232,9 +229,11 @@ static void list_all(char *buf, size_t len, const clmha_device_info *list, size_
     }
 }
 
-static clmha_status not_found(const clmha_device_info *list, size_t count, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static clmha_status not_found(const clmha_device_info *list, size_t count, const char *fmt, ...) {
+/* Fails with @p status and a message that ends with the list of devices there are. */
+static clmha_status with_devices(clmha_status status, const clmha_device_info *list, size_t count,
+                                 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static clmha_status with_devices(clmha_status status, const clmha_device_info *list, size_t count,
+                                 const char *fmt, ...) {
     char msg[CLMHA__MSG_LEN];
     va_list ap;
     va_start(ap, fmt);
@@ -243,7 +242,99 @@ static clmha_status not_found(const clmha_device_info *list, size_t count, const
     size_t used = strlen(msg);
     snprintf(msg + used, sizeof msg - used, ". Available devices:");
     list_all(msg, sizeof msg, list, count);
-    return clmha__fail(NULL, CLMHA_ERR_DEVICE_NOT_FOUND, "%s", msg);
+    return clmha__fail(NULL, status, "%s", msg);
+}
+
+/* The platform filter: the index, or the first platform whose name or vendor contains the
+ * value; *have is false without a filter. */
+static clmha_status match_platform(const spec *ps, const clmha_device_info *list, size_t count,
+                                   bool *have, size_t *platform) {
+    *have = false;
+    if (ps->value == NULL) {
+        return CLMHA_OK;
+    }
+    size_t idx;
+    const bool by_index = clmha__parse_index(ps->value, &idx);
+    for (size_t i = 0; i < count && !*have; i++) {
+        *have = by_index ? list[i].platform_index == idx
+                         : clmha__contains_ci(list[i].platform_name, ps->value) ||
+                               clmha__contains_ci(list[i].platform_vendor, ps->value);
+        *platform = list[i].platform_index;
+    }
+    if (!*have) {
+        return with_devices(CLMHA_ERR_DEVICE_NOT_FOUND, list, count,
+                            "%s=\"%s\" matches no platform (expected a platform index or a "
+                            "substring of a platform name or vendor)",
+                            ps->source, ps->value);
+    }
+    return CLMHA_OK;
+}
+
+/* The device-type filter (CL_DEVICE_TYPE_ALL without one). */
+static clmha_status match_type(const spec *ts, const clmha_device_info *list, size_t count,
+                               cl_device_type *type) {
+    static const struct {
+        const char *name;
+        cl_device_type type;
+    } types[] = {{"gpu", CL_DEVICE_TYPE_GPU},
+                 {"cpu", CL_DEVICE_TYPE_CPU},
+                 {"accelerator", CL_DEVICE_TYPE_ACCELERATOR},
+                 {"all", CL_DEVICE_TYPE_ALL}};
+    *type = CL_DEVICE_TYPE_ALL;
+    if (ts->value == NULL) {
+        return CLMHA_OK;
+    }
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        if (strcasecmp(ts->value, types[i].name) == 0) {
+            *type = types[i].type;
+            return CLMHA_OK;
+        }
+    }
+    return with_devices(CLMHA_ERR_INVALID_ARGUMENT, list, count,
+                        "%s=\"%s\" is not a device type (expected gpu, cpu, accelerator or all)",
+                        ts->source, ts->value);
+}
+
+/* The device among the candidates @p cand (indices into list, in enumeration order): the one
+ * the device spec names (an index into the candidates or a substring of a name), else the first
+ * GPU (where no type was asked for), else the first. @p why says which rule chose it. */
+static clmha_status match_device(const spec *ds, bool have_type, const clmha_device_info *list,
+                                 size_t count, const size_t *cand, size_t nc, const char *scope,
+                                 size_t *pick_i, char *why, size_t why_len) {
+    if (ds->value != NULL) {
+        size_t idx;
+        bool found = false;
+        if (clmha__parse_index(ds->value, &idx)) {
+            found = idx < nc;
+            *pick_i = found ? cand[idx] : 0;
+        }
+        for (size_t c = 0; c < nc && !found && !clmha__parse_index(ds->value, &idx); c++) {
+            found = clmha__contains_ci(list[cand[c]].name, ds->value);
+            *pick_i = cand[c];
+        }
+        if (!found) {
+            return with_devices(CLMHA_ERR_DEVICE_NOT_FOUND, list, count,
+                                "%s=\"%s\" matches no device among %s (expected an index into "
+                                "those devices or a substring of a device name)",
+                                ds->source, ds->value, scope);
+        }
+        snprintf(why, why_len, "%s=\"%s\" among %s", ds->source, ds->value, scope);
+        return CLMHA_OK;
+    }
+    *pick_i = cand[0];
+    snprintf(why, why_len, "first device of %s", scope);
+    if (have_type) {
+        return CLMHA_OK;
+    }
+    for (size_t c = 0; c < nc; c++) {
+        if (list[cand[c]].type & CL_DEVICE_TYPE_GPU) {
+            *pick_i = cand[c];
+            snprintf(why, why_len, "default: first GPU of %s", scope);
+            return CLMHA_OK;
+        }
+    }
+    snprintf(why, why_len, "default: no GPU, first device of %s", scope);
+    return CLMHA_OK;
 }
 
 clmha_status clmha_select_device(const clmha_context_options *options,
@@ -256,64 +347,19 @@ clmha_status clmha_select_device(const clmha_context_options *options,
     if (count == 0) {
         return clmha__fail(NULL, CLMHA_ERR_NO_PLATFORM, "clmha_select_device: no devices");
     }
-    spec ps =
+    const spec ps =
         pick(options, options ? options->platform : NULL, "option platform", "CLMHA_PLATFORM");
-    spec ts = pick(options, options ? options->device_type : NULL, "option device_type",
-                   "CLMHA_DEVICE_TYPE");
-    spec ds = pick(options, options ? options->device : NULL, "option device", "CLMHA_DEVICE");
-
-    /* Platform filter: the index, or the first platform whose name or vendor matches. */
-    bool have_platform = false;
+    const spec ts = pick(options, options ? options->device_type : NULL, "option device_type",
+                         "CLMHA_DEVICE_TYPE");
+    const spec ds =
+        pick(options, options ? options->device : NULL, "option device", "CLMHA_DEVICE");
+    bool have_platform;
     size_t platform = 0;
-    if (ps.value != NULL) {
-        size_t idx;
-        if (clmha__parse_index(ps.value, &idx)) {
-            for (size_t i = 0; i < count; i++) {
-                if (list[i].platform_index == idx) {
-                    have_platform = true;
-                    platform = idx;
-                    break;
-                }
-            }
-        } else {
-            for (size_t i = 0; i < count; i++) {
-                if (clmha__contains_ci(list[i].platform_name, ps.value) ||
-                    clmha__contains_ci(list[i].platform_vendor, ps.value)) {
-                    have_platform = true;
-                    platform = list[i].platform_index;
-                    break;
-                }
-            }
-        }
-        if (!have_platform) {
-            return not_found(list, count,
-                             "%s=\"%s\" matches no platform (expected a platform "
-                             "index or a substring of a platform name or vendor)",
-                             ps.source, ps.value);
-        }
+    cl_device_type type;
+    clmha_status st = match_platform(&ps, list, count, &have_platform, &platform);
+    if (st != CLMHA_OK || (st = match_type(&ts, list, count, &type)) != CLMHA_OK) {
+        return st;
     }
-
-    /* Type filter. */
-    cl_device_type type = CL_DEVICE_TYPE_ALL;
-    bool have_type = false;
-    if (ts.value != NULL) {
-        have_type = true;
-        if (strcasecmp(ts.value, "gpu") == 0) {
-            type = CL_DEVICE_TYPE_GPU;
-        } else if (strcasecmp(ts.value, "cpu") == 0) {
-            type = CL_DEVICE_TYPE_CPU;
-        } else if (strcasecmp(ts.value, "accelerator") == 0) {
-            type = CL_DEVICE_TYPE_ACCELERATOR;
-        } else if (strcasecmp(ts.value, "all") == 0) {
-            type = CL_DEVICE_TYPE_ALL;
-        } else {
-            return clmha__fail(NULL, CLMHA_ERR_INVALID_ARGUMENT,
-                               "%s=\"%s\" is not a device type (expected gpu, cpu, accelerator "
-                               "or all)",
-                               ts.source, ts.value);
-        }
-    }
-
     /* The candidates, in enumeration order. */
     size_t *cand = malloc(count * sizeof *cand);
     size_t nc = 0;
@@ -322,66 +368,22 @@ clmha_status clmha_select_device(const clmha_context_options *options,
                            "clmha_select_device: out of memory");
     }
     for (size_t i = 0; i < count; i++) {
-        if (have_platform && list[i].platform_index != platform) {
-            continue;
+        if ((!have_platform || list[i].platform_index == platform) &&
+            (type == CL_DEVICE_TYPE_ALL || (list[i].type & type) != 0)) {
+            cand[nc++] = i;
         }
-        if (type != CL_DEVICE_TYPE_ALL && (list[i].type & type) == 0) {
-            continue;
-        }
-        cand[nc++] = i;
     }
-
-    char scope[256];
-    snprintf(scope, sizeof scope, "%s%s%s%s%s", have_platform ? "platform " : "all platforms",
-             have_platform ? ps.value : "", have_type ? ", type " : "", have_type ? ts.value : "",
-             "");
-    clmha_status st = CLMHA_OK;
+    char scope[256], why[512];
+    snprintf(scope, sizeof scope, "%s%s%s%s", have_platform ? "platform " : "all platforms",
+             have_platform ? ps.value : "", ts.value ? ", type " : "", ts.value ? ts.value : "");
     size_t pick_i = 0;
-    char why[512];
-    if (nc == 0) {
-        st = not_found(list, count, "no device is left after the filters (%s)", scope);
-        goto cleanup;
-    }
-    if (ds.value != NULL) {
-        size_t idx;
-        bool found = false;
-        if (clmha__parse_index(ds.value, &idx)) {
-            if (idx < nc) {
-                pick_i = cand[idx];
-                found = true;
-            }
-        } else {
-            for (size_t c = 0; c < nc; c++) {
-                if (clmha__contains_ci(list[cand[c]].name, ds.value)) {
-                    pick_i = cand[c];
-                    found = true;
-                    break;
-                }
-            }
-        }
-        if (!found) {
-            st = not_found(list, count,
-                           "%s=\"%s\" matches no device among %s (expected an index into those "
-                           "devices or a substring of a device name)",
-                           ds.source, ds.value, scope);
-            goto cleanup;
-        }
-        snprintf(why, sizeof why, "%s=\"%s\" among %s", ds.source, ds.value, scope);
-    } else {
-        pick_i = cand[0];
-        snprintf(why, sizeof why, "first device of %s", scope);
-        if (!have_type) {
-            for (size_t c = 0; c < nc; c++) {
-                if (list[cand[c]].type & CL_DEVICE_TYPE_GPU) {
-                    pick_i = cand[c];
-                    snprintf(why, sizeof why, "default: first GPU of %s", scope);
-                    break;
-                }
-            }
-            if (!(list[pick_i].type & CL_DEVICE_TYPE_GPU)) {
-                snprintf(why, sizeof why, "default: no GPU, first device of %s", scope);
-            }
-        }
+    st = nc == 0 ? with_devices(CLMHA_ERR_DEVICE_NOT_FOUND, list, count,
+                                "no device is left after the filters (%s)", scope)
+                 : match_device(&ds, ts.value != NULL, list, count, cand, nc, scope, &pick_i, why,
+                                sizeof why);
+    free(cand);
+    if (st != CLMHA_OK) {
+        return st;
     }
     if (have_platform && ds.value == NULL) {
         size_t used = strlen(why);
@@ -391,7 +393,5 @@ clmha_status clmha_select_device(const clmha_context_options *options,
     if (reason != NULL && reason_len > 0) {
         snprintf(reason, reason_len, "%s", why);
     }
-cleanup:
-    free(cand);
-    return st;
+    return CLMHA_OK;
 }

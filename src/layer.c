@@ -283,6 +283,97 @@ static uint64_t clock_seed(const void *salt) {
     return x;
 }
 
+/* The layer's dims from its config and input dims. */
+static void layer_dims(clmha_layer *l, const clmha_layer_config *config, size_t query_dim,
+                       size_t value_dim, size_t key_dim) {
+    l->cfg = *config;
+    l->half_cache = config->cache_dtype == CLMHA_FLOAT16;
+    l->heads = (size_t)config->num_heads;
+    l->dk = (size_t)config->key_dim;
+    l->dv = config->value_dim > 0 ? (size_t)config->value_dim : l->dk;
+    l->dq_in = query_dim;
+    l->dv_in = value_dim;
+    l->dk_in = key_dim ? key_dim : value_dim;
+    if (config->output_rank > 0) {
+        l->out_rank = config->output_rank;
+        memcpy(l->out_shape, config->output_shape, (size_t)l->out_rank * sizeof(size_t));
+    } else {
+        l->out_rank = 1;
+        l->out_shape[0] = query_dim;
+    }
+}
+
+/* Every weight's element count (0: no such weight), checked for overflow and against the
+ * device's allocation limit; sets out_features, and *largest to the largest count. */
+static clmha_status weight_counts(clmha_layer *l, size_t counts[CLMHA_WEIGHT_COUNT],
+                                  size_t *largest) {
+    clmha_context *ctx = l->ctx;
+    size_t hd = 0, out_f = 1;
+    if (!clmha__mul(l->heads, l->dk > l->dv ? l->dk : l->dv, &hd)) {
+        return clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE, "num_heads x key_dim overflows");
+    }
+    for (int i = 0; i < l->out_rank; i++) {
+        if (!clmha__mul(out_f, l->out_shape[i], &out_f)) {
+            return clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE, "config.output_shape overflows");
+        }
+    }
+    l->out_features = out_f;
+    *largest = 0;
+    for (int w = 0; w < CLMHA_WEIGHT_COUNT; w++) {
+        int rank;
+        size_t shape[CLMHA_MAX_RANK], n = 1;
+        counts[w] = 0;
+        if (is_bias((clmha_weight)w) && !l->cfg.use_bias) {
+            continue;
+        }
+        weight_shape(l, (clmha_weight)w, &rank, shape);
+        for (int i = 0; i < rank; i++) {
+            if (!clmha__mul(n, shape[i], &n)) {
+                return clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE, "weight %s: size overflows",
+                                   weight_names[w]);
+            }
+        }
+        if (n > ctx->info.max_alloc_bytes / sizeof(float)) {
+            return clmha__fail(ctx, CLMHA_ERR_DEVICE_LIMIT,
+                               "weight %s has %zu floats; device \"%s\" allows at most %llu bytes "
+                               "in one buffer",
+                               weight_names[w], n, ctx->info.name,
+                               (unsigned long long)ctx->info.max_alloc_bytes);
+        }
+        counts[w] = n;
+        *largest = n > *largest ? n : *largest;
+    }
+    return CLMHA_OK;
+}
+
+/* Creates the weight buffers and fills them with the config's initializers. */
+static clmha_status init_weights(clmha_layer *l, const size_t counts[CLMHA_WEIGHT_COUNT],
+                                 size_t largest) {
+    clmha_context *ctx = l->ctx;
+    float *host = malloc(largest * sizeof(float));
+    if (host == NULL) {
+        return clmha__fail(ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY, "clmha_layer_create: out of memory");
+    }
+    clmha_status st = CLMHA_OK;
+    for (int w = 0; w < CLMHA_WEIGHT_COUNT && st == CLMHA_OK; w++) {
+        if (counts[w] == 0) {
+            continue;
+        }
+        double fan_in, fan_out;
+        weight_fans(l, (clmha_weight)w, &fan_in, &fan_out);
+        const clmha_initializer *init =
+            is_bias((clmha_weight)w) ? &l->cfg.bias_initializer : &l->cfg.kernel_initializer;
+        if ((st = clmha__buffer_create(ctx, counts[w] * sizeof(float), weight_names[w],
+                                       &l->weights[w])) == CLMHA_OK &&
+            (st = clmha__init_fill(ctx, init, l->seed, (uint32_t)w, fan_in, fan_out, host,
+                                   counts[w])) == CLMHA_OK) {
+            st = upload(l, (clmha_weight)w, host, counts[w]);
+        }
+    }
+    free(host);
+    return st;
+}
+
 clmha_status clmha_layer_create(clmha_context *ctx, const clmha_layer_config *config,
                                 size_t query_dim, size_t value_dim, size_t key_dim,
                                 clmha_layer **out) {
@@ -302,101 +393,21 @@ clmha_status clmha_layer_create(clmha_context *ctx, const clmha_layer_config *co
                            query_dim == 0 ? "query_dim" : "value_dim");
     }
     clmha_layer *l = calloc(1, sizeof *l);
-    float *host = NULL;
     if (l == NULL) {
         return clmha__fail(ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY, "clmha_layer_create: out of memory");
     }
     l->ctx = ctx;
-    l->cfg = *config;
-    l->half_cache = config->cache_dtype == CLMHA_FLOAT16;
-    l->heads = (size_t)config->num_heads;
-    l->dk = (size_t)config->key_dim;
-    l->dv = config->value_dim > 0 ? (size_t)config->value_dim : l->dk;
-    l->dq_in = query_dim;
-    l->dv_in = value_dim;
-    l->dk_in = key_dim ? key_dim : value_dim;
-    if (config->output_rank > 0) {
-        l->out_rank = config->output_rank;
-        memcpy(l->out_shape, config->output_shape, (size_t)l->out_rank * sizeof(size_t));
-    } else {
-        l->out_rank = 1;
-        l->out_shape[0] = query_dim;
-    }
+    layer_dims(l, config, query_dim, value_dim, key_dim);
     l->seed = config->seed >= 0 ? (uint64_t)config->seed : clock_seed(l);
-
-    /* Every weight's size, checked for overflow and against the device's allocation limit. */
-    size_t largest = 0;
-    size_t counts[CLMHA_WEIGHT_COUNT] = {0};
-    size_t hd = 0, out_f = 1;
-    if (!clmha__mul(l->heads, l->dk > l->dv ? l->dk : l->dv, &hd)) {
-        st = clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE, "num_heads x key_dim overflows");
-        goto cleanup;
-    }
-    for (int i = 0; i < l->out_rank; i++) {
-        if (!clmha__mul(out_f, l->out_shape[i], &out_f)) {
-            st = clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE, "config.output_shape overflows");
-            goto cleanup;
-        }
-    }
-    l->out_features = out_f;
-    for (int w = 0; w < CLMHA_WEIGHT_COUNT; w++) {
-        int rank;
-        size_t shape[CLMHA_MAX_RANK], n = 1;
-        if (is_bias((clmha_weight)w) && !config->use_bias) {
-            continue;
-        }
-        weight_shape(l, (clmha_weight)w, &rank, shape);
-        for (int i = 0; i < rank; i++) {
-            if (!clmha__mul(n, shape[i], &n)) {
-                st = clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE, "weight %s: size overflows",
-                                 weight_names[w]);
-                goto cleanup;
-            }
-        }
-        if (n > ctx->info.max_alloc_bytes / sizeof(float)) {
-            st = clmha__fail(ctx, CLMHA_ERR_DEVICE_LIMIT,
-                             "weight %s has %zu floats; device \"%s\" allows at most %llu bytes "
-                             "in one buffer",
-                             weight_names[w], n, ctx->info.name,
-                             (unsigned long long)ctx->info.max_alloc_bytes);
-            goto cleanup;
-        }
-        counts[w] = n;
-        largest = n > largest ? n : largest;
-    }
-
-    if ((st = clmha__build_kernels(l)) != CLMHA_OK) {
-        goto cleanup;
-    }
-    host = malloc(largest * sizeof(float));
-    if (host == NULL) {
-        st = clmha__fail(ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY, "clmha_layer_create: out of memory");
-        goto cleanup;
-    }
-    for (int w = 0; w < CLMHA_WEIGHT_COUNT; w++) {
-        if (counts[w] == 0) {
-            continue;
-        }
-        if ((st = clmha__buffer_create(ctx, counts[w] * sizeof(float), weight_names[w],
-                                       &l->weights[w])) != CLMHA_OK) {
-            goto cleanup;
-        }
-        double fan_in, fan_out;
-        weight_fans(l, (clmha_weight)w, &fan_in, &fan_out);
-        const clmha_initializer *init =
-            is_bias((clmha_weight)w) ? &config->bias_initializer : &config->kernel_initializer;
-        if ((st = clmha__init_fill(ctx, init, l->seed, (uint32_t)w, fan_in, fan_out, host,
-                                   counts[w])) != CLMHA_OK ||
-            (st = upload(l, (clmha_weight)w, host, counts[w])) != CLMHA_OK) {
-            goto cleanup;
-        }
+    size_t counts[CLMHA_WEIGHT_COUNT], largest = 0;
+    if ((st = weight_counts(l, counts, &largest)) != CLMHA_OK ||
+        (st = clmha__build_kernels(l)) != CLMHA_OK ||
+        (st = init_weights(l, counts, largest)) != CLMHA_OK) {
+        clmha_layer_release(l);
+        return st;
     }
     *out = l;
-    l = NULL;
-cleanup:
-    free(host);
-    clmha_layer_release(l);
-    return st;
+    return CLMHA_OK;
 }
 
 void clmha_layer_release(clmha_layer *l) {

@@ -116,6 +116,12 @@ static void test_by_type(void **state) {
     assert_int_equal(sel(NULL, NULL, "fpga", &i), CLMHA_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(clmha_last_error(), "fpga"));
     assert_non_null(strstr(clmha_last_error(), "gpu, cpu, accelerator or all"));
+    /* A bad type, from the environment too, lists the devices there are. */
+    setenv("CLMHA_DEVICE_TYPE", "bogus", 1);
+    assert_int_equal(clmha_select_device(NULL, fake, 4, &i, NULL, 0), CLMHA_ERR_INVALID_ARGUMENT);
+    unsetenv("CLMHA_DEVICE_TYPE");
+    assert_non_null(strstr(clmha_last_error(), "CLMHA_DEVICE_TYPE=\"bogus\""));
+    assert_non_null(strstr(clmha_last_error(), "device 0: Acme Radeon X [gpu]"));
 }
 
 static void test_error_lists_every_device(void **state) {
