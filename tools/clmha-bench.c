@@ -270,6 +270,7 @@ static void fmt_num(char *buf, size_t len, double v, int digits, const char *mis
 
 typedef struct result {
     double median_s, min_s, max_s, attn_s, proj_s;
+    double reserve_s; /* clmha_layer_reserve for the case's shapes: the builds before any call */
 } result;
 
 /* One case's tensors and call arguments: the input x (deterministic values), the output, and
@@ -277,6 +278,7 @@ typedef struct result {
 typedef struct bench_case {
     clmha_tensor *x, *y, *cache;
     clmha_call_args args;
+    double reserve_s;
 } bench_case;
 
 static void case_release(bench_case *c) {
@@ -306,6 +308,15 @@ static int case_setup(clmha_context *ctx, clmha_layer *layer, const opts *o, int
         rc = 1;
     }
     free(host);
+    /* Whatever the case's calls need (workspace, CLBlast's program) is made here, timed apart
+     * from the calls. */
+    double t0 = now_s();
+    if (rc == 0 &&
+        clmha_layer_reserve(layer, B, T, decode ? 1 : S, decode ? S : 0, false) != CLMHA_OK) {
+        fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
+        rc = 1;
+    }
+    c->reserve_s = now_s() - t0;
     clmha_call_args_init(&c->args);
     c->args.query = c->x, c->args.value = c->x, c->args.output = c->y, c->args.causal = true;
     if (decode) {
@@ -366,6 +377,7 @@ static int run_case(clmha_context *ctx, clmha_layer *layer, const opts *o, int d
     res->max_s = wall[o->reps - 1];
     res->attn_s = median(attn, o->reps);
     res->proj_s = median(proj, o->reps);
+    res->reserve_s = c.reserve_s;
     rc = 0;
 done:
     case_release(&c);
@@ -549,10 +561,12 @@ int main(int argc, char **argv) {
     }
     clmha_device_info dev;
     clmha_context_device(ctx, &dev);
+    const double t_build = now_s();
     if (make_layers(ctx, &o, layers) != 0) {
         rc = 1;
         goto done;
     }
+    const double build_s = now_s() - t_build;
     if (o.json != NULL && (json = fopen(o.json, "w")) == NULL) {
         fprintf(stderr, "clmha-bench: cannot write %s\n", o.json);
         rc = 1;
@@ -571,6 +585,9 @@ int main(int argc, char **argv) {
            dev.platform_name, settings);
     printf("layer: dim %zu, %zu heads of %zu; %zu runs per case after %zu warm-up\n", o.dim,
            o.heads, o.head_dim, o.reps, o.warmup);
+    printf("layers built in %.3f s; each case reserves its shapes before its timed calls "
+           "(JSON: layer_build_s, reserve_s)\n",
+           build_s);
     printf("ceilings: copy bandwidth %.1f GB/s, CLBlast SGEMM (1024^3) ", bw * 1e-9);
     if (gemm > 0) {
         printf("%.1f GFLOP/s\n", gemm * 1e-9);
@@ -606,7 +623,7 @@ int main(int argc, char **argv) {
                         fprintf(stderr, "\r%s B=%zu S=%zu ...   ", decode ? "decode" : "prefill", B,
                                 S);
                     }
-                    result r = {0, 0, 0, 0, 0};
+                    result r = {0, 0, 0, 0, 0, 0};
                     if (run_case(ctx, layer, &o, decode, B, S, &r) != 0) {
                         rc = 1;
                         goto done;
@@ -651,11 +668,12 @@ int main(int argc, char **argv) {
                             "\"max_s\": %.9g, \"attention_median_s\": %s, "
                             "\"projection_median_s\": %s, \"frac_bandwidth\": %s, "
                             "\"frac_gemm\": %s, \"copy_bandwidth_bytes_per_s\": %s, "
-                            "\"sgemm_flops_per_s\": %s}\n",
+                            "\"sgemm_flops_per_s\": %s, \"layer_build_s\": %.6f, "
+                            "\"reserve_s\": %.6f}\n",
                             decode ? "decode" : "prefill", B, T, S, o.dim, o.heads, o.head_dim,
                             decode ? dtname : "none", dev.name, clmha_context_tuning_name(ctx),
                             settings, r.median_s, r.min_s, r.max_s, jattn, jproj, jbw, jgemm, jcbw,
-                            jcgemm);
+                            jcgemm, build_s, r.reserve_s);
                     }
                 }
             }
