@@ -753,7 +753,7 @@ typedef struct clmha_keras_layer_info {
     int num_heads;      /**< H. */
     int head_key_dim;   /**< dk (Keras's key_dim). */
     int head_value_dim; /**< dv (Keras's value_dim). */
-    bool use_bias;      /**< All four sub-layers have a bias (vars/1). */
+    bool use_bias;      /**< A sub-layer has a bias (vars/1); one without loads as zeros. */
     int output_rank;    /**< The output kernel's trailing dims: output_shape. */
     size_t output_shape[CLMHA_MAX_RANK];
 } clmha_keras_layer_info;
@@ -761,8 +761,11 @@ typedef struct clmha_keras_layer_info {
 /**
  * Lists every attention layer of a Keras 3 weights file: every group, at any depth, holding
  * query_dense, key_dense, value_dense and output_dense, each with a vars/0 kernel (and
- * optionally a vars/1 bias) of consistent shapes. The file is treated as untrusted: anything
- * malformed is an error or is skipped, never a crash. Free *layers with free().
+ * optionally a vars/1 bias) of consistent shapes, in Keras's order (the order save_weights wrote
+ * them: the model's layers in order, each layer's attributes by name). The file is treated as
+ * untrusted: anything malformed is an error or is skipped, never a crash; a group that looks
+ * like a layer but cannot be loaded (a quantized one, say) is not listed, and
+ * clmha_keras_find_layer says why when it is asked for. Free *layers with free().
  */
 CLMHA_API clmha_status clmha_keras_list_layers(const char *path, clmha_keras_layer_info **layers,
                                                size_t *count);

@@ -118,10 +118,14 @@ void clmha__log(const clmha_context *ctx, clmha_log_level level, const char *fmt
 }
 
 clmha_status clmha__fail(clmha_context *ctx, clmha_status status, const char *fmt, ...) {
+    /* Formatted apart first: an argument may be the last error itself (a message passed on
+     * from a lower call), which vsnprintf must not read while it writes there. */
+    char msg[CLMHA__MSG_LEN];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(thread_last_error, sizeof thread_last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(thread_last_error, msg, sizeof thread_last_error);
     if (ctx != NULL) {
         memcpy(ctx->last_error, thread_last_error, sizeof ctx->last_error);
     }

@@ -9,6 +9,8 @@
 #include "h5io.h"
 #include "half.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +22,20 @@ static void usage(FILE *f) {
             "usage: clmha-run --weights FILE [--layer NAME] --inputs FILE --output FILE\n"
             "                 [--attention-axes A[,B...]] [--dropout RATE --training --seed N]\n"
             "                 [--return-scores] [--cache-dtype float32|float16]\n"
+            "                 [--self-attention]\n"
+            "       clmha-run --weights FILE --list\n"
             "\n"
             "  --weights FILE   a Keras 3 .weights.h5 file (model.save_weights)\n"
+            "  --list           print the file's attention layers, one a line, in Keras's\n"
+            "                   order: path, input dims, heads, head dims, bias, output shape\n"
             "  --layer NAME     the attention layer's group path or last path component;\n"
             "                   may be left out when the file holds exactly one\n"
             "  --inputs FILE    HDF5 datasets: query (required); value (required except in\n"
             "                   static-cache mode); key; attention_mask (bool, integer or\n"
             "                   float, nonzero attends); cache (B, 2, S, H, key_dim); and\n"
             "                   cache_update_index (a scalar integer). Floats: float32/64.\n"
+            "  --self-attention pass query as the value and key too (one tensor, the layer's\n"
+            "                   fused projection path); the file's value and key are unused\n"
             "  --output FILE    written with attention_output, cache (the updated cache, when\n"
             "                   a cache was given) and attention_scores (with\n"
             "                   --return-scores), all float32\n"
@@ -64,63 +72,115 @@ typedef struct args {
     const char *weights, *layer, *inputs, *output, *axes, *cache_dtype;
     double dropout;
     long long seed;
-    int training, scores;
+    int training, scores, list, self;
 } args;
+
+/* The options that take no value, and where each sets its flag. */
+static int *switch_flag(args *a, const char *o) {
+    return !strcmp(o, "--training")         ? &a->training
+           : !strcmp(o, "--return-scores")  ? &a->scores
+           : !strcmp(o, "--list")           ? &a->list
+           : !strcmp(o, "--self-attention") ? &a->self
+                                            : NULL;
+}
+
+/* The options that take a value, and where each keeps it. */
+static const char **value_slot(args *a, const char *o) {
+    return !strcmp(o, "--weights")          ? &a->weights
+           : !strcmp(o, "--layer")          ? &a->layer
+           : !strcmp(o, "--inputs")         ? &a->inputs
+           : !strcmp(o, "--output")         ? &a->output
+           : !strcmp(o, "--attention-axes") ? &a->axes
+           : !strcmp(o, "--cache-dtype")    ? &a->cache_dtype
+                                            : NULL;
+}
 
 static int parse(int argc, char **argv, args *a) {
     memset(a, 0, sizeof *a);
     a->seed = -1;
+    const char *dropout = NULL, *seed = NULL;
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const char **slot = value_slot(a, o);
+        int *flag = switch_flag(a, o);
         if (!strcmp(o, "--help") || !strcmp(o, "-h")) {
             usage(stdout);
             exit(0);
-        } else if (!strcmp(o, "--training")) {
-            a->training = 1;
+        } else if (flag != NULL) {
+            *flag = 1;
             continue;
-        } else if (!strcmp(o, "--return-scores")) {
-            a->scores = 1;
-            continue;
-        }
-        if (v == NULL) {
-            fprintf(stderr, "clmha-run: %s needs a value (see --help)\n", o);
-            return 2;
-        }
-        char *end = NULL;
-        if (!strcmp(o, "--weights")) {
-            a->weights = v;
-        } else if (!strcmp(o, "--layer")) {
-            a->layer = v;
-        } else if (!strcmp(o, "--inputs")) {
-            a->inputs = v;
-        } else if (!strcmp(o, "--output")) {
-            a->output = v;
-        } else if (!strcmp(o, "--attention-axes")) {
-            a->axes = v;
-        } else if (!strcmp(o, "--cache-dtype")) {
-            a->cache_dtype = v;
-        } else if (!strcmp(o, "--dropout")) {
-            a->dropout = strtod(v, &end);
-            if (*end != '\0') {
-                fprintf(stderr, "clmha-run: --dropout needs a number, got '%s'\n", v);
-                return 2;
-            }
-        } else if (!strcmp(o, "--seed")) {
-            a->seed = strtoll(v, &end, 10);
-            if (*end != '\0' || a->seed < 0) {
-                fprintf(stderr, "clmha-run: --seed needs a whole number >= 0, got '%s'\n", v);
-                return 2;
-            }
-        } else {
+        } else if (slot == NULL && strcmp(o, "--dropout") != 0 && strcmp(o, "--seed") != 0) {
             fprintf(stderr, "clmha-run: unknown option '%s' (see --help)\n", o);
             return 2;
         }
-        i++;
+        if (i + 1 >= argc) {
+            fprintf(stderr, "clmha-run: %s needs a value (see --help)\n", o);
+            return 2;
+        }
+        const char *v = argv[++i];
+        *(slot != NULL ? slot : !strcmp(o, "--dropout") ? &dropout : &seed) = v;
     }
-    if (!a->weights || !a->inputs || !a->output) {
-        fprintf(stderr, "clmha-run: --weights, --inputs and --output are required (see --help)\n");
+    char *end = NULL;
+    errno = 0;
+    if (dropout != NULL &&
+        ((a->dropout = strtod(dropout, &end)), end == dropout || *end != '\0' || errno != 0 ||
+                                                   !(a->dropout >= 0.0 && a->dropout < 1.0))) {
+        fprintf(stderr, "clmha-run: --dropout needs a number from 0 to below 1, got '%s'\n",
+                dropout);
         return 2;
+    }
+    errno = 0;
+    if (seed != NULL && ((a->seed = strtoll(seed, &end, 10)),
+                         end == seed || *end != '\0' || errno != 0 || a->seed < 0)) {
+        fprintf(stderr, "clmha-run: --seed needs a whole number from 0 to %lld, got '%s'\n",
+                (long long)LLONG_MAX, seed);
+        return 2;
+    }
+    if (a->list ? !a->weights : !a->weights || !a->inputs || !a->output) {
+        fprintf(stderr, "clmha-run: %s (see --help)\n",
+                a->list ? "--list needs --weights"
+                        : "--weights, --inputs and --output are required");
+        return 2;
+    }
+    return 0;
+}
+
+/* --list: the file's attention layers, one a line. */
+static int list_layers(const char *weights) {
+    clmha_keras_layer_info *list = NULL;
+    size_t n = 0;
+    if (clmha_keras_list_layers(weights, &list, &n) != CLMHA_OK) {
+        return fail("%s", clmha_last_error());
+    }
+    for (size_t i = 0; i < n; i++) {
+        const clmha_keras_layer_info *l = &list[i];
+        printf("%s\tquery %zu, key %zu, value %zu\t%d heads of %d/%d\t%s\toutput (", l->path,
+               l->query_dim, l->key_dim, l->value_dim, l->num_heads, l->head_key_dim,
+               l->head_value_dim, l->use_bias ? "bias" : "no bias");
+        for (int d = 0; d < l->output_rank; d++) {
+            printf("%s%zu", d ? ", " : "", l->output_shape[d]);
+        }
+        printf(")\n");
+    }
+    free(list);
+    return 0;
+}
+
+/* Parses --attention-axes ("-1" or "1,2"): integers of -8 to 8, at most CLMHA_MAX_RANK. */
+static int parse_axes(const char *text, clmha_layer_config *cfg) {
+    const char *s = text;
+    while (*s) {
+        char *end;
+        errno = 0;
+        long ax = strtol(s, &end, 10);
+        if (end == s || errno != 0 || ax < -CLMHA_MAX_RANK || ax > CLMHA_MAX_RANK ||
+            (*end != ',' && *end != '\0') || cfg->num_attention_axes == CLMHA_MAX_RANK) {
+            return fail("--attention-axes needs up to %d integers from %d to %d separated by "
+                        "commas, got '%s'",
+                        CLMHA_MAX_RANK, -CLMHA_MAX_RANK, CLMHA_MAX_RANK, text);
+        }
+        cfg->attention_axes[cfg->num_attention_axes++] = (int)ax;
+        s = *end == ',' ? end + 1 : end;
     }
     return 0;
 }
@@ -185,6 +245,9 @@ int main(int argc, char **argv) {
     if (rc != 0) {
         return rc;
     }
+    if (a.list) {
+        return list_layers(a.weights);
+    }
     bool half = a.cache_dtype && strcmp(a.cache_dtype, "float16") == 0;
     if (a.cache_dtype && !half && strcmp(a.cache_dtype, "float32") != 0) {
         return fail("--cache-dtype %s: expected float32 or float16", a.cache_dtype);
@@ -199,8 +262,9 @@ int main(int argc, char **argv) {
         return fail("cannot read the inputs file \"%s\" (not an HDF5 file?)", a.inputs);
     }
     int rq = h5io_read_float(in, "query", &q, err, sizeof err);
-    int rv = rq > 0 ? h5io_read_float(in, "value", &v, err, sizeof err) : 0;
-    int rk = rv >= 0 && rq > 0 ? h5io_read_float(in, "key", &k, err, sizeof err) : 0;
+    /* --self-attention: the query is the value and key as well (the file's are not read). */
+    int rv = rq > 0 && !a.self ? h5io_read_float(in, "value", &v, err, sizeof err) : 0;
+    int rk = rv >= 0 && rq > 0 && !a.self ? h5io_read_float(in, "key", &k, err, sizeof err) : 0;
     int rm = rk >= 0 && rq > 0 ? h5io_read_mask(in, "attention_mask", &m, err, sizeof err) : 0;
     int rc2 = rm >= 0 && rq > 0 ? h5io_read_float(in, "cache", &c, err, sizeof err) : 0;
     int ri =
@@ -224,17 +288,8 @@ int main(int argc, char **argv) {
     base.dropout = a.dropout;
     base.seed = a.seed;
     base.cache_dtype = half ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
-    if (a.axes != NULL) {
-        char *s = (char *)a.axes, *end;
-        while (*s && base.num_attention_axes < CLMHA_MAX_RANK) {
-            long ax = strtol(s, &end, 10);
-            if (end == s) {
-                fail("--attention-axes needs integers separated by commas, got '%s'", a.axes);
-                goto done;
-            }
-            base.attention_axes[base.num_attention_axes++] = (int)ax;
-            s = *end == ',' ? end + 1 : end;
-        }
+    if (a.axes != NULL && parse_axes(a.axes, &base) != 0) {
+        goto done;
     }
     if (clmha_context_create(NULL, &ctx) != CLMHA_OK ||
         clmha_layer_create_from_keras(ctx, a.weights, a.layer, &base, &layer) != CLMHA_OK) {
@@ -270,15 +325,16 @@ int main(int argc, char **argv) {
     }
     int srank = 0;
     size_t sshape[CLMHA_MAX_RANK];
-    if (a.scores && (clmha_layer_scores_shape(layer, tq, tc ? NULL : (tk ? tk : tv), tc, &srank,
-                                              sshape) != CLMHA_OK ||
-                     clmha_tensor_create(ctx, CLMHA_FLOAT32, srank, sshape, &tp) != CLMHA_OK)) {
+    const clmha_tensor *kv = a.self ? tq : tk ? tk : tv;
+    if (a.scores &&
+        (clmha_layer_scores_shape(layer, tq, tc ? NULL : kv, tc, &srank, sshape) != CLMHA_OK ||
+         clmha_tensor_create(ctx, CLMHA_FLOAT32, srank, sshape, &tp) != CLMHA_OK)) {
         fail("%s", clmha_last_error());
         goto done;
     }
     clmha_call_args ca;
     clmha_call_args_init(&ca);
-    ca.query = tq, ca.value = tv, ca.key = tk, ca.attention_mask = tm, ca.cache = tc;
+    ca.query = tq, ca.value = a.self ? tq : tv, ca.key = tk, ca.attention_mask = tm, ca.cache = tc;
     ca.has_cache_update_index = has_index, ca.cache_update_index = index;
     ca.training = a.training, ca.output = to, ca.attention_scores = tp;
     out = malloc(out_n * sizeof(float));

@@ -1,0 +1,43 @@
+/*
+ * keras_h5.h - what the Keras weights-file reader (keras_layers.c: finding the attention layers)
+ * shares with the loader (keras_weights.c): quiet HDF5 error printing, checked dataset shapes,
+ * opening a file and locating one layer in it.
+ */
+#ifndef CLMHA_KERAS_H5_H
+#define CLMHA_KERAS_H5_H
+
+#include "internal.h"
+
+#include <hdf5.h>
+
+/* The sub-layers of an attention layer, in clmha_weight order (two weights each). */
+extern const char *const clmha__keras_sublayers[4];
+
+/* Silences HDF5's automatic error stack printing; restores it on leave. */
+typedef struct h5_quiet {
+    H5E_auto2_t func;
+    void *data;
+} h5_quiet;
+void clmha__h5_quiet_enter(h5_quiet *q);
+void clmha__h5_quiet_leave(const h5_quiet *q);
+
+/* A dataset's shape, checked; rank -1 when absent or unusable. */
+typedef struct ds_shape {
+    int rank;
+    size_t dims[CLMHA_MAX_RANK];
+    size_t numel;
+} ds_shape;
+
+/* Shape of <group>/<sub>/vars/<idx>, requiring a float dataset of sane size whose stored data
+ * is what its shape says. */
+bool clmha__h5_dataset_shape(hid_t file, const char *group, const char *sub, int idx,
+                             ds_shape *out);
+
+/* Opens a weights file read-only; a failure says whether it is missing, not HDF5 or corrupt. */
+clmha_status clmha__keras_open(clmha_context *ctx, const char *path, hid_t *file);
+
+/* Finds attention layer @p name (as clmha_keras_find_layer) in an open file. */
+clmha_status clmha__keras_locate(clmha_context *ctx, hid_t file, const char *path, const char *name,
+                                 clmha_keras_layer_info *info);
+
+#endif
