@@ -252,6 +252,22 @@ typedef struct walk_ctx {
 
 static herr_t walk_link(hid_t g, const char *name, const H5L_info_t *li, void *data);
 
+/* Where a layer was written in the file: the file offset of its query kernel's data, which
+ * HDF5 allocates one dataset after another and never reuses (group headers may land in space
+ * freed when a group's heap grows); @p group_addr, the group's header, where the kernel has no
+ * contiguous data. */
+static haddr_t write_position(hid_t file, const char *path, haddr_t group_addr) {
+    char name[600];
+    snprintf(name, sizeof name, "%s%squery_dense/vars/0", path, *path ? "/" : "");
+    hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
+    if (ds < 0) {
+        return group_addr;
+    }
+    haddr_t at = H5Dget_offset(ds);
+    H5Dclose(ds);
+    return at != HADDR_UNDEF ? at : group_addr;
+}
+
 /* A group with a query_dense child is a candidate layer: listed, or rejected with a reason. */
 static void consider_layer(visit_state *v, const char *path, haddr_t addr) {
     char child[4200];
@@ -267,6 +283,7 @@ static void consider_layer(visit_state *v, const char *path, haddr_t addr) {
     clmha_keras_layer_info info;
     rejected_layer r;
     if (describe_layer(v->file, path, &info, r.why, sizeof r.why)) {
+        addr = write_position(v->file, path, addr);
         if (push(v, (void **)&v->addr, &v->naddr, &v->capaddr, &addr, sizeof addr)) {
             push(v, (void **)&v->list, &v->n, &v->cap, &info, sizeof info);
         }
@@ -383,7 +400,7 @@ static int natural_cmp(const void *x, const void *y) {
     return ca < cb ? -1 : ca > cb;
 }
 
-/* A listed layer and where its group's object header lies in the file. */
+/* A listed layer and where it was written in the file (write_position). */
 typedef struct placed_layer {
     haddr_t addr;
     size_t index;
@@ -395,11 +412,10 @@ static int placed_cmp(const void *x, const void *y) {
 }
 
 /* Puts the layers in Keras's order: the order its save_weights wrote them (the model's layers
- * in order, then each layer's attributes by name). In a file Keras wrote that is the order of
- * the groups in the file: HDF5 places a new file's objects one after another. A file whose
- * groups are not placed so (rewritten by other tools) is recognised by layers of one list out
- * of their suffixes' order ("block_8" before "block_2"), and is ordered by name instead, with
- * those suffixes as numbers. */
+ * in order, then each layer's attributes by name), which is the order of their kernels' data in
+ * the file. A file not written so (rewritten by another tool) is recognised by layers of one
+ * list out of their suffixes' order ("block_8" before "block_2"), and is ordered by name
+ * instead, with those suffixes as numbers. */
 static bool keras_order(visit_state *v) {
     placed_layer *p = malloc(v->n * sizeof *p);
     clmha_keras_layer_info *sorted = malloc(v->n * sizeof *sorted);

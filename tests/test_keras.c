@@ -32,6 +32,7 @@ typedef struct golden {
     h5io_array q, v, k, m, c, out, cache, scores;
     int64_t index;
     bool has_index, training;
+    bool self; /* self-attention: query is also the value and key (one tensor) */
     double dropout, seed;
     int64_t axes[8];
     size_t naxes;
@@ -105,6 +106,9 @@ static void load_case(const char *file, golden *g) {
     double tr = 0;
     h5io_attr_double(f, "training", &tr);
     g->training = tr != 0;
+    double self = 0;
+    h5io_attr_double(f, "self_attention", &self);
+    g->self = self != 0;
     h5io_attr_double(f, "dropout", &g->dropout);
     h5io_attr_double(f, "seed", &g->seed);
     h5io_attr_ints(f, "attention_axes", g->axes, 8, &g->naxes);
@@ -203,7 +207,7 @@ static bool run_api(const golden *g) {
         g->scores.numel ? test_tensor_f32(ctx, g->scores.rank, g->scores.dims, NULL) : NULL;
     clmha_call_args a;
     clmha_call_args_init(&a);
-    a.query = tq, a.value = tv, a.key = tk, a.attention_mask = tm, a.cache = tc;
+    a.query = tq, a.value = g->self ? tq : tv, a.key = tk, a.attention_mask = tm, a.cache = tc;
     a.has_cache_update_index = g->has_index, a.cache_update_index = g->index;
     a.training = g->training, a.output = to, a.attention_scores = tp;
     assert_ok(clmha_layer_call(layer, &a));
@@ -261,11 +265,11 @@ static bool run_tool(const golden *g) {
     }
     snprintf(cmd, sizeof cmd,
              "%s --weights '%s' --layer %s --inputs '%s' --output '%s'%s%s%s%s --seed %lld "
-             "--dropout %.17g%s",
+             "--dropout %.17g%s%s",
              CLMHA_RUN_PATH, g->weights, g->layer, g->path, out,
              g->naxes ? " --attention-axes " : "", axes, g->training ? " --training" : "",
              g->scores.numel ? " --return-scores" : "", (long long)g->seed, g->dropout,
-             half_cache_run ? " --cache-dtype float16" : "");
+             half_cache_run ? " --cache-dtype float16" : "", g->self ? " --self-attention" : "");
     if (system(cmd) != 0) {
         print_error("clmha-run failed: %s\n", cmd);
         return false;
@@ -296,8 +300,9 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static void test_golden_cases(void **state) {
-    (void)state;
+/* Runs every golden case whose file name starts with @p prefix (all but those with "zoo_" when
+ * @p zoo is false) and returns how many there were. */
+static size_t run_golden_cases(bool zoo) {
     DIR *d = opendir(data_dir);
     assert_non_null(d);
     char *names[256];
@@ -305,13 +310,13 @@ static void test_golden_cases(void **state) {
     struct dirent *e;
     while ((e = readdir(d)) != NULL && n < 256) {
         size_t len = strlen(e->d_name);
-        if (len > 3 && strcmp(e->d_name + len - 3, ".h5") == 0 && !strstr(e->d_name, ".weights.")) {
+        if (len > 3 && strcmp(e->d_name + len - 3, ".h5") == 0 && !strstr(e->d_name, ".weights.") &&
+            (strncmp(e->d_name, "zoo_", 4) == 0) == zoo) {
             names[n++] = strdup(e->d_name);
         }
     }
     closedir(d);
     qsort(names, n, sizeof names[0], cmp_str);
-    assert_true(n >= 49);
     size_t failed = 0, half_runs = 0;
     for (size_t i = 0; i < n; i++) {
         golden g;
@@ -335,6 +340,19 @@ static void test_golden_cases(void **state) {
                   "through clmha-run), %zu failed\n",
                   n, half_runs, failed);
     assert_int_equal(failed, 0);
+    return n;
+}
+
+/* The single-layer cases of tools/keras_golden.py. */
+static void test_golden_cases(void **state) {
+    (void)state;
+    assert_true(run_golden_cases(false) >= 49);
+}
+
+/* The model zoo's cases (tools/keras_zoo.py): layers of keras-hub models in each cache mode. */
+static void zoo_golden_cases(void **state) {
+    (void)state;
+    assert_true(run_golden_cases(true) >= 38);
 }
 
 static void test_layer_lookup(void **state) {
@@ -438,12 +456,58 @@ static void test_run_errors(void **state) {
     assert_int_equal(system(cmd), 0);
 }
 
+/* The model zoo (tools/keras_zoo.py): each keras-hub model's weights file lists every attention
+ * layer Keras's own model has, in the order Keras's save_weights visited them (recorded from
+ * Keras in zoo/manifest.txt), and every one of them loads. */
+static void zoo_listing(void **state) {
+    (void)state;
+    char path[700], line[16384];
+    snprintf(path, sizeof path, "%s/zoo/manifest.txt", data_dir);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    size_t models = 0, layers = 0;
+    while (fgets(line, sizeof line, fp) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        char *save = NULL, *file = strtok_r(line, "\t", &save);
+        snprintf(path, sizeof path, "%s/zoo/%s", data_dir, file);
+        clmha_keras_layer_info *list = NULL;
+        size_t n = 0, i = 0;
+        assert_ok(clmha_keras_list_layers(path, &list, &n));
+        for (char *want = strtok_r(NULL, "\t", &save); want; want = strtok_r(NULL, "\t", &save)) {
+            if (i >= n || strcmp(list[i].path, want) != 0) {
+                print_error("%s: layer %zu is \"%s\", Keras's is \"%s\"\n", file, i,
+                            i < n ? list[i].path : "(none)", want);
+                fail();
+            }
+            i++;
+        }
+        assert_int_equal(n, i);
+        for (i = 0; i < n; i++) {
+            clmha_layer *l = NULL;
+            assert_ok(clmha_layer_create_from_keras(ctx, path, list[i].path, NULL, &l));
+            clmha_layer_release(l);
+        }
+        free(list);
+        models++;
+        layers += n;
+    }
+    fclose(fp);
+    assert_int_equal(models, 6);
+    print_message("%zu keras-hub models, %zu attention layers listed in Keras's order and loaded\n",
+                  models, layers);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_layer_lookup),
-        cmocka_unit_test(test_bad_files),
-        cmocka_unit_test(test_run_errors),
-        cmocka_unit_test(test_golden_cases),
+        cmocka_unit_test(zoo_listing),       cmocka_unit_test(test_layer_lookup),
+        cmocka_unit_test(test_bad_files),    cmocka_unit_test(test_run_errors),
+        cmocka_unit_test(test_golden_cases), cmocka_unit_test(zoo_golden_cases),
     };
+    /* CLMHA_TEST_FILTER (a cmocka pattern): ctest runs "test_*" and the model zoo's "zoo_*" as
+     * two programs side by side. */
+    const char *filter = getenv("CLMHA_TEST_FILTER");
+    if (filter != NULL && *filter != '\0') {
+        cmocka_set_test_filter(filter);
+    }
     return cmocka_run_group_tests(tests, setup, test_teardown_context);
 }
