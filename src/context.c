@@ -31,6 +31,12 @@ static clmha_status resolve_cache_dir(clmha_context *ctx, const clmha_context_op
     if (v != NULL && strcasecmp(v, "off") == 0) {
         return CLMHA_OK;
     }
+    if (v != NULL && v[0] == '\0') {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "options.cache_dir is \"\"; expected a folder, \"off\" (no binary "
+                           "cache) or NULL (CLMHA_CACHE_DIR, else $XDG_CACHE_HOME/clmha or "
+                           "~/.cache/clmha)");
+    }
     char buf[4096];
     if (v != NULL) {
         snprintf(buf, sizeof buf, "%s", v);

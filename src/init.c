@@ -131,6 +131,12 @@ clmha_status clmha__init_fill(clmha_context *ctx, const clmha_initializer *init,
             break;
         }
         out[i] = (float)x;
+        if (!isfinite(out[i])) { /* a mean and stddev near float32's limit */
+            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                               "the initializer gives %g for weight element %zu, outside "
+                               "float32's range",
+                               x, i);
+        }
     }
     return CLMHA_OK;
 }

@@ -7,6 +7,7 @@
 
 #include <limits.h>
 #include <stdint.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,11 @@ const char *clmha_weight_name(clmha_weight weight) {
     return ((unsigned)weight < CLMHA_WEIGHT_COUNT) ? weight_names[weight] : NULL;
 }
 
+/* Finite in float32, where the weights are: 1e39 is finite as a double but not as a float. */
+static bool float_finite(double x) {
+    return isfinite(x) && fabs(x) <= FLT_MAX;
+}
+
 static clmha_status check_initializer(clmha_context *ctx, const char *name,
                                       const clmha_initializer *i) {
     if ((unsigned)i->kind > CLMHA_INIT_CONSTANT) {
@@ -66,20 +72,26 @@ static clmha_status check_initializer(clmha_context *ctx, const char *name,
                            "config.%s.kind is %d; expected a clmha_init_kind", name, (int)i->kind);
     }
     if (i->kind == CLMHA_INIT_RANDOM_UNIFORM &&
-        !(isfinite(i->minval) && isfinite(i->maxval) && i->minval <= i->maxval)) {
+        !(float_finite(i->minval) && float_finite(i->maxval) && i->minval <= i->maxval &&
+          float_finite(i->maxval - i->minval))) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "config.%s: random_uniform needs finite minval <= maxval (got %g, %g)",
+                           "config.%s: random_uniform needs minval <= maxval, both and their "
+                           "difference finite in float32 (got %g, %g)",
                            name, i->minval, i->maxval);
     }
     if ((i->kind == CLMHA_INIT_RANDOM_NORMAL || i->kind == CLMHA_INIT_TRUNCATED_NORMAL) &&
-        !(isfinite(i->mean) && isfinite(i->stddev) && i->stddev >= 0)) {
+        !(float_finite(i->mean) && float_finite(i->stddev) && i->stddev >= 0)) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "config.%s: needs a finite mean and stddev >= 0 (got %g, %g)", name,
+                           "config.%s: needs a mean and a stddev >= 0 finite in float32 (got %g, "
+                           "%g)",
+                           name,
                            i->mean, i->stddev);
     }
-    if (i->kind == CLMHA_INIT_CONSTANT && !isfinite(i->value)) {
-        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT, "config.%s: value must be finite",
-                           name);
+    if (i->kind == CLMHA_INIT_CONSTANT && !float_finite(i->value)) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.%s: value must be finite in float32 (at most %g in magnitude; "
+                           "got %g)",
+                           name, (double)FLT_MAX, i->value);
     }
     return CLMHA_OK;
 }
@@ -538,7 +550,10 @@ clmha_status clmha_layer_output_shape(const clmha_layer *l, int *rank,
                                       size_t shape[CLMHA_MAX_RANK]) {
     if (l == NULL || rank == NULL || shape == NULL) {
         return clmha__fail(l ? l->ctx : NULL, CLMHA_ERR_NULL_ARGUMENT,
-                           "clmha_layer_output_shape: an argument is NULL");
+                           "clmha_layer_output_shape: %s is NULL",
+                           l == NULL      ? "layer"
+                           : rank == NULL ? "rank"
+                                          : "shape");
     }
     *rank = l->out_rank;
     memcpy(shape, l->out_shape, (size_t)l->out_rank * sizeof *shape);

@@ -241,6 +241,9 @@ done:
 
 bool clmha__make_dirs(const char *dir) {
     char tmp[4096];
+    if (dir[0] == '\0') {
+        return false;
+    }
     snprintf(tmp, sizeof tmp, "%s", dir);
     for (char *p = tmp + 1; *p; p++) {
         if (*p == '/') {
@@ -332,6 +335,53 @@ static void keep_build_log(clmha_context *ctx, cl_program prog, const char *name
 }
 
 /* Builds from a cached binary; false (and the program released) when the driver refuses it. */
+/* Whether @p prog has every kernel the source declares ("__kernel ... void NAME("): a cache
+ * file can carry a valid header around another program's binary, whose kernels would then be
+ * missing at every run. A kernel inside an #if that the build leaves out counts as missing too,
+ * which only costs a rebuild (clmha's own kernels have none). */
+static bool has_source_kernels(cl_program prog, const char *src, size_t len) {
+    size_t names_len = 0;
+    if (clGetProgramInfo(prog, CL_PROGRAM_KERNEL_NAMES, 0, NULL, &names_len) != CL_SUCCESS ||
+        names_len == 0) {
+        return false;
+    }
+    char *names = malloc(names_len + 2);
+    if (names == NULL ||
+        clGetProgramInfo(prog, CL_PROGRAM_KERNEL_NAMES, names_len, names + 1, NULL) !=
+            CL_SUCCESS) {
+        free(names);
+        return false;
+    }
+    names[0] = ';'; /* ";a;b;" so that each name is found whole */
+    names[names_len] = ';';
+    names[names_len + 1] = '\0';
+    bool all = true;
+    const char *end = src + len;
+    for (const char *p = src; all && (p = strstr(p, "__kernel")) != NULL && p < end; p += 8) {
+        const char *v = strstr(p, "void");
+        if (v == NULL) {
+            break;
+        }
+        v += 4;
+        while (*v == ' ' || *v == '\n' || *v == '\t') {
+            v++;
+        }
+        size_t n = 0;
+        while ((v[n] >= 'a' && v[n] <= 'z') || (v[n] >= 'A' && v[n] <= 'Z') ||
+               (v[n] >= '0' && v[n] <= '9') || v[n] == '_') {
+            n++;
+        }
+        char want[130];
+        if (n == 0 || n > 120) {
+            continue;
+        }
+        snprintf(want, sizeof want, ";%.*s;", (int)n, v);
+        all = strstr(names, want) != NULL;
+    }
+    free(names);
+    return all;
+}
+
 static bool build_from_binary(clmha_context *ctx, const unsigned char *bin, size_t size,
                               const char *options, cl_program *out) {
     cl_int status = CL_SUCCESS, err = CL_SUCCESS;
@@ -413,7 +463,12 @@ clmha_status clmha__program_get(clmha_context *ctx, const char *name, const char
         bool rejected = false;
         size_t size = 0;
         unsigned char *bin = cache_read(path, &key, &size, &rejected);
-        if (bin != NULL && build_from_binary(ctx, bin, size, options, &prog)) {
+        if (bin != NULL && build_from_binary(ctx, bin, size, options, &prog) &&
+            !has_source_kernels(prog, src, len)) {
+            clReleaseProgram(prog);
+            prog = NULL;
+        }
+        if (prog != NULL) {
             ctx->stats.programs_loaded_from_cache++;
             clmha__log(ctx, CLMHA_LOG_DEBUG, "program %s [%s] loaded from %s", name, options, path);
         } else if (bin != NULL || rejected) {

@@ -28,7 +28,11 @@ static clmha_status check_shape(clmha_context *ctx, const char *fn, clmha_dtype 
     for (int i = 0; i < rank; i++) {
         if (shape[i] == 0) {
             return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                               "%s: shape[%d] is 0; every dim must be >= 1", fn, i);
+                               "%s: shape[%d] is 0; every dim must be >= 1. Keras accepts "
+                               "zero-sized dims (an empty batch or sequence, an empty result), "
+                               "but an OpenCL buffer cannot be empty, so a clmha tensor cannot "
+                               "be either: skip the call when there is nothing to compute",
+                               fn, i);
         }
         if (!clmha__mul(n, shape[i], &n)) {
             return clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE, "%s: the element count overflows", fn);

@@ -275,10 +275,45 @@ static void test_bad_configs(void **state) {
         "bias_constraint");
     BAD(c.seed = -2, "seed");
     BAD(c.cache_dtype = CLMHA_UINT8, "cache_dtype is 1");
+    /* Finite as doubles, not as the float32 weights. */
+    BAD((c.kernel_initializer = clmha_initializer_default(CLMHA_INIT_CONSTANT),
+         c.kernel_initializer.value = 1e39),
+        "finite in float32");
+    BAD((c.bias_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_UNIFORM),
+         c.bias_initializer.minval = -3e38, c.bias_initializer.maxval = 3e38),
+        "difference finite in float32");
+    BAD((c.kernel_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL),
+         c.kernel_initializer.mean = 1e40),
+        "finite in float32");
+    /* Parameters within float32 whose draws are not. */
+    BAD((c.kernel_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL),
+         c.kernel_initializer.mean = 3e38, c.kernel_initializer.stddev = 3e38),
+        "outside float32's range");
 #undef BAD
     clmha_layer_config_init(&c);
     assert_int_equal(clmha_layer_create(ctx, &c, 0, 8, 0, &l), CLMHA_ERR_INVALID_ARGUMENT);
     assert_non_null(strstr(clmha_last_error(), "query_dim"));
+
+    /* A NULL output argument is named. */
+    c.num_heads = 2, c.key_dim = 4;
+    assert_ok(clmha_layer_create(ctx, &c, 8, 8, 0, &l));
+    int rank;
+    size_t shape[CLMHA_MAX_RANK];
+    assert_int_equal(clmha_layer_output_shape(l, NULL, shape), CLMHA_ERR_NULL_ARGUMENT);
+    assert_non_null(strstr(clmha_last_error(), "rank is NULL"));
+    assert_int_equal(clmha_layer_output_shape(l, &rank, NULL), CLMHA_ERR_NULL_ARGUMENT);
+    assert_non_null(strstr(clmha_last_error(), "shape is NULL"));
+    clmha_layer_release(l);
+    l = NULL;
+
+    /* An empty cache folder name is no folder. */
+    clmha_context_options opt;
+    clmha_context_options_init(&opt);
+    opt.cache_dir = "";
+    clmha_context *c2 = NULL;
+    assert_int_equal(clmha_context_create(&opt, &c2), CLMHA_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(clmha_last_error(), "options.cache_dir is \"\""));
+    assert_null(c2);
 
     /* A cache needs key_dim == value_dim; the error says so. */
     c.num_heads = 1, c.key_dim = 4, c.value_dim = 6;

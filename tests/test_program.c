@@ -2,7 +2,8 @@
  * test_program.c - kernel programs: embedded sources and CLMHA_KERNEL_DIR, a broken kernel
  * giving a build error with the whole log and options, and the on-disk binary cache: a miss
  * then a hit (the second context loads binaries, no source build), corrupted, truncated and
- * stale files falling back to a source build and being replaced, and "off" writing nothing.
+ * stale files, and a valid header around another program's binary, falling back to a source
+ * build and being replaced, and "off" writing nothing.
  * Also the launch checks against the kernel's and device's limits.
  */
 #include "internal.h"
@@ -139,6 +140,28 @@ static void stale(const char *path, const char *other) {
     assert_int_equal(system(cmd), 0);
 }
 
+/* Another program's binary inside a header that is valid for this name: its key, and the
+ * other's payload size and hash (the header's layout: magic 8, version 4, reserved 4, key 16,
+ * size 8, hash 8 bytes). Every check on the file passes, but the program lacks the kernels. */
+static void foreign_binary(const char *path, const char *other) {
+    unsigned char key[16];
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 16, SEEK_SET), 0);
+    assert_int_equal(fread(key, 1, 16, f), 16);
+    fclose(f);
+    long n = file_size(other);
+    unsigned char *data = malloc((size_t)n);
+    f = fopen(other, "rb");
+    assert_int_equal(fread(data, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    memcpy(data + 16, key, 16);
+    f = fopen(path, "wb");
+    assert_int_equal(fwrite(data, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    free(data);
+}
+
 static void garbage(const char *path, const char *other) {
     (void)other;
     FILE *f = fopen(path, "wb");
@@ -160,6 +183,11 @@ static void test_cache_truncated(void **state) {
 static void test_cache_stale(void **state) {
     (void)state;
     damage_and_check(stale);
+}
+
+static void test_cache_foreign_binary(void **state) {
+    (void)state;
+    damage_and_check(foreign_binary);
 }
 
 static void test_cache_garbage(void **state) {
@@ -304,6 +332,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_cache_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_stale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_garbage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cache_foreign_binary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cache_off, setup, teardown),
         cmocka_unit_test_setup_teardown(test_build_failure_keeps_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kernel_dir, setup, teardown),
