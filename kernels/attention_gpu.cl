@@ -139,7 +139,7 @@ attention_split_gpu(ATTENTION_ARGS, __global float *part, int nch, int chunk) {
         }
         const int jl = jg + lane;
         okk[lid] = jl < j1 && (!has_mask || mask[ri.m_base + (ulong)jl * m_ss] != 0);
-        sc[lid] = s;
+        sc[lid] = keras_score(s);
         barrier(CLK_LOCAL_MEM_FENCE);
         float bm = NEG_SENTINEL;
         _Pragma("unroll") for (int u = 0; u < LK; u++) {
@@ -305,7 +305,7 @@ attention_qtile_gpu(ATTENTION_ARGS, __global float *part, int nch, int chunk) {
             if (u < KT) {
                 const int j = jt + u;
                 og[u] = u < n && j < je && (!has_mask || mask[ri.m_base + (ulong)j * m_ss] != 0);
-                sg[u] = s[i];
+                sg[u] = keras_score(s[i]);
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);

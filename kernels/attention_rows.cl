@@ -102,7 +102,7 @@ __kernel void attention_rows(ATTENTION_ARGS, __global float *p, ulong p_off, int
         }
         row_max = red[0];
         barrier(CLK_LOCAL_MEM_FENCE);
-        red[lid] = (l > 0.0f) ? l * exp(m - row_max) : 0.0f;
+        red[lid] = l != 0.0f ? l * exp(m - row_max) : 0.0f; /* NaN included */
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int w = WG / 2; w > 0; w >>= 1) {
             if (lid < w) {
@@ -129,8 +129,9 @@ __kernel void attention_rows(ATTENTION_ARGS, __global float *p, ulong p_off, int
                                             : row_sum;
         }
     }
-    /* Every key masked: row_sum is 0 and every probability is 0. */
-    const float inv_sum = (row_sum > 0.0f) ? 1.0f / row_sum : 0.0f;
+    /* Every key masked: row_sum is 0 and every probability is 0. A NaN score: row_sum is NaN,
+     * and so is every unmasked key's probability, as in Keras. */
+    const float inv_sum = row_sum > 0.0f ? 1.0f / row_sum : row_sum != row_sum ? NAN : 0.0f;
 
     /* Pass 2: probabilities a tile at a time, then p x V (in a chunk of several, the weights
      * e^(s - max) unnormalised, their sum kept in el). */

@@ -292,12 +292,141 @@ static void test_blocks_of_sixteen_keys(void **state) {
     clmha_layer_release(l);
 }
 
+/* Non-finite scores, as Keras gives them on both of its paths (the softmax of a row with a NaN
+ * or +Inf score is NaN; masked keys are replaced before the softmax, so they never count; a
+ * -Inf score weighs 0): a row with an unmasked NaN or +Inf score has a NaN output and its
+ * probabilities are NaN at every unmasked key and 0 at the masked ones. The same on every kernel
+ * (the settings below reach each), with the probabilities asked for or not, for one query and
+ * several. Scores: head dim 16 (the CPU kernels' blocks of sixteen keys), queries whose
+ * element 3 is 1 in both heads; in a static cache, batch 0's key 7 of head 1 has +Inf there
+ * (score +Inf), batch 1's key 5 of head 0 -Inf (score -Inf, weight 0) and its key 11 of head 1
+ * is NaN. With T > 1 the last query of batch 0 masks key 7 and the first of batch 1 masks key
+ * 11: those rows stay finite and match the float64 reference. */
+static void nonfinite_case(const char *tune, size_t T1, bool scores) {
+    enum { NB = 2, NS = 40, NH = 2, KD = 16, DM = NH * KD, D0 = 3 };
+    clmha_context *c = test_context_tuned(tune);
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = NH, cfg.key_dim = KD, cfg.seed = 21;
+    cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL);
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(c, &cfg, DM, DM, 0, &l));
+    static float w[CLMHA_WEIGHT_COUNT][DM * DM];
+    for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++)
+        assert_ok(clmha_layer_get_weight(l, (clmha_weight)i, w[i], i % 2 ? DM : DM * DM));
+    for (int h = 0; h < NH; h++) { /* query element D0 of each head is 1 */
+        for (int i = 0; i < DM; i++)
+            w[CLMHA_WEIGHT_QUERY_KERNEL][i * DM + h * KD + D0] = 0.0f;
+        w[CLMHA_WEIGHT_QUERY_BIAS][h * KD + D0] = 1.0f;
+    }
+    assert_ok(clmha_layer_set_weight(l, CLMHA_WEIGHT_QUERY_KERNEL, w[CLMHA_WEIGHT_QUERY_KERNEL],
+                                     DM * DM));
+    assert_ok(clmha_layer_set_weight(l, CLMHA_WEIGHT_QUERY_BIAS, w[CLMHA_WEIGHT_QUERY_BIAS], DM));
+    test_rng r = {31};
+    float x[NB * 5 * DM];
+    static float cache[NB * 2 * NS * DM], ref_cache[NB * 2 * NS * DM];
+    rng_fill(&r, x, NB * T1 * DM, -1, 1);
+    rng_fill(&r, cache, NB * 2 * NS * DM, -1, 1);
+#define KEY(b, j, h) (cache + (((b)*2 + 0) * NS + (j)) * DM + (h)*KD)
+    memset(KEY(0, 7, 1), 0, KD * sizeof(float));
+    KEY(0, 7, 1)[D0] = INFINITY;
+    KEY(1, 5, 0)[D0] = -INFINITY;
+    for (int d = 0; d < KD; d++)
+        KEY(1, 11, 1)[d] = NAN;
+#undef KEY
+    memcpy(ref_cache, cache, sizeof cache);
+    memset(ref_cache + ((0 * 2) * NS + 7) * DM + KD, 0, KD * sizeof(float));
+    ref_cache[((1 * 2) * NS + 5) * DM + D0] = -1e30f; /* weight 0 in double too */
+    memset(ref_cache + ((1 * 2) * NS + 11) * DM + KD, 0, KD * sizeof(float));
+    uint8_t m[NB * 5 * NS];
+    memset(m, 1, sizeof m);
+    if (T1 > 1) {
+        m[(0 * T1 + (T1 - 1)) * NS + 7] = 0;
+        m[(1 * T1 + 0) * NS + 11] = 0;
+    }
+    size_t xs[3] = {NB, T1, DM}, ms[3] = {NB, T1, NS}, cs[5] = {NB, 2, NS, NH, KD};
+    size_t ps[4] = {NB, NH, T1, NS};
+    clmha_tensor *tx = test_tensor_f32(c, 3, xs, x), *tm = test_tensor_u8(c, 3, ms, m);
+    clmha_tensor *tc = test_tensor_f32(c, 5, cs, cache), *to = test_tensor_f32(c, 3, xs, NULL);
+    clmha_tensor *tp = scores ? test_tensor_f32(c, 4, ps, NULL) : NULL;
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = tx, a.cache = tc, a.attention_mask = tm, a.output = to, a.attention_scores = tp;
+    assert_ok(clmha_layer_call(l, &a));
+    float out[NB * 5 * DM], p[NB * NH * 5 * NS];
+    assert_ok(clmha_tensor_read(to, out, NB * T1 * DM * sizeof(float)));
+    if (tp)
+        assert_ok(clmha_tensor_read(tp, p, NB * NH * T1 * NS * sizeof(float)));
+    static double ref[NB * 5 * DM], pref[NB * NH * 5 * NS], cache_new[NB * 2 * NS * DM];
+    ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
+                      w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
+    ref_call rc = {NB,        T1, x,     NULL, NULL,      0,   m,    {NB, T1, NS},
+                   ref_cache, NS, false, 0,    cache_new, ref, pref, false};
+    assert_true(ref_forward(&rw, &rc));
+    char where[160];
+    snprintf(where, sizeof where, "nonfinite_case(\"%s\", T %zu, scores %d)", tune, T1, scores);
+    for (size_t b = 0; b < NB; b++) {
+        for (size_t t = 0; t < T1; t++) {
+            const bool masked = T1 > 1 && (b == 0 ? t == T1 - 1 : t == 0);
+            for (size_t d = 0; d < DM; d++) {
+                const float o = out[(b * T1 + t) * DM + d];
+                if (masked ? !(isfinite(o) && fabs(o - ref[(b * T1 + t) * DM + d]) <
+                                                  1e-4 * (1 + fabs(ref[(b * T1 + t) * DM + d])))
+                           : !isnan(o)) {
+                    print_error("%s: output (%zu, %zu, %zu) is %g; expected %s%g\n", where, b, t, d,
+                                (double)o, masked ? "" : "NaN, not ", ref[(b * T1 + t) * DM + d]);
+                    fail();
+                }
+            }
+            for (size_t h = 0; tp && h < NH; h++) {
+                for (size_t j = 0; j < NS; j++) {
+                    const size_t i = ((b * NH + h) * T1 + t) * NS + j;
+                    const bool nan_row = h == 1 && !masked;
+                    const bool key_masked = m[(b * T1 + t) * NS + j] == 0;
+                    const bool ok = nan_row ? (key_masked ? p[i] == 0.0f : isnan(p[i]))
+                                            : fabs(p[i] - pref[i]) < 1e-5;
+                    if (!ok) {
+                        print_error("%s: probability (%zu, %zu, %zu, %zu) is %g, reference %g\n",
+                                    where, b, h, t, j, (double)p[i], pref[i]);
+                        fail();
+                    }
+                }
+            }
+        }
+    }
+    clmha_tensor_release(tx), clmha_tensor_release(tm), clmha_tensor_release(tc);
+    clmha_tensor_release(to), clmha_tensor_release(tp);
+    clmha_layer_release(l);
+    clmha_context_release(c);
+}
+
+static void test_nonfinite_scores(void **state) {
+    (void)state;
+    /* The device's row (CPUs: all heads for T = 1, query tiles for T > 1, blocks of sixteen),
+     * the split kernel alone, the same in many chunks (merged), the GPU row's kernels (split
+     * and query tiles, lanes a row), and attention_rows (split=0). */
+    const char *tunes[] = {"",
+                           "heads=0,tile=0",
+                           "heads=0,tile=0,split_chunk=4",
+                           "split_chunk=4",
+                           "row=gpu",
+                           "row=gpu,tile=0,split_chunk=4",
+                           "split=0"};
+    for (size_t i = 0; i < sizeof tunes / sizeof tunes[0]; i++) {
+        for (size_t t = 1; t <= 5; t += 4) {
+            nonfinite_case(tunes[i], t, false);
+            nonfinite_case(tunes[i], t, true);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nan_stays_in_its_row),
         cmocka_unit_test(test_large_logits),
         cmocka_unit_test(test_cache_tail_garbage_does_not_leak),
         cmocka_unit_test(test_blocks_of_sixteen_keys),
+        cmocka_unit_test(test_nonfinite_scores),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
