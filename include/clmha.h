@@ -679,8 +679,9 @@ CLMHA_API clmha_status clmha_layer_scores_shape(const clmha_layer *layer, const 
  * - query   (B, T, Dq)                               required.
  * - value   (B, S*, Dv)   required, except in static-cache mode, where it is ignored.
  * - key     (B, S*, Dk)   optional (defaults to value); ignored in static-cache mode.
- * - attention_mask  uint8, nonzero = attend; rank 2 (T, S) or rank 3 (B|1, T|1, S|1),
- *           broadcast to (B, T, S) over size-1 dims and a missing batch dim, and over heads.
+ * - attention_mask  uint8, nonzero = attend; rank 2 (T, S), rank 3 (B|1, T|1, S|1) or rank 4
+ *           (B|1, H|1, T|1, S|1) as Keras takes them, broadcast to (B, H, T, S) over size-1
+ *           dims and the missing batch and head dims.
  * - cache   (B, 2, S, H, dk), needs dk == dv. [:, 0] holds keys, [:, 1] values.
  * - output  (B, T, *output_shape)                    required.
  * - attention_scores  (B, H, T, S), optional: the attention probabilities (masked ones 0).

@@ -23,7 +23,7 @@ __kernel void attention_split(ATTENTION_ARGS, __global float *part, int nch, int
     const ulong g = get_group_id(0);
     const ulong r = g / (ulong)nch;
     const int c = (int)(g - r * (ulong)nch);
-    const row_info ri = row_setup(r, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off, m_sb, m_st,
+    const row_info ri = row_setup(r, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off, m_sb, m_sh, m_st,
                                   causal, causal_base, lens, lens_off, has_lens);
     const ulong b = ri.b;
     const int h = ri.h, t = ri.t;
@@ -123,7 +123,7 @@ __kernel void attention_heads(ATTENTION_ARGS, __global float *part, int nch, int
     /* Head 0's row: every head shares its batch, position, mask row and end. */
     const row_info ri =
         row_setup((b0 * (ulong)H) * (ulong)T + (ulong)t0, T, H, S, k_off, k_bstride, v_off,
-                  v_bstride, m_off, m_sb, m_st, causal, causal_base, lens, lens_off, has_lens);
+                  v_bstride, m_off, m_sb, m_sh, m_st, causal, causal_base, lens, lens_off, has_lens);
     const ulong b = ri.b;
     const ulong q_row = q_off + (b * (ulong)T + (ulong)ri.t) * (ulong)H * DK;
     for (int e = 0; e < NH * DK; e++) {
@@ -222,7 +222,7 @@ __kernel void attention_tile(ATTENTION_ARGS, __global float *part, int nch, int 
     for (int u = 0; u < nrows; u++) {
         ri[u] =
             row_setup(bh * (ulong)T + (ulong)(t0 + u), T, H, S, k_off, k_bstride, v_off, v_bstride,
-                      m_off, m_sb, m_st, causal, causal_base, lens, lens_off, has_lens);
+                      m_off, m_sb, m_sh, m_st, causal, causal_base, lens, lens_off, has_lens);
         const ulong q_row =
             q_off + ((ri[u].b * (ulong)T + (ulong)ri[u].t) * (ulong)H + (ulong)ri[u].h) * DK;
         for (int d = 0; d < DK; d++) {

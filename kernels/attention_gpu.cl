@@ -93,7 +93,7 @@ attention_split_gpu(ATTENTION_ARGS, __global float *part, int nch, int chunk) {
     const ulong g = get_group_id(0);
     const ulong r = g / (ulong)nch;
     const int c = (int)(g - r * (ulong)nch);
-    const row_info ri = row_setup(r, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off, m_sb, m_st,
+    const row_info ri = row_setup(r, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off, m_sb, m_sh, m_st,
                                   causal, causal_base, lens, lens_off, has_lens);
     const ulong kfo = ri.b * kn_bstride + (ulong)ri.h * DK, vfo = ri.b * vn_bstride + (ulong)ri.h * DV;
     const ulong q_row = q_off + ((ri.b * (ulong)T + (ulong)ri.t) * (ulong)H + (ulong)ri.h) * DK;
@@ -259,11 +259,11 @@ attention_qtile_gpu(ATTENTION_ARGS, __global float *part, int nch, int chunk) {
     const bool mine = t0 + grp < T;
     const row_info ri =
         row_setup(bh * (ulong)T + (ulong)t, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off,
-                  m_sb, m_st, causal, causal_base, lens, lens_off, has_lens);
+                  m_sb, m_sh, m_st, causal, causal_base, lens, lens_off, has_lens);
     /* The tile's last row ends last (the causal end grows with t; lengths are per batch). */
     const row_info rl =
         row_setup(bh * (ulong)T + (ulong)min(t0 + QR - 1, T - 1), T, H, S, k_off, k_bstride, v_off,
-                  v_bstride, m_off, m_sb, m_st, causal, causal_base, lens, lens_off, has_lens);
+                  v_bstride, m_off, m_sb, m_sh, m_st, causal, causal_base, lens, lens_off, has_lens);
     const int j0 = c * chunk;
     const int jmax = min(rl.end, j0 + chunk);
     const int je = min(ri.end, j0 + chunk);

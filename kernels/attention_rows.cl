@@ -61,7 +61,7 @@ __kernel void attention_rows(ATTENTION_ARGS, __global float *p, ulong p_off, int
     const ulong g = get_group_id(0);
     const ulong r = g / (ulong)nch;
     const int c = (int)(g - r * (ulong)nch);
-    const row_info ri = row_setup(r, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off, m_sb, m_st,
+    const row_info ri = row_setup(r, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off, m_sb, m_sh, m_st,
                                   causal, causal_base, lens, lens_off, has_lens);
     const ulong b = ri.b;
     const int h = ri.h, t = ri.t, end = ri.end;

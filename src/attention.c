@@ -120,7 +120,7 @@ static clmha_status enqueue_gather(clmha_layer *l, cl_mem src, size_t src_off, c
  * first, kept here so that their addresses outlive the clSetKernelArg calls. */
 typedef struct attention_args {
     cl_mem qb, kb, vb, mask, o, kn, vn, lens;
-    cl_ulong q_off, k_off, v_off, k_bs, v_bs, m_off, m_sb, m_st, m_ss;
+    cl_ulong q_off, k_off, v_off, k_bs, v_bs, m_off, m_sb, m_st, m_ss, m_sh;
     cl_ulong new_lo, new_hi, kn_bs, vn_bs, lens_off;
     cl_int has_mask, T, S, H, causal, has_lens;
     cl_long causal_base;
@@ -151,6 +151,7 @@ static void attention_args_fill(const clmha_layer *l, const clmha_call_args *a, 
     v->m_sb = p->m_sb;
     v->m_st = p->m_st;
     v->m_ss = p->m_ss;
+    v->m_sh = p->m_sh;
     /* An update's new keys and values are read from the workspace: the cache is written only
      * by the final commit. */
     v->kn = !p->update ? NULL : p->half ? l->ws_kh : l->ws_k;
@@ -172,22 +173,23 @@ static void attention_args_fill(const clmha_layer *l, const clmha_call_args *a, 
     v->o = l->ws_o;
 }
 
-#define ATTENTION_NARGS 30
+#define ATTENTION_NARGS 31
 
 /* Sets the common arguments (0 .. ATTENTION_NARGS-1) of attention kernel @p k. */
 static clmha_status attention_args_set(clmha_context *ctx, const clmha__kernel *k,
                                        const attention_args *v) {
     const clmha__karg args[ATTENTION_NARGS] = {
-        CLMHA__ARG(v->qb),     CLMHA__ARG(v->q_off),    CLMHA__ARG(v->kb),
-        CLMHA__ARG(v->k_off),  CLMHA__ARG(v->k_bs),     CLMHA__ARG(v->vb),
-        CLMHA__ARG(v->v_off),  CLMHA__ARG(v->v_bs),     CLMHA__ARG(v->mask),
-        CLMHA__ARG(v->m_off),  CLMHA__ARG(v->m_sb),     CLMHA__ARG(v->m_st),
-        CLMHA__ARG(v->m_ss),   CLMHA__ARG(v->has_mask), CLMHA__ARG(v->o),
-        CLMHA__ARG(v->T),      CLMHA__ARG(v->S),        CLMHA__ARG(v->H),
-        CLMHA__ARG(v->scale),  CLMHA__ARG(v->kn),       CLMHA__ARG(v->vn),
-        CLMHA__ARG(v->new_lo), CLMHA__ARG(v->new_hi),   CLMHA__ARG(v->kn_bs),
-        CLMHA__ARG(v->vn_bs),  CLMHA__ARG(v->causal),   CLMHA__ARG(v->causal_base),
-        CLMHA__ARG(v->lens),   CLMHA__ARG(v->lens_off), CLMHA__ARG(v->has_lens)};
+        CLMHA__ARG(v->qb),          CLMHA__ARG(v->q_off),  CLMHA__ARG(v->kb),
+        CLMHA__ARG(v->k_off),       CLMHA__ARG(v->k_bs),   CLMHA__ARG(v->vb),
+        CLMHA__ARG(v->v_off),       CLMHA__ARG(v->v_bs),   CLMHA__ARG(v->mask),
+        CLMHA__ARG(v->m_off),       CLMHA__ARG(v->m_sb),   CLMHA__ARG(v->m_st),
+        CLMHA__ARG(v->m_ss),        CLMHA__ARG(v->m_sh),   CLMHA__ARG(v->has_mask),
+        CLMHA__ARG(v->o),           CLMHA__ARG(v->T),      CLMHA__ARG(v->S),
+        CLMHA__ARG(v->H),           CLMHA__ARG(v->scale),  CLMHA__ARG(v->kn),
+        CLMHA__ARG(v->vn),          CLMHA__ARG(v->new_lo), CLMHA__ARG(v->new_hi),
+        CLMHA__ARG(v->kn_bs),       CLMHA__ARG(v->vn_bs),  CLMHA__ARG(v->causal),
+        CLMHA__ARG(v->causal_base), CLMHA__ARG(v->lens),   CLMHA__ARG(v->lens_off),
+        CLMHA__ARG(v->has_lens)};
     return clmha__set_args(ctx, k, args, ATTENTION_NARGS);
 }
 

@@ -447,39 +447,47 @@ static clmha_status rank3_inputs(clmha_layer *l, const clmha_call_args *a, plan 
     return CLMHA_OK;
 }
 
-/* Rank 3: attention_mask, rank 2 (T, S) or 3 (B, T, S), each dim equal or 1. */
+/* Rank 3: attention_mask, rank 2 (T, S), 3 (B, T, S) or 4 (B, H, T, S), each dim equal or 1,
+ * as Keras takes them. */
 static clmha_status rank3_mask(clmha_layer *l, const clmha_call_args *a, plan *p) {
     clmha_context *ctx = l->ctx;
-    clmha_status st;
+    const clmha_tensor *m = a->attention_mask;
+    if (m == NULL) {
+        return CLMHA_OK;
+    }
+    clmha_status st = check_tensor(ctx, m, "attention_mask", CLMHA_UINT8);
+    if (st != CLMHA_OK) {
+        return st;
+    }
     char want[256];
-    if (a->attention_mask != NULL) {
-        const clmha_tensor *m = a->attention_mask;
-        if ((st = check_tensor(ctx, m, "attention_mask", CLMHA_UINT8)) != CLMHA_OK) {
-            return st;
-        }
-        snprintf(want, sizeof want,
-                 "broadcastable to (%zu, %zu, %zu) = (B, T, S): rank 2 or 3, "
-                 "each dim equal or 1",
-                 p->B, p->T, p->S);
-        size_t d[3] = {1, 1, 1};
-        if (m->rank == 2) {
-            d[1] = m->shape[0];
-            d[2] = m->shape[1];
-        } else if (m->rank == 3) {
-            memcpy(d, m->shape, sizeof d);
-        } else {
+    snprintf(want, sizeof want,
+             "broadcastable to (%zu, %zu, %zu, %zu) = (B, num_heads, T, S): rank 2 (T, S), 3 "
+             "(B, T, S) or 4 (B, num_heads, T, S), each dim equal or 1",
+             p->B, l->heads, p->T, p->S);
+    /* (B, H, T, S), a missing dim 1: rank 2 is (T, S), rank 3 (B, T, S). */
+    size_t d[4] = {1, 1, 1, 1};
+    if (m->rank == 2) {
+        d[2] = m->shape[0];
+        d[3] = m->shape[1];
+    } else if (m->rank == 3) {
+        d[0] = m->shape[0];
+        d[2] = m->shape[1];
+        d[3] = m->shape[2];
+    } else if (m->rank == 4) {
+        memcpy(d, m->shape, sizeof d);
+    } else {
+        return shape_error(ctx, "attention_mask", m, want);
+    }
+    const size_t full[4] = {p->B, l->heads, p->T, p->S};
+    for (int i = 0; i < 4; i++) {
+        if (d[i] != 1 && d[i] != full[i]) {
             return shape_error(ctx, "attention_mask", m, want);
         }
-        size_t full[3] = {p->B, p->T, p->S};
-        for (int i = 0; i < 3; i++) {
-            if (d[i] != 1 && d[i] != full[i]) {
-                return shape_error(ctx, "attention_mask", m, want);
-            }
-        }
-        p->m_ss = d[2] == 1 ? 0 : 1;
-        p->m_st = d[1] == 1 ? 0 : d[2];
-        p->m_sb = d[0] == 1 ? 0 : d[1] * d[2];
     }
+    p->m_ss = d[3] == 1 ? 0 : 1;
+    p->m_st = d[2] == 1 ? 0 : d[3];
+    p->m_sh = d[1] == 1 ? 0 : d[2] * d[3];
+    p->m_sb = d[0] == 1 ? 0 : d[1] * d[2] * d[3];
     return CLMHA_OK;
 }
 

@@ -84,8 +84,7 @@ static clmha_status check_initializer(clmha_context *ctx, const char *name,
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
                            "config.%s: needs a mean and a stddev >= 0 finite in float32 (got %g, "
                            "%g)",
-                           name,
-                           i->mean, i->stddev);
+                           name, i->mean, i->stddev);
     }
     if (i->kind == CLMHA_INIT_CONSTANT && !float_finite(i->value)) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,

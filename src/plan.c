@@ -90,7 +90,8 @@ static void plan_attention(const clmha_layer *l, const clmha_call_args *a, plan 
     } else if (p->T >= 2 && (l->use_tile || l->use_qtile)) {
         p->kernel = l->use_tile ? CLMHA__ATT_TILE : CLMHA__ATT_QTILE;
     } else {
-        p->kernel = l->use_heads && p->T == 1 ? CLMHA__ATT_HEADS : CLMHA__ATT_SPLIT;
+        /* attention_heads reads one mask row for all heads: not for a mask with a head dim. */
+        p->kernel = l->use_heads && p->T == 1 && p->m_sh == 0 ? CLMHA__ATT_HEADS : CLMHA__ATT_SPLIT;
     }
     if (p->S == 0) {
         return;

@@ -34,7 +34,7 @@ typedef struct plan {
      * one CLBlast product over the packed weights (QKV_BLAS). */
     enum { QKV_APART, QKV_OWN, QKV_BLAS } qkv;
     size_t index;
-    cl_ulong m_sb, m_st, m_ss;
+    cl_ulong m_sb, m_st, m_ss, m_sh; /* mask strides: batch, query, key, head (0: broadcast) */
     /* rank > 3 */
     bool general;
     gather gq, gk, go, gm;

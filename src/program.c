@@ -347,8 +347,7 @@ static bool has_source_kernels(cl_program prog, const char *src, size_t len) {
     }
     char *names = malloc(names_len + 2);
     if (names == NULL ||
-        clGetProgramInfo(prog, CL_PROGRAM_KERNEL_NAMES, names_len, names + 1, NULL) !=
-            CL_SUCCESS) {
+        clGetProgramInfo(prog, CL_PROGRAM_KERNEL_NAMES, names_len, names + 1, NULL) != CL_SUCCESS) {
         free(names);
         return false;
     }

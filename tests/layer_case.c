@@ -319,7 +319,8 @@ void run_case(const case_cfg *c) {
                    cache_ref,
                    out_ref,
                    p_ref,
-                   c->half_cache};
+                   c->half_cache,
+                   0};
     assert_true(ref_forward(&rw, &rc));
 
     /* Device. */

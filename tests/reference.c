@@ -33,6 +33,18 @@ static void dense(const float *xf, const double *xd, size_t rows, size_t k, cons
     }
 }
 
+/* Whether the call's mask keeps key j for query row (b, h, t): its dims (B|1, T|1, S|1), or with
+ * mask_heads (H|1) (B|1, H|1, T|1, S|1). */
+static bool mask_keep(const ref_call *c, size_t b, size_t h, size_t t, size_t j) {
+    if (c->mask == NULL) {
+        return true;
+    }
+    const size_t MH = c->mask_heads ? c->mask_heads : 1;
+    const size_t mb = c->mask_dims[0] == 1 ? 0 : b, mh = MH == 1 ? 0 : h;
+    const size_t mt = c->mask_dims[1] == 1 ? 0 : t, ms = c->mask_dims[2] == 1 ? 0 : j;
+    return c->mask[((mb * MH + mh) * c->mask_dims[1] + mt) * c->mask_dims[2] + ms] != 0;
+}
+
 bool ref_forward(const ref_weights *w, ref_call *c) {
     const size_t B = c->B, T = c->T, H = w->H, dk = w->dk, dv = w->dv;
     const bool has_cache = c->cache != NULL;
@@ -111,14 +123,7 @@ bool ref_forward(const ref_weights *w, ref_call *c) {
                         acc += q[((b * T + t) * H + h) * dk + d] * scale *
                                k[(b * S + j) * hk + h * dk + d];
                     }
-                    bool keep = true;
-                    if (c->mask) {
-                        size_t mb = c->mask_dims[0] == 1 ? 0 : b;
-                        size_t mt = c->mask_dims[1] == 1 ? 0 : t;
-                        size_t ms = c->mask_dims[2] == 1 ? 0 : j;
-                        keep = c->mask[(mb * c->mask_dims[1] + mt) * c->mask_dims[2] + ms] != 0;
-                    }
-                    s[j] = keep ? acc : acc - 1e9;
+                    s[j] = mask_keep(c, b, h, t, j) ? acc : acc - 1e9;
                     mx = fmax(mx, s[j]);
                 }
                 double sum = 0;
@@ -128,13 +133,8 @@ bool ref_forward(const ref_weights *w, ref_call *c) {
                 }
                 for (size_t j = 0; j < S; j++) {
                     s[j] /= sum;
-                    if (c->mask) {
-                        size_t mb = c->mask_dims[0] == 1 ? 0 : b;
-                        size_t mt = c->mask_dims[1] == 1 ? 0 : t;
-                        size_t ms = c->mask_dims[2] == 1 ? 0 : j;
-                        if (c->mask[(mb * c->mask_dims[1] + mt) * c->mask_dims[2] + ms] == 0) {
-                            s[j] = 0;
-                        }
+                    if (!mask_keep(c, b, h, t, j)) {
+                        s[j] = 0;
                     }
                     if (c->probs) {
                         c->probs[((b * H + h) * T + t) * S + j] = s[j];

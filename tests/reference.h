@@ -39,6 +39,9 @@ typedef struct ref_call {
     /* A half cache: new keys and values are rounded to float, then to IEEE half (nearest
      * even), as the device stores them; the cache given must hold half-representable values. */
     bool half_kv;
+    /* A mask with a head dim: its dims are (B|1, mask_heads, T|1, S|1), mask_heads H or 1
+     * (mask_dims giving the other three); 0: no head dim. */
+    size_t mask_heads;
 } ref_call;
 
 /* Runs the forward pass; returns false on an inconsistent call (a test bug). */

@@ -127,7 +127,8 @@ static void test_large_logits(void **state) {
     assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_OUTPUT_BIAS, bo, D));
     double ref[B * T * D], pref[B * T * S];
     ref_weights rw = {1, D, D, D, D, D, D, true, eye, bq, eye, bk, wv, bv, wo, bo};
-    ref_call rc = {B, T, q, NULL, v, S, NULL, {0, 0, 0}, NULL, 0, false, 0, NULL, ref, pref, false};
+    ref_call rc = {B, T,     q, NULL, v,   S,    NULL,  {0, 0, 0}, NULL,
+                   0, false, 0, NULL, ref, pref, false, 0};
     assert_true(ref_forward(&rw, &rc));
     /* The largest |score| really is around 1e4. */
     double maxs = 0;
@@ -273,8 +274,8 @@ static void test_blocks_of_sixteen_keys(void **state) {
     double ref[NB * DM];
     ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
                       w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
-    ref_call rc = {NB,    1, x,    NULL, x,         1,   m,    {NB, 1, L},
-                   cache, L, true, AT,   cache_new, ref, NULL, false};
+    ref_call rc = {NB, 1,    x,  NULL,      x,   1,    m,     {NB, 1, L}, cache,
+                   L,  true, AT, cache_new, ref, NULL, false, 0};
     assert_true(ref_forward(&rw, &rc));
     /* The scores of a block really are thousands apart. */
     double lo = INFINITY, hi = -INFINITY;
@@ -360,8 +361,8 @@ static void nonfinite_case(const char *tune, size_t T1, bool scores) {
     static double ref[NB * 5 * DM], pref[NB * NH * 5 * NS], cache_new[NB * 2 * NS * DM];
     ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
                       w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
-    ref_call rc = {NB,        T1, x,     NULL, NULL,      0,   m,    {NB, T1, NS},
-                   ref_cache, NS, false, 0,    cache_new, ref, pref, false};
+    ref_call rc = {NB,    T1, x,         NULL, NULL, 0,     m, {NB, T1, NS}, ref_cache, NS,
+                   false, 0,  cache_new, ref,  pref, false, 0};
     assert_true(ref_forward(&rw, &rc));
     char where[160];
     snprintf(where, sizeof where, "nonfinite_case(\"%s\", T %zu, scores %d)", tune, T1, scores);
@@ -420,6 +421,75 @@ static void test_nonfinite_scores(void **state) {
     }
 }
 
+/* Masks with a head dim, (B, H, T, S) and (1, H, 1, S) as Keras takes them, on every kernel
+ * (the all-heads decode kernel reads one mask row for all heads, so such calls take the split
+ * kernel): each head attends where its own mask says, against the float64 reference. */
+static void head_mask_case(const char *tune, size_t T1, bool scores, bool broadcast) {
+    enum { NB = 2, NS = 40, NH = 2, KD = 16, DM = NH * KD };
+    clmha_context *c = test_context_tuned(tune);
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = NH, cfg.key_dim = KD, cfg.seed = 23;
+    cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL);
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(c, &cfg, DM, DM, 0, &l));
+    static float w[CLMHA_WEIGHT_COUNT][DM * DM];
+    for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++)
+        assert_ok(clmha_layer_get_weight(l, (clmha_weight)i, w[i], i % 2 ? DM : DM * DM));
+    test_rng r = {37};
+    float x[NB * 5 * DM];
+    static float cache[NB * 2 * NS * DM];
+    rng_fill(&r, x, NB * T1 * DM, -1, 1);
+    rng_fill(&r, cache, NB * 2 * NS * DM, -1, 1);
+    const size_t mb = broadcast ? 1 : NB, mt = broadcast ? 1 : T1;
+    uint8_t m[NB * NH * 5 * NS];
+    for (size_t i = 0; i < mb * NH * mt * NS; i++)
+        m[i] = rng_uniform(&r) < 0.6 || i % NS == (i / NS) % NS; /* each row keeps a key */
+    size_t xs[3] = {NB, T1, DM}, ms[4] = {mb, NH, mt, NS}, cs[5] = {NB, 2, NS, NH, KD};
+    size_t ps[4] = {NB, NH, T1, NS};
+    clmha_tensor *tx = test_tensor_f32(c, 3, xs, x), *tm = test_tensor_u8(c, 4, ms, m);
+    clmha_tensor *tc = test_tensor_f32(c, 5, cs, cache), *to = test_tensor_f32(c, 3, xs, NULL);
+    clmha_tensor *tp = scores ? test_tensor_f32(c, 4, ps, NULL) : NULL;
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = tx, a.cache = tc, a.attention_mask = tm, a.output = to, a.attention_scores = tp;
+    assert_ok(clmha_layer_call(l, &a));
+    float out[NB * 5 * DM], p[NB * NH * 5 * NS];
+    assert_ok(clmha_tensor_read(to, out, NB * T1 * DM * sizeof(float)));
+    static double ref[NB * 5 * DM], pref[NB * NH * 5 * NS], cache_new[NB * 2 * NS * DM];
+    ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
+                      w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
+    ref_call rc = {NB,    T1, x,         NULL, NULL, 0,     m, {mb, mt, NS}, cache, NS,
+                   false, 0,  cache_new, ref,  pref, false, NH};
+    assert_true(ref_forward(&rw, &rc));
+    char where[160];
+    snprintf(where, sizeof where, "head_mask_case(\"%s\", T %zu, scores %d, broadcast %d)", tune,
+             T1, scores, broadcast);
+    assert_true(compare_close("output", out, ref, NB * T1 * DM, TOL_F32, where));
+    if (tp) {
+        assert_ok(clmha_tensor_read(tp, p, NB * NH * T1 * NS * sizeof(float)));
+        assert_true(compare_close("probabilities", p, pref, NB * NH * T1 * NS, TOL_F32, where));
+    }
+    clmha_tensor_release(tx), clmha_tensor_release(tm), clmha_tensor_release(tc);
+    clmha_tensor_release(to), clmha_tensor_release(tp);
+    clmha_layer_release(l);
+    clmha_context_release(c);
+}
+
+static void test_head_masks(void **state) {
+    (void)state;
+    const char *tunes[] = {"", "heads=0,tile=0,split_chunk=4", "row=gpu",
+                           "row=gpu,tile=0,split_chunk=4", "split=0"};
+    for (size_t i = 0; i < sizeof tunes / sizeof tunes[0]; i++) {
+        for (size_t t = 1; t <= 5; t += 4) {
+            for (int bc = 0; bc < 2; bc++) {
+                head_mask_case(tunes[i], t, false, bc != 0);
+                head_mask_case(tunes[i], t, true, bc != 0);
+            }
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nan_stays_in_its_row),
@@ -427,6 +497,7 @@ int main(void) {
         cmocka_unit_test(test_cache_tail_garbage_does_not_leak),
         cmocka_unit_test(test_blocks_of_sixteen_keys),
         cmocka_unit_test(test_nonfinite_scores),
+        cmocka_unit_test(test_head_masks),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -31,8 +31,10 @@ static void usage(FILE *f) {
             "  --layer NAME     the attention layer's group path or last path component;\n"
             "                   may be left out when the file holds exactly one\n"
             "  --inputs FILE    HDF5 datasets: query (required); value (required except in\n"
-            "                   static-cache mode); key; attention_mask (bool, integer or\n"
-            "                   float, nonzero attends); cache (B, 2, S, H, key_dim); and\n"
+            "                   static-cache mode); key; attention_mask (bool; integer or\n"
+            "                   float as Keras reads them: nonzero attends, or > 0.5 with\n"
+            "                   --dropout > 0 or --return-scores, Keras's explicit path);\n"
+            "                   cache (B, 2, S, H, key_dim); and\n"
             "                   cache_update_index (a scalar integer). Floats: float32/64.\n"
             "  --self-attention pass query as the value and key too (one tensor, the layer's\n"
             "                   fused projection path); the file's value and key are unused\n"
@@ -265,7 +267,11 @@ int main(int argc, char **argv) {
     /* --self-attention: the query is the value and key as well (the file's are not read). */
     int rv = rq > 0 && !a.self ? h5io_read_float(in, "value", &v, err, sizeof err) : 0;
     int rk = rv >= 0 && rq > 0 && !a.self ? h5io_read_float(in, "key", &k, err, sizeof err) : 0;
-    int rm = rk >= 0 && rq > 0 ? h5io_read_mask(in, "attention_mask", &m, err, sizeof err) : 0;
+    /* Integer and float masks as Keras reads them on the path its call would take. */
+    const int explicit_path = a.dropout > 0.0 || a.scores || q.rank > 3;
+    int rm = rk >= 0 && rq > 0 ? h5io_read_mask_rule(in, "attention_mask", &m, explicit_path, err,
+                                                     sizeof err)
+                               : 0;
     int rc2 = rm >= 0 && rq > 0 ? h5io_read_float(in, "cache", &c, err, sizeof err) : 0;
     int ri =
         rc2 >= 0 && rq > 0 ? h5io_read_int64(in, "cache_update_index", &index, err, sizeof err) : 0;

@@ -75,6 +75,11 @@ int h5io_read_float(hid_t file, const char *name, h5io_array *out, char *err, si
 }
 
 int h5io_read_mask(hid_t file, const char *name, h5io_array *out, char *err, size_t errlen) {
+    return h5io_read_mask_rule(file, name, out, 0, err, errlen);
+}
+
+int h5io_read_mask_rule(hid_t file, const char *name, h5io_array *out, int explicit_path,
+                        char *err, size_t errlen) {
     hid_t ds;
     int r = open_shape(file, name, &ds, out, err, errlen);
     if (r <= 0) {
@@ -121,8 +126,9 @@ int h5io_read_mask(hid_t file, const char *name, h5io_array *out, char *err, siz
         h5io_free(out);
         return -1;
     }
+    /* An enum (h5py's bool) was read as 0 or 1: either rule keeps its true values. */
     for (size_t i = 0; i < out->numel; i++) {
-        out->u8[i] = d[i] != 0.0;
+        out->u8[i] = explicit_path ? d[i] > 0.5 : d[i] != 0.0;
     }
     free(d);
     return 1;

@@ -61,7 +61,7 @@ def rng_for(name):
     return np.random.default_rng(zlib.crc32(name.encode()))
 
 
-def make_mask(rng, kind, B, T, S, index=0, q_offset=None):
+def make_mask(rng, kind, B, T, S, index=0, q_offset=None, H=1):
     """Masks in each broadcast form; causal follows keras-hub (j <= index + t)."""
     if kind is None:
         return None
@@ -75,7 +75,13 @@ def make_mask(rng, kind, B, T, S, index=0, q_offset=None):
         m[:, 1::3, :] = False
         return m
     shapes = {"BTS": (B, T, S), "TS": (T, S), "1TS": (1, T, S), "B1S": (B, 1, S),
-              "BT1": (B, T, 1), "11S": (1, 1, S), "random25": (B, T, S)}
+              "BT1": (B, T, 1), "11S": (1, 1, S), "random25": (B, T, S),
+              # Rank 4, with a head dim (Keras 3.15 takes these on both of its paths).
+              "BHTS": (B, H, T, S), "B1TS": (B, 1, T, S), "1H1S": (1, H, 1, S)}
+    if kind == "float":  # values either rule reads differently: nonzero, or > 0.5
+        m = rng.choice(np.array([-1.0, 0.0, 0.3, 0.7, 1.0, 2.0], "float32"), size=(B, T, S))
+        m[..., 0] = 1.0
+        return m
     p = 0.25 if kind == "random25" else 0.35
     m = rng.random(shapes[kind]) > p
     if kind not in ("BT1",):
@@ -110,7 +116,7 @@ def run_case(out_dir, c, model_cache):
     index = c.get("index") if mode == "update" else None
     mask = c.get("mask_array")
     if mask is None:
-        mask = make_mask(rng, c.get("mask"), B, T, S, index or 0, c.get("q_offset"))
+        mask = make_mask(rng, c.get("mask"), B, T, S, index or 0, c.get("q_offset"), c["H"])
 
     key_model = c.get("model")
     if key_model and key_model in model_cache:
@@ -171,7 +177,8 @@ def run_case(out_dir, c, model_cache):
         if key is not None and mode != "static":
             f.create_dataset("key", data=key)
         if mask is not None:
-            f.create_dataset("attention_mask", data=mask.astype(bool))
+            f.create_dataset("attention_mask",
+                             data=mask if mask.dtype == np.float32 else mask.astype(bool))
         if cache is not None:
             f.create_dataset("cache", data=cache)
         if index is not None:
@@ -354,6 +361,21 @@ def cases():
         mask="causal", q_offset=32)
     add("nocache_value_dim_scores", "value_dim != key_dim with mask and scores", B=2, T=4, S=6,
         dk=5, dv=3, mask="BTS", scores=True)
+    # Rank-4 masks with a head dim, on Keras's fused path (no scores) and its explicit one.
+    add("nocache_mask_bhts", "mask (B, H, T, S)", B=2, T=5, S=6, H=3, dk=4, Dq=12, mask="BHTS")
+    add("nocache_mask_bhts_scores", "mask (B, H, T, S), scores returned", B=2, T=5, S=6, H=3,
+        dk=4, Dq=12, mask="BHTS", scores=True)
+    add("nocache_mask_b1ts", "mask (B, 1, T, S)", B=2, T=4, S=7, mask="B1TS")
+    add("static_mask_1h1s", "static cache, mask (1, H, 1, S)", B=2, T=3, S=9, H=4, dk=4,
+        Dq=16, mode="static", mask="1H1S")
+    add("update_mask_bhts", "decode step, mask (B, H, 1, S)", B=2, T=1, S=8, H=2, mode="update",
+        index=5, mask="BHTS")
+    add("update_mask_bhts_scores", "decode step, mask (B, H, 1, S), scores", B=2, T=1, S=8, H=2,
+        mode="update", index=5, mask="BHTS", scores=True)
+    # Float masks: Keras's fused path attends where nonzero, its explicit path where > 0.5.
+    add("nocache_mask_float", "float mask, fused path", B=2, T=5, S=7, mask="float")
+    add("nocache_mask_float_scores", "float mask, explicit path (scores)", B=2, T=5, S=7,
+        mask="float", scores=True)
     # Static cache.
     add("static_decode", "static cache, T=1", T=1, S=8, mode="static")
     add("static_mask", "static cache with mask", B=2, T=3, S=10, mode="static", mask="BTS")
@@ -407,12 +429,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests",
                                                   "data"))
+    ap.add_argument("--only", default=None,
+                    help="write only the cases whose names contain this text")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     models = {}
     prev_cache = None
     n = 0
     for c in cases():
+        if args.only and args.only not in c["name"]:
+            continue
         if c["name"].startswith("gpt2_step"):
             c["cache_from"] = prev_cache
         if c.get("T") is None:
@@ -420,7 +446,8 @@ def main():
             c["S"] = c["vshape"][1]
         prev_cache = run_case(args.out, c, models)
         n += 1
-    n += regularization_cases(args.out)
+    if not args.only:
+        n += regularization_cases(args.out)
     print("wrote %d cases to %s (keras %s, jax %s, keras-hub %s)" %
           (n, args.out, keras.__version__, jax.__version__, keras_hub.__version__))
 
