@@ -530,6 +530,20 @@ CLMHA_API clmha_constraint clmha_constraint_default(clmha_constraint_kind kind);
 #define CLMHA_SEED_NONE (-1)
 
 /**
+ * What a query row that attends to no key (every key masked, by the mask, key_lengths or the
+ * causal rule) gives. Keras has two paths, and they differ there: its fused one
+ * (ops.dot_product_attention, taken when the layer's dropout is 0, no scores are returned and
+ * the inputs have rank 3) weighs all S keys alike, so the row is the mean of the S value rows;
+ * its explicit one (dropout > 0, scores returned, or inputs of rank > 3) gives probabilities of
+ * 0 and an attention output of 0 (the layer's output is then its output bias).
+ */
+typedef enum clmha_fully_masked_rows {
+    CLMHA_FULLY_MASKED_KERAS = 0, /**< As Keras: the mean on its fused path, zeros otherwise. */
+    CLMHA_FULLY_MASKED_ZEROS = 1  /**< Zeros on every path (a call's output then never depends
+                                   *   on whether the scores are asked for). */
+} clmha_fully_masked_rows;
+
+/**
  * The arguments of keras_hub.layers.CachedMultiHeadAttention(...). Initialise with
  * clmha_layer_config_init(), which gives Keras's defaults, then set what differs.
  */
@@ -557,6 +571,9 @@ typedef struct clmha_layer_config {
      *  stays float32. Calls without a cache are unaffected. Not a Keras argument: Keras keeps
      *  the cache in the layer's compute dtype. */
     clmha_dtype cache_dtype;
+    /** A fully masked query row's result: CLMHA_FULLY_MASKED_KERAS (default) or
+     *  CLMHA_FULLY_MASKED_ZEROS; see clmha_fully_masked_rows. */
+    clmha_fully_masked_rows fully_masked_rows;
 } clmha_layer_config;
 
 /** Fills @p config with Keras's defaults (num_heads and key_dim set to 1: set them). */

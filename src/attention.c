@@ -284,12 +284,22 @@ static clmha_status enqueue_rows(clmha_layer *l, const clmha_call_args *a, const
     return enqueue_merge(l, p, v, rows);
 }
 
-/* The attention kernel the plan chose, into ws_o (and the probabilities into ws_p). */
+/* The attention kernel the plan chose, into ws_o (and the probabilities into ws_p), then where
+ * the plan says Keras's fused-path result for fully masked rows (masked_rows_mean). */
 static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, const plan *p) {
     l->ctx->prof_category = CLMHA__PROF_ATTENTION;
     attention_args v;
     attention_args_fill(l, a, p, &v);
-    return p->kernel == CLMHA__ATT_ROWS ? enqueue_rows(l, a, p, &v) : enqueue_chunked(l, p, &v);
+    clmha_status st =
+        p->kernel == CLMHA__ATT_ROWS ? enqueue_rows(l, a, p, &v) : enqueue_chunked(l, p, &v);
+    if (st != CLMHA_OK || !p->masked_mean) {
+        return st;
+    }
+    const clmha__kernel *k = &l->kern[CLMHA__K_MASKED_MEAN(p->half)];
+    if ((st = attention_args_set(l->ctx, k, &v)) != CLMHA_OK) {
+        return st;
+    }
+    return clmha__launch(l->ctx, k, p->B * l->heads * p->T, l->wg_masked);
 }
 
 /* The last launch of a call whose output projection takes the own GEMM (plan.tail): the chunk

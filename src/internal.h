@@ -239,13 +239,16 @@ typedef enum clmha__kernel_id {
     CLMHA__K_SPLIT_QKV,
     CLMHA__K_SUM,
     CLMHA__K_CONSTRAIN,
-    CLMHA__K_TAIL_FIRST,
+    CLMHA__K_MASKED_MEAN_FIRST,
+    CLMHA__K_TAIL_FIRST = CLMHA__K_MASKED_MEAN_FIRST + 2,
     CLMHA__K_COUNT = CLMHA__K_TAIL_FIRST + 4
 } clmha__kernel_id;
 /* Attention variant @p v for a float32 (half 0) or float16 (half 1) cache. */
 #define CLMHA__K_ATTN(v, half) (CLMHA__K_ATT_FIRST + 2 * (int)(v) + ((half) ? 1 : 0))
 /* commit for a float32 or float16 cache. */
 #define CLMHA__K_COMMIT(half) (CLMHA__K_COMMIT_FIRST + ((half) ? 1 : 0))
+/* masked_rows_mean for a float32 or float16 cache. */
+#define CLMHA__K_MASKED_MEAN(half) (CLMHA__K_MASKED_MEAN_FIRST + ((half) ? 1 : 0))
 /* gemm_bias4 (qkv 0) or gemm_qkv4 (qkv 1) of own-GEMM build @p b. */
 #define CLMHA__K_GEMM(b, qkv) (CLMHA__K_GEMM_FIRST + 2 * (int)(b) + ((qkv) ? 1 : 0))
 /* gemm_tail one row (few 0) or the few-rows build's rows (few 1) a work-item, by cache dtype. */
@@ -288,6 +291,7 @@ struct clmha_layer {
      * are multiples of 32 take them, reading each weight once per gemm_few rows. */
     size_t gemm_few;
     size_t wg_attention, wg_fill, wg_commit, wg_gather, wg_gemm;
+    size_t wg_masked; /* masked_rows_mean's work-group (fully_masked_rows = KERAS) */
     /* cache_dtype float16: attention over half keys and values (the kernels' half builds), the
      * half commit and the rounding of new keys and values (to_half) into ws_kh and ws_vh
      * (capacities in floats). */

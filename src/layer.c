@@ -50,6 +50,7 @@ void clmha_layer_config_init(clmha_layer_config *c) {
     c->bias_constraint.max_value = 2.0;
     c->seed = CLMHA_SEED_NONE;
     c->cache_dtype = CLMHA_FLOAT32;
+    c->fully_masked_rows = CLMHA_FULLY_MASKED_KERAS;
 }
 
 static const char *const weight_names[CLMHA_WEIGHT_COUNT] = {
@@ -153,6 +154,12 @@ static clmha_status check_config(clmha_context *ctx, const clmha_layer_config *c
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
                            "config.cache_dtype is %d; expected CLMHA_FLOAT32 or CLMHA_FLOAT16",
                            (int)c->cache_dtype);
+    }
+    if ((unsigned)c->fully_masked_rows > CLMHA_FULLY_MASKED_ZEROS) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.fully_masked_rows is %d; expected CLMHA_FULLY_MASKED_KERAS or "
+                           "CLMHA_FULLY_MASKED_ZEROS",
+                           (int)c->fully_masked_rows);
     }
     if (!(c->dropout >= 0.0 && c->dropout < 1.0)) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,

@@ -323,6 +323,14 @@ static bool kernel_recipe(const clmha_layer *l, int id, recipe *r) {
     case CLMHA__K_SPLIT_QKV:
         *r = (recipe){"qkv.cl", id == CLMHA__K_PACK ? "pack_columns" : "split_qkv", ""};
         return l->fuse_blas;
+    case CLMHA__K_MASKED_MEAN(0):
+    case CLMHA__K_MASKED_MEAN(1):
+        /* Keras's fused-path result for fully masked rows (masked_rows.cl). */
+        *r = (recipe){"masked_rows.cl", "masked_rows_mean", ""};
+        snprintf(r->defines, sizeof r->defines, "-DDK=%zu -DDV=%zu%s", l->dk, l->dv,
+                 id == CLMHA__K_MASKED_MEAN(1) ? " -DKV_HALF" : "");
+        return l->cfg.fully_masked_rows == CLMHA_FULLY_MASKED_KERAS &&
+               (id == CLMHA__K_MASKED_MEAN(0) || l->half_cache);
     case CLMHA__K_SUM:
     case CLMHA__K_CONSTRAIN:
         /* the activity sums' groups take wg_attention work-items, a power of two the device
@@ -446,6 +454,8 @@ static void fit_limits(clmha_layer *l) {
     l->wg_qkv =
         pow2_floor(kernel_wg_min(l, CLMHA__K_PACK, kernel_wg_min(l, CLMHA__K_SPLIT_QKV, 256)));
     l->wg_sum = wg;
+    m = kernel_wg_min(l, CLMHA__K_MASKED_MEAN(0), 256);
+    l->wg_masked = pow2_floor(kernel_wg_min(l, CLMHA__K_MASKED_MEAN(1), m));
     l->wg_constrain = kernel_wg_min(l, CLMHA__K_CONSTRAIN, 64);
     const clmha__kernel *merge = &l->kern[CLMHA__K_MERGE];
     if (l->use_split && (!variant_fits(l, CLMHA__ATT_SPLIT, l->wg_split) || merge->max_wg < wg)) {

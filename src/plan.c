@@ -137,12 +137,38 @@ size_t clmha__part_floats(const clmha_layer *l, size_t rows, size_t keys) {
     return (by_target > by_cap ? by_target : by_cap) * l->heads * (l->dv + 4);
 }
 
+/* Whether a call gives its fully masked rows the mean of the values (plan.masked_mean), and
+ * whether a work-item of masked_rows_mean stays within the loop budget there. */
+static clmha_status plan_masked_mean(const clmha_layer *l, const clmha_call_args *a, plan *p) {
+    const bool fused = l->cfg.dropout == 0.0 && a->attention_scores == NULL && !p->general;
+    const long causal_base = p->update ? (long)p->index : (long)p->S - (long)p->T;
+    p->masked_mean =
+        l->cfg.fully_masked_rows == CLMHA_FULLY_MASKED_KERAS && fused && p->S > 0 &&
+        (a->attention_mask != NULL || a->key_lengths != NULL || (a->causal && causal_base < 0));
+    if (!p->masked_mean) {
+        return CLMHA_OK;
+    }
+    p->tail = p->tail && p->nch == 1; /* the row must be finished in ws_o before the mean */
+    const size_t wg = l->wg_masked, loops = p->S * ((l->dv + wg - 1) / wg) + p->S / wg + 1;
+    if (loops > l->ctx->item_loops) {
+        return clmha__fail(l->ctx, CLMHA_ERR_DEVICE_LIMIT,
+                           "clmha_layer_call: a fully masked row's mean over %zu keys would take "
+                           "a work-item %zu loop iterations, past this device's %zu; create the "
+                           "layer with fully_masked_rows = CLMHA_FULLY_MASKED_ZEROS",
+                           p->S, loops, l->ctx->item_loops);
+    }
+    return CLMHA_OK;
+}
+
 clmha_status clmha__plan_call(clmha_layer *l, const clmha_call_args *a, plan *p) {
     clmha_status st = clmha__check_call(l, a, p);
     if (st != CLMHA_OK) {
         return st;
     }
     plan_attention(l, a, p);
+    if ((st = plan_masked_mean(l, a, p)) != CLMHA_OK) {
+        return st;
+    }
     const clmha_tensor *key = a->key ? a->key : a->value;
     /* Self-attention (query, key and value one tensor): one launch of the own GEMM, or one
      * CLBlast product, where they take all three projections. */

@@ -33,6 +33,11 @@ typedef struct plan {
     /* Self-attention's projections: three (QKV_APART), one launch of the own GEMM (QKV_OWN) or
      * one CLBlast product over the packed weights (QKV_BLAS). */
     enum { QKV_APART, QKV_OWN, QKV_BLAS } qkv;
+    /* Fully masked rows get Keras's fused-path result, the mean of the values
+     * (masked_rows_mean after the attention): fully_masked_rows = KERAS, a call Keras would run
+     * through ops.dot_product_attention, and a mask, key_lengths or a causal rule that can leave
+     * a row no key. */
+    bool masked_mean;
     size_t index;
     cl_ulong m_sb, m_st, m_ss, m_sh; /* mask strides: batch, query, key, head (0: broadcast) */
     /* rank > 3 */

@@ -320,7 +320,10 @@ void run_case(const case_cfg *c) {
                    out_ref,
                    p_ref,
                    c->half_cache,
-                   0};
+                   0,
+                   /* Keras's fused path, the layer's default fully_masked_rows (no dropout in
+                    * these layers) */
+                   !c->scores};
     assert_true(ref_forward(&rw, &rc));
 
     /* Device. */

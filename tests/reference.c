@@ -140,10 +140,15 @@ bool ref_forward(const ref_weights *w, ref_call *c) {
                         c->probs[((b * H + h) * T + t) * S + j] = s[j];
                     }
                 }
+                bool any = false;
+                for (size_t j = 0; j < S; j++) {
+                    any = any || mask_keep(c, b, h, t, j);
+                }
                 for (size_t d = 0; d < dv; d++) {
                     double acc = 0;
                     for (size_t j = 0; j < S; j++) {
-                        acc += s[j] * v[(b * S + j) * hv + h * dv + d];
+                        acc += (any || !c->masked_mean ? s[j] : 1.0 / (double)S) *
+                               v[(b * S + j) * hv + h * dv + d];
                     }
                     o[((b * T + t) * H + h) * dv + d] = acc;
                 }

@@ -42,6 +42,10 @@ typedef struct ref_call {
     /* A mask with a head dim: its dims are (B|1, mask_heads, T|1, S|1), mask_heads H or 1
      * (mask_dims giving the other three); 0: no head dim. */
     size_t mask_heads;
+    /* Keras's fused path (ops.dot_product_attention: no dropout, no scores, rank-3 inputs): a
+     * fully masked row attends to all S keys alike, its output the mean of the values; false:
+     * its explicit path, zeros (the probabilities are 0 either way here). */
+    bool masked_mean;
 } ref_call;
 
 /* Runs the forward pass; returns false on an inconsistent call (a test bug). */

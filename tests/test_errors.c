@@ -169,12 +169,16 @@ static void test_bad_calls(void **state) {
     }
 
     /* Masks. */
-    size_t m1[3] = {B, T, S + 1}, m2[4] = {1, B, T, S}, m3[3] = {3, T, S};
+    size_t m1[3] = {B, T, S + 1}, m2[4] = {1, H + 1, T, S}, m3[3] = {3, T, S};
+    size_t m5[5] = {1, 1, B, T, S};
     a = good(), a.attention_mask = x = test_tensor_u8(ctx, 3, m1, NULL);
-    expect(&a, CLMHA_ERR_SHAPE_MISMATCH, "broadcastable to (2, 3, 10)");
+    expect(&a, CLMHA_ERR_SHAPE_MISMATCH, "broadcastable to (2, 2, 3, 10) = (B, num_heads, T, S)");
     clmha_tensor_release(x);
-    a = good(), a.attention_mask = x = test_tensor_u8(ctx, 4, m2, NULL);
+    a = good(), a.attention_mask = x = test_tensor_u8(ctx, 4, m2, NULL); /* heads: H or 1 */
     expect(&a, CLMHA_ERR_SHAPE_MISMATCH, "attention_mask");
+    clmha_tensor_release(x);
+    a = good(), a.attention_mask = x = test_tensor_u8(ctx, 5, m5, NULL);
+    expect(&a, CLMHA_ERR_SHAPE_MISMATCH, "rank 2 (T, S), 3 (B, T, S) or 4");
     clmha_tensor_release(x);
     a = good(), a.attention_mask = x = test_tensor_u8(ctx, 3, m3, NULL);
     expect(&a, CLMHA_ERR_SHAPE_MISMATCH, "attention_mask");
@@ -275,6 +279,7 @@ static void test_bad_configs(void **state) {
         "bias_constraint");
     BAD(c.seed = -2, "seed");
     BAD(c.cache_dtype = CLMHA_UINT8, "cache_dtype is 1");
+    BAD(c.fully_masked_rows = (clmha_fully_masked_rows)5, "fully_masked_rows is 5");
     /* Finite as doubles, not as the float32 weights. */
     BAD((c.kernel_initializer = clmha_initializer_default(CLMHA_INIT_CONSTANT),
          c.kernel_initializer.value = 1e39),

@@ -431,7 +431,7 @@ static void test_attention_axes_against_reference(void **state) {
         ref_weights rw = {H,    dk,   dv,   D,    D,    D,    D,    true,
                           w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
         ref_call rc = {Bc,    Tc, qc,   NULL,    vc,    Sc,    mask, {Bc, Tc, Sc}, NULL, 0,
-                       false, 0,  NULL, out_ref, p_ref, false, 0};
+                       false, 0,  NULL, out_ref, p_ref, false, 0,    false};
         assert_true(ref_forward(&rw, &rc));
 
         size_t qs[6], vs[6];
@@ -775,7 +775,7 @@ static void test_fused_projection_follows_weights(void **state) {
         ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
                           w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
         ref_call rc = {NB, L,     x, NULL, x,   L,    NULL,  {0, 0, 0}, NULL,
-                       0,  false, 0, NULL, ref, NULL, false, 0};
+                       0,  false, 0, NULL, ref, NULL, false, 0,         false};
         assert_true(ref_forward(&rw, &rc));
         assert_true(compare_close("fused projection", out, ref, NB * L * DM, TOL_F32,
                                   "test_fused_projection_follows_weights"));

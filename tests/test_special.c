@@ -3,7 +3,9 @@
  * large logits (scores near +-1e4) stay finite and match the float64 reference; garbage (NaN)
  * in cache positions not yet written never leaks into rows that mask them, nor does NaN in
  * masked keys inside the decode kernel's blocks of sixteen; a new cache from
- * clmha_layer_create_cache is zero-filled.
+ * clmha_layer_create_cache is zero-filled. And Keras's rules on every kernel: non-finite scores
+ * (a NaN row), masks with a head dim, and fully masked rows (zeros, or the mean of the values on
+ * Keras's fused path).
  */
 #include "reference.h"
 #include "fixture.h"
@@ -128,7 +130,7 @@ static void test_large_logits(void **state) {
     double ref[B * T * D], pref[B * T * S];
     ref_weights rw = {1, D, D, D, D, D, D, true, eye, bq, eye, bk, wv, bv, wo, bo};
     ref_call rc = {B, T,     q, NULL, v,   S,    NULL,  {0, 0, 0}, NULL,
-                   0, false, 0, NULL, ref, pref, false, 0};
+                   0, false, 0, NULL, ref, pref, false, 0,         false};
     assert_true(ref_forward(&rw, &rc));
     /* The largest |score| really is around 1e4. */
     double maxs = 0;
@@ -275,7 +277,7 @@ static void test_blocks_of_sixteen_keys(void **state) {
     ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
                       w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
     ref_call rc = {NB, 1,    x,  NULL,      x,   1,    m,     {NB, 1, L}, cache,
-                   L,  true, AT, cache_new, ref, NULL, false, 0};
+                   L,  true, AT, cache_new, ref, NULL, false, 0,          false};
     assert_true(ref_forward(&rw, &rc));
     /* The scores of a block really are thousands apart. */
     double lo = INFINITY, hi = -INFINITY;
@@ -362,7 +364,7 @@ static void nonfinite_case(const char *tune, size_t T1, bool scores) {
     ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
                       w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
     ref_call rc = {NB,    T1, x,         NULL, NULL, 0,     m, {NB, T1, NS}, ref_cache, NS,
-                   false, 0,  cache_new, ref,  pref, false, 0};
+                   false, 0,  cache_new, ref,  pref, false, 0, false};
     assert_true(ref_forward(&rw, &rc));
     char where[160];
     snprintf(where, sizeof where, "nonfinite_case(\"%s\", T %zu, scores %d)", tune, T1, scores);
@@ -459,8 +461,8 @@ static void head_mask_case(const char *tune, size_t T1, bool scores, bool broadc
     static double ref[NB * 5 * DM], pref[NB * NH * 5 * NS], cache_new[NB * 2 * NS * DM];
     ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
                       w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
-    ref_call rc = {NB,    T1, x,         NULL, NULL, 0,     m, {mb, mt, NS}, cache, NS,
-                   false, 0,  cache_new, ref,  pref, false, NH};
+    ref_call rc = {NB, T1,    x, NULL,      NULL, 0,    m,     {mb, mt, NS}, cache,
+                   NS, false, 0, cache_new, ref,  pref, false, NH,           false};
     assert_true(ref_forward(&rw, &rc));
     char where[160];
     snprintf(where, sizeof where, "head_mask_case(\"%s\", T %zu, scores %d, broadcast %d)", tune,
@@ -490,6 +492,92 @@ static void test_head_masks(void **state) {
     }
 }
 
+/* Fully masked rows: with fully_masked_rows = ZEROS, and on Keras's explicit path (scores
+ * asked for, or a layer with dropout), the attention output is 0 (the layer's output its output
+ * bias: the reference's rule); with KERAS on the fused path it is the mean of the S value rows,
+ * computed here from the cache. On every kernel (the settings reach each), T = 1 and 5. */
+static void masked_rows_case(const char *tune, size_t T1, clmha_fully_masked_rows mode, bool scores,
+                             double dropout) {
+    enum { NB = 2, NS = 40, NH = 2, KD = 16, DM = NH * KD };
+    clmha_context *c = test_context_tuned(tune);
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = NH, cfg.key_dim = KD, cfg.seed = 29, cfg.dropout = dropout;
+    cfg.fully_masked_rows = mode;
+    cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL);
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(c, &cfg, DM, DM, 0, &l));
+    static float w[CLMHA_WEIGHT_COUNT][DM * DM];
+    for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++)
+        assert_ok(clmha_layer_get_weight(l, (clmha_weight)i, w[i], i % 2 ? DM : DM * DM));
+    test_rng r = {41};
+    float x[NB * 5 * DM];
+    static float cache[NB * 2 * NS * DM];
+    rng_fill(&r, x, NB * T1 * DM, -1, 1);
+    rng_fill(&r, cache, NB * 2 * NS * DM, -1, 1);
+    uint8_t m[NB * 5 * NS];
+    for (size_t i = 0; i < NB * T1 * NS; i++)
+        m[i] = rng_uniform(&r) < 0.5 || i % NS == 0;
+    /* Rows (0, 0) and (1, T - 1) attend to nothing. */
+    memset(m, 0, NS);
+    memset(m + (1 * T1 + T1 - 1) * NS, 0, NS);
+    size_t xs[3] = {NB, T1, DM}, ms[3] = {NB, T1, NS}, cs[5] = {NB, 2, NS, NH, KD};
+    size_t ps[4] = {NB, NH, T1, NS};
+    clmha_tensor *tx = test_tensor_f32(c, 3, xs, x), *tm = test_tensor_u8(c, 3, ms, m);
+    clmha_tensor *tc = test_tensor_f32(c, 5, cs, cache), *to = test_tensor_f32(c, 3, xs, NULL);
+    clmha_tensor *tp = scores ? test_tensor_f32(c, 4, ps, NULL) : NULL;
+    clmha_call_args a;
+    clmha_call_args_init(&a);
+    a.query = tx, a.cache = tc, a.attention_mask = tm, a.output = to, a.attention_scores = tp;
+    assert_ok(clmha_layer_call(l, &a));
+    float out[NB * 5 * DM];
+    assert_ok(clmha_tensor_read(to, out, NB * T1 * DM * sizeof(float)));
+    static double ref[NB * 5 * DM], pref[NB * NH * 5 * NS], cache_new[NB * 2 * NS * DM];
+    ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
+                      w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
+    ref_call rc = {NB,    T1, x,         NULL, NULL, 0,     m, {NB, T1, NS}, cache, NS,
+                   false, 0,  cache_new, ref,  pref, false, 0, false};
+    assert_true(ref_forward(&rw, &rc));
+    const bool mean = mode == CLMHA_FULLY_MASKED_KERAS && !scores && dropout == 0.0;
+    for (size_t b = 0; mean && b < NB; b++) {
+        const size_t t = b == 0 ? 0 : T1 - 1;
+        for (size_t n = 0; n < DM; n++) { /* bo + sum over heads of mean(v) . Wo */
+            double y = w[CLMHA_WEIGHT_OUTPUT_BIAS][n];
+            for (size_t h = 0; h < NH; h++)
+                for (size_t d = 0; d < KD; d++) {
+                    double mv = 0;
+                    for (size_t j = 0; j < NS; j++)
+                        mv += cache[((b * 2 + 1) * NS + j) * DM + h * KD + d];
+                    y += mv / NS * w[CLMHA_WEIGHT_OUTPUT_KERNEL][(h * KD + d) * DM + n];
+                }
+            ref[(b * T1 + t) * DM + n] = y;
+        }
+    }
+    char where[200];
+    snprintf(where, sizeof where, "masked_rows_case(\"%s\", T %zu, mode %d, scores %d, dropout %g)",
+             tune, T1, (int)mode, scores, dropout);
+    assert_true(compare_close("output", out, ref, NB * T1 * DM, TOL_F32, where));
+    clmha_tensor_release(tx), clmha_tensor_release(tm), clmha_tensor_release(tc);
+    clmha_tensor_release(to), clmha_tensor_release(tp);
+    clmha_layer_release(l);
+    clmha_context_release(c);
+}
+
+static void test_fully_masked_rows(void **state) {
+    (void)state;
+    const char *tunes[] = {"",        "heads=0,tile=0,split_chunk=4",
+                           "row=gpu", "row=gpu,tile=0,split_chunk=4",
+                           "split=0", "tail=0"};
+    for (size_t i = 0; i < sizeof tunes / sizeof tunes[0]; i++) {
+        for (size_t t = 1; t <= 5; t += 4) {
+            masked_rows_case(tunes[i], t, CLMHA_FULLY_MASKED_KERAS, false, 0.0);
+            masked_rows_case(tunes[i], t, CLMHA_FULLY_MASKED_ZEROS, false, 0.0);
+            masked_rows_case(tunes[i], t, CLMHA_FULLY_MASKED_KERAS, true, 0.0);
+            masked_rows_case(tunes[i], t, CLMHA_FULLY_MASKED_KERAS, false, 0.5);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nan_stays_in_its_row),
@@ -498,6 +586,7 @@ int main(void) {
         cmocka_unit_test(test_blocks_of_sixteen_keys),
         cmocka_unit_test(test_nonfinite_scores),
         cmocka_unit_test(test_head_masks),
+        cmocka_unit_test(test_fully_masked_rows),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -346,6 +346,14 @@ def cases():
         Dq=16)
     add("nocache_rows_off", "fully masked rows (explicit path: scores returned)", B=2, T=7,
         S=9, mask="rows_off", scores=True)
+    add("nocache_rows_off_fused", "fully masked rows (fused path: the mean of the values)",
+        B=2, T=7, S=9, mask="rows_off")
+    add("static_rows_off_fused", "static cache, fully masked rows (fused path)", B=2, T=4, S=8,
+        mode="static", mask="rows_off")
+    add("update_rows_off_fused", "update, fully masked rows (fused path)", B=2, T=4, S=8, Sn=4,
+        mode="update", index=2, mask="rows_off")
+    add("nocache_rows_off_dropout", "fully masked rows, dropout 0.5 at inference (explicit "
+        "path: zeros)", B=2, T=7, S=9, mask="rows_off", dropout=0.5)
     # Keras 3.15 + JAX: the fused path fails for value_dim != key_dim; scores force the
     # explicit path, which works.
     add("nocache_value_dim", "value_dim != key_dim", T=5, S=6, dk=4, dv=6, scores=True)
