@@ -51,83 +51,96 @@ static double uniform(uint64_t seed, uint32_t stream, uint64_t i) {
     return u1 - 0.5 * (1.0 / 9007199254740992.0); /* centre the (0, 1] lattice in [0, 1) */
 }
 
+/* An initializer as a distribution: uniform on [lo, hi), normal or truncated normal of mean and
+ * stddev, or the constant c; the variance-scaling kinds from the fans, as Keras computes them. */
+typedef struct distribution {
+    enum { UNIFORM, NORMAL, TRUNCATED, CONSTANT } kind;
+    double lo, hi, mean, stddev, c;
+} distribution;
+
+static bool distribution_of(const clmha_initializer *init, double fan_in, double fan_out,
+                            distribution *d) {
+    *d = (distribution){CONSTANT, 0, 0, 0, 0, 0};
+    switch (init->kind) {
+    case CLMHA_INIT_GLOROT_UNIFORM:
+        d->hi = sqrt(6.0 / (fan_in + fan_out));
+        d->lo = -d->hi;
+        d->kind = UNIFORM;
+        break;
+    case CLMHA_INIT_HE_UNIFORM:
+        d->hi = sqrt(6.0 / fan_in);
+        d->lo = -d->hi;
+        d->kind = UNIFORM;
+        break;
+    case CLMHA_INIT_LECUN_UNIFORM:
+        d->hi = sqrt(3.0 / fan_in);
+        d->lo = -d->hi;
+        d->kind = UNIFORM;
+        break;
+    case CLMHA_INIT_GLOROT_NORMAL:
+        d->stddev = sqrt(2.0 / (fan_in + fan_out)) / TRUNC_STDDEV_CORRECTION;
+        d->kind = TRUNCATED;
+        break;
+    case CLMHA_INIT_HE_NORMAL:
+        d->stddev = sqrt(2.0 / fan_in) / TRUNC_STDDEV_CORRECTION;
+        d->kind = TRUNCATED;
+        break;
+    case CLMHA_INIT_LECUN_NORMAL:
+        d->stddev = sqrt(1.0 / fan_in) / TRUNC_STDDEV_CORRECTION;
+        d->kind = TRUNCATED;
+        break;
+    case CLMHA_INIT_RANDOM_UNIFORM:
+        d->lo = init->minval;
+        d->hi = init->maxval;
+        d->kind = UNIFORM;
+        break;
+    case CLMHA_INIT_RANDOM_NORMAL:
+        d->mean = init->mean;
+        d->stddev = init->stddev;
+        d->kind = NORMAL;
+        break;
+    case CLMHA_INIT_TRUNCATED_NORMAL:
+        d->mean = init->mean;
+        d->stddev = init->stddev;
+        d->kind = TRUNCATED;
+        break;
+    case CLMHA_INIT_ZEROS:
+        break;
+    case CLMHA_INIT_ONES:
+        d->c = 1.0;
+        break;
+    case CLMHA_INIT_CONSTANT:
+        d->c = init->value;
+        break;
+    default:
+        return false;
+    }
+    return true;
+}
+
 clmha_status clmha__init_fill(clmha_context *ctx, const clmha_initializer *init, uint64_t seed,
                               uint32_t stream, double fan_in, double fan_out, float *out,
                               size_t n) {
-    double lo = 0, hi = 0, mean = 0, stddev = 0;
-    enum { UNIFORM, NORMAL, TRUNCATED, CONSTANT } dist = CONSTANT;
-    double c = 0;
-    switch (init->kind) {
-    case CLMHA_INIT_GLOROT_UNIFORM:
-        hi = sqrt(6.0 / (fan_in + fan_out));
-        lo = -hi;
-        dist = UNIFORM;
-        break;
-    case CLMHA_INIT_HE_UNIFORM:
-        hi = sqrt(6.0 / fan_in);
-        lo = -hi;
-        dist = UNIFORM;
-        break;
-    case CLMHA_INIT_LECUN_UNIFORM:
-        hi = sqrt(3.0 / fan_in);
-        lo = -hi;
-        dist = UNIFORM;
-        break;
-    case CLMHA_INIT_GLOROT_NORMAL:
-        stddev = sqrt(2.0 / (fan_in + fan_out)) / TRUNC_STDDEV_CORRECTION;
-        dist = TRUNCATED;
-        break;
-    case CLMHA_INIT_HE_NORMAL:
-        stddev = sqrt(2.0 / fan_in) / TRUNC_STDDEV_CORRECTION;
-        dist = TRUNCATED;
-        break;
-    case CLMHA_INIT_LECUN_NORMAL:
-        stddev = sqrt(1.0 / fan_in) / TRUNC_STDDEV_CORRECTION;
-        dist = TRUNCATED;
-        break;
-    case CLMHA_INIT_RANDOM_UNIFORM:
-        lo = init->minval;
-        hi = init->maxval;
-        dist = UNIFORM;
-        break;
-    case CLMHA_INIT_RANDOM_NORMAL:
-        mean = init->mean;
-        stddev = init->stddev;
-        dist = NORMAL;
-        break;
-    case CLMHA_INIT_TRUNCATED_NORMAL:
-        mean = init->mean;
-        stddev = init->stddev;
-        dist = TRUNCATED;
-        break;
-    case CLMHA_INIT_ZEROS:
-        c = 0.0;
-        break;
-    case CLMHA_INIT_ONES:
-        c = 1.0;
-        break;
-    case CLMHA_INIT_CONSTANT:
-        c = init->value;
-        break;
-    default:
+    distribution dist;
+    if (!distribution_of(init, fan_in, fan_out, &dist)) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT, "unknown initializer kind %d",
                            (int)init->kind);
     }
     for (size_t i = 0; i < n; i++) {
         double x;
-        switch (dist) {
+        switch (dist.kind) {
         case UNIFORM:
-            x = lo + (hi - lo) * uniform(seed, stream, i);
+            x = dist.lo + (dist.hi - dist.lo) * uniform(seed, stream, i);
             break;
         case NORMAL:
-            x = mean + stddev * normal(seed, stream, i, 0);
+            x = dist.mean + dist.stddev * normal(seed, stream, i, 0);
             break;
         case TRUNCATED:
-            x = mean + stddev * truncated(seed, stream, i);
+            x = dist.mean + dist.stddev * truncated(seed, stream, i);
             break;
         case CONSTANT:
         default:
-            x = c;
+            x = dist.c;
             break;
         }
         out[i] = (float)x;
