@@ -269,9 +269,9 @@ int main(int argc, char **argv) {
     int rk = rv >= 0 && rq > 0 && !a.self ? h5io_read_float(in, "key", &k, err, sizeof err) : 0;
     /* Integer and float masks as Keras reads them on the path its call would take. */
     const int explicit_path = a.dropout > 0.0 || a.scores || q.rank > 3;
-    int rm = rk >= 0 && rq > 0 ? h5io_read_mask_rule(in, "attention_mask", &m, explicit_path, err,
-                                                     sizeof err)
-                               : 0;
+    int rm = rk >= 0 && rq > 0
+                 ? h5io_read_mask_rule(in, "attention_mask", &m, explicit_path, err, sizeof err)
+                 : 0;
     int rc2 = rm >= 0 && rq > 0 ? h5io_read_float(in, "cache", &c, err, sizeof err) : 0;
     int ri =
         rc2 >= 0 && rq > 0 ? h5io_read_int64(in, "cache_update_index", &index, err, sizeof err) : 0;

@@ -78,8 +78,8 @@ int h5io_read_mask(hid_t file, const char *name, h5io_array *out, char *err, siz
     return h5io_read_mask_rule(file, name, out, 0, err, errlen);
 }
 
-int h5io_read_mask_rule(hid_t file, const char *name, h5io_array *out, int explicit_path,
-                        char *err, size_t errlen) {
+int h5io_read_mask_rule(hid_t file, const char *name, h5io_array *out, int explicit_path, char *err,
+                        size_t errlen) {
     hid_t ds;
     int r = open_shape(file, name, &ds, out, err, errlen);
     if (r <= 0) {

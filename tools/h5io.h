@@ -27,8 +27,8 @@ int h5io_read_mask(hid_t file, const char *name, h5io_array *out, char *err, siz
  * true; an integer or float one where nonzero on Keras's fused path (ops.dot_product_attention),
  * and where > 0.5 on its explicit path (@p explicit_path: dropout, scores returned, or inputs of
  * rank > 3), as its Softmax layer takes masks. */
-int h5io_read_mask_rule(hid_t file, const char *name, h5io_array *out, int explicit_path,
-                        char *err, size_t errlen);
+int h5io_read_mask_rule(hid_t file, const char *name, h5io_array *out, int explicit_path, char *err,
+                        size_t errlen);
 int h5io_read_int64(hid_t file, const char *name, int64_t *out, char *err, size_t errlen);
 void h5io_free(h5io_array *a);
 
