@@ -10,11 +10,13 @@
  * One work-group per query row r = (b * H + h) * T + t, of any power-of-two size up to 256: its
  * work-items look for a key the row attends (the mask, the causal end and key_lengths, as the
  * attention kernels read them); where there is none they write the mean of the row's S value
- * rows (cached or new, as the kernels read them) into the row of o.
+ * rows (cached or new, as the kernels read them) into the row of o. A launch adds the value rows
+ * j0 .. j1 - 1 (the first, j0 = 0, starts from 0): the host cuts the keys into launches that
+ * keep a work-item within the device's loop budget (Mesa's llvmpipe ends one after 65535).
  */
 #include "attention_common.clh"
 
-__kernel void masked_rows_mean(ATTENTION_ARGS) {
+__kernel void masked_rows_mean(ATTENTION_ARGS, int j0, int j1) {
     __local int any[256];
     const int lid = (int)get_local_id(0), wg = (int)get_local_size(0);
     (void)q, (void)q_off, (void)k, (void)scale, (void)kn, (void)kn_bstride; /* keys: unused */
@@ -39,8 +41,8 @@ __kernel void masked_rows_mean(ATTENTION_ARGS) {
     const ulong o_row = ((ri.b * (ulong)T + (ulong)ri.t) * (ulong)H + (ulong)ri.h) * DV;
     const float w = 1.0f / (float)S;
     for (int d = lid; d < DV; d += wg) {
-        float x = 0.0f;
-        for (int j = 0; j < S; j++) {
+        float x = j0 == 0 ? 0.0f : o[o_row + d];
+        for (int j = j0; j < j1; j++) {
             __global const KV_T *vr =
                 key_row(v, ri.v_base, ri.v_step, vn, ri.b * vn_bstride + (ulong)ri.h * DV, new_lo,
                         new_hi, (ulong)j);

@@ -299,7 +299,15 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     if ((st = attention_args_set(l->ctx, k, &v)) != CLMHA_OK) {
         return st;
     }
-    return clmha__launch(l->ctx, k, p->B * l->heads * p->T, l->wg_masked);
+    for (size_t j = 0; j < p->S && st == CLMHA_OK; j += p->mean_keys) {
+        cl_int j0 = (cl_int)j, j1 = (cl_int)(p->S - j < p->mean_keys ? p->S : j + p->mean_keys);
+        const clmha__karg span[] = {CLMHA__ARG(j0), CLMHA__ARG(j1)};
+        st = clmha__set_args_from(l->ctx, k, ATTENTION_NARGS, span, 2);
+        if (st == CLMHA_OK) {
+            st = clmha__launch(l->ctx, k, p->B * l->heads * p->T, l->wg_masked);
+        }
+    }
+    return st;
 }
 
 /* The last launch of a call whose output projection takes the own GEMM (plan.tail): the chunk

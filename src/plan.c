@@ -149,14 +149,18 @@ static clmha_status plan_masked_mean(const clmha_layer *l, const clmha_call_args
         return CLMHA_OK;
     }
     p->tail = p->tail && p->nch == 1; /* the row must be finished in ws_o before the mean */
-    const size_t wg = l->wg_masked, loops = p->S * ((l->dv + wg - 1) / wg) + p->S / wg + 1;
-    if (loops > l->ctx->item_loops) {
+    /* A work-item loops over its mask bytes (S / wg), then over a launch's keys for each of its
+     * value elements: launches of mean_keys keys keep that within the loop budget. */
+    const size_t wg = l->wg_masked, per_key = (l->dv + wg - 1) / wg, scan = p->S / wg + 16;
+    if (scan >= l->ctx->item_loops) {
         return clmha__fail(l->ctx, CLMHA_ERR_DEVICE_LIMIT,
-                           "clmha_layer_call: a fully masked row's mean over %zu keys would take "
-                           "a work-item %zu loop iterations, past this device's %zu; create the "
+                           "clmha_layer_call: looking for a fully masked row among %zu keys would "
+                           "take a work-item past this device's %zu loop iterations; create the "
                            "layer with fully_masked_rows = CLMHA_FULLY_MASKED_ZEROS",
-                           p->S, loops, l->ctx->item_loops);
+                           p->S, l->ctx->item_loops);
     }
+    p->mean_keys = (l->ctx->item_loops - scan) / per_key;
+    p->mean_keys = p->mean_keys < 1 ? 1 : p->mean_keys;
     return CLMHA_OK;
 }
 

@@ -38,6 +38,7 @@ typedef struct plan {
      * through ops.dot_product_attention, and a mask, key_lengths or a causal rule that can leave
      * a row no key. */
     bool masked_mean;
+    size_t mean_keys; /* keys a masked_rows_mean launch adds */
     size_t index;
     cl_ulong m_sb, m_st, m_ss, m_sh; /* mask strides: batch, query, key, head (0: broadcast) */
     /* rank > 3 */
