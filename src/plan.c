@@ -149,9 +149,11 @@ static clmha_status plan_masked_mean(const clmha_layer *l, const clmha_call_args
         return CLMHA_OK;
     }
     p->tail = p->tail && p->nch == 1; /* the row must be finished in ws_o before the mean */
-    /* A work-item loops over its mask bytes (S / wg), then over a launch's keys for each of its
-     * value elements: launches of mean_keys keys keep that within the loop budget. */
-    const size_t wg = l->wg_masked, per_key = (l->dv + wg - 1) / wg, scan = p->S / wg + 16;
+    /* A work-item loops over its mask bytes (S / wg), the reduction (log2 wg <= 8), then over a
+     * launch's keys for each of its value elements: launches of mean_keys keys keep that within
+     * the loop budget. */
+    const size_t wg = l->wg_masked, per_key = (l->dv + wg - 1) / wg;
+    const size_t scan = (p->S + wg - 1) / wg + 8;
     if (scan >= l->ctx->item_loops) {
         return clmha__fail(l->ctx, CLMHA_ERR_DEVICE_LIMIT,
                            "clmha_layer_call: looking for a fully masked row among %zu keys would "
