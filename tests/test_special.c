@@ -295,6 +295,25 @@ static void test_blocks_of_sixteen_keys(void **state) {
     clmha_layer_release(l);
 }
 
+/* The three rule tests' layer: 2 heads of 16, inputs 32 wide, random biases, on a context with
+ * settings @p tune; its weights read back into w (each 32 x 32 or 32). */
+enum { SP_NH = 2, SP_KD = 16, SP_DM = SP_NH * SP_KD };
+static clmha_layer *special_layer(const char *tune, int64_t seed, double dropout,
+                                  clmha_fully_masked_rows mode, clmha_context **c,
+                                  float w[CLMHA_WEIGHT_COUNT][SP_DM * SP_DM]) {
+    *c = test_context_tuned(tune);
+    clmha_layer_config cfg;
+    clmha_layer_config_init(&cfg);
+    cfg.num_heads = SP_NH, cfg.key_dim = SP_KD, cfg.seed = seed, cfg.dropout = dropout;
+    cfg.fully_masked_rows = mode;
+    cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL);
+    clmha_layer *l = NULL;
+    assert_ok(clmha_layer_create(*c, &cfg, SP_DM, SP_DM, 0, &l));
+    for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++)
+        assert_ok(clmha_layer_get_weight(l, (clmha_weight)i, w[i], i % 2 ? SP_DM : SP_DM * SP_DM));
+    return l;
+}
+
 /* Non-finite scores, as Keras gives them on both of its paths (the softmax of a row with a NaN
  * or +Inf score is NaN; masked keys are replaced before the softmax, so they never count; a
  * -Inf score weighs 0): a row with an unmasked NaN or +Inf score has a NaN output and its
@@ -307,16 +326,9 @@ static void test_blocks_of_sixteen_keys(void **state) {
  * 11: those rows stay finite and match the float64 reference. */
 static void nonfinite_case(const char *tune, size_t T1, bool scores) {
     enum { NB = 2, NS = 40, NH = 2, KD = 16, DM = NH * KD, D0 = 3 };
-    clmha_context *c = test_context_tuned(tune);
-    clmha_layer_config cfg;
-    clmha_layer_config_init(&cfg);
-    cfg.num_heads = NH, cfg.key_dim = KD, cfg.seed = 21;
-    cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL);
-    clmha_layer *l = NULL;
-    assert_ok(clmha_layer_create(c, &cfg, DM, DM, 0, &l));
-    static float w[CLMHA_WEIGHT_COUNT][DM * DM];
-    for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++)
-        assert_ok(clmha_layer_get_weight(l, (clmha_weight)i, w[i], i % 2 ? DM : DM * DM));
+    clmha_context *c = NULL;
+    static float w[CLMHA_WEIGHT_COUNT][SP_DM * SP_DM];
+    clmha_layer *l = special_layer(tune, 21, 0.0, CLMHA_FULLY_MASKED_KERAS, &c, w);
     for (int h = 0; h < NH; h++) { /* query element D0 of each head is 1 */
         for (int i = 0; i < DM; i++)
             w[CLMHA_WEIGHT_QUERY_KERNEL][i * DM + h * KD + D0] = 0.0f;
@@ -428,16 +440,9 @@ static void test_nonfinite_scores(void **state) {
  * kernel): each head attends where its own mask says, against the float64 reference. */
 static void head_mask_case(const char *tune, size_t T1, bool scores, bool broadcast) {
     enum { NB = 2, NS = 40, NH = 2, KD = 16, DM = NH * KD };
-    clmha_context *c = test_context_tuned(tune);
-    clmha_layer_config cfg;
-    clmha_layer_config_init(&cfg);
-    cfg.num_heads = NH, cfg.key_dim = KD, cfg.seed = 23;
-    cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL);
-    clmha_layer *l = NULL;
-    assert_ok(clmha_layer_create(c, &cfg, DM, DM, 0, &l));
-    static float w[CLMHA_WEIGHT_COUNT][DM * DM];
-    for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++)
-        assert_ok(clmha_layer_get_weight(l, (clmha_weight)i, w[i], i % 2 ? DM : DM * DM));
+    clmha_context *c = NULL;
+    static float w[CLMHA_WEIGHT_COUNT][SP_DM * SP_DM];
+    clmha_layer *l = special_layer(tune, 23, 0.0, CLMHA_FULLY_MASKED_KERAS, &c, w);
     test_rng r = {37};
     float x[NB * 5 * DM];
     static float cache[NB * 2 * NS * DM];
@@ -499,17 +504,9 @@ static void test_head_masks(void **state) {
 static void masked_rows_case(const char *tune, size_t T1, clmha_fully_masked_rows mode, bool scores,
                              double dropout) {
     enum { NB = 2, NS = 40, NH = 2, KD = 16, DM = NH * KD };
-    clmha_context *c = test_context_tuned(tune);
-    clmha_layer_config cfg;
-    clmha_layer_config_init(&cfg);
-    cfg.num_heads = NH, cfg.key_dim = KD, cfg.seed = 29, cfg.dropout = dropout;
-    cfg.fully_masked_rows = mode;
-    cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL);
-    clmha_layer *l = NULL;
-    assert_ok(clmha_layer_create(c, &cfg, DM, DM, 0, &l));
-    static float w[CLMHA_WEIGHT_COUNT][DM * DM];
-    for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++)
-        assert_ok(clmha_layer_get_weight(l, (clmha_weight)i, w[i], i % 2 ? DM : DM * DM));
+    clmha_context *c = NULL;
+    static float w[CLMHA_WEIGHT_COUNT][SP_DM * SP_DM];
+    clmha_layer *l = special_layer(tune, 29, dropout, mode, &c, w);
     test_rng r = {41};
     float x[NB * 5 * DM];
     static float cache[NB * 2 * NS * DM];
