@@ -632,6 +632,28 @@ CLMHA_API clmha_status clmha_layer_set_weight(clmha_layer *layer, clmha_weight w
 CLMHA_API clmha_status clmha_layer_get_weight(const clmha_layer *layer, clmha_weight weight,
                                               float *data, size_t count);
 
+/**
+ * Quantizes the layer's four kernels as Keras's quantize(@p mode) does to the layer's
+ * EinsumDense sub-layers (Model.quantize), with the same float32 arithmetic, so a layer
+ * quantized here holds the very integers and scales Keras's would:
+ * - "int8": int8 kernels with one scale a column (abs-max); each call then quantizes every
+ *   input row of each projection to int8 by its absolute maximum, multiplies in integers and
+ *   rescales, as Keras's int8 call does.
+ * - "int4": weight-only 4-bit kernels in groups of 128 input rows with a scale and a zero point
+ *   each (Keras's default, policy "int4/128"); "int4/N" takes groups of N rows (N a positive
+ *   multiple of 4) and "int4/-1" one scale a column (Keras's per-channel int4).
+ * Biases stay float32. The kernels' float values are gone afterwards: clmha_layer_get_weight
+ * then returns a kernel's integers (as Keras's layer.kernel does), clmha_layer_set_weight
+ * refuses kernels, and kernel regularizers and constraints no longer apply to them (Keras's
+ * quantized kernel variables carry none). A layer is quantized once. On failure the layer is
+ * unchanged. Blocking.
+ */
+CLMHA_API clmha_status clmha_layer_quantize(clmha_layer *layer, const char *mode);
+
+/** The layer's quantization as Keras names its dtype policy's mode: "" (float kernels), "int8",
+ *  "int4/128" (a block size) or "int4/-1". Valid until the next call on this thread. */
+CLMHA_API const char *clmha_layer_quantization(const clmha_layer *layer);
+
 /** Creates a zero-filled key/value cache (batch, 2, max_length, num_heads, key_dim) for this
  *  layer, of the layer's cache_dtype (float32 or float16). Needs key_dim == value_dim. Positions
  *  not yet written hold zeros, never garbage. */
@@ -774,6 +796,11 @@ typedef struct clmha_keras_layer_info {
     bool use_bias;      /**< A sub-layer has a bias (vars/1); one without loads as zeros. */
     int output_rank;    /**< The output kernel's trailing dims: output_shape. */
     size_t output_shape[CLMHA_MAX_RANK];
+    /** Keras's quantization mode of the layer's kernels: "" (float), "int8", "int4/<block>"
+     *  (groups of input rows with zero points) or "int4/-1" (one scale a column); see
+     *  clmha_layer_quantize(). An int4 layer's packed kernels do not record their heads: they
+     *  come from the biases, and are 0 for an int4 layer without biases. */
+    char quantization[32];
 } clmha_keras_layer_info;
 
 /**

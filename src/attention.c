@@ -377,6 +377,9 @@ static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan
          (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, (p->rows_kv * hv + 1) / 2)))) {
         return st;
     }
+    if ((st = clmha__quant_reserve(l, p->rows_q > p->rows_kv ? p->rows_q : p->rows_kv))) {
+        return st;
+    }
     if (p->qkv == QKV_BLAS && (st = clmha__project_qkv_blas_reserve(l, p->rows_q)) != CLMHA_OK) {
         return st;
     }
@@ -411,7 +414,8 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
     size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
     clmha_status st;
     /* Projections of more rows than the own GEMM takes go to CLBlast: have it build now. */
-    if ((!clmha__own_gemm_takes(l, rq, hk) || !clmha__own_gemm_takes(l, rq, l->out_features) ||
+    if (l->quant_bits == 0 &&
+        (!clmha__own_gemm_takes(l, rq, hk) || !clmha__own_gemm_takes(l, rq, l->out_features) ||
          !clmha__own_gemm_takes(l, rkv, hk) || !clmha__own_gemm_takes(l, rkv, hv)) &&
         (st = clmha__clblast_warm(l->ctx)) != CLMHA_OK) {
         return st;
@@ -431,6 +435,9 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
           (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, (rkv * hv + 1) / 2))))) {
         return st;
     }
+    if ((st = clmha__quant_reserve(l, rq > rkv ? rq : rkv)) != CLMHA_OK) {
+        return st;
+    }
     /* Self-attention's one CLBlast product (calls of at most that many rows each way). */
     const size_t rself = rq < rkv ? rq : rkv;
     if (clmha__project_qkv_blas_fits(l, rself) &&
@@ -440,12 +447,24 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
     return CLMHA_OK;
 }
 
+/* Projection @p proj (0..3: query, key, value, output) of @p m rows of x (from x_off floats)
+ * into y: quant.cl's for a quantized layer, else the own GEMM or CLBlast. */
+static clmha_status project(clmha_layer *l, int proj, cl_mem x, size_t x_off, size_t m, cl_mem y) {
+    static const char *const what[4] = {"query", "key", "value", "output"};
+    if (l->quant_bits != 0) {
+        return clmha__project_quant(l, proj, x, x_off, m, y, 0);
+    }
+    const size_t k[4] = {l->dq_in, l->dk_in, l->dv_in, l->heads * l->dv};
+    const size_t n[4] = {l->heads * l->dk, l->heads * l->dk, l->heads * l->dv, l->out_features};
+    return clmha__project(l, what[proj], x, x_off, m, k[proj], l->weights[2 * proj], n[proj],
+                          l->weights[2 * proj + 1], y, 0);
+}
+
 /* The projections of the call's inputs into the workspace (self-attention's as one launch or
  * one product where the plan says), the gathers of rank > 3 inputs into the canonical layout,
  * and a half cache's new keys and values rounded to half. */
 static clmha_status enqueue_inputs(clmha_layer *l, const clmha_call_args *a, const plan *p) {
     const clmha_tensor *key = a->key ? a->key : a->value;
-    cl_mem *w = l->weights;
     const size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
     /* A half cache's new keys and values: rounded by gemm_qkv4 where it runs, else to_half. */
     const bool qkv_half = p->qkv == QKV_OWN && p->half && p->update;
@@ -457,20 +476,16 @@ static clmha_status enqueue_inputs(clmha_layer *l, const clmha_call_args *a, con
     } else if (p->qkv == QKV_BLAS) {
         st = clmha__project_qkv_blas(l, a->query->buffer, x_off, p->rows_q);
     } else {
-        st = clmha__project(l, "query", a->query->buffer, x_off, p->rows_q, l->dq_in,
-                            w[CLMHA_WEIGHT_QUERY_KERNEL], hk, w[CLMHA_WEIGHT_QUERY_BIAS], l->ws_q,
-                            0);
+        st = project(l, 0, a->query->buffer, x_off, p->rows_q, l->ws_q);
     }
     if (st != CLMHA_OK) {
         return st;
     }
     if (p->project_kv && p->qkv == QKV_APART) {
-        if ((st = clmha__project(l, "key", key->buffer, key->offset / sizeof(float), p->rows_kv,
-                                 l->dk_in, w[CLMHA_WEIGHT_KEY_KERNEL], hk, w[CLMHA_WEIGHT_KEY_BIAS],
-                                 l->ws_k, 0)) != CLMHA_OK ||
-            (st = clmha__project(l, "value", a->value->buffer, a->value->offset / sizeof(float),
-                                 p->rows_kv, l->dv_in, w[CLMHA_WEIGHT_VALUE_KERNEL], hv,
-                                 w[CLMHA_WEIGHT_VALUE_BIAS], l->ws_v, 0)) != CLMHA_OK) {
+        if ((st = project(l, 1, key->buffer, key->offset / sizeof(float), p->rows_kv, l->ws_k)) !=
+                CLMHA_OK ||
+            (st = project(l, 2, a->value->buffer, a->value->offset / sizeof(float), p->rows_kv,
+                          l->ws_v)) != CLMHA_OK) {
             return st;
         }
     }
@@ -492,7 +507,6 @@ static clmha_status enqueue_inputs(clmha_layer *l, const clmha_call_args *a, con
 /* After the attention: the output gathered back to the query's layout (rank > 3), then either
  * gemm_tail, or the output projection, the activity sums and the commit. */
 static clmha_status enqueue_outputs(clmha_layer *l, const clmha_call_args *a, const plan *p) {
-    cl_mem *w = l->weights;
     const size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
     clmha_status st;
     if (p->general &&
@@ -502,9 +516,7 @@ static clmha_status enqueue_outputs(clmha_layer *l, const clmha_call_args *a, co
     if (p->tail) {
         return enqueue_tail(l, a, p);
     }
-    if ((st = clmha__project(l, "output", p->general ? l->ws_o2 : l->ws_o, 0, p->rows_q, hv,
-                             w[CLMHA_WEIGHT_OUTPUT_KERNEL], l->out_features,
-                             w[CLMHA_WEIGHT_OUTPUT_BIAS], l->ws_y, 0)) != CLMHA_OK) {
+    if ((st = project(l, 3, p->general ? l->ws_o2 : l->ws_o, 0, p->rows_q, l->ws_y)) != CLMHA_OK) {
         return st;
     }
     if (l->act != NULL) {

@@ -240,7 +240,9 @@ typedef enum clmha__kernel_id {
     CLMHA__K_SUM,
     CLMHA__K_CONSTRAIN,
     CLMHA__K_MASKED_MEAN_FIRST,
-    CLMHA__K_TAIL_FIRST = CLMHA__K_MASKED_MEAN_FIRST + 2,
+    CLMHA__K_QUANT_ROWS = CLMHA__K_MASKED_MEAN_FIRST + 2,
+    CLMHA__K_QUANT_FIRST,
+    CLMHA__K_TAIL_FIRST = CLMHA__K_QUANT_FIRST + 4,
     CLMHA__K_COUNT = CLMHA__K_TAIL_FIRST + 4
 } clmha__kernel_id;
 /* Attention variant @p v for a float32 (half 0) or float16 (half 1) cache. */
@@ -251,6 +253,10 @@ typedef enum clmha__kernel_id {
 #define CLMHA__K_MASKED_MEAN(half) (CLMHA__K_MASKED_MEAN_FIRST + ((half) ? 1 : 0))
 /* gemm_bias4 (qkv 0) or gemm_qkv4 (qkv 1) of own-GEMM build @p b. */
 #define CLMHA__K_GEMM(b, qkv) (CLMHA__K_GEMM_FIRST + 2 * (int)(b) + ((qkv) ? 1 : 0))
+/* A quantized layer's product (quant.cl): gemm_i8 (bits 8) or gemm_q4 (bits 4), one row (many 0)
+ * or CLMHA__QUANT_ROWS rows (many 1) a work-item. */
+#define CLMHA__K_QUANT(bits, many) (CLMHA__K_QUANT_FIRST + ((bits) == 4 ? 2 : 0) + ((many) ? 1 : 0))
+#define CLMHA__QUANT_ROWS 4
 /* gemm_tail one row (few 0) or the few-rows build's rows (few 1) a work-item, by cache dtype. */
 #define CLMHA__K_TAIL(few, half) (CLMHA__K_TAIL_FIRST + ((few) ? 2 : 0) + ((half) ? 1 : 0))
 
@@ -352,6 +358,18 @@ struct clmha_layer {
     cl_mem act;
     bool act_valid[4];
     size_t act_batch[4];
+    /* Keras quantization (quant.c): quant_bits 0 for float kernels, 8 for "int8" or 4 for
+     * "int4"; quant_block, int4's input rows a scale group (0: one scale a column, Keras's
+     * per-channel int4/-1). A quantized layer's kernels (weights[*_KERNEL]) hold the layouts of
+     * quant.cl, its scales qscale[i] and int4's zero points qzero[i] (zeros per-channel) for
+     * projection i (query, key, value, output); ws_xq / ws_xs the int8 input rows and their
+     * scales (capacities in floats). Its projections take quant.cl only: no CLBlast, no fused
+     * query/key/value launch, no gemm_tail. */
+    int quant_bits;
+    size_t quant_block, wg_quant;
+    cl_mem qscale[4], qzero[4];
+    cl_mem ws_xq, ws_xs;
+    size_t cap_xq, cap_xs;
 };
 
 /* ---- errors and logging (status.c) ---- */
@@ -554,6 +572,47 @@ size_t clmha__gemm_cols(const clmha_layer *layer, size_t n);
 /* Resolves a new layer's settings against its shapes and the device and builds every kernel
  * its calls can take (layer_build.c). */
 clmha_status clmha__build_kernels(clmha_layer *l);
+
+/* Builds kernels first..end-1 that the layer's settings take (layer_build.c's one loop). */
+clmha_status clmha__build_kernels_in(clmha_layer *l, int first, int end);
+
+/* ---- Keras quantization (quant.c) ---- */
+
+/* One projection's quantized kernel in Keras's flattened layout: k input rows (the reduced
+ * dims) by n columns, q[k][n] in [-127, 127] (int8) or [-8, 7] (int4), scale[groups][n] and, for
+ * int4 sub-channel groups, zero[groups][n] (NULL otherwise). */
+typedef struct clmha__qkernel {
+    size_t k, n, groups;
+    int8_t *q;
+    float *scale;
+    int8_t *zero;
+} clmha__qkernel;
+
+/* Frees the arrays of @p q (not q itself). */
+void clmha__qkernel_free(clmha__qkernel *q);
+
+/* Parses a Keras quantization mode: "int8", "int4" (= "int4/128", Keras's default), "int4/N"
+ * (N input rows a group, a multiple of 4) or "int4/-1" (one scale a column); bits 8 or 4 and the
+ * block (0: per column). */
+clmha_status clmha__quant_mode(clmha_context *ctx, const char *fn, const char *mode, int *bits,
+                               size_t *block);
+
+/* Makes @p l a quantized layer of @p bits / @p block with the four kernels @p q (in
+ * clmha_weight order / 2), checked against the layer's shapes: builds the kernels, uploads the
+ * layouts, then swaps them in. On failure the layer is unchanged. */
+clmha_status clmha__quant_install(clmha_layer *l, int bits, size_t block,
+                                  const clmha__qkernel q[4]);
+
+/* Downloads quantized kernel @p w of a quantized layer as Keras's integer values (floats). */
+clmha_status clmha__quant_get(const clmha_layer *l, clmha_weight w, float *data);
+
+/* y[m, n] = projection @p proj (0..3: query, key, value, output) of the quantized layer applied
+ * to x[m, k] (from x_off floats), bias included, into y from y_off. */
+clmha_status clmha__project_quant(clmha_layer *l, int proj, cl_mem x, size_t x_off, size_t m,
+                                  cl_mem y, size_t y_off);
+
+/* The workspace a quantized layer's projections of up to @p m rows need (int8's rows). */
+clmha_status clmha__quant_reserve(clmha_layer *l, size_t m);
 
 /* Makes *buf hold at least @p n floats, reallocating (never shrinking) when needed. */
 clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size_t n);

@@ -33,6 +33,30 @@ typedef struct ds_shape {
 bool clmha__h5_dataset_shape(hid_t file, const char *group, const char *sub, int idx,
                              ds_shape *out);
 
+/* As clmha__h5_dataset_shape, for a signed 8-bit integer dataset with @p int8. */
+bool clmha__h5_var_shape(hid_t file, const char *group, const char *sub, int idx, bool int8,
+                         ds_shape *out);
+
+/* Whether <group>/<sub>/vars/<idx> exists. */
+bool clmha__h5_var_exists(hid_t file, const char *group, const char *sub, int idx);
+
+/* Reads <group>/<sub>/vars/<idx> (shape already checked) as @p type (H5T_NATIVE_FLOAT or
+ * H5T_NATIVE_SCHAR) into @p out. */
+bool clmha__h5_read_var(hid_t file, const char *group, const char *sub, int idx, hid_t type,
+                        void *out);
+
+/* Describes a layer whose query kernel is an int8 array: Keras's "int8" or "int4" quantized
+ * layer (keras_quant.c); false with the reason in @p why when it is not one clmha loads. */
+bool clmha__keras_describe_quant(hid_t file, const char *group, clmha_keras_layer_info *info,
+                                 char *why, size_t why_len);
+
+/* Reads the quantized kernels and the biases (float32, zeros where a sub-layer has none) of a
+ * layer that clmha__keras_describe_quant described, checked against @p l's shapes, for
+ * clmha__quant_install. */
+clmha_status clmha__keras_read_quant(clmha_layer *l, hid_t file, const char *path,
+                                     const clmha_keras_layer_info *info, int *bits, size_t *block,
+                                     clmha__qkernel q[4], float *bias[4]);
+
 /* Opens a weights file read-only; a failure says whether it is missing, not HDF5 or corrupt. */
 clmha_status clmha__keras_open(clmha_context *ctx, const char *path, hid_t *file);
 

@@ -61,9 +61,10 @@ static bool storage_consistent(hid_t file, hid_t ds, hsize_t bytes) {
     return true;
 }
 
-/* Shape of <group>/<sub>/vars/<idx>, requiring a float dataset of sane size. */
-bool clmha__h5_dataset_shape(hid_t file, const char *group, const char *sub, int idx,
-                             ds_shape *out) {
+/* Shape of <group>/<sub>/vars/<idx>, requiring a float (or, with @p int8, a signed 8-bit
+ * integer) dataset of sane size. */
+bool clmha__h5_var_shape(hid_t file, const char *group, const char *sub, int idx, bool int8,
+                         ds_shape *out) {
     char name[600];
     snprintf(name, sizeof name, "%s%s%s/vars/%d", group, *group ? "/" : "", sub, idx);
     out->rank = -1;
@@ -80,9 +81,12 @@ bool clmha__h5_dataset_shape(hid_t file, const char *group, const char *sub, int
     }
     bool ok = false;
     hid_t sp = H5Dget_space(ds), ty = H5Dget_type(ds);
-    if (sp >= 0 && ty >= 0 && H5Tget_class(ty) == H5T_FLOAT &&
-        (H5Tget_size(ty) == 2 || H5Tget_size(ty) == 4 || H5Tget_size(ty) == 8) &&
-        H5Sget_simple_extent_type(sp) == H5S_SIMPLE) {
+    const bool type_ok =
+        int8 ? H5Tget_class(ty) == H5T_INTEGER && H5Tget_size(ty) == 1 &&
+                   H5Tget_sign(ty) == H5T_SGN_2
+             : H5Tget_class(ty) == H5T_FLOAT &&
+                   (H5Tget_size(ty) == 2 || H5Tget_size(ty) == 4 || H5Tget_size(ty) == 8);
+    if (sp >= 0 && ty >= 0 && type_ok && H5Sget_simple_extent_type(sp) == H5S_SIMPLE) {
         int rank = H5Sget_simple_extent_ndims(sp);
         hsize_t dims[H5S_MAX_RANK];
         if (rank >= 1 && rank <= CLMHA_MAX_RANK &&
@@ -112,8 +116,13 @@ bool clmha__h5_dataset_shape(hid_t file, const char *group, const char *sub, int
     return ok;
 }
 
-/* Why <group>/<sub>/vars/<idx> is no float array: missing, or of another type (int8 and
- * uint8 kernels are Keras's quantized layers). */
+bool clmha__h5_dataset_shape(hid_t file, const char *group, const char *sub, int idx,
+                             ds_shape *out) {
+    return clmha__h5_var_shape(file, group, sub, idx, false, out);
+}
+
+/* Why <group>/<sub>/vars/<idx> of a float layer is no float array: missing, or of another type
+ * (an int8 kernel beside a float query kernel: a layer quantized in part). */
 static void describe_bad_var(hid_t file, const char *group, const char *sub, int idx, char *why,
                              size_t len) {
     char name[600];
@@ -130,7 +139,9 @@ static void describe_bad_var(hid_t file, const char *group, const char *sub, int
     }
     H5Dclose(ds);
     snprintf(why, len, "%s/vars/%d is %s", sub, idx,
-             integer ? "an integer array (a quantized layer: clmha loads float kernels only)"
+             integer ? (idx == 0 ? "an integer array while query_dense's kernels are float (Keras "
+                                   "quantizes all four sub-layers)"
+                                 : "an integer array (a bias must be a float array)")
                      : "not a float array of a usable shape and size");
 }
 
@@ -138,6 +149,10 @@ static void describe_bad_var(hid_t file, const char *group, const char *sub, int
  * otherwise says why not in @p why. */
 static bool describe_layer(hid_t file, const char *group, clmha_keras_layer_info *info, char *why,
                            size_t why_len) {
+    ds_shape q0;
+    if (clmha__h5_var_shape(file, group, clmha__keras_sublayers[0], 0, true, &q0)) {
+        return clmha__keras_describe_quant(file, group, info, why, why_len);
+    }
     ds_shape k[4], b[4];
     bool b_exists[4];
     for (int i = 0; i < 4; i++) {

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Reads <group>/<sub>/vars/<idx> (shape already checked) into float32. */
-static bool read_floats(hid_t file, const char *group, const char *sub, int idx, float *out) {
+bool clmha__h5_read_var(hid_t file, const char *group, const char *sub, int idx, hid_t type,
+                        void *out) {
     char name[600];
     snprintf(name, sizeof name, "%s%s%s/vars/%d", group, *group ? "/" : "", sub, idx);
     hid_t ds = H5Dopen2(file, name, H5P_DEFAULT);
@@ -19,13 +19,17 @@ static bool read_floats(hid_t file, const char *group, const char *sub, int idx,
         return false;
     }
     /* HDF5 converts float16 and float64 to the native float on read. */
-    herr_t r = H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+    herr_t r = H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
     H5Dclose(ds);
     return r >= 0;
 }
 
-/* Whether <group>/<sub>/vars/<idx> exists at all. */
-static bool var_exists(hid_t file, const char *group, const char *sub, int idx) {
+/* Reads <group>/<sub>/vars/<idx> (shape already checked) into float32. */
+static bool read_floats(hid_t file, const char *group, const char *sub, int idx, float *out) {
+    return clmha__h5_read_var(file, group, sub, idx, H5T_NATIVE_FLOAT, out);
+}
+
+bool clmha__h5_var_exists(hid_t file, const char *group, const char *sub, int idx) {
     char name[600];
     snprintf(name, sizeof name, "%s%s%s/vars/%d", group, *group ? "/" : "", sub, idx);
     return H5Lexists(file, name, H5P_DEFAULT) > 0;
@@ -47,7 +51,7 @@ static clmha_status read_weight(clmha_layer *l, hid_t file, const char *path,
     for (int i = 0; i < rank; i++) {
         numel *= want[i];
     }
-    if (idx == 1 && !var_exists(file, info->path, sub, idx)) {
+    if (idx == 1 && !clmha__h5_var_exists(file, info->path, sub, idx)) {
         *out = calloc(numel, sizeof(float));
         *count = numel;
         return *out != NULL ? CLMHA_OK
@@ -89,6 +93,38 @@ static clmha_status read_weight(clmha_layer *l, hid_t file, const char *path,
     return CLMHA_OK;
 }
 
+/* A quantized file layer into float layer @p l: everything read and checked, the kernels
+ * installed (the layer becomes quantized), then the biases uploaded. */
+static clmha_status load_quantized(clmha_layer *l, hid_t file, const char *path,
+                                   const clmha_keras_layer_info *info) {
+    if (l->quant_bits != 0) {
+        return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "the clmha layer is already quantized (%s); load a quantized layer "
+                           "(\"%s\" is %s) into a float one",
+                           clmha_layer_quantization(l), info->path, info->quantization);
+    }
+    clmha__qkernel q[4];
+    float *bias[4] = {NULL, NULL, NULL, NULL};
+    int bits = 0;
+    size_t block = 0;
+    memset(q, 0, sizeof q);
+    clmha_status st = clmha__keras_read_quant(l, file, path, info, &bits, &block, q, bias);
+    if (st == CLMHA_OK) {
+        st = clmha__quant_install(l, bits, block, q);
+    }
+    for (int i = 0; i < 4 && st == CLMHA_OK; i++) {
+        const clmha_weight b = (clmha_weight)(2 * i + 1);
+        if (l->weights[b] != NULL) {
+            st = clmha_layer_set_weight(l, b, bias[i], q[i].n);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        clmha__qkernel_free(&q[i]);
+        free(bias[i]);
+    }
+    return st;
+}
+
 /* Locates the layer, reads and checks every weight, and only then uploads them. */
 static clmha_status load_weights(clmha_layer *l, const char *path, const char *name) {
     clmha_context *ctx = l->ctx;
@@ -107,6 +143,17 @@ static clmha_status load_weights(clmha_layer *l, const char *path, const char *n
                          "use_bias = %s",
                          info.path, path, info.use_bias ? "has" : "has no",
                          l->cfg.use_bias ? "true" : "false");
+    }
+    if (st == CLMHA_OK && info.quantization[0] != '\0') {
+        st = load_quantized(l, file, path, &info);
+        H5Fclose(file);
+        return st;
+    }
+    if (st == CLMHA_OK && l->quant_bits != 0) {
+        st = clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                         "layer \"%s\" in \"%s\" has float kernels but the clmha layer is "
+                         "quantized (%s)",
+                         info.path, path, clmha_layer_quantization(l));
     }
     for (int w = 0; w < CLMHA_WEIGHT_COUNT && st == CLMHA_OK; w++) {
         if (l->weights[w] != NULL) {
@@ -159,12 +206,21 @@ clmha_status clmha_layer_create_from_keras(clmha_context *ctx, const char *path,
     } else {
         clmha_layer_config_init(&cfg);
     }
-    cfg.num_heads = info.num_heads;
-    cfg.key_dim = info.head_key_dim;
-    cfg.value_dim = info.head_value_dim;
+    if (info.num_heads == 0 && base == NULL) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "layer \"%s\" in \"%s\" is %s without biases, whose packed kernels "
+                           "do not record the heads: pass base with num_heads, key_dim, value_dim "
+                           "and output_shape",
+                           info.path, path, info.quantization);
+    }
+    if (info.num_heads != 0) {
+        cfg.num_heads = info.num_heads;
+        cfg.key_dim = info.head_key_dim;
+        cfg.value_dim = info.head_value_dim;
+        cfg.output_rank = info.output_rank;
+        memcpy(cfg.output_shape, info.output_shape, sizeof cfg.output_shape);
+    }
     cfg.use_bias = info.use_bias;
-    cfg.output_rank = info.output_rank;
-    memcpy(cfg.output_shape, info.output_shape, sizeof cfg.output_shape);
     /* The file's weights replace the initial ones: skip drawing random numbers for them. */
     cfg.kernel_initializer = clmha_initializer_default(CLMHA_INIT_ZEROS);
     cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_ZEROS);

@@ -438,9 +438,11 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(l->weights[w]);
         }
     }
-    cl_mem ws[] = {l->ws_q,  l->ws_k,  l->ws_v,    l->ws_o,  l->ws_q2, l->ws_k2,
-                   l->ws_v2, l->ws_o2, l->ws_m,    l->ws_y,  l->ws_p,  l->act,
-                   l->ws_kh, l->ws_vh, l->ws_part, l->w_qkv, l->b_qkv, l->ws_qkv};
+    cl_mem ws[] = {l->ws_q,      l->ws_k,      l->ws_v,      l->ws_o,      l->ws_q2,    l->ws_k2,
+                   l->ws_v2,     l->ws_o2,     l->ws_m,      l->ws_y,      l->ws_p,     l->act,
+                   l->ws_kh,     l->ws_vh,     l->ws_part,   l->w_qkv,     l->b_qkv,    l->ws_qkv,
+                   l->qscale[0], l->qscale[1], l->qscale[2], l->qscale[3], l->qzero[0], l->qzero[1],
+                   l->qzero[2],  l->qzero[3],  l->ws_xq,     l->ws_xs};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
         if (ws[i] != NULL) {
             clReleaseMemObject(ws[i]);
@@ -510,6 +512,12 @@ clmha_status clmha_layer_weight_shape(const clmha_layer *l, clmha_weight w, int 
 clmha_status clmha_layer_set_weight(clmha_layer *l, clmha_weight w, const float *data,
                                     size_t count) {
     clmha_status st = weight_check(l, "clmha_layer_set_weight", w, data, count);
+    if (st == CLMHA_OK && l->quant_bits != 0 && !is_bias(w)) {
+        return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "clmha_layer_set_weight: %s of a quantized layer (%s) cannot be set; "
+                           "set the float kernels before clmha_layer_quantize",
+                           weight_names[w], clmha_layer_quantization(l));
+    }
     return st != CLMHA_OK ? st : upload(l, w, data, count);
 }
 
@@ -518,6 +526,9 @@ clmha_status clmha_layer_get_weight(const clmha_layer *l, clmha_weight w, float 
     clmha_status st = weight_check(l, "clmha_layer_get_weight", w, data, count);
     if (st != CLMHA_OK) {
         return st;
+    }
+    if (l->quant_bits != 0 && !is_bias(w)) {
+        return clmha__quant_get(l, w, data);
     }
     cl_int err = clEnqueueReadBuffer(l->ctx->queue, l->weights[w], CL_TRUE, 0,
                                      count * sizeof(float), data, 0, NULL, NULL);

@@ -296,7 +296,20 @@ static bool kernel_recipe(const clmha_layer *l, int id, recipe *r) {
                  half ? " -DCACHE_HALF" : "");
         return (few ? l->use_tail_few : l->use_tail) && (!half || l->half_cache);
     }
+    if (id >= CLMHA__K_QUANT_FIRST) {
+        /* a quantized layer's products (quant.cl), one row or QUANT_ROWS rows a work-item */
+        const int bits = id >= CLMHA__K_QUANT(4, 0) ? 4 : 8;
+        *r = (recipe){"quant.cl", bits == 8 ? "gemm_i8" : "gemm_q4", ""};
+        snprintf(r->defines, sizeof r->defines, "-DRB=%d%s",
+                 id == CLMHA__K_QUANT(bits, 1) ? CLMHA__QUANT_ROWS : 1,
+                 bits == 4 && l->quant_block == 0 ? " -DQDIV" : "");
+        return l->quant_bits == bits;
+    }
     switch (id) {
+    case CLMHA__K_QUANT_ROWS:
+        *r = (recipe){"quant.cl", "quantize_rows", ""};
+        snprintf(r->defines, sizeof r->defines, "-DQWG=%zu", l->wg_quant);
+        return l->quant_bits == 8;
     case CLMHA__K_MERGE:
         *r = (recipe){"merge.cl", "attention_merge", ""};
         snprintf(r->defines, sizeof r->defines, "-DDV=%zu -DMAX_CHUNKS=%d", l->dv,
@@ -345,7 +358,7 @@ static bool kernel_recipe(const clmha_layer *l, int id, recipe *r) {
 
 /* Builds (or loads) kernels first..end-1 that the layer's settings take, releasing any earlier
  * build of each: the one loop every kernel of a layer is made by. */
-static clmha_status build_kernels_in(clmha_layer *l, int first, int end) {
+clmha_status clmha__build_kernels_in(clmha_layer *l, int first, int end) {
     for (int id = first; id < end; id++) {
         recipe r;
         clmha__kernel_release(&l->kern[id]);
@@ -386,7 +399,7 @@ static clmha_status build_attention(clmha_layer *l, size_t wg) {
                                (unsigned long long)ctx->info.local_mem_bytes);
         }
         l->wg_attention = wg;
-        clmha_status st = build_kernels_in(l, CLMHA__K_ATT_FIRST, CLMHA__K_MERGE);
+        clmha_status st = clmha__build_kernels_in(l, CLMHA__K_ATT_FIRST, CLMHA__K_MERGE);
         if (st != CLMHA_OK) {
             return st;
         }
@@ -518,7 +531,7 @@ clmha_status clmha__build_kernels(clmha_layer *l) {
     gemm_settings(l);
     route_settings(l);
     if ((st = clmha__fill_prepare(ctx)) != CLMHA_OK || (st = build_attention(l, wg)) != CLMHA_OK ||
-        (st = build_kernels_in(l, CLMHA__K_MERGE, CLMHA__K_COUNT)) != CLMHA_OK) {
+        (st = clmha__build_kernels_in(l, CLMHA__K_MERGE, CLMHA__K_COUNT)) != CLMHA_OK) {
         return st;
     }
     fit_limits(l);

@@ -85,7 +85,9 @@ clmha_status clmha_layer_regularization_loss(clmha_layer *l, double *weights_los
         for (int w = 0; w < CLMHA_WEIGHT_COUNT && st == CLMHA_OK; w++) {
             const clmha_regularizer *r =
                 (w % 2) ? &l->cfg.bias_regularizer : &l->cfg.kernel_regularizer;
-            if (l->weights[w] == NULL || r->kind == CLMHA_REGULARIZER_NONE) {
+            /* a quantized kernel carries no regularizer (nor constraint), as in Keras */
+            if (l->weights[w] == NULL || r->kind == CLMHA_REGULARIZER_NONE ||
+                (l->quant_bits != 0 && w % 2 == 0)) {
                 continue;
             }
             int rank;
@@ -179,7 +181,8 @@ clmha_status clmha_layer_apply_constraints(clmha_layer *l) {
     /* Every axis is checked before anything is enqueued. */
     for (int w = 0; w < CLMHA_WEIGHT_COUNT; w++) {
         const clmha_constraint *c = (w % 2) ? &l->cfg.bias_constraint : &l->cfg.kernel_constraint;
-        if (l->weights[w] == NULL || c->kind == CLMHA_CONSTRAINT_NONE) {
+        if (l->weights[w] == NULL || c->kind == CLMHA_CONSTRAINT_NONE ||
+            (l->quant_bits != 0 && w % 2 == 0)) {
             continue;
         }
         int axis = c->kind == CLMHA_CONSTRAINT_NON_NEG ? 0 : c->axis;
@@ -192,7 +195,8 @@ clmha_status clmha_layer_apply_constraints(clmha_layer *l) {
     }
     for (int w = 0; w < CLMHA_WEIGHT_COUNT; w++) {
         const clmha_constraint *c = (w % 2) ? &l->cfg.bias_constraint : &l->cfg.kernel_constraint;
-        if (l->weights[w] == NULL || c->kind == CLMHA_CONSTRAINT_NONE) {
+        if (l->weights[w] == NULL || c->kind == CLMHA_CONSTRAINT_NONE ||
+            (l->quant_bits != 0 && w % 2 == 0)) {
             continue;
         }
         l->qkv_packed = false; /* the packed copy is made again before it is next read */

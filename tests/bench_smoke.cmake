@@ -1,6 +1,6 @@
 # bench_smoke.cmake - ctest's test_bench_smoke: runs clmha-bench on a tiny layer with --json and
 # checks that it succeeds and that each JSON line has every field docs/performance.md names,
-# with decode over both cache dtypes; then the same with --pair (two layers compared in one
+# with decode over both cache dtypes; quantized weights (--weight-dtype); then the same with --pair (two layers compared in one
 # process), a run with --profile off (no attention / projection split), and that a malformed
 # --pair is refused.
 # Needs BENCH (the program) and OUT (the JSON file to write).
@@ -34,7 +34,7 @@ endfunction()
 
 # Decode: 2 lengths x 2 batches x 2 cache dtypes; prefill: 2 x 2.
 run_bench("" 12
-          "phase;B;T;S;dim;heads;head_dim;cache_dtype;device;tuning;settings;median_s;attention_median_s;projection_median_s;frac_bandwidth;frac_gemm;copy_bandwidth_bytes_per_s;sgemm_flops_per_s"
+          "phase;B;T;S;dim;heads;head_dim;cache_dtype;weight_dtype;device;tuning;settings;median_s;attention_median_s;projection_median_s;frac_bandwidth;frac_gemm;copy_bandwidth_bytes_per_s;sgemm_flops_per_s;error_vs_float32"
           lines --seq 8,33 --batch 1,2 --cache-dtype float32,float16)
 string(REGEX MATCHALL "\"cache_dtype\": \"float16\"" half "${lines}")
 list(LENGTH half nhalf)
@@ -47,6 +47,38 @@ foreach(line IN LISTS lines)
     message(FATAL_ERROR "median_s is not positive: ${line}")
   endif()
 endforeach()
+
+# --weight-dtype: decode 1 length x 3 weight dtypes; the quantized layers' outputs are near the
+# float32 layer's (int8 within 5%, int4 within 30% on this tiny layer), float32's error null.
+run_bench("--weight-dtype" 3 "weight_dtype;error_vs_float32;median_s" lines --seq 8 --batch 1
+          --phase decode --weight-dtype int4,float32,int8)
+foreach(line IN LISTS lines)
+  string(JSON w GET "${line}" weight_dtype)
+  string(JSON e GET "${line}" error_vs_float32)
+  if(w STREQUAL "float32")
+    set(ok 0)
+    if(e STREQUAL "null" OR e STREQUAL "")
+      set(ok 1)
+    endif()
+  elseif(w STREQUAL "int8")
+    set(ok 0)
+    if(e GREATER 0 AND e LESS 0.05)
+      set(ok 1)
+    endif()
+  else()
+    set(ok 0)
+    if(e GREATER 0 AND e LESS 0.3)
+      set(ok 1)
+    endif()
+  endif()
+  if(NOT ok)
+    message(FATAL_ERROR "--weight-dtype: unexpected error for ${w}: ${line}")
+  endif()
+endforeach()
+execute_process(COMMAND "${BENCH}" --weight-dtype int2 RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "float32, int8 and int4")
+  message(FATAL_ERROR "--weight-dtype int2 was not refused clearly (${rc}): ${err}")
+endif()
 
 # --pair: decode 2 lengths x 2 cache dtypes, prefill 2 lengths; B's settings say tail=0 came
 # from --pair (options.tune), A's do not name it.

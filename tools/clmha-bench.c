@@ -31,6 +31,7 @@ typedef struct opts {
     const char *json;
     int user_seq;
     int half[2], nhalf; /* cache dtypes: 0 float32, 1 float16 */
+    int wdt[3], nwdt;   /* weight dtypes: 0 float32, 1 int8, 2 int4 (Keras's modes) */
     int profile;        /* --profile on (default) or off */
     const char *pair;   /* --pair SETTINGS, or NULL */
 } opts;
@@ -46,6 +47,11 @@ static void usage(FILE *f) {
                "  --reps N         timed runs per case (default 10), after --warmup N (default 2)\n"
                "  --cache-dtype T[,T]  float32 and/or float16: the decode cache's dtype (default\n"
                "                   float32; prefill has no cache and runs once)\n"
+               "  --weight-dtype W[,W...]  float32, int8 and/or int4: the layer's kernels as\n"
+               "                   they are or quantized as Keras's quantize(\"int8\" | \"int4\")\n"
+               "                   (default float32); quantized rows print their output's\n"
+               "                   relative error against the float32 layer's (same weights\n"
+               "                   before quantization, same inputs) when float32 is listed\n"
                "  --json FILE      also write one JSON object per case, one per line\n"
                "  --profile on|off off: no profiling events (the whole call timed as an\n"
                "                   application sees it; no attention / projection split)\n"
@@ -74,12 +80,44 @@ static int parse_list(const char *s, size_t *out, size_t *n) {
     return *n > 0 && *s == '\0';
 }
 
+static const char *const WEIGHT_NAMES[3] = {"float32", "int8", "int4"};
+
+/* --weight-dtype's list, each at most once. */
+static int parse_weight_dtypes(const char *v, opts *o) {
+    o->nwdt = 0;
+    for (const char *s = v; *s;) {
+        size_t len = strcspn(s, ",");
+        int w = -1;
+        for (int i = 0; i < 3; i++) {
+            w = strlen(WEIGHT_NAMES[i]) == len && !strncmp(s, WEIGHT_NAMES[i], len) ? i : w;
+        }
+        for (int i = 0; i < o->nwdt && w >= 0; i++) {
+            w = o->wdt[i] == w ? -1 : w;
+        }
+        if (w < 0 || o->nwdt == 3) {
+            return 0;
+        }
+        o->wdt[o->nwdt++] = w;
+        s += len + (s[len] == ',');
+    }
+    /* float32 first: the quantized rows compare with its output */
+    for (int i = 1; i < o->nwdt; i++) {
+        for (int j = i; j > 0 && o->wdt[j - 1] > o->wdt[j]; j--) {
+            const int t = o->wdt[j];
+            o->wdt[j] = o->wdt[j - 1];
+            o->wdt[j - 1] = t;
+        }
+    }
+    return o->nwdt > 0;
+}
+
 static int parse(int argc, char **argv, opts *o) {
     memset(o, 0, sizeof *o);
     o->decode = o->prefill = 1;
     o->dim = 768, o->heads = 12, o->head_dim = 64, o->reps = 10, o->warmup = 2;
     o->batches[0] = 1, o->batches[1] = 4, o->nbatch = 2;
     o->nhalf = 1;
+    o->nwdt = 1;
     o->profile = 1;
     for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -139,6 +177,12 @@ static int parse(int argc, char **argv, opts *o) {
             if (o->nhalf == 0) {
                 fprintf(stderr, "clmha-bench: --cache-dtype is float32, float16 or both "
                                 "(float32,float16)\n");
+                return 2;
+            }
+        } else if (!strcmp(a, "--weight-dtype")) {
+            if (!parse_weight_dtypes(v, o)) {
+                fprintf(stderr, "clmha-bench: --weight-dtype is a list of float32, int8 and "
+                                "int4 (e.g. float32,int8,int4)\n");
                 return 2;
             }
         } else if (!strcmp(a, "--json")) {
@@ -271,6 +315,8 @@ static void fmt_num(char *buf, size_t len, double v, int digits, const char *mis
 typedef struct result {
     double median_s, min_s, max_s, attn_s, proj_s;
     double reserve_s; /* clmha_layer_reserve for the case's shapes: the builds before any call */
+    float *out;       /* the last call's output (malloc'd), or NULL */
+    size_t out_n;
 } result;
 
 /* One case's tensors and call arguments: the input x (deterministic values), the output, and
@@ -327,6 +373,32 @@ static int case_setup(clmha_context *ctx, clmha_layer *layer, const opts *o, int
     return rc;
 }
 
+/* The contents of @p t (malloc'd; NULL on failure). */
+static float *tensor_contents(const clmha_tensor *t, size_t *bytes) {
+    const size_t n = clmha_tensor_numel(t);
+    float *h = malloc(n * sizeof(float));
+    if (h != NULL && clmha_tensor_read(t, h, n * sizeof(float)) != CLMHA_OK) {
+        free(h);
+        h = NULL;
+    }
+    *bytes = h != NULL ? n * sizeof(float) : 0;
+    return h;
+}
+
+/* The relative Frobenius error of @p got against @p ref (n values each); NAN without both. */
+static double rel_error(const float *got, const float *ref, size_t n, size_t n_ref) {
+    if (got == NULL || ref == NULL || n != n_ref) {
+        return NAN;
+    }
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = (double)got[i] - (double)ref[i];
+        num += d * d;
+        den += (double)ref[i] * (double)ref[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
 /* One timed call (host clock around the call and a finish); returns a negative time on error,
  * with the message printed. */
 static double timed_call(clmha_context *ctx, clmha_layer *layer, const bench_case *c) {
@@ -378,6 +450,9 @@ static int run_case(clmha_context *ctx, clmha_layer *layer, const opts *o, int d
     res->attn_s = median(attn, o->reps);
     res->proj_s = median(proj, o->reps);
     res->reserve_s = c.reserve_s;
+    size_t bytes = 0;
+    res->out = tensor_contents(c.y, &bytes);
+    res->out_n = bytes / sizeof(float);
     rc = 0;
 done:
     case_release(&c);
@@ -427,27 +502,41 @@ done:
     return rc;
 }
 
-/* Creates the layers the cases need, layers[0] with a float32 cache (decode over it, and
- * prefill) and layers[1] with a float16 one. Returns 0 on success (the message is printed
- * otherwise). */
-static int make_layers(clmha_context *ctx, const opts *o, clmha_layer *layers[2]) {
+/* Creates the layers the cases need, layers[w][0] with a float32 cache (decode over it, and
+ * prefill) and layers[w][1] with a float16 one, for each listed weight dtype w (one seed: the
+ * quantized layers quantize the float32 layer's weights). Returns 0 on success (the message
+ * is printed otherwise). */
+static int make_layers(clmha_context *ctx, const opts *o, clmha_layer *layers[3][2]) {
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
     cfg.num_heads = (int)o->heads, cfg.key_dim = (int)o->head_dim, cfg.seed = 1;
-    for (int h = 0; h < 2; h++) {
-        bool wanted = h == 0 && o->prefill;
-        for (int k = 0; k < o->nhalf; k++) {
-            wanted = wanted || (o->decode && o->half[k] == h);
-        }
-        cfg.cache_dtype = h ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
-        clmha_status st =
-            wanted ? clmha_layer_create(ctx, &cfg, o->dim, o->dim, 0, &layers[h]) : CLMHA_OK;
-        if (st != CLMHA_OK) {
-            fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
-            return 1;
+    for (int wk = 0; wk < o->nwdt; wk++) {
+        const int w = o->wdt[wk];
+        for (int h = 0; h < 2; h++) {
+            bool wanted = h == 0 && o->prefill;
+            for (int k = 0; k < o->nhalf; k++) {
+                wanted = wanted || (o->decode && o->half[k] == h);
+            }
+            cfg.cache_dtype = h ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
+            clmha_status st =
+                wanted ? clmha_layer_create(ctx, &cfg, o->dim, o->dim, 0, &layers[w][h]) : CLMHA_OK;
+            if (st == CLMHA_OK && wanted && w > 0) {
+                st = clmha_layer_quantize(layers[w][h], WEIGHT_NAMES[w]);
+            }
+            if (st != CLMHA_OK) {
+                fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
+                return 1;
+            }
         }
     }
     return 0;
+}
+
+static void release_layers(clmha_layer *layers[3][2]) {
+    for (int w = 0; w < 3; w++) {
+        clmha_layer_release(layers[w][0]);
+        clmha_layer_release(layers[w][1]);
+    }
 }
 
 /* The --pair run: every case through layer A (the settings as they are) and layer B (on a
@@ -455,7 +544,8 @@ static int make_layers(clmha_context *ctx, const opts *o, clmha_layer *layers[2]
  * the exit code. */
 static int run_pairs(const opts *o) {
     clmha_context *ctx[2] = {NULL, NULL};
-    clmha_layer *layers[2][2] = {{NULL, NULL}, {NULL, NULL}}; /* [B?][float16?] */
+    clmha_layer *layers[2][3][2]; /* [B?][weight dtype][float16?] */
+    memset(layers, 0, sizeof layers);
     FILE *json = NULL;
     int rc = 0;
     clmha_context_options ob;
@@ -485,8 +575,8 @@ static int run_pairs(const opts *o) {
     printf("layer: dim %zu, %zu heads of %zu; %zu runs per case and layer after %zu warm-up, "
            "alternating\nA: %s\nB: %s\n\n",
            o->dim, o->heads, o->head_dim, o->reps, o->warmup, set_a, set_b);
-    printf("%-8s %-7s %3s %6s %6s %13s %13s %8s\n", "phase", "cache", "B", "T", "S", "A median ms",
-           "B median ms", "B / A");
+    printf("%-8s %-7s %-7s %3s %6s %6s %13s %13s %8s\n", "phase", "weights", "cache", "B", "T", "S",
+           "A median ms", "B median ms", "B / A");
     for (int phase = 0; phase < 2; phase++) {
         int decode = phase == 0;
         if ((decode && !o->decode) || (!decode && !o->prefill)) {
@@ -497,31 +587,33 @@ static int run_pairs(const opts *o) {
         size_t nseq = o->user_seq ? o->nseq : decode ? 5 : 3;
         for (size_t si = 0; si < nseq; si++) {
             for (size_t bi = 0; bi < o->nbatch; bi++) {
-                for (int hk = 0; hk < (decode ? o->nhalf : 1); hk++) {
-                    const int half = decode ? o->half[hk] : 0;
+                for (int hk = 0; hk < (decode ? o->nhalf : 1) * o->nwdt; hk++) {
+                    const int half = decode ? o->half[hk / o->nwdt] : 0, w = o->wdt[hk % o->nwdt];
                     const char *dtname = decode ? (half ? "float16" : "float32") : "none";
                     size_t S = seqs[si], B = o->batches[bi], T = decode ? 1 : S;
                     double ma, mb;
-                    if (run_pair_case(ctx, layers[0][half], layers[1][half], o, decode, B, S, &ma,
-                                      &mb) != 0) {
+                    if (run_pair_case(ctx, layers[0][w][half], layers[1][w][half], o, decode, B, S,
+                                      &ma, &mb) != 0) {
                         rc = 1;
                         goto done;
                     }
-                    printf("%-8s %-7s %3zu %6zu %6zu %13.3f %13.3f %8.3f\n",
-                           decode ? "decode" : "prefill", dtname, B, T, S, ma * 1e3, mb * 1e3,
-                           mb / ma);
+                    printf("%-8s %-7s %-7s %3zu %6zu %6zu %13.3f %13.3f %8.3f\n",
+                           decode ? "decode" : "prefill", WEIGHT_NAMES[w], dtname, B, T, S,
+                           ma * 1e3, mb * 1e3, mb / ma);
                     fflush(stdout);
                     if (json != NULL) {
                         fprintf(json,
                                 "{\"phase\": \"%s\", \"B\": %zu, \"T\": %zu, \"S\": %zu, "
                                 "\"dim\": %zu, \"heads\": %zu, \"head_dim\": %zu, "
-                                "\"cache_dtype\": \"%s\", \"device\": \"%s\", \"tuning\": \"%s\", "
+                                "\"cache_dtype\": \"%s\", \"weight_dtype\": \"%s\", "
+                                "\"device\": \"%s\", \"tuning\": \"%s\", "
                                 "\"pair\": \"%s\", \"settings_a\": \"%s\", "
                                 "\"settings_b\": \"%s\", \"median_a_s\": %.9g, "
                                 "\"median_b_s\": %.9g, \"b_over_a\": %.6g}\n",
                                 decode ? "decode" : "prefill", B, T, S, o->dim, o->heads,
-                                o->head_dim, dtname, dev.name, clmha_context_tuning_name(ctx[0]),
-                                o->pair, set_a, set_b, ma, mb, mb / ma);
+                                o->head_dim, dtname, WEIGHT_NAMES[w], dev.name,
+                                clmha_context_tuning_name(ctx[0]), o->pair, set_a, set_b, ma, mb,
+                                mb / ma);
                     }
                 }
             }
@@ -531,10 +623,8 @@ done:
     if (json != NULL) {
         fclose(json);
     }
-    for (int i = 0; i < 2; i++) {
-        clmha_layer_release(layers[i][0]);
-        clmha_layer_release(layers[i][1]);
-    }
+    release_layers(layers[0]);
+    release_layers(layers[1]);
     clmha_context_release(ctx[0]);
     clmha_context_release(ctx[1]);
     return rc;
@@ -553,7 +643,8 @@ int main(int argc, char **argv) {
     clmha_context_options_init(&co);
     co.profile = o.profile != 0;
     clmha_context *ctx = NULL;
-    clmha_layer *layers[2] = {NULL, NULL}; /* float32 cache, float16 cache */
+    clmha_layer *layers[3][2]; /* [weight dtype][float16 cache?] */
+    memset(layers, 0, sizeof layers);
     FILE *json = NULL;
     if (clmha_context_create(&co, &ctx) != CLMHA_OK) {
         fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
@@ -602,8 +693,9 @@ int main(int argc, char **argv) {
     } else {
         printf("CLBlast SGEMV: n/a\n\n");
     }
-    printf("%-8s %-7s %3s %6s %6s %11s %17s %11s %11s %8s %8s\n", "phase", "cache", "B", "T", "S",
-           "median ms", "min..max ms", "attn ms", "proj ms", "of bw", "of gemm");
+    printf("%-8s %-7s %-7s %3s %6s %6s %11s %17s %11s %11s %8s %8s %10s\n", "phase", "weights",
+           "cache", "B", "T", "S", "median ms", "min..max ms", "attn ms", "proj ms", "of bw",
+           "of gemm", "err vs f32");
     for (int phase = 0; phase < 2; phase++) {
         int decode = phase == 0;
         if ((decode && !o.decode) || (!decode && !o.prefill)) {
@@ -614,19 +706,32 @@ int main(int argc, char **argv) {
         size_t nseq = o.user_seq ? o.nseq : decode ? 5 : 3;
         for (size_t si = 0; si < nseq; si++) {
             for (size_t bi = 0; bi < o.nbatch; bi++) {
-                for (int hk = 0; hk < (decode ? o.nhalf : 1); hk++) {
-                    const int half = decode ? o.half[hk] : 0;
+                float *ref = NULL; /* this case's output with float32 weights */
+                size_t ref_n = 0;
+                for (int hk = 0; hk < (decode ? o.nhalf : 1) * o.nwdt; hk++) {
+                    const int half = decode ? o.half[hk / o.nwdt] : 0, w = o.wdt[hk % o.nwdt];
                     const char *dtname = decode ? (half ? "float16" : "float32") : "none";
-                    clmha_layer *layer = layers[half];
+                    clmha_layer *layer = layers[w][half];
+                    if (hk % o.nwdt == 0) {
+                        free(ref);
+                        ref = NULL;
+                    }
                     size_t S = seqs[si], B = o.batches[bi], T = decode ? 1 : S;
                     if (tty) {
                         fprintf(stderr, "\r%s B=%zu S=%zu ...   ", decode ? "decode" : "prefill", B,
                                 S);
                     }
-                    result r = {0, 0, 0, 0, 0, 0};
+                    result r = {0, 0, 0, 0, 0, 0, NULL, 0};
                     if (run_case(ctx, layer, &o, decode, B, S, &r) != 0) {
+                        free(ref);
                         rc = 1;
                         goto done;
+                    }
+                    const double err = w == 0 ? 0.0 : rel_error(r.out, ref, r.out_n, ref_n);
+                    if (w == 0) {
+                        ref = r.out, ref_n = r.out_n;
+                    } else {
+                        free(r.out);
                     }
                     if (tty) {
                         fprintf(stderr, "\r%40s\r", "");
@@ -653,9 +758,14 @@ int main(int argc, char **argv) {
                     fmt_num(jgemm, sizeof jgemm, fgemm, 6, "null");
                     fmt_num(jcbw, sizeof jcbw, bw > 0 ? bw : NAN, 6, "null");
                     fmt_num(jcgemm, sizeof jcgemm, gemm > 0 ? gemm : NAN, 6, "null");
-                    printf("%-8s %-7s %3zu %6zu %6zu %11.3f %8.3f..%-8.3f %11s %11s %8s %8s\n",
-                           decode ? "decode" : "prefill", dtname, B, T, S, r.median_s * 1e3,
-                           r.min_s * 1e3, r.max_s * 1e3, tattn, tproj, tbw, tgemm);
+                    char terr[32], jerr[32];
+                    fmt_num(terr, sizeof terr, w == 0 ? NAN : err, 6, w == 0 ? "-" : "n/a");
+                    fmt_num(jerr, sizeof jerr, w == 0 ? NAN : err, 6, "null");
+                    printf("%-8s %-7s %-7s %3zu %6zu %6zu %11.3f %8.3f..%-8.3f %11s %11s %8s %8s "
+                           "%10s\n",
+                           decode ? "decode" : "prefill", WEIGHT_NAMES[w], dtname, B, T, S,
+                           r.median_s * 1e3, r.min_s * 1e3, r.max_s * 1e3, tattn, tproj, tbw, tgemm,
+                           terr);
                     fflush(stdout);
                     if (json != NULL) {
                         fprintf(
@@ -669,13 +779,15 @@ int main(int argc, char **argv) {
                             "\"projection_median_s\": %s, \"frac_bandwidth\": %s, "
                             "\"frac_gemm\": %s, \"copy_bandwidth_bytes_per_s\": %s, "
                             "\"sgemm_flops_per_s\": %s, \"layer_build_s\": %.6f, "
-                            "\"reserve_s\": %.6f}\n",
+                            "\"reserve_s\": %.6f, \"weight_dtype\": \"%s\", "
+                            "\"error_vs_float32\": %s}\n",
                             decode ? "decode" : "prefill", B, T, S, o.dim, o.heads, o.head_dim,
                             decode ? dtname : "none", dev.name, clmha_context_tuning_name(ctx),
                             settings, r.median_s, r.min_s, r.max_s, jattn, jproj, jbw, jgemm, jcbw,
-                            jcgemm, build_s, r.reserve_s);
+                            jcgemm, build_s, r.reserve_s, WEIGHT_NAMES[w], jerr);
                     }
                 }
+                free(ref);
             }
         }
     }
@@ -683,8 +795,7 @@ done:
     if (json != NULL) {
         fclose(json);
     }
-    clmha_layer_release(layers[0]);
-    clmha_layer_release(layers[1]);
+    release_layers(layers);
     clmha_context_release(ctx);
     return rc;
 }

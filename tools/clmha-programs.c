@@ -7,7 +7,7 @@
  *
  * Output: one line per program a layer builds, tab-separated: row, key_dim, cache dtype, kernel
  * file (its headers included at build), options. Usage: clmha-programs [ROW ...] (default: every
- * row).
+ * row). The quantized layers' programs (quant.cl) are listed under key_dim 64, float32.
  */
 #include "internal.h"
 
@@ -19,6 +19,25 @@
  * (Whisper/OPT-350m-like 80) and a large one, with float32 and float16 caches. */
 static const int head_dims[] = {64, 80, 128};
 static const clmha_dtype cache_dtypes[] = {CLMHA_FLOAT32, CLMHA_FLOAT16};
+
+/* Quantizes @p layer to int8 and two more layers of @p cfg to int4 (groups of 128) and int4/-1,
+ * so that the context holds every quant.cl program; 0 on success. */
+static int list_quantized(clmha_context *ctx, const clmha_layer_config *cfg, clmha_layer *layer) {
+    static const char *const modes[] = {"int4", "int4/-1"};
+    if (clmha_layer_quantize(layer, "int8") != CLMHA_OK) {
+        return 1;
+    }
+    for (int m = 0; m < 2; m++) {
+        clmha_layer *q = NULL;
+        if (clmha_layer_create(ctx, cfg, 768, 768, 0, &q) != CLMHA_OK ||
+            clmha_layer_quantize(q, modes[m]) != CLMHA_OK) {
+            clmha_layer_release(q);
+            return 1;
+        }
+        clmha_layer_release(q);
+    }
+    return 0;
+}
 
 static int list_row(const char *row) {
     char tune[64];
@@ -45,6 +64,15 @@ static int list_row(const char *row) {
                 clmha_context_release(ctx);
                 return 1;
             }
+            /* The quantized layers' programs (quant.cl), once a row: int8 on this layer,
+             * int4 in groups (Keras's default) and per column on two more. */
+            if (i == 0 && j == 0 && list_quantized(ctx, &cfg, layer) != 0) {
+                fprintf(stderr, "clmha-programs: row %s, quantized layers: %s\n", row,
+                        clmha_last_error());
+                clmha_layer_release(layer);
+                clmha_context_release(ctx);
+                return 1;
+            }
             const char *std_prefix = "-cl-std=CL1.2";
             for (const clmha__program *p = ctx->programs; p != NULL; p = p->next) {
                 const char *opts = p->options;
@@ -64,10 +92,10 @@ static int list_row(const char *row) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-        printf(
-            "usage: clmha-programs [ROW ...]\n"
-            "Lists the programs (file, build options) a layer builds under each tuning row\n"
-            "(default: every row), for key_dim 64, 80 and 128 and float32 and float16 caches.\n");
+        printf("usage: clmha-programs [ROW ...]\n"
+               "Lists the programs (file, build options) a layer builds under each tuning row\n"
+               "(default: every row), for key_dim 64, 80 and 128 and float32 and float16 caches,\n"
+               "and the int8 and int4 quantized layers' programs.\n");
         return 0;
     }
     if (argc > 1) {

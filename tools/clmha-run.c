@@ -28,6 +28,7 @@ static void usage(FILE *f) {
             "  --weights FILE   a Keras 3 .weights.h5 file (model.save_weights)\n"
             "  --list           print the file's attention layers, one a line, in Keras's\n"
             "                   order: path, input dims, heads, head dims, bias, output shape\n"
+            "                   and a quantized layer's mode (int8, int4/128, ...)\n"
             "  --layer NAME     the attention layer's group path or last path component;\n"
             "                   may be left out when the file holds exactly one\n"
             "  --inputs FILE    HDF5 datasets: query (required); value (required except in\n"
@@ -147,7 +148,7 @@ static int parse(int argc, char **argv, args *a) {
     return 0;
 }
 
-/* --list: the file's attention layers, one a line. */
+/* --list: the file's attention layers, one a line (a quantized one with its mode last). */
 static int list_layers(const char *weights) {
     clmha_keras_layer_info *list = NULL;
     size_t n = 0;
@@ -162,7 +163,8 @@ static int list_layers(const char *weights) {
         for (int d = 0; d < l->output_rank; d++) {
             printf("%s%zu", d ? ", " : "", l->output_shape[d]);
         }
-        printf(")\n");
+        /* a quantized layer's mode as Keras names it */
+        printf(")%s%s\n", l->quantization[0] ? "\t" : "", l->quantization);
     }
     free(list);
     return 0;

@@ -50,6 +50,7 @@ ROLES = {
     "gemm_acc": "projection", "gemm_bias4": "projection", "gemm_qkv4": "projection",
     "pack_columns": "projection", "split_qkv": "projection", "fill_bias": "projection",
     "commit": "splice", "to_half": "splice",
+    "quantize_rows": "projection", "gemm_i8": "projection", "gemm_q4": "projection",
 }
 
 

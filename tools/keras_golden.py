@@ -24,6 +24,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import h5py  # noqa: E402
 import jax  # noqa: E402
 import keras  # noqa: E402
+from keras.quantizers import Int4QuantizationConfig  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 from keras_hub.src.layers.modeling.cached_multi_head_attention import (  # noqa: E402
@@ -158,6 +159,17 @@ def run_case(out_dir, c, model_cache):
     # Its sub-layers are built by the call; mark the containers built so they save.
     model.block.built = True
     model.built = True
+    qmode = c.get("qmode")
+    if qmode:
+        # Keras's own quantization of the float layer, whose weights are kept beside it so that
+        # clmha_layer_quantize can be checked against it.
+        model.save_weights(os.path.join(out_dir, name + ".float.weights.h5"))
+        if qmode in ("int8", "int4"):
+            model.quantize(qmode)
+        else:
+            block = int(qmode.split("/")[1])
+            model.quantize(config=Int4QuantizationConfig(block_size=block))
+        result = layer(query, v_in, key, **kwargs)
     outs = result if isinstance(result, tuple) else (result,)
     output = np.asarray(outs[0])
     scores = np.asarray(outs[1]) if c.get("scores") else None
@@ -200,6 +212,9 @@ def run_case(out_dir, c, model_cache):
         f.attrs["jax_version"] = jax.__version__
         f.attrs["keras_hub_version"] = keras_hub.__version__
         f.attrs["config"] = json.dumps(layer.get_config(), default=str)
+        if qmode:
+            f.attrs["quantization"] = qmode
+            f.attrs["float_weights_file"] = name + ".float.weights.h5"
     return new_cache
 
 
@@ -423,6 +438,32 @@ def cases():
         T=5, S=5, dropout=0.99999, training=True)
     add("infer_dropout", "dropout 0.5 at inference: no dropout", B=2, T=3, S=5, dropout=0.5)
     add("train_no_dropout", "training with dropout 0", B=2, T=3, S=5, training=True)
+    # Keras's quantized layers (Model.quantize): int8, int4 (groups of 128 rows), int4 in
+    # groups of 32 (a partial last group) and per-channel int4, in each cache mode; odd column
+    # counts exercise int4's packing.
+    qb = dict(B=2, Dq=40, H=3, dk=8)
+    add("quant_int8_nocache", "int8, no cache, mask", T=5, S=7, mask="BTS", qmode="int8", **qb)
+    add("quant_int8_static", "int8, static cache", T=3, S=9, mode="static", qmode="int8", **qb)
+    add("quant_int8_update", "int8, decode step", T=1, S=8, mode="update", index=5,
+        mask="causal", qmode="int8", **qb)
+    add("quant_int8_prefill", "int8, prefill of 5 at 0, no bias, output 5", T=5, S=9, Sn=5,
+        mode="update", index=0, mask="causal", bias=False, output_shape=5, qmode="int8", **qb)
+    q4 = dict(B=2, Dq=136, H=3, dk=5)
+    add("quant_int4_nocache", "int4 (groups of 128), no cache", T=4, S=6, qmode="int4", **q4)
+    add("quant_int4_static", "int4, static cache", T=2, S=7, mode="static", qmode="int4", **q4)
+    add("quant_int4_update", "int4, decode step, output 5", T=1, S=8, mode="update", index=3,
+        mask="causal", output_shape=5, qmode="int4", **q4)
+    g32 = dict(B=2, Dq=72, H=3, dk=8)
+    add("quant_int4g32_nocache", "int4/32, no cache, mask", T=5, S=6, mask="BTS",
+        qmode="int4/32", **g32)
+    add("quant_int4g32_update", "int4/32, prefill of 3 at 2", T=3, S=9, Sn=3, mode="update",
+        index=2, mask="causal", qmode="int4/32", **g32)
+    add("quant_int4pc_nocache", "int4/-1 (one scale a column), no cache", T=4, S=5,
+        qmode="int4/-1", **g32)
+    add("quant_int4pc_static", "int4/-1, static cache", T=2, S=6, mode="static",
+        qmode="int4/-1", **g32)
+    add("quant_int4pc_update", "int4/-1, decode step", T=1, S=7, mode="update", index=6,
+        mask="causal", qmode="int4/-1", **g32)
     # GPT-2-sized decoding: prefill 8 tokens, then single-token steps.
     gpt = dict(B=1, Dq=768, H=12, dk=64, S=16, mode="update", mask="causal", model="gpt2",
                weights_name="gpt2_decode", quantise=True, cross=True)
