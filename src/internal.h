@@ -366,6 +366,7 @@ struct clmha_layer {
      * scales (capacities in floats). Its projections take quant.cl only: no CLBlast, no fused
      * query/key/value launch, no gemm_tail. */
     int quant_bits;
+    bool quant_wide; /* quant.cl's row-major layouts, sixteen columns a work-item (gemm_wide) */
     size_t quant_block, wg_quant;
     cl_mem qscale[4], qzero[4];
     cl_mem ws_xq, ws_xs;

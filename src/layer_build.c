@@ -297,9 +297,12 @@ static bool kernel_recipe(const clmha_layer *l, int id, recipe *r) {
         return (few ? l->use_tail_few : l->use_tail) && (!half || l->half_cache);
     }
     if (id >= CLMHA__K_QUANT_FIRST) {
-        /* a quantized layer's products (quant.cl), one row or QUANT_ROWS rows a work-item */
+        /* a quantized layer's products (quant.cl), one row or QUANT_ROWS rows a work-item, in
+         * the GPU or the wide (CPU) layout */
         const int bits = id >= CLMHA__K_QUANT(4, 0) ? 4 : 8;
-        *r = (recipe){"quant.cl", bits == 8 ? "gemm_i8" : "gemm_q4", ""};
+        static const char *const names[2][2] = {{"gemm_i8", "gemm_q4"}, {"gemm_i8w", "gemm_q4w"}};
+        *r = (recipe){l->quant_wide ? "quant_cpu.cl" : "quant.cl",
+                      names[l->quant_wide ? 1 : 0][bits == 4], ""};
         snprintf(r->defines, sizeof r->defines, "-DRB=%d%s",
                  id == CLMHA__K_QUANT(bits, 1) ? CLMHA__QUANT_ROWS : 1,
                  bits == 4 && l->quant_block == 0 ? " -DQDIV" : "");

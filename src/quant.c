@@ -138,43 +138,63 @@ static size_t round4(size_t v) {
     return (v + 3) / 4 * 4;
 }
 
-/* The kernel of @p q in quant.cl's layout for @p bits; *bytes its size. NULL when out of
- * memory. */
-static unsigned char *pack_kernel(const clmha__qkernel *q, int bits, size_t *bytes) {
-    const size_t kp = round4(q->k), np = round4(q->n);
-    *bytes = kp * np / (bits == 8 ? 1 : 2);
-    unsigned char *out = calloc(*bytes, 1);
+/* How a k x n quantized kernel lies on the device (quant.cl): rows in steps of four with the
+ * columns padded to a multiple of 4 (GPUs), or row-major with them padded to 16 (wide, the
+ * devices whose own GEMM takes 32 columns a work-item: CPUs). */
+typedef struct qlayout {
+    bool wide;
+    int bits;
+    size_t kp, np, bytes; /* padded rows and columns, the kernel's bytes */
+} qlayout;
+
+static qlayout layout_of(bool wide, int bits, size_t k, size_t n) {
+    qlayout L = {wide, bits, wide ? k : round4(k), wide ? (n + 15) / 16 * 16 : round4(n), 0};
+    L.bytes = L.kp * L.np / (bits == 8 ? 1 : 2);
+    return L;
+}
+
+/* The byte holding row r, column c, and the nibble's shift for int4. */
+static size_t byte_at(const qlayout *L, size_t r, size_t c, int *shift) {
+    if (L->wide) {
+        *shift = c % 2 ? 4 : 0;
+        return L->bits == 8 ? r * L->np + c : r * (L->np / 2) + c / 2;
+    }
+    const size_t kq = r / 4, j = r % 4;
+    *shift = j % 2 ? 4 : 0;
+    return L->bits == 8 ? (kq * L->np + c) * 4 + j : (kq * L->np + c) * 2 + j / 2;
+}
+
+/* The kernel of @p q in layout @p L. NULL when out of memory. */
+static unsigned char *pack_kernel(const clmha__qkernel *q, const qlayout *L) {
+    unsigned char *out = calloc(L->bytes, 1);
     if (out == NULL) {
         return NULL;
     }
     for (size_t r = 0; r < q->k; r++) {
-        const size_t kq = r / 4, j = r % 4;
         for (size_t c = 0; c < q->n; c++) {
             const int8_t v = q->q[r * q->n + c];
-            if (bits == 8) {
-                out[(kq * np + c) * 4 + j] = (unsigned char)v;
-            } else {
-                unsigned char *b = &out[(kq * np + c) * 2 + j / 2];
-                *b = (unsigned char)(*b | (((unsigned)v & 0xFu) << (j % 2 ? 4 : 0)));
-            }
+            int shift;
+            unsigned char *b = &out[byte_at(L, r, c, &shift)];
+            *b = L->bits == 8 ? (unsigned char)v
+                              : (unsigned char)(*b | (((unsigned)v & 0xFu) << shift));
         }
     }
     return out;
 }
 
-/* The value of row r, column c in a packed kernel of @p bits with np padded columns. */
-static int8_t packed_at(const unsigned char *p, int bits, size_t np, size_t r, size_t c) {
-    const size_t kq = r / 4, j = r % 4;
-    if (bits == 8) {
-        return (int8_t)p[(kq * np + c) * 4 + j];
+/* The value of row r, column c in a kernel packed in layout @p L. */
+static int8_t packed_at(const unsigned char *p, const qlayout *L, size_t r, size_t c) {
+    int shift;
+    const unsigned char b = p[byte_at(L, r, c, &shift)];
+    if (L->bits == 8) {
+        return (int8_t)b;
     }
-    const unsigned nib = (p[(kq * np + c) * 2 + j / 2] >> (j % 2 ? 4 : 0)) & 0xFu;
+    const unsigned nib = ((unsigned)b >> shift) & 0xFu;
     return (int8_t)(nib >= 8 ? (int)nib - 16 : (int)nib);
 }
 
 /* [groups][np] copies of the scales (padding 1) and zero points (padding 0). */
-static bool pad_params(const clmha__qkernel *q, float **scale, int8_t **zero) {
-    const size_t np = round4(q->n);
+static bool pad_params(const clmha__qkernel *q, size_t np, float **scale, int8_t **zero) {
     *scale = malloc(q->groups * np * sizeof(float));
     *zero = calloc(q->groups * np, 1);
     if (*scale == NULL || *zero == NULL) {
@@ -223,19 +243,19 @@ static void qbuffers_release(qbuffers *b) {
 }
 
 /* Uploads projection @p q in quant.cl's layouts for @p bits. */
-static clmha_status upload_qkernel(clmha_context *ctx, const clmha__qkernel *q, int bits,
+static clmha_status upload_qkernel(clmha_context *ctx, const clmha__qkernel *q, int bits, bool wide,
                                    qbuffers *b) {
-    size_t bytes;
-    unsigned char *packed = pack_kernel(q, bits, &bytes);
+    const qlayout L = layout_of(wide, bits, q->k, q->n);
+    const size_t np = L.np;
+    unsigned char *packed = pack_kernel(q, &L);
     float *scale = NULL;
     int8_t *zero = NULL;
     clmha_status st = CLMHA_OK;
-    if (packed == NULL || !pad_params(q, &scale, &zero)) {
+    if (packed == NULL || !pad_params(q, np, &scale, &zero)) {
         st = clmha__fail(ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY, "quantizing: out of memory");
     }
-    const size_t np = round4(q->n);
     if (st == CLMHA_OK) {
-        st = upload_new(ctx, packed, bytes, "a quantized kernel", &b->kernel);
+        st = upload_new(ctx, packed, L.bytes, "a quantized kernel", &b->kernel);
     }
     if (st == CLMHA_OK) {
         st = upload_new(ctx, scale, q->groups * np * sizeof(float), "a kernel scale", &b->scale);
@@ -274,8 +294,9 @@ static clmha_status check_qkernels(const clmha_layer *l, int bits, size_t block,
                                clmha_weight_name((clmha_weight)(2 * i)), q[i].k, q[i].n,
                                q[i].groups, k, n, bits == 8 ? (size_t)1 : group_count(k, block));
         }
-        /* a work-item loops over the input width in steps of four, QUANT_ROWS rows each */
-        if (round4(k) / 4 * CLMHA__QUANT_ROWS > l->ctx->item_loops) {
+        /* a work-item loops over the input width (in steps of four but for the wide layout),
+         * QUANT_ROWS rows each */
+        if ((l->gemm_wide != 0 ? k : round4(k) / 4) * CLMHA__QUANT_ROWS > l->ctx->item_loops) {
             return clmha__fail(l->ctx, CLMHA_ERR_DEVICE_LIMIT,
                                "the quantized %s projection's input width %zu is past what one "
                                "work-item may loop over on device \"%s\" (%zu iterations)",
@@ -291,6 +312,7 @@ static clmha_status check_qkernels(const clmha_layer *l, int bits, size_t block,
 static clmha_status build_quant_kernels(clmha_layer *l, int bits, size_t block) {
     l->quant_bits = bits;
     l->quant_block = block;
+    l->quant_wide = l->gemm_wide != 0;
     size_t wg = 64;
     while (wg > l->ctx->info.max_work_group_size && wg > 1) {
         wg /= 2;
@@ -326,7 +348,7 @@ clmha_status clmha__quant_install(clmha_layer *l, int bits, size_t block,
     }
     qbuffers b[4] = {{NULL, NULL, NULL}};
     for (int i = 0; i < 4 && st == CLMHA_OK; i++) {
-        st = upload_qkernel(l->ctx, &q[i], bits, &b[i]);
+        st = upload_qkernel(l->ctx, &q[i], bits, l->gemm_wide != 0, &b[i]);
     }
     if (st == CLMHA_OK) {
         st = build_quant_kernels(l, bits, block);
@@ -334,6 +356,7 @@ clmha_status clmha__quant_install(clmha_layer *l, int bits, size_t block,
     if (st != CLMHA_OK) {
         l->quant_bits = 0;
         l->quant_block = 0;
+        l->quant_wide = false;
         for (int id = CLMHA__K_QUANT_ROWS; id < CLMHA__K_QUANT_FIRST + 4; id++) {
             clmha__kernel_release(&l->kern[id]);
         }
@@ -349,7 +372,6 @@ clmha_status clmha__quant_install(clmha_layer *l, int bits, size_t block,
         l->qscale[i] = b[i].scale;
         l->qzero[i] = b[i].zero;
     }
-    l->quant_block = block;
     /* quant.cl takes every projection: no fused query/key/value launch, no gemm_tail */
     l->use_tail = l->use_tail_few = false;
     l->fuse_blas = false;
@@ -440,7 +462,8 @@ clmha_status clmha_layer_quantize(clmha_layer *l, const char *mode) {
 clmha_status clmha__quant_get(const clmha_layer *l, clmha_weight w, float *data) {
     size_t k, n;
     proj_dims(l, (int)w / 2, &k, &n);
-    const size_t kp = round4(k), np = round4(n), bytes = kp * np / (l->quant_bits == 8 ? 1 : 2);
+    const qlayout L = layout_of(l->quant_wide, l->quant_bits, k, n);
+    const size_t bytes = L.bytes;
     unsigned char *p = malloc(bytes);
     if (p == NULL) {
         return clmha__fail(l->ctx, CLMHA_ERR_OUT_OF_HOST_MEMORY,
@@ -451,7 +474,7 @@ clmha_status clmha__quant_get(const clmha_layer *l, clmha_weight w, float *data)
     if (err == CL_SUCCESS) {
         for (size_t r = 0; r < k; r++) {
             for (size_t c = 0; c < n; c++) {
-                data[r * n + c] = (float)packed_at(p, l->quant_bits, np, r, c);
+                data[r * n + c] = (float)packed_at(p, &L, r, c);
             }
         }
     }
@@ -490,6 +513,58 @@ static clmha_status quantize_inputs(clmha_layer *l, cl_mem x, size_t x_off, size
     return st != CLMHA_OK ? st : clmha__launch(l->ctx, kern, m, l->wg_quant);
 }
 
+/* Sets gemm_i8 / gemm_i8w's arguments for projection @p proj of @p m rows into y. */
+static clmha_status args_i8(clmha_layer *l, const clmha__kernel *kern, int proj, const qlayout *L,
+                            size_t m, size_t k, size_t n, cl_mem y, size_t y_off) {
+    cl_mem bias = l->weights[2 * proj + 1];
+    cl_int has_bias = bias != NULL;
+    cl_ulong mm = m, kp = round4(k), kk = k, nn = n, np = L->np, yo = y_off;
+    clmha__karg args[13] = {CLMHA__ARG(l->ws_xq), CLMHA__ARG(l->ws_xs), CLMHA__ARG(mm),
+                            CLMHA__ARG(kp)};
+    size_t a = 4;
+    if (L->wide) {
+        args[a++] = (clmha__karg)CLMHA__ARG(kk);
+    }
+    const clmha__karg rest[] = {CLMHA__ARG(l->weights[2 * proj]),
+                                CLMHA__ARG(l->qscale[proj]),
+                                CLMHA__ARG(nn),
+                                CLMHA__ARG(np),
+                                CLMHA__ARG(bias),
+                                CLMHA__ARG(has_bias),
+                                CLMHA__ARG(y),
+                                CLMHA__ARG(yo)};
+    memcpy(args + a, rest, sizeof rest);
+    return clmha__set_args(l->ctx, kern, args, a + 8);
+}
+
+/* Sets gemm_q4 / gemm_q4w's arguments: groups of steps of four rows (GPU layout) or of rows
+ * (wide), one group spanning all rows for the per-channel mode. */
+static clmha_status args_q4(clmha_layer *l, const clmha__kernel *kern, int proj, const qlayout *L,
+                            cl_mem x, size_t x_off, size_t m, size_t k, size_t n, cl_mem y,
+                            size_t y_off) {
+    cl_mem bias = l->weights[2 * proj + 1];
+    cl_int has_bias = bias != NULL;
+    const size_t block = l->quant_block == 0 ? round4(k) : l->quant_block;
+    cl_ulong mm = m, kk = k, nn = n, np = L->np, yo = y_off, xo = x_off;
+    cl_ulong span = L->wide ? block : block / 4, groups = group_count(k, l->quant_block);
+    const clmha__karg args[] = {CLMHA__ARG(x),
+                                CLMHA__ARG(xo),
+                                CLMHA__ARG(mm),
+                                CLMHA__ARG(kk),
+                                CLMHA__ARG(l->weights[2 * proj]),
+                                CLMHA__ARG(l->qscale[proj]),
+                                CLMHA__ARG(l->qzero[proj]),
+                                CLMHA__ARG(nn),
+                                CLMHA__ARG(np),
+                                CLMHA__ARG(span),
+                                CLMHA__ARG(groups),
+                                CLMHA__ARG(bias),
+                                CLMHA__ARG(has_bias),
+                                CLMHA__ARG(y),
+                                CLMHA__ARG(yo)};
+    return clmha__set_args(l->ctx, kern, args, sizeof args / sizeof args[0]);
+}
+
 clmha_status clmha__project_quant(clmha_layer *l, int proj, cl_mem x, size_t x_off, size_t m,
                                   cl_mem y, size_t y_off) {
     clmha_context *ctx = l->ctx;
@@ -501,51 +576,15 @@ clmha_status clmha__project_quant(clmha_layer *l, int proj, cl_mem x, size_t x_o
         return st;
     }
     const bool many = m > 2;
-    const size_t rb = many ? CLMHA__QUANT_ROWS : 1, np = round4(n);
+    const qlayout L = layout_of(l->quant_wide, l->quant_bits, k, n);
     const clmha__kernel *kern = &l->kern[CLMHA__K_QUANT(l->quant_bits, many)];
-    cl_mem bias = l->weights[2 * proj + 1];
-    cl_int has_bias = bias != NULL;
-    cl_ulong mm = m, kk = k, nn = n, npp = np, yo = y_off, xo = x_off;
-    if (l->quant_bits == 8) {
-        cl_ulong kp = round4(k);
-        const clmha__karg args[] = {CLMHA__ARG(l->ws_xq),
-                                    CLMHA__ARG(l->ws_xs),
-                                    CLMHA__ARG(mm),
-                                    CLMHA__ARG(kp),
-                                    CLMHA__ARG(l->weights[2 * proj]),
-                                    CLMHA__ARG(l->qscale[proj]),
-                                    CLMHA__ARG(nn),
-                                    CLMHA__ARG(npp),
-                                    CLMHA__ARG(bias),
-                                    CLMHA__ARG(has_bias),
-                                    CLMHA__ARG(y),
-                                    CLMHA__ARG(yo)};
-        st = clmha__set_args(ctx, kern, args, sizeof args / sizeof args[0]);
-    } else {
-        const size_t steps = round4(k) / 4;
-        cl_ulong steps_g = l->quant_block == 0 ? steps : l->quant_block / 4,
-                 groups = group_count(k, l->quant_block);
-        const clmha__karg args[] = {CLMHA__ARG(x),
-                                    CLMHA__ARG(xo),
-                                    CLMHA__ARG(mm),
-                                    CLMHA__ARG(kk),
-                                    CLMHA__ARG(l->weights[2 * proj]),
-                                    CLMHA__ARG(l->qscale[proj]),
-                                    CLMHA__ARG(l->qzero[proj]),
-                                    CLMHA__ARG(nn),
-                                    CLMHA__ARG(npp),
-                                    CLMHA__ARG(steps_g),
-                                    CLMHA__ARG(groups),
-                                    CLMHA__ARG(bias),
-                                    CLMHA__ARG(has_bias),
-                                    CLMHA__ARG(y),
-                                    CLMHA__ARG(yo)};
-        st = clmha__set_args(ctx, kern, args, sizeof args / sizeof args[0]);
-    }
+    st = l->quant_bits == 8 ? args_i8(l, kern, proj, &L, m, k, n, y, y_off)
+                            : args_q4(l, kern, proj, &L, x, x_off, m, k, n, y, y_off);
     if (st != CLMHA_OK) {
         return st;
     }
-    const size_t items = np / 4 * ((m + rb - 1) / rb),
+    const size_t rb = many ? CLMHA__QUANT_ROWS : 1, cols = L.wide ? 16 : 4;
+    const size_t items = L.np / cols * ((m + rb - 1) / rb),
                  wg = l->wg_gemm < kern->max_wg ? l->wg_gemm : kern->max_wg;
     return clmha__launch(ctx, kern, (items + wg - 1) / wg, wg);
 }

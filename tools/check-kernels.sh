@@ -37,11 +37,13 @@ for variant in "-DGC=4" "-DGC=32" "-DGC=32 -DCACHE_HALF" "-DGC=16 -DGR=24"; do
     # shellcheck disable=SC2086
     cl kernels/tail.cl -DHV=768 $variant
 done
-# quant.cl's builds: quantize_rows, and the products one row or four a work-item (int4 per
-# group or per column).
+# quant.cl's and quant_cpu.cl's builds: quantize_rows, and the products one row or four a
+# work-item (int4 per group or per column).
 for variant in "-DQWG=64" "-DRB=1" "-DRB=4" "-DRB=4 -DQDIV"; do
     # shellcheck disable=SC2086
     cl kernels/quant.cl $variant
+    # shellcheck disable=SC2086
+    cl kernels/quant_cpu.cl $variant
 done
 if grep -n "pragma OPENCL EXTENSION" kernels/*.cl kernels/*.clh; then
     echo "check-kernels: kernels must not enable extensions" >&2

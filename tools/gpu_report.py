@@ -51,6 +51,7 @@ ROLES = {
     "pack_columns": "projection", "split_qkv": "projection", "fill_bias": "projection",
     "commit": "splice", "to_half": "splice",
     "quantize_rows": "projection", "gemm_i8": "projection", "gemm_q4": "projection",
+    "gemm_i8w": "projection", "gemm_q4w": "projection",
 }
 
 

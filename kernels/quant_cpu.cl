@@ -1,0 +1,123 @@
+/*
+ * quant_cpu.cl - the products of a quantized layer (quant.cl has the rest: quantize_rows, which
+ * quantizes the int8 layers' input rows, and the GPU layouts) for the devices whose own GEMM
+ * takes 32 columns a work-item (CPUs): the kernels stay row-major as Keras keeps them, the
+ * columns padded to np, a multiple of 16: int8 w[k][np], int4 w[k][np / 2] with two columns a
+ * byte as Keras packs them (column 2j in the low nibble). A work-item reads sixteen consecutive
+ * columns of a row at once, for RB rows (default 1). QDIV: gemm_q4w for Keras's per-channel
+ * int4 (w = q / scale), else (q - zero) * scale in groups of input rows.
+ */
+#ifndef RB
+#define RB 1
+#endif
+
+/* Writes sixteen columns c0.. of row r: y = v + bias, where c < n. */
+static void store_cols16(__global float *y, ulong y_off, ulong r, ulong n, ulong c0, float16 v,
+                         __global const float *bias, int has_bias) {
+    float out[16];
+    vstore16(v, 0, out);
+    for (int j = 0; j < 16; j++) {
+        const ulong c = c0 + (ulong)j;
+        if (c < n) {
+            y[y_off + r * n + c] = out[j] + (has_bias ? bias[c] : 0.0f);
+        }
+    }
+}
+
+/* gemm_i8w: y[r][c] = (float)(sum_k xq[r][k] w[k][c]) / (xs[r] * ks[c]) + bias[c] (Keras's
+ * int8 EinsumDense, quant.cl's gemm_i8) over the row-major int8 kernel, sixteen columns of RB rows a work-item:
+ * each input value times a row of sixteen weights, in int32. */
+__kernel void gemm_i8w(__global const char *xq, __global const float *xs, ulong m, ulong kp,
+                       ulong k, __global const char *w, __global const float *ks, ulong n,
+                       ulong np, __global const float *bias, int has_bias, __global float *y,
+                       ulong y_off) {
+    const ulong ncg = np / 16, gid = get_global_id(0);
+    if (gid >= ncg * ((m + RB - 1) / RB)) {
+        return;
+    }
+    const ulong c0 = (gid % ncg) * 16, r0 = (gid / ncg) * RB;
+    int16 acc[RB];
+    for (int i = 0; i < RB; i++) {
+        acc[i] = (int16)(0);
+    }
+    for (ulong kk = 0; kk < k; kk++) {
+        const int16 wv = convert_int16(vload16(0, w + kk * np + c0));
+        for (int i = 0; i < RB; i++) {
+            acc[i] += (int)xq[min(r0 + (ulong)i, m - 1) * kp + kk] * wv;
+        }
+    }
+    const float16 s = vload16(0, ks + c0);
+    for (int i = 0; i < RB && r0 + (ulong)i < m; i++) {
+        const ulong r = r0 + (ulong)i;
+        store_cols16(y, y_off, r, n, c0, convert_float16(acc[i]) / (xs[r] * s), bias, has_bias);
+    }
+}
+
+/* gemm_q4w: y = x . w + bias with Keras's dequantized int4 kernel (quant.cl's gemm_q4) over the
+ * row-major packed int4 kernel, sixteen columns of RB rows a
+ * work-item, the even and the odd columns (a byte's low and high nibbles) apart; groups of
+ * @p block input rows, each taken as (sum x q - zero sum x) scale: one multiply-add a weight. */
+__kernel void gemm_q4w(__global const float *x, ulong x_off, ulong m, ulong k,
+                       __global const uchar *w, __global const float *ks,
+                       __global const char *kz, ulong n, ulong np, ulong block, ulong groups,
+                       __global const float *bias, int has_bias, __global float *y,
+                       ulong y_off) {
+    const ulong ncg = np / 16, gid = get_global_id(0);
+    if (gid >= ncg * ((m + RB - 1) / RB)) {
+        return;
+    }
+    const ulong c0 = (gid % ncg) * 16, r0 = (gid / ncg) * RB;
+    float8 ae[RB], ao[RB];
+    for (int i = 0; i < RB; i++) {
+        ae[i] = (float8)(0.0f);
+        ao[i] = (float8)(0.0f);
+    }
+    for (ulong g = 0; g < groups; g++) {
+        /* sum_k x (q - zero) scale = (sum_k x q - zero sum_k x) scale over the group */
+        float8 pe[RB], po[RB];
+        float sx[RB];
+        for (int i = 0; i < RB; i++) {
+            pe[i] = (float8)(0.0f);
+            po[i] = (float8)(0.0f);
+            sx[i] = 0.0f;
+        }
+        const ulong k_end = min((g + 1) * block, k);
+        for (ulong kk = g * block; kk < k_end; kk++) {
+            const char8 b = as_char8(vload8(0, w + kk * (np / 2) + c0 / 2));
+            const float8 qe = convert_float8((b << (char8)4) >> (char8)4);
+            const float8 qo = convert_float8(b >> (char8)4);
+            for (int i = 0; i < RB; i++) {
+                const float xv = x[x_off + min(r0 + (ulong)i, m - 1) * k + kk];
+                pe[i] = fma((float8)(xv), qe, pe[i]);
+                po[i] = fma((float8)(xv), qo, po[i]);
+                sx[i] += xv;
+            }
+        }
+#ifdef QDIV
+        (void)kz;
+        for (int i = 0; i < RB; i++) {
+            ae[i] += pe[i];
+            ao[i] += po[i];
+        }
+#else
+        const float16 z = convert_float16(vload16(0, kz + g * np + c0));
+        const float16 s = vload16(0, ks + g * np + c0);
+        for (int i = 0; i < RB; i++) {
+            ae[i] = fma(pe[i] - z.even * sx[i], s.even, ae[i]);
+            ao[i] = fma(po[i] - z.odd * sx[i], s.odd, ao[i]);
+        }
+#endif
+    }
+#ifdef QDIV
+    const float16 s = vload16(0, ks + c0);
+    for (int i = 0; i < RB; i++) {
+        ae[i] /= s.even;
+        ao[i] /= s.odd;
+    }
+#endif
+    const uint16 order = (uint16)(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+    for (int i = 0; i < RB && r0 + (ulong)i < m; i++) {
+        store_cols16(y, y_off, r0 + (ulong)i, n, c0, shuffle2(ae[i], ao[i], order), bias,
+                     has_bias);
+    }
+}
