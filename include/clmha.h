@@ -544,6 +544,27 @@ typedef enum clmha_fully_masked_rows {
 } clmha_fully_masked_rows;
 
 /**
+ * Keras's dtype policy of the layer (its dtype= argument): the dtype of its variables and of its
+ * computation. The 16-bit policies keep a 16-bit copy of each kernel and bias on the device,
+ * which the projections read (half the bytes of float32), and compute as Keras does in that
+ * dtype: each projection's inputs, weights and result rounded to it (round to nearest even),
+ * sums in float32 (as XLA computes Keras's 16-bit products on a CPU); the softmax and the
+ * attention's sums stay float32. Outputs are float32 tensors holding the 16-bit values. bfloat16
+ * is carried as 16-bit integers and widened in the kernels (OpenCL 1.2 has no bfloat16).
+ */
+typedef enum clmha_dtype_policy {
+    CLMHA_POLICY_FLOAT32 = 0,   /**< "float32": variables and computation float32 (default). */
+    CLMHA_POLICY_FLOAT16,       /**< "float16": float16 variables (values set are rounded to
+                                 *   float16) and computation. */
+    CLMHA_POLICY_BFLOAT16,      /**< "bfloat16": bfloat16 variables and computation. */
+    CLMHA_POLICY_MIXED_FLOAT16, /**< "mixed_float16": float32 variables, float16 computation. */
+    CLMHA_POLICY_MIXED_BFLOAT16 /**< "mixed_bfloat16": float32 variables, bfloat16 computation. */
+} clmha_dtype_policy;
+
+/** Keras's name of a dtype policy ("float32", "mixed_float16", ...); NULL for a bad value. */
+CLMHA_API const char *clmha_dtype_policy_name(clmha_dtype_policy policy);
+
+/**
  * The arguments of keras_hub.layers.CachedMultiHeadAttention(...). Initialise with
  * clmha_layer_config_init(), which gives Keras's defaults, then set what differs.
  */
@@ -574,6 +595,9 @@ typedef struct clmha_layer_config {
     /** A fully masked query row's result: CLMHA_FULLY_MASKED_KERAS (default) or
      *  CLMHA_FULLY_MASKED_ZEROS; see clmha_fully_masked_rows. */
     clmha_fully_masked_rows fully_masked_rows;
+    /** Keras's dtype= (default CLMHA_POLICY_FLOAT32); see clmha_dtype_policy. A 16-bit policy
+     *  cannot be combined with clmha_layer_quantize (Keras quantizes float32 layers here). */
+    clmha_dtype_policy dtype_policy;
 } clmha_layer_config;
 
 /** Fills @p config with Keras's defaults (num_heads and key_dim set to 1: set them). */

@@ -414,7 +414,7 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
     size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
     clmha_status st;
     /* Projections of more rows than the own GEMM takes go to CLBlast: have it build now. */
-    if (l->quant_bits == 0 &&
+    if (l->quant_bits == 0 && l->w16 == 0 &&
         (!clmha__own_gemm_takes(l, rq, hk) || !clmha__own_gemm_takes(l, rq, l->out_features) ||
          !clmha__own_gemm_takes(l, rkv, hk) || !clmha__own_gemm_takes(l, rkv, hv)) &&
         (st = clmha__clblast_warm(l->ctx)) != CLMHA_OK) {
@@ -448,11 +448,15 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
 }
 
 /* Projection @p proj (0..3: query, key, value, output) of @p m rows of x (from x_off floats)
- * into y: quant.cl's for a quantized layer, else the own GEMM or CLBlast. */
+ * into y: quant.cl's for a quantized layer, gemm16.cl's for a 16-bit dtype policy, else the own
+ * GEMM or CLBlast. */
 static clmha_status project(clmha_layer *l, int proj, cl_mem x, size_t x_off, size_t m, cl_mem y) {
     static const char *const what[4] = {"query", "key", "value", "output"};
     if (l->quant_bits != 0) {
         return clmha__project_quant(l, proj, x, x_off, m, y, 0);
+    }
+    if (l->w16 != 0) {
+        return clmha__project_w16(l, proj, x, x_off, m, y, 0);
     }
     const size_t k[4] = {l->dq_in, l->dk_in, l->dv_in, l->heads * l->dv};
     const size_t n[4] = {l->heads * l->dk, l->heads * l->dk, l->heads * l->dv, l->out_features};

@@ -242,7 +242,10 @@ typedef enum clmha__kernel_id {
     CLMHA__K_MASKED_MEAN_FIRST,
     CLMHA__K_QUANT_ROWS = CLMHA__K_MASKED_MEAN_FIRST + 2,
     CLMHA__K_QUANT_FIRST,
-    CLMHA__K_TAIL_FIRST = CLMHA__K_QUANT_FIRST + 4,
+    CLMHA__K_TO16 = CLMHA__K_QUANT_FIRST + 4,
+    CLMHA__K_ROUND16,
+    CLMHA__K_W16_FIRST,
+    CLMHA__K_TAIL_FIRST = CLMHA__K_W16_FIRST + 2,
     CLMHA__K_COUNT = CLMHA__K_TAIL_FIRST + 4
 } clmha__kernel_id;
 /* Attention variant @p v for a float32 (half 0) or float16 (half 1) cache. */
@@ -257,6 +260,8 @@ typedef enum clmha__kernel_id {
  * or CLMHA__QUANT_ROWS rows (many 1) a work-item. */
 #define CLMHA__K_QUANT(bits, many) (CLMHA__K_QUANT_FIRST + ((bits) == 4 ? 2 : 0) + ((many) ? 1 : 0))
 #define CLMHA__QUANT_ROWS 4
+/* gemm_w16 (a 16-bit dtype policy's product) one row (many 0) or CLMHA__QUANT_ROWS a work-item. */
+#define CLMHA__K_W16(many) (CLMHA__K_W16_FIRST + ((many) ? 1 : 0))
 /* gemm_tail one row (few 0) or the few-rows build's rows (few 1) a work-item, by cache dtype. */
 #define CLMHA__K_TAIL(few, half) (CLMHA__K_TAIL_FIRST + ((few) ? 2 : 0) + ((half) ? 1 : 0))
 
@@ -371,6 +376,16 @@ struct clmha_layer {
     cl_mem qscale[4], qzero[4];
     cl_mem ws_xq, ws_xs;
     size_t cap_xq, cap_xs;
+    /* A 16-bit Keras dtype policy (policy.c): w16 1 for float16, 2 for bfloat16 computation (0:
+     * float32); w16_var, the variables are 16-bit too (the float32 buffers hold their values,
+     * rounded). w16buf[w]: weight w's 16-bit copy (kernels [k][np], np the columns rounded up to
+     * 4), made from the float32 variable by to16 after every change. The projections take
+     * gemm16.cl only: no CLBlast, no fused query/key/value launch, no gemm_tail. */
+    int w16;
+    bool w16_var;
+    cl_mem w16buf[CLMHA_WEIGHT_COUNT];
+    cl_mem ws_x16; /* a projection's input rows rounded to the compute dtype (round_rows) */
+    size_t cap_x16;
 };
 
 /* ---- errors and logging (status.c) ---- */
@@ -612,7 +627,22 @@ clmha_status clmha__quant_get(const clmha_layer *l, clmha_weight w, float *data)
 clmha_status clmha__project_quant(clmha_layer *l, int proj, cl_mem x, size_t x_off, size_t m,
                                   cl_mem y, size_t y_off);
 
-/* The workspace a quantized layer's projections of up to @p m rows need (int8's rows). */
+/* ---- Keras dtype policies (policy.c) ---- */
+
+/* Sets a new layer's w16 and w16_var from its config's dtype policy (before its kernels are
+ * built: route_settings then leaves CLBlast, the fused launch and gemm_tail out). */
+void clmha__policy_setup(clmha_layer *l);
+
+/* Makes weight @p w's 16-bit copy from its float32 variable (rounding the variable itself for the
+ * float16 / bfloat16 policies); a no-op for float32 layers. Enqueued. */
+clmha_status clmha__policy_sync(clmha_layer *l, clmha_weight w);
+
+/* Projection @p proj of a 16-bit-policy layer (as clmha__project_quant). */
+clmha_status clmha__project_w16(clmha_layer *l, int proj, cl_mem x, size_t x_off, size_t m,
+                                cl_mem y, size_t y_off);
+
+/* The workspace a quantized or 16-bit-policy layer's projections of up to @p m rows need (int8's
+ * quantized rows, a 16-bit policy's rounded ones). */
 clmha_status clmha__quant_reserve(clmha_layer *l, size_t m);
 
 /* Makes *buf hold at least @p n floats, reallocating (never shrinking) when needed. */

@@ -37,11 +37,15 @@ bool clmha__h5_dataset_shape(hid_t file, const char *group, const char *sub, int
 bool clmha__h5_var_shape(hid_t file, const char *group, const char *sub, int idx, bool int8,
                          ds_shape *out);
 
+/* Whether dataset @p ds is Keras's bfloat16: 2-byte opaque data with the attribute dtype =
+ * "bfloat16". */
+bool clmha__h5_is_bfloat16(hid_t ds);
+
 /* Whether <group>/<sub>/vars/<idx> exists. */
 bool clmha__h5_var_exists(hid_t file, const char *group, const char *sub, int idx);
 
-/* Reads <group>/<sub>/vars/<idx> (shape already checked) as @p type (H5T_NATIVE_FLOAT or
- * H5T_NATIVE_SCHAR) into @p out. */
+/* Reads <group>/<sub>/vars/<idx> (shape already checked) as @p type (H5T_NATIVE_FLOAT, which
+ * widens Keras's bfloat16 too, or H5T_NATIVE_SCHAR) into @p out. */
 bool clmha__h5_read_var(hid_t file, const char *group, const char *sub, int idx, hid_t type,
                         void *out);
 

@@ -61,8 +61,47 @@ static bool storage_consistent(hid_t file, hid_t ds, hsize_t bytes) {
     return true;
 }
 
-/* Shape of <group>/<sub>/vars/<idx>, requiring a float (or, with @p int8, a signed 8-bit
- * integer) dataset of sane size. */
+bool clmha__h5_is_bfloat16(hid_t ds) {
+    hid_t ty = H5Dget_type(ds);
+    bool opaque2 = ty >= 0 && H5Tget_class(ty) == H5T_OPAQUE && H5Tget_size(ty) == 2;
+    if (ty >= 0) {
+        H5Tclose(ty);
+    }
+    if (!opaque2 || H5Aexists(ds, "dtype") <= 0) {
+        return false;
+    }
+    /* Keras marks its bfloat16 arrays (2-byte opaque data) with the attribute dtype =
+     * "bfloat16", a string h5py writes variable-length (or fixed) */
+    hid_t a = H5Aopen(ds, "dtype", H5P_DEFAULT);
+    hid_t at = a >= 0 ? H5Aget_type(a) : -1;
+    char text[16] = "";
+    if (at >= 0 && H5Tget_class(at) == H5T_STRING) {
+        if (H5Tis_variable_str(at) > 0) {
+            char *s = NULL;
+            hid_t mt = H5Tcopy(H5T_C_S1);
+            H5Tset_size(mt, H5T_VARIABLE);
+            H5Tset_cset(mt, H5Tget_cset(at));
+            if (H5Aread(a, mt, &s) >= 0 && s != NULL) {
+                snprintf(text, sizeof text, "%s", s);
+                H5free_memory(s);
+            }
+            H5Tclose(mt);
+        } else if (H5Tget_size(at) < sizeof text) {
+            H5Aread(a, at, text);
+            text[sizeof text - 1] = '\0';
+        }
+    }
+    if (at >= 0) {
+        H5Tclose(at);
+    }
+    if (a >= 0) {
+        H5Aclose(a);
+    }
+    return strcmp(text, "bfloat16") == 0;
+}
+
+/* Shape of <group>/<sub>/vars/<idx>, requiring a float (Keras's bfloat16 included) or, with
+ * @p int8, a signed 8-bit integer dataset of sane size. */
 bool clmha__h5_var_shape(hid_t file, const char *group, const char *sub, int idx, bool int8,
                          ds_shape *out) {
     char name[600];
@@ -84,8 +123,9 @@ bool clmha__h5_var_shape(hid_t file, const char *group, const char *sub, int idx
     const bool type_ok =
         int8 ? H5Tget_class(ty) == H5T_INTEGER && H5Tget_size(ty) == 1 &&
                    H5Tget_sign(ty) == H5T_SGN_2
-             : H5Tget_class(ty) == H5T_FLOAT &&
-                   (H5Tget_size(ty) == 2 || H5Tget_size(ty) == 4 || H5Tget_size(ty) == 8);
+             : (H5Tget_class(ty) == H5T_FLOAT &&
+                (H5Tget_size(ty) == 2 || H5Tget_size(ty) == 4 || H5Tget_size(ty) == 8)) ||
+                   clmha__h5_is_bfloat16(ds);
     if (sp >= 0 && ty >= 0 && type_ok && H5Sget_simple_extent_type(sp) == H5S_SIMPLE) {
         int rank = H5Sget_simple_extent_ndims(sp);
         hsize_t dims[H5S_MAX_RANK];

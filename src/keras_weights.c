@@ -18,8 +18,25 @@ bool clmha__h5_read_var(hid_t file, const char *group, const char *sub, int idx,
     if (ds < 0) {
         return false;
     }
-    /* HDF5 converts float16 and float64 to the native float on read. */
-    herr_t r = H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+    herr_t r = -1;
+    if (type == H5T_NATIVE_FLOAT && clmha__h5_is_bfloat16(ds)) {
+        /* bfloat16: a float's top sixteen bits, widened here */
+        hid_t sp = H5Dget_space(ds), ty = H5Dget_type(ds);
+        const hssize_t n = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+        uint16_t *raw = n > 0 ? malloc((size_t)n * sizeof *raw) : NULL;
+        if (raw != NULL && (r = H5Dread(ds, ty, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw)) >= 0) {
+            for (hssize_t i = 0; i < n; i++) {
+                const uint32_t bits = (uint32_t)raw[i] << 16;
+                memcpy((float *)out + i, &bits, sizeof bits);
+            }
+        }
+        free(raw);
+        H5Tclose(ty);
+        H5Sclose(sp);
+    } else {
+        /* HDF5 converts float16 and float64 to the native float on read. */
+        r = H5Dread(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+    }
     H5Dclose(ds);
     return r >= 0;
 }

@@ -51,6 +51,13 @@ void clmha_layer_config_init(clmha_layer_config *c) {
     c->seed = CLMHA_SEED_NONE;
     c->cache_dtype = CLMHA_FLOAT32;
     c->fully_masked_rows = CLMHA_FULLY_MASKED_KERAS;
+    c->dtype_policy = CLMHA_POLICY_FLOAT32;
+}
+
+const char *clmha_dtype_policy_name(clmha_dtype_policy policy) {
+    static const char *const names[] = {"float32", "float16", "bfloat16", "mixed_float16",
+                                        "mixed_bfloat16"};
+    return (unsigned)policy < sizeof names / sizeof names[0] ? names[policy] : NULL;
 }
 
 static const char *const weight_names[CLMHA_WEIGHT_COUNT] = {
@@ -149,6 +156,12 @@ static clmha_status check_config(clmha_context *ctx, const clmha_layer_config *c
     if (c->value_dim < 0) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
                            "config.value_dim is %d; expected >= 1, or 0 for key_dim", c->value_dim);
+    }
+    if (clmha_dtype_policy_name(c->dtype_policy) == NULL) {
+        return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "config.dtype_policy is %d; expected a clmha_dtype_policy "
+                           "(CLMHA_POLICY_FLOAT32 to CLMHA_POLICY_MIXED_BFLOAT16)",
+                           (int)c->dtype_policy);
     }
     if (c->cache_dtype != CLMHA_FLOAT32 && c->cache_dtype != CLMHA_FLOAT16) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
@@ -287,7 +300,7 @@ static clmha_status upload(clmha_layer *l, clmha_weight w, const float *data, si
         snprintf(what, sizeof what, "uploading weight %s", weight_names[w]);
         return clmha__fail_cl(l->ctx, err, what);
     }
-    return CLMHA_OK;
+    return clmha__policy_sync(l, w); /* a 16-bit policy's copy */
 }
 
 static uint64_t clock_seed(const void *salt) {
@@ -417,6 +430,7 @@ clmha_status clmha_layer_create(clmha_context *ctx, const clmha_layer_config *co
     l->ctx = ctx;
     layer_dims(l, config, query_dim, value_dim, key_dim);
     l->seed = config->seed >= 0 ? (uint64_t)config->seed : clock_seed(l);
+    clmha__policy_setup(l);
     size_t counts[CLMHA_WEIGHT_COUNT], largest = 0;
     if ((st = weight_counts(l, counts, &largest)) != CLMHA_OK ||
         (st = clmha__build_kernels(l)) != CLMHA_OK ||
@@ -438,11 +452,14 @@ void clmha_layer_release(clmha_layer *l) {
             clReleaseMemObject(l->weights[w]);
         }
     }
-    cl_mem ws[] = {l->ws_q,      l->ws_k,      l->ws_v,      l->ws_o,      l->ws_q2,    l->ws_k2,
-                   l->ws_v2,     l->ws_o2,     l->ws_m,      l->ws_y,      l->ws_p,     l->act,
-                   l->ws_kh,     l->ws_vh,     l->ws_part,   l->w_qkv,     l->b_qkv,    l->ws_qkv,
-                   l->qscale[0], l->qscale[1], l->qscale[2], l->qscale[3], l->qzero[0], l->qzero[1],
-                   l->qzero[2],  l->qzero[3],  l->ws_xq,     l->ws_xs};
+    cl_mem ws[] = {l->ws_q,      l->ws_k,      l->ws_v,      l->ws_o,      l->ws_q2,
+                   l->ws_k2,     l->ws_v2,     l->ws_o2,     l->ws_m,      l->ws_y,
+                   l->ws_p,      l->act,       l->ws_kh,     l->ws_vh,     l->ws_part,
+                   l->w_qkv,     l->b_qkv,     l->ws_qkv,    l->qscale[0], l->qscale[1],
+                   l->qscale[2], l->qscale[3], l->qzero[0],  l->qzero[1],  l->qzero[2],
+                   l->qzero[3],  l->ws_xq,     l->ws_xs,     l->w16buf[0], l->w16buf[1],
+                   l->w16buf[2], l->w16buf[3], l->w16buf[4], l->w16buf[5], l->w16buf[6],
+                   l->w16buf[7], l->ws_x16};
     for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
         if (ws[i] != NULL) {
             clReleaseMemObject(ws[i]);

@@ -185,8 +185,9 @@ static void gemm_settings(clmha_layer *l) {
 static void route_settings(clmha_layer *l) {
     clmha_context *ctx = l->ctx;
     const size_t nq = l->heads * l->dk, hv = l->heads * l->dv;
-    l->fuse_blas = switch_on(ctx, CLMHA__SET_QKV_FUSE, true) && l->dq_in == l->dk_in &&
-                   l->dq_in == l->dv_in && clmha__clblast_may_take(l, nq) &&
+    /* a 16-bit dtype policy's projections take gemm16.cl alone */
+    l->fuse_blas = l->w16 == 0 && switch_on(ctx, CLMHA__SET_QKV_FUSE, true) &&
+                   l->dq_in == l->dk_in && l->dq_in == l->dv_in && clmha__clblast_may_take(l, nq) &&
                    clmha__clblast_may_take(l, hv);
     size_t k_max = l->dq_in > l->dk_in ? l->dq_in : l->dk_in;
     k_max = k_max > l->dv_in ? k_max : l->dv_in;
@@ -198,9 +199,9 @@ static void route_settings(clmha_layer *l) {
                    "iterations a work-item)",
                    k_max, ctx->item_loops);
     }
-    l->use_tail = switch_on(ctx, CLMHA__SET_TAIL, true) && l->out_features % 4 == 0 &&
-                  (hv + CLMHA__MAX_CHUNKS) * sizeof(float) <= ctx->info.local_mem_bytes &&
-                  !l->gemm_k_long;
+    l->use_tail =
+        l->w16 == 0 && switch_on(ctx, CLMHA__SET_TAIL, true) && l->out_features % 4 == 0 &&
+        (hv + CLMHA__MAX_CHUNKS) * sizeof(float) <= ctx->info.local_mem_bytes && !l->gemm_k_long;
     l->tail_cols = clmha__gemm_cols(l, l->out_features);
     l->use_tail_few =
         l->use_tail && l->gemm_few > 1 && l->tail_cols == CLMHA__GEMM_BLOCK_COLS &&
@@ -275,6 +276,32 @@ static bool gemm_recipe(const clmha_layer *l, clmha__gemm_build b, bool qkv, rec
     }
 }
 
+/* The recipe of a product over a quantized layer's (quant.cl, quant_cpu.cl) or a 16-bit dtype
+ * policy's (gemm16.cl) weights: kernel @p id >= CLMHA__K_QUANT_FIRST. */
+static bool weights_recipe(const clmha_layer *l, int id, recipe *r) {
+    if (id >= CLMHA__K_TO16) {
+        /* a 16-bit dtype policy's conversion and products (gemm16.cl) */
+        *r = (recipe){"gemm16.cl",
+                      id == CLMHA__K_TO16      ? "to16"
+                      : id == CLMHA__K_ROUND16 ? "round_rows"
+                                               : "gemm_w16",
+                      ""};
+        snprintf(r->defines, sizeof r->defines, "-DRB=%d%s",
+                 id == CLMHA__K_W16(1) ? CLMHA__QUANT_ROWS : 1, l->w16 == 2 ? " -DW_BF16" : "");
+        return l->w16 != 0;
+    }
+    /* a quantized layer's products (quant.cl), one row or QUANT_ROWS rows a work-item, in the
+     * GPU or the wide (CPU) layout */
+    const int bits = id >= CLMHA__K_QUANT(4, 0) ? 4 : 8;
+    static const char *const names[2][2] = {{"gemm_i8", "gemm_q4"}, {"gemm_i8w", "gemm_q4w"}};
+    *r = (recipe){l->quant_wide ? "quant_cpu.cl" : "quant.cl",
+                  names[l->quant_wide ? 1 : 0][bits == 4], ""};
+    snprintf(r->defines, sizeof r->defines, "-DRB=%d%s",
+             id == CLMHA__K_QUANT(bits, 1) ? CLMHA__QUANT_ROWS : 1,
+             bits == 4 && l->quant_block == 0 ? " -DQDIV" : "");
+    return l->quant_bits == bits;
+}
+
 /* The recipe of kernel @p id for this layer; false where its settings never take it. */
 static bool kernel_recipe(const clmha_layer *l, int id, recipe *r) {
     if (id < CLMHA__K_MERGE) {
@@ -297,16 +324,7 @@ static bool kernel_recipe(const clmha_layer *l, int id, recipe *r) {
         return (few ? l->use_tail_few : l->use_tail) && (!half || l->half_cache);
     }
     if (id >= CLMHA__K_QUANT_FIRST) {
-        /* a quantized layer's products (quant.cl), one row or QUANT_ROWS rows a work-item, in
-         * the GPU or the wide (CPU) layout */
-        const int bits = id >= CLMHA__K_QUANT(4, 0) ? 4 : 8;
-        static const char *const names[2][2] = {{"gemm_i8", "gemm_q4"}, {"gemm_i8w", "gemm_q4w"}};
-        *r = (recipe){l->quant_wide ? "quant_cpu.cl" : "quant.cl",
-                      names[l->quant_wide ? 1 : 0][bits == 4], ""};
-        snprintf(r->defines, sizeof r->defines, "-DRB=%d%s",
-                 id == CLMHA__K_QUANT(bits, 1) ? CLMHA__QUANT_ROWS : 1,
-                 bits == 4 && l->quant_block == 0 ? " -DQDIV" : "");
-        return l->quant_bits == bits;
+        return weights_recipe(l, id, r);
     }
     switch (id) {
     case CLMHA__K_QUANT_ROWS:

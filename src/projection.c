@@ -214,9 +214,10 @@ static clmha_status own_gemm(clmha_layer *layer, cl_mem x, size_t x_off, size_t 
 bool clmha__project_qkv_fits(const clmha_layer *layer, size_t m) {
     const size_t nq = layer->heads * layer->dk, nv = layer->heads * layer->dv;
     /* gemm_qkv4's work-items loop over the whole input width: not for gemm_k_long widths */
-    return layer->quant_bits == 0 && !layer->gemm_k_long && clmha__own_gemm_takes(layer, m, nq) &&
-           clmha__own_gemm_takes(layer, m, nv) && nq % 4 == 0 && nv % 4 == 0 &&
-           layer->dq_in == layer->dk_in && layer->dq_in == layer->dv_in;
+    return layer->quant_bits == 0 && layer->w16 == 0 && !layer->gemm_k_long &&
+           clmha__own_gemm_takes(layer, m, nq) && clmha__own_gemm_takes(layer, m, nv) &&
+           nq % 4 == 0 && nv % 4 == 0 && layer->dq_in == layer->dk_in &&
+           layer->dq_in == layer->dv_in;
 }
 
 clmha_status clmha__project_qkv(clmha_layer *layer, cl_mem x, size_t x_off, size_t m, cl_mem kh,

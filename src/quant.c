@@ -337,6 +337,12 @@ static clmha_status build_quant_kernels(clmha_layer *l, int bits, size_t block) 
 
 clmha_status clmha__quant_install(clmha_layer *l, int bits, size_t block,
                                   const clmha__qkernel q[4]) {
+    if (l->w16 != 0) {
+        return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "a quantized layer cannot take the dtype policy %s (Keras quantizes "
+                           "float32 layers)",
+                           clmha_dtype_policy_name(l->cfg.dtype_policy));
+    }
     if (l->quant_bits != 0) {
         return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
                            "the layer is already quantized (%s); Keras quantizes a layer once",
@@ -424,6 +430,12 @@ clmha_status clmha_layer_quantize(clmha_layer *l, const char *mode) {
     if (st != CLMHA_OK) {
         return st;
     }
+    if (l->w16 != 0) {
+        return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                           "clmha_layer_quantize: the layer's dtype policy is %s; clmha quantizes "
+                           "float32 layers",
+                           clmha_dtype_policy_name(l->cfg.dtype_policy));
+    }
     if (l->quant_bits != 0) {
         return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
                            "clmha_layer_quantize: the layer is already quantized (%s); Keras "
@@ -486,7 +498,7 @@ clmha_status clmha__quant_get(const clmha_layer *l, clmha_weight w, float *data)
 /* ---- calls ---- */
 
 clmha_status clmha__quant_reserve(clmha_layer *l, size_t m) {
-    if (l->quant_bits != 8) {
+    if (l->quant_bits != 8 && l->w16 == 0) {
         return CLMHA_OK;
     }
     size_t kmax = 0, rows;
@@ -497,7 +509,10 @@ clmha_status clmha__quant_reserve(clmha_layer *l, size_t m) {
     }
     if (!clmha__mul(m, kmax, &rows)) {
         return clmha__fail(l->ctx, CLMHA_ERR_OUT_OF_RANGE,
-                           "the quantized inputs of %zu rows overflow", m);
+                           "the projections' rounded or quantized inputs of %zu rows overflow", m);
+    }
+    if (l->w16 != 0) { /* a 16-bit policy's rounded input rows (policy.c) */
+        return clmha__workspace(l, &l->ws_x16, &l->cap_x16, rows);
     }
     clmha_status st = clmha__workspace(l, &l->ws_xq, &l->cap_xq, (rows + 3) / 4);
     return st != CLMHA_OK ? st : clmha__workspace(l, &l->ws_xs, &l->cap_xs, m);

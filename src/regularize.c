@@ -210,7 +210,8 @@ clmha_status clmha_layer_apply_constraints(clmha_layer *l) {
         if ((st = clmha__set_args(l->ctx, &l->kern[CLMHA__K_CONSTRAIN], args, 8)) != CLMHA_OK ||
             (st = clmha__launch(l->ctx, &l->kern[CLMHA__K_CONSTRAIN],
                                 (outer[w] * inner[w] + l->wg_constrain - 1) / l->wg_constrain,
-                                l->wg_constrain)) != CLMHA_OK) {
+                                l->wg_constrain)) != CLMHA_OK ||
+            (st = clmha__policy_sync(l, (clmha_weight)w)) != CLMHA_OK) { /* its 16-bit copy */
             return st;
         }
     }

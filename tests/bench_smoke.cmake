@@ -76,7 +76,7 @@ foreach(line IN LISTS lines)
   endif()
 endforeach()
 execute_process(COMMAND "${BENCH}" --weight-dtype int2 RESULT_VARIABLE rc ERROR_VARIABLE err)
-if(rc EQUAL 0 OR NOT err MATCHES "float32, int8 and int4")
+if(rc EQUAL 0 OR NOT err MATCHES "float32, int8, int4, float16 and bfloat16")
   message(FATAL_ERROR "--weight-dtype int2 was not refused clearly (${rc}): ${err}")
 endif()
 

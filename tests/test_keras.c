@@ -9,6 +9,7 @@
 #include "support.h"
 
 #include "h5io.h"
+#include "half.h"
 
 #include <dirent.h>
 #include <math.h>
@@ -29,7 +30,8 @@ static int setup(void **state) {
 
 typedef struct golden {
     char name[256], path[512], weights[512], layer[128];
-    char quant[32]; /* Keras's quantization mode, "" for float */
+    char quant[32];  /* Keras's quantization mode, "" for float */
+    char policy[32]; /* Keras's dtype policy */
     h5io_array q, v, k, m, c, out, cache, scores;
     int64_t index;
     bool has_index, training;
@@ -106,6 +108,8 @@ static void load_case(const char *file, golden *g) {
     assert_int_equal(h5io_attr_string(f, "layer", g->layer, sizeof g->layer), 1);
     g->quant[0] = '\0';
     h5io_attr_string(f, "quantization", g->quant, sizeof g->quant);
+    snprintf(g->policy, sizeof g->policy, "float32");
+    h5io_attr_string(f, "dtype_policy", g->policy, sizeof g->policy);
     double tr = 0;
     h5io_attr_double(f, "training", &tr);
     g->training = tr != 0;
@@ -187,17 +191,43 @@ static bool half_cache_run; /* run_tool: --cache-dtype float16, compared with TO
  * moves some values across a step: each such move is one step of that row times a weight. */
 static const tol_rule TOL_KERAS_F16_INT8 = {1e-2, 1.5e-2, 1e-5};
 static bool int8_case; /* the golden case's layer is int8-quantized */
+/* A 16-bit dtype policy: Keras's output is itself float16 or bfloat16 (rounding of 2^-11 or
+ * 2^-8 relative), and its products and cache are rounded to that dtype where clmha rounds the
+ * same values computed in another order, so results differ by about one such rounding. */
+static const tol_rule TOL_KERAS_FLOAT16 = {3e-3, 4e-3, 1e-5};
+static const tol_rule TOL_KERAS_BFLOAT16 = {2e-2, 3e-2, 1e-4};
+static const tol_rule *policy_tol; /* the case's, or NULL for float32 */
 
 static bool compare_to(const char *what, const float *got, const h5io_array *want,
                        const char *repro) {
     double *ref = to_double(want->f, want->numel);
     bool ok = compare_close(what, got, ref, want->numel,
-                            !half_cache_run ? TOL_KERAS
-                            : int8_case     ? TOL_KERAS_F16_INT8
-                                            : TOL_KERAS_F16,
+                            policy_tol != NULL ? *policy_tol
+                            : !half_cache_run  ? TOL_KERAS
+                            : int8_case        ? TOL_KERAS_F16_INT8
+                                               : TOL_KERAS_F16,
                             repro);
     free(ref);
     return ok;
+}
+
+/* A 16-bit policy's output is in its compute dtype, as Keras's is: every value exactly a float16
+ * (policy_tol TOL_KERAS_FLOAT16) or a bfloat16 (the low sixteen bits zero). A float32
+ * computation would fail this for nearly every value. */
+static bool in_policy_dtype(const float *v, size_t n, const char *repro) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &v[i], sizeof bits);
+        const bool ok = policy_tol == &TOL_KERAS_BFLOAT16
+                            ? (bits & 0xffffu) == 0
+                            : half_to_float(half_from_float(v[i])) == v[i];
+        if (!ok) {
+            print_error("%s: output element %zu (%.9g) is not a %s value\n", repro, i, (double)v[i],
+                        policy_tol == &TOL_KERAS_BFLOAT16 ? "bfloat16" : "float16");
+            return false;
+        }
+    }
+    return true;
 }
 
 /* Runs a golden case through the C API. */
@@ -205,6 +235,11 @@ static bool run_api(const golden *g) {
     clmha_layer_config base;
     clmha_layer_config_init(&base);
     base.dropout = g->dropout;
+    for (int p = 0; clmha_dtype_policy_name((clmha_dtype_policy)p) != NULL; p++) {
+        if (strcmp(g->policy, clmha_dtype_policy_name((clmha_dtype_policy)p)) == 0) {
+            base.dtype_policy = (clmha_dtype_policy)p;
+        }
+    }
     base.seed = (int64_t)g->seed;
     base.num_attention_axes = (int)g->naxes;
     for (size_t i = 0; i < g->naxes; i++)
@@ -230,7 +265,8 @@ static bool run_api(const golden *g) {
     char repro[700];
     snprintf(repro, sizeof repro, "tests/data/%s through the C API", g->name);
     float *out = test_read(to, NULL);
-    bool ok = compare_to("attention_output", out, &g->out, repro);
+    bool ok = compare_to("attention_output", out, &g->out, repro) &&
+              (policy_tol == NULL || in_policy_dtype(out, g->out.numel, repro));
     free(out);
     if (ok && tc) {
         float *c = test_read(tc, NULL);
@@ -281,11 +317,12 @@ static bool run_tool(const golden *g) {
     }
     snprintf(cmd, sizeof cmd,
              "%s --weights '%s' --layer %s --inputs '%s' --output '%s'%s%s%s%s --seed %lld "
-             "--dropout %.17g%s%s",
+             "--dropout %.17g%s%s --dtype-policy %s",
              CLMHA_RUN_PATH, g->weights, g->layer, g->path, out,
              g->naxes ? " --attention-axes " : "", axes, g->training ? " --training" : "",
              g->scores.numel ? " --return-scores" : "", (long long)g->seed, g->dropout,
-             half_cache_run ? " --cache-dtype float16" : "", g->self ? " --self-attention" : "");
+             half_cache_run ? " --cache-dtype float16" : "", g->self ? " --self-attention" : "",
+             g->policy);
     if (system(cmd) != 0) {
         print_error("clmha-run failed: %s\n", cmd);
         return false;
@@ -341,6 +378,9 @@ static size_t run_golden_cases(bool zoo) {
         golden g;
         load_case(names[i], &g);
         int8_case = strcmp(g.quant, "int8") == 0;
+        policy_tol = strstr(g.policy, "bfloat16")  ? &TOL_KERAS_BFLOAT16
+                     : strstr(g.policy, "float16") ? &TOL_KERAS_FLOAT16
+                                                   : NULL;
         bool ok = run_api(&g);
         ok = run_tool(&g) && ok;
         if (g.cache.numel) { /* every cached case again over a half cache */
@@ -366,7 +406,7 @@ static size_t run_golden_cases(bool zoo) {
 /* The single-layer cases of tools/keras_golden.py (those of CLMHA_GOLDEN_PREFIX where set). */
 static void test_golden_cases(void **state) {
     (void)state;
-    assert_true(run_golden_cases(false) >= (getenv("CLMHA_GOLDEN_PREFIX") ? 12 : 73));
+    assert_true(run_golden_cases(false) >= (getenv("CLMHA_GOLDEN_PREFIX") ? 12 : 85));
 }
 
 /* The model zoo's cases (tools/keras_zoo.py): layers of keras-hub models in each cache mode. */

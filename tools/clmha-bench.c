@@ -31,7 +31,8 @@ typedef struct opts {
     const char *json;
     int user_seq;
     int half[2], nhalf; /* cache dtypes: 0 float32, 1 float16 */
-    int wdt[3], nwdt;   /* weight dtypes: 0 float32, 1 int8, 2 int4 (Keras's modes) */
+    int wdt[5], nwdt;   /* weight dtypes: float32, int8, int4 (Keras's quantization modes),
+                         * float16, bfloat16 (Keras's dtype policies): WEIGHT_NAMES */
     int profile;        /* --profile on (default) or off */
     const char *pair;   /* --pair SETTINGS, or NULL */
 } opts;
@@ -47,11 +48,12 @@ static void usage(FILE *f) {
                "  --reps N         timed runs per case (default 10), after --warmup N (default 2)\n"
                "  --cache-dtype T[,T]  float32 and/or float16: the decode cache's dtype (default\n"
                "                   float32; prefill has no cache and runs once)\n"
-               "  --weight-dtype W[,W...]  float32, int8 and/or int4: the layer's kernels as\n"
-               "                   they are or quantized as Keras's quantize(\"int8\" | \"int4\")\n"
-               "                   (default float32); quantized rows print their output's\n"
-               "                   relative error against the float32 layer's (same weights\n"
-               "                   before quantization, same inputs) when float32 is listed\n"
+               "  --weight-dtype W[,W...]  float32, int8, int4, float16, bfloat16: the layer's\n"
+               "                   kernels as they are, quantized as Keras's quantize(\"int8\" |\n"
+               "                   \"int4\"), or the Keras dtype policy float16 / bfloat16\n"
+               "                   (default float32); the other rows print their output's\n"
+               "                   relative error against the float32 layer's (the same initial\n"
+               "                   weights, the same inputs) when float32 is listed\n"
                "  --json FILE      also write one JSON object per case, one per line\n"
                "  --profile on|off off: no profiling events (the whole call timed as an\n"
                "                   application sees it; no attention / projection split)\n"
@@ -80,7 +82,7 @@ static int parse_list(const char *s, size_t *out, size_t *n) {
     return *n > 0 && *s == '\0';
 }
 
-static const char *const WEIGHT_NAMES[3] = {"float32", "int8", "int4"};
+static const char *const WEIGHT_NAMES[5] = {"float32", "int8", "int4", "float16", "bfloat16"};
 
 /* --weight-dtype's list, each at most once. */
 static int parse_weight_dtypes(const char *v, opts *o) {
@@ -88,13 +90,13 @@ static int parse_weight_dtypes(const char *v, opts *o) {
     for (const char *s = v; *s;) {
         size_t len = strcspn(s, ",");
         int w = -1;
-        for (int i = 0; i < 3; i++) {
+        for (int i = 0; i < 5; i++) {
             w = strlen(WEIGHT_NAMES[i]) == len && !strncmp(s, WEIGHT_NAMES[i], len) ? i : w;
         }
         for (int i = 0; i < o->nwdt && w >= 0; i++) {
             w = o->wdt[i] == w ? -1 : w;
         }
-        if (w < 0 || o->nwdt == 3) {
+        if (w < 0 || o->nwdt == 5) {
             return 0;
         }
         o->wdt[o->nwdt++] = w;
@@ -181,8 +183,8 @@ static int parse(int argc, char **argv, opts *o) {
             }
         } else if (!strcmp(a, "--weight-dtype")) {
             if (!parse_weight_dtypes(v, o)) {
-                fprintf(stderr, "clmha-bench: --weight-dtype is a list of float32, int8 and "
-                                "int4 (e.g. float32,int8,int4)\n");
+                fprintf(stderr, "clmha-bench: --weight-dtype is a list of float32, int8, int4, "
+                                "float16 and bfloat16 (e.g. float32,int8,int4)\n");
                 return 2;
             }
         } else if (!strcmp(a, "--json")) {
@@ -506,7 +508,7 @@ done:
  * prefill) and layers[w][1] with a float16 one, for each listed weight dtype w (one seed: the
  * quantized layers quantize the float32 layer's weights). Returns 0 on success (the message
  * is printed otherwise). */
-static int make_layers(clmha_context *ctx, const opts *o, clmha_layer *layers[3][2]) {
+static int make_layers(clmha_context *ctx, const opts *o, clmha_layer *layers[5][2]) {
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
     cfg.num_heads = (int)o->heads, cfg.key_dim = (int)o->head_dim, cfg.seed = 1;
@@ -518,9 +520,12 @@ static int make_layers(clmha_context *ctx, const opts *o, clmha_layer *layers[3]
                 wanted = wanted || (o->decode && o->half[k] == h);
             }
             cfg.cache_dtype = h ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
+            cfg.dtype_policy = w == 3   ? CLMHA_POLICY_FLOAT16
+                               : w == 4 ? CLMHA_POLICY_BFLOAT16
+                                        : CLMHA_POLICY_FLOAT32;
             clmha_status st =
                 wanted ? clmha_layer_create(ctx, &cfg, o->dim, o->dim, 0, &layers[w][h]) : CLMHA_OK;
-            if (st == CLMHA_OK && wanted && w > 0) {
+            if (st == CLMHA_OK && wanted && (w == 1 || w == 2)) {
                 st = clmha_layer_quantize(layers[w][h], WEIGHT_NAMES[w]);
             }
             if (st != CLMHA_OK) {
@@ -532,8 +537,8 @@ static int make_layers(clmha_context *ctx, const opts *o, clmha_layer *layers[3]
     return 0;
 }
 
-static void release_layers(clmha_layer *layers[3][2]) {
-    for (int w = 0; w < 3; w++) {
+static void release_layers(clmha_layer *layers[5][2]) {
+    for (int w = 0; w < 5; w++) {
         clmha_layer_release(layers[w][0]);
         clmha_layer_release(layers[w][1]);
     }
@@ -544,7 +549,7 @@ static void release_layers(clmha_layer *layers[3][2]) {
  * the exit code. */
 static int run_pairs(const opts *o) {
     clmha_context *ctx[2] = {NULL, NULL};
-    clmha_layer *layers[2][3][2]; /* [B?][weight dtype][float16?] */
+    clmha_layer *layers[2][5][2]; /* [B?][weight dtype][float16?] */
     memset(layers, 0, sizeof layers);
     FILE *json = NULL;
     int rc = 0;
@@ -643,7 +648,7 @@ int main(int argc, char **argv) {
     clmha_context_options_init(&co);
     co.profile = o.profile != 0;
     clmha_context *ctx = NULL;
-    clmha_layer *layers[3][2]; /* [weight dtype][float16 cache?] */
+    clmha_layer *layers[5][2]; /* [weight dtype][float16 cache?] */
     memset(layers, 0, sizeof layers);
     FILE *json = NULL;
     if (clmha_context_create(&co, &ctx) != CLMHA_OK) {

@@ -7,7 +7,8 @@
  *
  * Output: one line per program a layer builds, tab-separated: row, key_dim, cache dtype, kernel
  * file (its headers included at build), options. Usage: clmha-programs [ROW ...] (default: every
- * row). The quantized layers' programs (quant.cl) are listed under key_dim 64, float32.
+ * row). The quantized and 16-bit-policy layers' programs (quant.cl, quant_cpu.cl, gemm16.cl) are
+ * listed under key_dim 64, float32.
  */
 #include "internal.h"
 
@@ -21,7 +22,8 @@ static const int head_dims[] = {64, 80, 128};
 static const clmha_dtype cache_dtypes[] = {CLMHA_FLOAT32, CLMHA_FLOAT16};
 
 /* Quantizes @p layer to int8 and two more layers of @p cfg to int4 (groups of 128) and int4/-1,
- * so that the context holds every quant.cl program; 0 on success. */
+ * and makes a float16 and a bfloat16 layer, so that the context holds every quant.cl,
+ * quant_cpu.cl and gemm16.cl program; 0 on success. */
 static int list_quantized(clmha_context *ctx, const clmha_layer_config *cfg, clmha_layer *layer) {
     static const char *const modes[] = {"int4", "int4/-1"};
     if (clmha_layer_quantize(layer, "int8") != CLMHA_OK) {
@@ -32,6 +34,16 @@ static int list_quantized(clmha_context *ctx, const clmha_layer_config *cfg, clm
         if (clmha_layer_create(ctx, cfg, 768, 768, 0, &q) != CLMHA_OK ||
             clmha_layer_quantize(q, modes[m]) != CLMHA_OK) {
             clmha_layer_release(q);
+            return 1;
+        }
+        clmha_layer_release(q);
+    }
+    /* and the 16-bit dtype policies' (gemm16.cl), float16 and bfloat16 */
+    for (int p = 0; p < 2; p++) {
+        clmha_layer_config c = *cfg;
+        c.dtype_policy = p ? CLMHA_POLICY_BFLOAT16 : CLMHA_POLICY_FLOAT16;
+        clmha_layer *q = NULL;
+        if (clmha_layer_create(ctx, &c, 768, 768, 0, &q) != CLMHA_OK) {
             return 1;
         }
         clmha_layer_release(q);

@@ -22,7 +22,7 @@ static void usage(FILE *f) {
             "usage: clmha-run --weights FILE [--layer NAME] --inputs FILE --output FILE\n"
             "                 [--attention-axes A[,B...]] [--dropout RATE --training --seed N]\n"
             "                 [--return-scores] [--cache-dtype float32|float16]\n"
-            "                 [--self-attention]\n"
+            "                 [--self-attention] [--dtype-policy P]\n"
             "       clmha-run --weights FILE --list\n"
             "\n"
             "  --weights FILE   a Keras 3 .weights.h5 file (model.save_weights)\n"
@@ -50,6 +50,8 @@ static void usage(FILE *f) {
             "  --cache-dtype T  the cache's storage type on the device: float32 (default) or\n"
             "                   float16 (the layer's cache_dtype: the file's cache is rounded\n"
             "                   to half on the way in, the updated cache widened on the way out)\n"
+            "  --dtype-policy P the layer's Keras dtype policy: float32 (default), float16,\n"
+            "                   bfloat16, mixed_float16 or mixed_bfloat16\n"
             "\n"
             "The device comes from CLMHA_PLATFORM / CLMHA_DEVICE / CLMHA_DEVICE_TYPE.\n"
             "Exit status 0 on success; otherwise one line on stderr and no output file.\n");
@@ -72,7 +74,7 @@ static int fail(const char *fmt, ...) {
 }
 
 typedef struct args {
-    const char *weights, *layer, *inputs, *output, *axes, *cache_dtype;
+    const char *weights, *layer, *inputs, *output, *axes, *cache_dtype, *policy;
     double dropout;
     long long seed;
     int training, scores, list, self;
@@ -95,6 +97,7 @@ static const char **value_slot(args *a, const char *o) {
            : !strcmp(o, "--output")         ? &a->output
            : !strcmp(o, "--attention-axes") ? &a->axes
            : !strcmp(o, "--cache-dtype")    ? &a->cache_dtype
+           : !strcmp(o, "--dtype-policy")   ? &a->policy
                                             : NULL;
 }
 
@@ -256,6 +259,16 @@ int main(int argc, char **argv) {
     if (a.cache_dtype && !half && strcmp(a.cache_dtype, "float32") != 0) {
         return fail("--cache-dtype %s: expected float32 or float16", a.cache_dtype);
     }
+    int policy = 0;
+    while (a.policy != NULL && clmha_dtype_policy_name((clmha_dtype_policy)policy) != NULL &&
+           strcmp(a.policy, clmha_dtype_policy_name((clmha_dtype_policy)policy)) != 0) {
+        policy++;
+    }
+    if (a.policy != NULL && clmha_dtype_policy_name((clmha_dtype_policy)policy) == NULL) {
+        return fail("--dtype-policy %s: expected float32, float16, bfloat16, mixed_float16 or "
+                    "mixed_bfloat16",
+                    a.policy);
+    }
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     char err[512] = "";
     h5io_array q = {0}, v = {0}, k = {0}, m = {0}, c = {0};
@@ -296,6 +309,7 @@ int main(int argc, char **argv) {
     base.dropout = a.dropout;
     base.seed = a.seed;
     base.cache_dtype = half ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
+    base.dtype_policy = (clmha_dtype_policy)policy;
     if (a.axes != NULL && parse_axes(a.axes, &base) != 0) {
         goto done;
     }

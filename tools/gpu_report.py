@@ -52,6 +52,7 @@ ROLES = {
     "commit": "splice", "to_half": "splice",
     "quantize_rows": "projection", "gemm_i8": "projection", "gemm_q4": "projection",
     "gemm_i8w": "projection", "gemm_q4w": "projection",
+    "to16": "projection", "round_rows": "projection", "gemm_w16": "projection",
 }
 
 

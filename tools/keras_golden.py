@@ -97,6 +97,8 @@ def run_case(out_dir, c, model_cache):
                        use_bias=c.get("bias", True), output_shape=c.get("output_shape"),
                        attention_axes=c.get("axes"), dropout=c.get("dropout", 0.0),
                        bias_initializer="random_normal", seed=c.get("seed", 1))
+    if c.get("policy"):
+        attn_kwargs["dtype"] = c["policy"]
     B, T = c["B"], c["T"]
     qshape = c.get("qshape", (B, T, c["Dq"]))
     query = rng.standard_normal(qshape).astype("float32")
@@ -171,9 +173,10 @@ def run_case(out_dir, c, model_cache):
             model.quantize(config=Int4QuantizationConfig(block_size=block))
         result = layer(query, v_in, key, **kwargs)
     outs = result if isinstance(result, tuple) else (result,)
-    output = np.asarray(outs[0])
-    scores = np.asarray(outs[1]) if c.get("scores") else None
-    new_cache = np.asarray(outs[-1]) if cache is not None else None
+    # A 16-bit policy's results are float16 / bfloat16 arrays: stored as float32 (exact).
+    output = np.asarray(outs[0]).astype("float32")
+    scores = np.asarray(outs[1]).astype("float32") if c.get("scores") else None
+    new_cache = np.asarray(outs[-1]).astype("float32") if cache is not None else None
 
     weights_file = c.get("weights_name", name) + ".weights.h5"
     wpath = os.path.join(out_dir, weights_file)
@@ -212,6 +215,7 @@ def run_case(out_dir, c, model_cache):
         f.attrs["jax_version"] = jax.__version__
         f.attrs["keras_hub_version"] = keras_hub.__version__
         f.attrs["config"] = json.dumps(layer.get_config(), default=str)
+        f.attrs["dtype_policy"] = c.get("policy", "float32")
         if qmode:
             f.attrs["quantization"] = qmode
             f.attrs["float_weights_file"] = name + ".float.weights.h5"
@@ -464,6 +468,13 @@ def cases():
         qmode="int4/-1", **g32)
     add("quant_int4pc_update", "int4/-1, decode step", T=1, S=7, mode="update", index=6,
         mask="causal", qmode="int4/-1", **g32)
+    # Keras's 16-bit dtype policies, in each cache mode.
+    for pol in ("float16", "bfloat16", "mixed_float16", "mixed_bfloat16"):
+        pb = dict(B=2, Dq=24, H=3, dk=8, policy=pol)
+        add("policy_%s_nocache" % pol, "%s, no cache, mask" % pol, T=4, S=6, mask="BTS", **pb)
+        add("policy_%s_static" % pol, "%s, static cache" % pol, T=2, S=7, mode="static", **pb)
+        add("policy_%s_update" % pol, "%s, decode step" % pol, T=1, S=8, mode="update",
+            index=5, mask="causal", **pb)
     # GPT-2-sized decoding: prefill 8 tokens, then single-token steps.
     gpt = dict(B=1, Dq=768, H=12, dk=64, S=16, mode="update", mask="causal", model="gpt2",
                weights_name="gpt2_decode", quantise=True, cross=True)

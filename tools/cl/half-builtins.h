@@ -12,3 +12,8 @@ float16 __attribute__((overloadable)) vload_half16(size_t offset, const __global
 void __attribute__((overloadable)) vstore_half(float data, size_t offset, __global half *p);
 void __attribute__((overloadable)) vstore_half4(float4 data, size_t offset, __global half *p);
 void __attribute__((overloadable)) vstore_half16(float16 data, size_t offset, __global half *p);
+/* The same on __private pointers (gemm16.cl rounds values through a private 16-bit word). */
+float __attribute__((overloadable)) vload_half(size_t offset, const __private half *p);
+float4 __attribute__((overloadable)) vload_half4(size_t offset, const __private half *p);
+void __attribute__((overloadable)) vstore_half(float data, size_t offset, __private half *p);
+void __attribute__((overloadable)) vstore_half4(float4 data, size_t offset, __private half *p);

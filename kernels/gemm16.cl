@@ -1,0 +1,140 @@
+/*
+ * gemm16.cl - the projections of a layer with a 16-bit Keras dtype policy ("float16",
+ * "bfloat16", "mixed_float16", "mixed_bfloat16"): the weights' 16-bit copies (to16 makes them
+ * from the float32 variables) and the product as Keras computes it in that dtype: inputs,
+ * weights and the product rounded to the compute dtype (to nearest even), the sum in float32,
+ * then the bias added and rounded again.
+ *
+ * Built with W_BF16 for bfloat16 (16-bit integers: a float's top half, widened by a shift; OpenCL
+ * 1.2 has no bfloat16), else IEEE half through vload_half / vstore_half (core OpenCL 1.2, no
+ * cl_khr_fp16), and RB, the rows a work-item takes (default 1). Kernels are row-major as Keras
+ * keeps them, [k][np] with the columns padded to np, a multiple of 4; biases np values.
+ */
+#ifndef RB
+#define RB 1
+#endif
+
+#ifdef W_BF16
+/* float to bfloat16 bits, round to nearest even; a NaN stays a (quiet) NaN. */
+static ushort to_bits(float f) {
+    const uint u = as_uint(f);
+    if (isnan(f)) {
+        return (ushort)((u >> 16) | 0x40u);
+    }
+    return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+static float widen(ushort b) {
+    return as_float((uint)b << 16);
+}
+static float4 load4(__global const ushort *p) {
+    return as_float4(convert_uint4(vload4(0, p)) << 16);
+}
+static float4 round4(float4 v) {
+    const uint4 u = as_uint4(v);
+    const uint4 r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    return select(as_float4(r), v, isnan(v));
+}
+static float round1(float v) {
+    return widen(to_bits(v));
+}
+#else
+static ushort to_bits(float f) {
+    ushort b;
+    vstore_half(f, 0, (__private half *)&b);
+    return b;
+}
+static float widen(ushort b) {
+    return vload_half(0, (__private const half *)&b);
+}
+/* Four 16-bit values from a global array, widened. */
+static float4 load4(__global const ushort *p) {
+    return vload_half4(0, (__global const half *)p);
+}
+/* Float to the nearest float16 value (ties to even), in registers: the significand rounded at
+ * the bit a half keeps (13 bits dropped for normal halves, more below 2^-14, down to 2^-24);
+ * past 65504 infinity; NaN and infinity as they are. */
+static float4 round4(float4 v) {
+    const uint4 u = as_uint4(v), a = u & 0x7fffffffu;
+    const int4 e = as_int4(a >> 23) - 127;
+    const uint4 drop = as_uint4(clamp(-1 - e, 13, 23)), ulp = (uint4)(1u) << drop;
+    uint4 r = (a + (ulp >> 1) - 1u + ((a >> drop) & 1u)) & ~(ulp - 1u);
+    r = select(r, select((uint4)(0u), (uint4)(0x33800000u), a > 0x33000000u), e < -24);
+    r = select(r, (uint4)(0x7f800000u), r >= 0x47800000u);
+    return select(as_float4((u & 0x80000000u) | r), v, a >= 0x7f800000u);
+}
+static float round1(float v) {
+    return round4((float4)(v)).x;
+}
+#endif
+
+/* to16: dst[r][c] (rows x np, the padding columns 0) = the 16-bit bits of src[r][c] (rows x
+ * cols); with @p round_src the float32 source itself is rounded to the 16-bit dtype (the
+ * "float16" and "bfloat16" policies' variables are 16-bit). One work-item an element of dst. */
+__kernel void to16(__global float *src, ulong rows, ulong cols, ulong np, __global ushort *dst,
+                   int round_src) {
+    const ulong i = get_global_id(0);
+    if (i >= rows * np) {
+        return;
+    }
+    const ulong r = i / np, c = i % np;
+    if (c >= cols) {
+        dst[i] = 0;
+        return;
+    }
+    const ushort b = to_bits(src[r * cols + c]);
+    dst[i] = b;
+    if (round_src) {
+        src[r * cols + c] = widen(b);
+    }
+}
+
+/* round_rows: xr[i] = round(x[x_off + i]) for the @p count values of a projection's input rows
+ * (once, before gemm_w16 reads them for every column). */
+__kernel void round_rows(__global const float *x, ulong x_off, ulong count, __global float *xr) {
+    const ulong i = get_global_id(0);
+    if (i < count) {
+        xr[i] = round1(x[x_off + i]);
+    }
+}
+
+/* gemm_w16: y[r][c] = round(round(sum_k xr[r][k] w[k][c]) + bias[c]) over the rounded input rows
+ * xr, four columns of RB rows a work-item, each weight read once for them. */
+__kernel void gemm_w16(__global const float *x, ulong m, ulong k,
+                       __global const ushort *w, ulong n, ulong np, __global const ushort *bias,
+                       int has_bias, __global float *y, ulong y_off) {
+    const ulong ncg = np / 4, gid = get_global_id(0);
+    if (gid >= ncg * ((m + RB - 1) / RB)) {
+        return;
+    }
+    const ulong c0 = (gid % ncg) * 4, r0 = (gid / ncg) * RB;
+    float4 acc[RB];
+    for (int i = 0; i < RB; i++) {
+        acc[i] = (float4)(0.0f);
+    }
+    for (ulong kk = 0; kk < k; kk++) {
+        const float4 wv = load4(w + kk * np + c0);
+        for (int i = 0; i < RB; i++) {
+            const float xv = x[min(r0 + (ulong)i, m - 1) * k + kk];
+            acc[i] = fma((float4)(xv), wv, acc[i]);
+        }
+    }
+    const float4 b = has_bias ? load4(bias + c0) : (float4)(0.0f);
+    /* unrolled, so that acc stays in registers (a loop over it would index it in memory) */
+#pragma unroll
+    for (int i = 0; i < RB; i++) {
+        const ulong r = r0 + (ulong)i;
+        const float4 v = round4(round4(acc[i]) + b);
+        __global float *row = y + y_off + r * n + c0; /* c0 < n: np is n rounded up to 4 */
+        if (r < m && c0 + 4 <= n) {
+            vstore4(v, 0, row);
+        } else if (r < m) {
+            row[0] = v.x;
+            if (c0 + 1 < n) {
+                row[1] = v.y;
+            }
+            if (c0 + 2 < n) {
+                row[2] = v.z;
+            }
+        }
+    }
+}
