@@ -175,8 +175,9 @@ static unsigned char *pack_kernel(const clmha__qkernel *q, const qlayout *L) {
             const int8_t v = q->q[r * q->n + c];
             int shift;
             unsigned char *b = &out[byte_at(L, r, c, &shift)];
-            *b = L->bits == 8 ? (unsigned char)v
-                              : (unsigned char)(*b | (((unsigned)v & 0xFu) << shift));
+            const unsigned byte = L->bits == 8 ? (unsigned)(uint8_t)v
+                                               : (unsigned)*b | (((unsigned)v & 0xFu) << shift);
+            *b = (unsigned char)byte;
         }
     }
     return out;
