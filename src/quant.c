@@ -336,20 +336,30 @@ static clmha_status build_quant_kernels(clmha_layer *l, int bits, size_t block) 
                        l->wg_quant, l->ctx->info.name);
 }
 
-clmha_status clmha__quant_install(clmha_layer *l, int bits, size_t block,
-                                  const clmha__qkernel q[4]) {
+/* CLMHA_OK where @p l can be quantized: a float32 layer not quantized yet; else the reason,
+ * with @p fn leading the message. */
+static clmha_status quantizable(const clmha_layer *l, const char *fn) {
     if (l->w16 != 0) {
         return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "a quantized layer cannot take the dtype policy %s (Keras quantizes "
-                           "float32 layers)",
-                           clmha_dtype_policy_name(l->cfg.dtype_policy));
+                           "%sthe layer's dtype policy is %s; clmha quantizes float32 layers, as "
+                           "Keras does",
+                           fn, clmha_dtype_policy_name(l->cfg.dtype_policy));
     }
     if (l->quant_bits != 0) {
         return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "the layer is already quantized (%s); Keras quantizes a layer once",
-                           clmha_layer_quantization(l));
+                           "%sthe layer is already quantized (%s); Keras quantizes a layer once",
+                           fn, clmha_layer_quantization(l));
     }
-    clmha_status st = check_qkernels(l, bits, block, q);
+    return CLMHA_OK;
+}
+
+clmha_status clmha__quant_install(clmha_layer *l, int bits, size_t block,
+                                  const clmha__qkernel q[4]) {
+    clmha_status st = quantizable(l, "");
+    if (st != CLMHA_OK) {
+        return st;
+    }
+    st = check_qkernels(l, bits, block, q);
     if (st != CLMHA_OK) {
         return st;
     }
@@ -428,20 +438,8 @@ clmha_status clmha_layer_quantize(clmha_layer *l, const char *mode) {
     int bits;
     size_t block;
     clmha_status st = clmha__quant_mode(l->ctx, "clmha_layer_quantize", mode, &bits, &block);
-    if (st != CLMHA_OK) {
+    if (st != CLMHA_OK || (st = quantizable(l, "clmha_layer_quantize: ")) != CLMHA_OK) {
         return st;
-    }
-    if (l->w16 != 0) {
-        return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "clmha_layer_quantize: the layer's dtype policy is %s; clmha quantizes "
-                           "float32 layers",
-                           clmha_dtype_policy_name(l->cfg.dtype_policy));
-    }
-    if (l->quant_bits != 0) {
-        return clmha__fail(l->ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "clmha_layer_quantize: the layer is already quantized (%s); Keras "
-                           "quantizes a layer once",
-                           clmha_layer_quantization(l));
     }
     clmha__qkernel q[4];
     memset(q, 0, sizeof q);
