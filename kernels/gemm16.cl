@@ -6,65 +6,14 @@
  * then the bias added and rounded again.
  *
  * Built with W_BF16 for bfloat16 (16-bit integers: a float's top half, widened by a shift; OpenCL
- * 1.2 has no bfloat16), else IEEE half through vload_half / vstore_half (core OpenCL 1.2, no
- * cl_khr_fp16), and RB, the rows a work-item takes (default 1). Kernels are row-major as Keras
- * keeps them, [k][np] with the columns padded to np, a multiple of 4; biases np values.
+ * 1.2 has no bfloat16), else IEEE half (gemm16.clh), and RB, the rows a work-item takes (default
+ * 1). Kernels are row-major as Keras keeps them, [k][np] with the columns padded to np, a
+ * multiple of 4 (gemm16_cpu.cl: of 16); biases np values.
  */
+#include "gemm16.clh"
+
 #ifndef RB
 #define RB 1
-#endif
-
-#ifdef W_BF16
-/* float to bfloat16 bits, round to nearest even; a NaN stays a (quiet) NaN. */
-static ushort to_bits(float f) {
-    const uint u = as_uint(f);
-    if (isnan(f)) {
-        return (ushort)((u >> 16) | 0x40u);
-    }
-    return (ushort)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-static float widen(ushort b) {
-    return as_float((uint)b << 16);
-}
-static float4 load4(__global const ushort *p) {
-    return as_float4(convert_uint4(vload4(0, p)) << 16);
-}
-static float4 round4(float4 v) {
-    const uint4 u = as_uint4(v);
-    const uint4 r = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
-    return select(as_float4(r), v, isnan(v));
-}
-static float round1(float v) {
-    return widen(to_bits(v));
-}
-#else
-static ushort to_bits(float f) {
-    ushort b;
-    vstore_half(f, 0, (__private half *)&b);
-    return b;
-}
-static float widen(ushort b) {
-    return vload_half(0, (__private const half *)&b);
-}
-/* Four 16-bit values from a global array, widened. */
-static float4 load4(__global const ushort *p) {
-    return vload_half4(0, (__global const half *)p);
-}
-/* Float to the nearest float16 value (ties to even), in registers: the significand rounded at
- * the bit a half keeps (13 bits dropped for normal halves, more below 2^-14, down to 2^-24);
- * past 65504 infinity; NaN and infinity as they are. */
-static float4 round4(float4 v) {
-    const uint4 u = as_uint4(v), a = u & 0x7fffffffu;
-    const int4 e = as_int4(a >> 23) - 127;
-    const uint4 drop = as_uint4(clamp(-1 - e, 13, 23)), ulp = (uint4)(1u) << drop;
-    uint4 r = (a + (ulp >> 1) - 1u + ((a >> drop) & 1u)) & ~(ulp - 1u);
-    r = select(r, select((uint4)(0u), (uint4)(0x33800000u), a > 0x33000000u), e < -24);
-    r = select(r, (uint4)(0x7f800000u), r >= 0x47800000u);
-    return select(as_float4((u & 0x80000000u) | r), v, a >= 0x7f800000u);
-}
-static float round1(float v) {
-    return round4((float4)(v)).x;
-}
 #endif
 
 /* to16: dst[r][c] (rows x np, the padding columns 0) = the 16-bit bits of src[r][c] (rows x

@@ -281,9 +281,12 @@ static bool gemm_recipe(const clmha_layer *l, clmha__gemm_build b, bool qkv, rec
 static bool weights_recipe(const clmha_layer *l, int id, recipe *r) {
     if (id >= CLMHA__K_TO16) {
         /* a 16-bit dtype policy's conversion and products (gemm16.cl) */
-        *r = (recipe){"gemm16.cl",
+        /* the products sixteen columns a work-item (gemm16_cpu.cl) where the own GEMM takes 32 */
+        const bool wide = id >= CLMHA__K_W16_FIRST && l->gemm_wide != 0;
+        *r = (recipe){wide ? "gemm16_cpu.cl" : "gemm16.cl",
                       id == CLMHA__K_TO16      ? "to16"
                       : id == CLMHA__K_ROUND16 ? "round_rows"
+                      : wide                   ? "gemm_w16w"
                                                : "gemm_w16",
                       ""};
         snprintf(r->defines, sizeof r->defines, "-DRB=%d%s",

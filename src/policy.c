@@ -15,8 +15,11 @@ static void weight_dims(const clmha_layer *l, clmha_weight w, size_t *rows, size
     *cols = ns[w / 2];
 }
 
-static size_t round4(size_t v) {
-    return (v + 3) / 4 * 4;
+/* A 16-bit copy's padded width for @p n columns: a multiple of the columns a work-item of
+ * gemm_w16 (4) or gemm_w16w (16, where the own GEMM takes 32) takes. */
+static size_t padded(const clmha_layer *l, size_t n) {
+    const size_t cols = l->gemm_wide != 0 ? 16 : 4;
+    return (n + cols - 1) / cols * cols;
 }
 
 void clmha__policy_setup(clmha_layer *l) {
@@ -34,7 +37,7 @@ clmha_status clmha__policy_sync(clmha_layer *l, clmha_weight w) {
     }
     size_t rows, cols;
     weight_dims(l, w, &rows, &cols);
-    const size_t np = round4(cols);
+    const size_t np = padded(l, cols);
     clmha_status st = CLMHA_OK;
     if (l->w16buf[w] == NULL) {
         st = clmha__buffer_create(l->ctx, rows * np * sizeof(uint16_t), "a 16-bit weight",
@@ -81,7 +84,7 @@ clmha_status clmha__project_w16(clmha_layer *l, int proj, cl_mem x, size_t x_off
     const clmha__kernel *kern = &l->kern[CLMHA__K_W16(many)];
     cl_mem bias = l->w16buf[2 * proj + 1];
     cl_int has_bias = bias != NULL;
-    cl_ulong mm = m, kk = k, nn = n, np = round4(n), yo = y_off;
+    cl_ulong mm = m, kk = k, nn = n, np = padded(l, n), yo = y_off;
     const clmha__karg args[] = {
         CLMHA__ARG(l->ws_x16), CLMHA__ARG(mm), CLMHA__ARG(kk),   CLMHA__ARG(l->w16buf[2 * proj]),
         CLMHA__ARG(nn),        CLMHA__ARG(np), CLMHA__ARG(bias), CLMHA__ARG(has_bias),
@@ -90,7 +93,8 @@ clmha_status clmha__project_w16(clmha_layer *l, int proj, cl_mem x, size_t x_off
         (st = clmha__set_args(ctx, kern, args, sizeof args / sizeof args[0])) != CLMHA_OK) {
         return st;
     }
-    const size_t rb = many ? CLMHA__QUANT_ROWS : 1, items = np / 4 * ((m + rb - 1) / rb);
+    const size_t rb = many ? CLMHA__QUANT_ROWS : 1, cols = l->gemm_wide != 0 ? 16 : 4;
+    const size_t items = (size_t)np / cols * ((m + rb - 1) / rb);
     const size_t wg = l->wg_gemm < kern->max_wg ? l->wg_gemm : kern->max_wg;
     return clmha__launch(ctx, kern, (items + wg - 1) / wg, wg);
 }
