@@ -53,6 +53,7 @@ ROLES = {
     "quantize_rows": "projection", "gemm_i8": "projection", "gemm_q4": "projection",
     "gemm_i8w": "projection", "gemm_q4w": "projection",
     "to16": "projection", "round_rows": "projection", "gemm_w16": "projection",
+    "gemm_w16w": "projection",
 }
 
 
