@@ -91,8 +91,8 @@ static void test_cache_miss_then_hit(void **state) {
     assert_int_equal(s.programs_built_from_source, nk);
     assert_int_equal(s.programs_loaded_from_cache, 0);
     assert_int_equal(s.cache_files_written, nk);
-    char names[16][300];
-    assert_int_equal(cache_files(names, 16), (int)nk);
+    char names[64][300];
+    assert_int_equal(cache_files(names, 64), (int)nk);
     s = warm(dir);
     assert_int_equal(s.programs_built_from_source, 0);
     assert_int_equal(s.programs_loaded_from_cache, nk);
@@ -100,9 +100,9 @@ static void test_cache_miss_then_hit(void **state) {
 }
 
 static void damage_and_check(void (*damage)(const char *path, const char *other)) {
-    char names[16][300];
+    char names[64][300];
     warm(dir);
-    int n = cache_files(names, 16);
+    int n = cache_files(names, 64);
     assert_true(n >= 2);
     long size = file_size(names[0]);
     damage(names[0], names[1]);
@@ -205,8 +205,8 @@ static void test_cache_off(void **state) {
     assert_int_equal(s.cache_files_written, 0);
     assert_int_equal(s.programs_built_from_source, warm_programs());
     clmha_context_release(ctx);
-    char names[16][300];
-    assert_int_equal(cache_files(names, 16), 0);
+    char names[64][300];
+    assert_int_equal(cache_files(names, 64), 0);
     /* The environment variable too. */
     setenv("CLMHA_CACHE_DIR", "OFF", 1);
     assert_ok(clmha_context_create(NULL, &ctx));
