@@ -421,7 +421,11 @@ typedef enum clmha_dtype {
     /** 2-byte IEEE half (binary16), host data as uint16_t bit patterns: the half key/value
      *  cache of a layer created with cache_dtype CLMHA_FLOAT16. */
     CLMHA_FLOAT16 = 2,
-    CLMHA_INT32 = 3 /**< 4-byte signed integer: per-sequence key lengths (args.key_lengths). */
+    CLMHA_INT32 = 3, /**< 4-byte signed integer: per-sequence key lengths (args.key_lengths). */
+    /** 1-byte signed integer: the int8 key/value cache of a layer created with cache_dtype
+     *  CLMHA_INT8, rows of int8 values each followed by its float scale's 4 bytes (see
+     *  clmha_layer_create_cache). */
+    CLMHA_INT8 = 4
 } clmha_dtype;
 
 /** A dense row-major device tensor: a shape, a dtype and a region of a cl_mem. Opaque. */
@@ -585,12 +589,14 @@ typedef struct clmha_layer_config {
     clmha_regularizer kernel_regularizer, bias_regularizer, activity_regularizer;
     clmha_constraint kernel_constraint, bias_constraint;
     int64_t seed; /**< >= 0, or CLMHA_SEED_NONE (default). */
-    /** The dtype of the key/value cache the layer's calls take: CLMHA_FLOAT32 (default) or
-     *  CLMHA_FLOAT16, which halves the cache's memory and the bytes a decode step reads. With a
-     *  half cache the new keys and values are rounded to half (round to nearest even) before
-     *  the call attends over them, so a call sees exactly what the cache keeps; all arithmetic
-     *  stays float32. Calls without a cache are unaffected. Not a Keras argument: Keras keeps
-     *  the cache in the layer's compute dtype. */
+    /** The dtype of the key/value cache the layer's calls take: CLMHA_FLOAT32 (default),
+     *  CLMHA_FLOAT16, which halves the cache's memory and the bytes a decode step reads, or
+     *  CLMHA_INT8, int8 rows with a float scale each (about a quarter; see
+     *  clmha_layer_create_cache). With a narrow cache the new keys and values are rounded to half
+     *  (round to nearest even) or quantized to int8 rows before the call attends over them, so a
+     *  call sees exactly what the cache keeps; all arithmetic stays float32. Calls without a
+     *  cache are unaffected. Not a Keras argument: Keras keeps the cache in the layer's compute
+     *  dtype. */
     clmha_dtype cache_dtype;
     /** A fully masked query row's result: CLMHA_FULLY_MASKED_KERAS (default) or
      *  CLMHA_FULLY_MASKED_ZEROS; see clmha_fully_masked_rows. */
@@ -680,7 +686,14 @@ CLMHA_API const char *clmha_layer_quantization(const clmha_layer *layer);
 
 /** Creates a zero-filled key/value cache (batch, 2, max_length, num_heads, key_dim) for this
  *  layer, of the layer's cache_dtype (float32 or float16). Needs key_dim == value_dim. Positions
- *  not yet written hold zeros, never garbage. */
+ *  not yet written hold zeros, never garbage.
+ *
+ *  With cache_dtype CLMHA_INT8 the cache is (batch, 2, max_length, num_heads, key_dim + 4) of
+ *  CLMHA_INT8, clmha's own format: each (position, head) row of keys or values is key_dim int8
+ *  values q followed by the 4 bytes of its float scale s (device byte order), the values being
+ *  q * s. A call quantizes each new row as s = amax / 127 (amax its largest magnitude; 0 for a
+ *  row of zeros, NaN for a row holding NaN or an infinity) and q = rint(x / s). A cache an
+ *  application wraps must start at a multiple of 4 bytes. */
 CLMHA_API clmha_status clmha_layer_create_cache(clmha_layer *layer, size_t batch, size_t max_length,
                                                 clmha_tensor **cache);
 

@@ -42,9 +42,9 @@ __kernel void attention_split(ATTENTION_ARGS, __global float *part, int nch, int
             continue;
         }
         __global const KV_T *kr = key_row(k, ri.k_base, ri.k_step, kn,
-                                          b * kn_bstride + (ulong)h * DK, new_lo, new_hi, (ulong)j);
+                                          b * kn_bstride + (ulong)h * KROW, new_lo, new_hi, (ulong)j);
         __global const KV_T *vr = key_row(v, ri.v_base, ri.v_step, vn,
-                                          b * vn_bstride + (ulong)h * DV, new_lo, new_hi, (ulong)j);
+                                          b * vn_bstride + (ulong)h * VROW, new_lo, new_hi, (ulong)j);
         add_value(acc, online_step(dot_qk(qs, kr), &m, &l, acc), vr);
     }
     const ulong o_row = ((b * (ulong)T + (ulong)t) * (ulong)H + (ulong)h) * DV;
@@ -82,8 +82,8 @@ static void heads_key(__local const float *qs, __local float *accs, __local floa
                       __local float *ls, __global const KV_T *kr, __global const KV_T *vr) {
     for (int h = 0; h < NH; h++) {
         float m = ms[h], l = ls[h];
-        const float s = dot_qk(qs + h * DK, kr + h * DK);
-        add_value_local(accs + h * DV, online_step_local(s, &m, &l, accs + h * DV), vr + h * DV);
+        const float s = dot_qk(qs + h * DK, kr + h * KROW);
+        add_value_local(accs + h * DV, online_step_local(s, &m, &l, accs + h * DV), vr + h * VROW);
         ms[h] = m;
         ls[h] = l;
     }
@@ -100,7 +100,7 @@ static void heads_block(__local const float *qs, __local float *accs, __local fl
         for (int e = 0; e < DV / 16; e++) {
             acc[e] = vload16(e, accs + h * DV);
         }
-        block_step(qs + h * DK, acc, &m, &l, kr, vr, h * DK, h * DV);
+        block_step(qs + h * DK, acc, &m, &l, kr, vr, h * KROW, h * VROW);
         for (int e = 0; e < DV / 16; e++) {
             vstore16(acc[e], e, accs + h * DV);
         }
@@ -142,7 +142,9 @@ __kernel void attention_heads(ATTENTION_ARGS, __global float *part, int nch, int
      * and including the masked key (a masked key's row is never read: it may hold anything,
      * NaN included). One call site each for heads_block and heads_key: PoCL 3.1 miscompiled
      * this kernel with heads_key called from two places (the second call was never made). */
+#ifdef KB
     int solo = j0; /* keys before `solo` go one at a time */
+#endif
     for (int j = j0; j < j1;) {
 #ifdef KB
         if (j >= solo && j + KB <= j1) {
@@ -251,9 +253,9 @@ __kernel void attention_tile(ATTENTION_ARGS, __global float *part, int nch, int 
         const int n = j + TILE_KEYS <= jmax ? TILE_KEYS : 1;
         __global const KV_T *kb[TILE_KEYS], *vb[TILE_KEYS];
         for (int z = 0; z < n; z++) {
-            kb[z] = key_row(k, ri[0].k_base, ri[0].k_step, kn, b * kn_bstride + (ulong)h * DK,
+            kb[z] = key_row(k, ri[0].k_base, ri[0].k_step, kn, b * kn_bstride + (ulong)h * KROW,
                             new_lo, new_hi, (ulong)(j + z));
-            vb[z] = key_row(v, ri[0].v_base, ri[0].v_step, vn, b * vn_bstride + (ulong)h * DV,
+            vb[z] = key_row(v, ri[0].v_base, ri[0].v_step, vn, b * vn_bstride + (ulong)h * VROW,
                             new_lo, new_hi, (ulong)(j + z));
         }
         for (int u = 0; u < nrows; u++) {

@@ -95,7 +95,8 @@ attention_split_gpu(ATTENTION_ARGS, __global float *part, int nch, int chunk) {
     const int c = (int)(g - r * (ulong)nch);
     const row_info ri = row_setup(r, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off, m_sb, m_sh, m_st,
                                   causal, causal_base, lens, lens_off, has_lens);
-    const ulong kfo = ri.b * kn_bstride + (ulong)ri.h * DK, vfo = ri.b * vn_bstride + (ulong)ri.h * DV;
+    const ulong kfo = ri.b * kn_bstride + (ulong)ri.h * KROW,
+                vfo = ri.b * vn_bstride + (ulong)ri.h * VROW;
     const ulong q_row = q_off + ((ri.b * (ulong)T + (ulong)ri.t) * (ulong)H + (ulong)ri.h) * DK;
 
     VEC qv[NQI], acc[NAI];
@@ -129,6 +130,7 @@ attention_split_gpu(ATTENTION_ARGS, __global float *part, int nch, int chunk) {
                         s += VDOT(qv[i], VLOAD_KV(kr + e));
                     }
                 }
+                s *= KEY_SCALE(kr); /* an int8 row's scale */
             }
             pg[u * (LK + 1) + lane] = s;
         }
@@ -155,10 +157,11 @@ attention_split_gpu(ATTENTION_ARGS, __global float *part, int nch, int chunk) {
         }
         for (int u = 0; u < LK; u++) {
             if (og[u]) {
-                const float w = exp(sg[u] - m);
-                l += w;
+                const float w0 = exp(sg[u] - m);
+                l += w0;
                 __global const KV_T *vr =
                     key_row(v, ri.v_base, ri.v_step, vn, vfo, new_lo, new_hi, (ulong)(jg + u));
+                const float w = w0 * VALUE_SCALE(vr); /* an int8 row's scale */
                 _Pragma("unroll") for (int i = 0; i < NAI; i++) {
                     const int e = (lane + LK * i) * VW;
                     if (A_EXACT || e < DV) {
@@ -227,7 +230,7 @@ static void load_tile(__local float *tile, int dim, int stride, __global const K
         const int d = e - jj * dim;
         __global const KV_T *row =
             key_row(base, base_off, step, fresh, fresh_off, new_lo, new_hi, (ulong)(j0 + jj));
-        tile[jj * stride + d] = LOAD_KV(d, row);
+        tile[jj * stride + d] = LOAD_KV(d, row) * ROW_SCALE(row, dim); /* int8: scaled */
     }
 }
 
@@ -283,9 +286,9 @@ attention_qtile_gpu(ATTENTION_ARGS, __global float *part, int nch, int chunk) {
     for (int jt = j0; jt < jmax; jt += KT) {
         const int n = min(KT, jmax - jt);
         barrier(CLK_LOCAL_MEM_FENCE); /* the previous tile is no longer read (and qs is in) */
-        load_tile(kt, DK, KTS, k, ri.k_base, ri.k_step, kn, ri.b * kn_bstride + (ulong)ri.h * DK,
+        load_tile(kt, DK, KTS, k, ri.k_base, ri.k_step, kn, ri.b * kn_bstride + (ulong)ri.h * KROW,
                   new_lo, new_hi, jt, n, lid);
-        load_tile(vt, DV, DV, v, ri.v_base, ri.v_step, vn, ri.b * vn_bstride + (ulong)ri.h * DV,
+        load_tile(vt, DV, DV, v, ri.v_base, ri.v_step, vn, ri.b * vn_bstride + (ulong)ri.h * VROW,
                   new_lo, new_hi, jt, n, lid);
         barrier(CLK_LOCAL_MEM_FENCE);
         float s[NKL];

@@ -82,7 +82,7 @@ __kernel void attention_rows(ATTENTION_ARGS, __global float *p, ulong p_off, int
                 continue;
             }
             __global const KV_T *kr = key_row(k, k_base, k_step, kn,
-                                              b * kn_bstride + (ulong)h * DK, new_lo, new_hi,
+                                              b * kn_bstride + (ulong)h * KROW, new_lo, new_hi,
                                               (ulong)j);
             const float s = dot_qk(qs, kr);
             if (s > m) {
@@ -149,7 +149,7 @@ __kernel void attention_rows(ATTENTION_ARGS, __global float *p, ulong p_off, int
         const int j = jt + lid;
         float pj = 0.0f, e = 0.0f;
         if (j < j1 && (!has_mask || mask[m_base + (ulong)j * m_ss] != 0)) {
-            __global const KV_T *kr = key_row(k, k_base, k_step, kn, b * kn_bstride + (ulong)h * DK,
+            __global const KV_T *kr = key_row(k, k_base, k_step, kn, b * kn_bstride + (ulong)h * KROW,
                                               new_lo, new_hi, (ulong)j);
             const float s = dot_qk(qs, kr);
             e = exp(s - row_max);
@@ -173,12 +173,13 @@ __kernel void attention_rows(ATTENTION_ARGS, __global float *p, ulong p_off, int
             const float wj = ps[jj];
             if (wj != 0.0f) {
                 __global const KV_T *vr =
-                    key_row(v, v_base, v_step, vn, b * vn_bstride + (ulong)h * DV, new_lo, new_hi,
+                    key_row(v, v_base, v_step, vn, b * vn_bstride + (ulong)h * VROW, new_lo, new_hi,
                             (ulong)(jt + jj));
+                const float wv = wj * VALUE_SCALE(vr); /* an int8 row's scale */
                 for (int i = 0; i < NDV; i++) {
                     const int d = lid + i * WG;
                     if (d < DV) {
-                        acc[i] = fma(wj, LOAD_KV(d, vr), acc[i]);
+                        acc[i] = fma(wv, LOAD_KV(d, vr), acc[i]);
                     }
                 }
             }

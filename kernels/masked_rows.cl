@@ -44,9 +44,9 @@ __kernel void masked_rows_mean(ATTENTION_ARGS, int j0, int j1) {
         float x = j0 == 0 ? 0.0f : o[o_row + d];
         for (int j = j0; j < j1; j++) {
             __global const KV_T *vr =
-                key_row(v, ri.v_base, ri.v_step, vn, ri.b * vn_bstride + (ulong)ri.h * DV, new_lo,
+                key_row(v, ri.v_base, ri.v_step, vn, ri.b * vn_bstride + (ulong)ri.h * VROW, new_lo,
                         new_hi, (ulong)j);
-            x = fma(w, LOAD_KV(d, vr), x);
+            x = fma(w * VALUE_SCALE(vr), LOAD_KV(d, vr), x);
         }
         o[o_row + d] = x;
     }

@@ -23,16 +23,17 @@ void clmha_call_args_init(clmha_call_args *args) {
 }
 
 /* Sets the ten arguments from @p first on that splice.cl's commit and gemm_tail share: the new
- * keys and values (halves for a half cache), the cache and its element offset, B, Sn, S, H * dk,
+ * keys and values (halves or int8 rows for a narrow cache), the cache and its element offset, B,
+ * Sn, S, a position's elements H * kv_row,
  * the update index and the number of elements to splice (0 without an update), which it stores
  * in @p n_splice. */
 static clmha_status set_splice_args(clmha_layer *l, const clmha_call_args *a, const plan *p,
                                     const clmha__kernel *k, size_t first, cl_ulong *n_splice) {
-    cl_mem kk = !p->update ? NULL : p->half ? l->ws_kh : l->ws_k;
-    cl_mem vv = !p->update ? NULL : p->half ? l->ws_vh : l->ws_v;
+    cl_mem kk = !p->update ? NULL : p->narrow ? l->ws_kh : l->ws_k;
+    cl_mem vv = !p->update ? NULL : p->narrow ? l->ws_vh : l->ws_v;
     cl_mem cache = p->update ? a->cache->buffer : NULL;
     cl_ulong c_off = p->update ? a->cache->offset / clmha__dtype_size(a->cache->dtype) : 0;
-    cl_ulong B = p->B, Sn = p->Sn, S = p->S, HD = l->heads * l->dk, idx = p->index;
+    cl_ulong B = p->B, Sn = p->Sn, S = p->S, HD = l->heads * l->kv_row, idx = p->index;
     *n_splice = p->update ? 2 * B * Sn * HD : 0;
     const clmha__karg args[] = {CLMHA__ARG(kk),       CLMHA__ARG(vv), CLMHA__ARG(cache),
                                 CLMHA__ARG(c_off),    CLMHA__ARG(B),  CLMHA__ARG(Sn),
@@ -55,7 +56,7 @@ static clmha_status enqueue_commit(clmha_layer *l, const clmha_call_args *a, con
     const clmha__karg args[] = {CLMHA__ARG(y),     CLMHA__ARG(out), CLMHA__ARG(out_off),
                                 CLMHA__ARG(n_out), CLMHA__ARG(ps),  CLMHA__ARG(pd),
                                 CLMHA__ARG(p_off), CLMHA__ARG(n_p)};
-    const clmha__kernel *k = &l->kern[CLMHA__K_COMMIT(p->half)];
+    const clmha__kernel *k = &l->kern[CLMHA__K_COMMIT(p->narrow)];
     clmha_status st = clmha__set_args(l->ctx, k, args, 8);
     if (st == CLMHA_OK) {
         st = set_splice_args(l, a, p, k, 8, &n_splice);
@@ -67,20 +68,29 @@ static clmha_status enqueue_commit(clmha_layer *l, const clmha_call_args *a, con
     return clmha__launch(l->ctx, k, (total + l->wg_commit - 1) / l->wg_commit, l->wg_commit);
 }
 
-/* A half cache: rounds the new keys and values (ws_k, ws_v) to half into ws_kh and ws_vh,
- * which the attention reads and the commit copies into the cache. */
-static clmha_status enqueue_to_half(clmha_layer *l, const plan *p) {
+/* A narrow cache: rounds the new keys and values (ws_k, ws_v) to half (to_half, one element a
+ * work-item) or quantizes them to int8 rows (to_int8, one head row a work-item) into ws_kh and
+ * ws_vh, which the attention reads and the commit copies into the cache. */
+static clmha_status enqueue_to_narrow(clmha_layer *l, const plan *p) {
     l->ctx->prof_category = CLMHA__PROF_ATTENTION;
-    cl_ulong n = p->rows_kv * l->heads * l->dk;
-    const clmha__karg args[] = {CLMHA__ARG(l->ws_k), CLMHA__ARG(l->ws_v), CLMHA__ARG(l->ws_kh),
-                                CLMHA__ARG(l->ws_vh), CLMHA__ARG(n)};
-    clmha_status st = clmha__set_args(l->ctx, &l->kern[CLMHA__K_TO_HALF], args, 5);
+    const clmha__kernel *k = &l->kern[CLMHA__K_TO_NARROW];
+    cl_ulong n = p->rows_kv * l->heads * (l->int8_cache ? 1 : l->dk);
+    cl_int d = (cl_int)l->dk;
+    const clmha__karg args[] = {CLMHA__ARG(l->ws_k),  CLMHA__ARG(l->ws_v), CLMHA__ARG(l->ws_kh),
+                                CLMHA__ARG(l->ws_vh), CLMHA__ARG(n),       CLMHA__ARG(d)};
+    clmha_status st = clmha__set_args(l->ctx, k, args, l->int8_cache ? 6 : 5);
     if (st != CLMHA_OK) {
         return st;
     }
     size_t total = (size_t)(2 * n);
-    return clmha__launch(l->ctx, &l->kern[CLMHA__K_TO_HALF],
-                         (total + l->wg_commit - 1) / l->wg_commit, l->wg_commit);
+    return clmha__launch(l->ctx, k, (total + l->wg_commit - 1) / l->wg_commit, l->wg_commit);
+}
+
+/* Floats of workspace for @p rows new rows of keys (or values) as the narrow cache keeps them:
+ * halves two to a float, or int8 rows of kv_row bytes. */
+static size_t narrow_floats(const clmha_layer *l, size_t rows) {
+    return l->int8_cache ? (rows * l->heads * l->kv_row + 3) / 4
+                         : (rows * l->heads * l->dk + 1) / 2;
 }
 
 /* Enqueues a row gather (rows of row_len floats) or, with row_len 0, a mask gather. */
@@ -136,8 +146,8 @@ static void attention_args_fill(const clmha_layer *l, const clmha_call_args *a, 
     if (p->has_cache) {
         v->kb = v->vb = a->cache->buffer;
         v->k_off = a->cache->offset / clmha__dtype_size(a->cache->dtype);
-        v->v_off = v->k_off + p->S * l->heads * l->dk;
-        v->k_bs = v->v_bs = 2 * p->S * l->heads * l->dk;
+        v->v_off = v->k_off + p->S * l->heads * l->kv_row;
+        v->k_bs = v->v_bs = 2 * p->S * l->heads * l->kv_row;
     } else {
         v->kb = p->general ? l->ws_k2 : l->ws_k;
         v->vb = p->general ? l->ws_v2 : l->ws_v;
@@ -154,12 +164,12 @@ static void attention_args_fill(const clmha_layer *l, const clmha_call_args *a, 
     v->m_sh = p->m_sh;
     /* An update's new keys and values are read from the workspace: the cache is written only
      * by the final commit. */
-    v->kn = !p->update ? NULL : p->half ? l->ws_kh : l->ws_k;
-    v->vn = !p->update ? NULL : p->half ? l->ws_vh : l->ws_v;
+    v->kn = !p->update ? NULL : p->narrow ? l->ws_kh : l->ws_k;
+    v->vn = !p->update ? NULL : p->narrow ? l->ws_vh : l->ws_v;
     v->new_lo = p->update ? p->index : 0;
     v->new_hi = p->update ? p->index + p->Sn : 0;
-    v->kn_bs = p->Sn * l->heads * l->dk;
-    v->vn_bs = p->Sn * l->heads * l->dv;
+    v->kn_bs = p->Sn * l->heads * (p->narrow ? l->kv_row : l->dk);
+    v->vn_bs = p->Sn * l->heads * (p->narrow ? l->kv_row : l->dv);
     v->causal = a->causal;
     v->causal_base = !a->causal ? 0 : p->update ? (cl_long)p->index : (cl_long)p->S - (cl_long)p->T;
     v->lens = a->key_lengths ? a->key_lengths->buffer : NULL;
@@ -211,7 +221,7 @@ static clmha_status enqueue_merge(clmha_layer *l, const plan *p, const attention
  * tile_rows rows for one work-item (CPUs) or wg_split / lanes_query rows (GPUs) a chunk. */
 static clmha_status enqueue_chunked(clmha_layer *l, const plan *p, const attention_args *v) {
     clmha_context *ctx = l->ctx;
-    const clmha__kernel *ks = &l->kern[CLMHA__K_ATTN(p->kernel, p->half)];
+    const clmha__kernel *ks = &l->kern[CLMHA__K_ATTN(p->kernel, p->narrow)];
     size_t groups = p->B * l->heads * p->T, wg = l->wg_split;
     if (p->kernel == CLMHA__ATT_TILE) {
         groups = p->B * l->heads * ((p->T + l->tile_rows - 1) / l->tile_rows);
@@ -245,7 +255,7 @@ static clmha_status enqueue_chunked(clmha_layer *l, const plan *p, const attenti
 static clmha_status enqueue_rows(clmha_layer *l, const clmha_call_args *a, const plan *p,
                                  const attention_args *v) {
     clmha_context *ctx = l->ctx;
-    const clmha__kernel *k = &l->kern[CLMHA__K_ATTN(CLMHA__ATT_ROWS, p->half)];
+    const clmha__kernel *k = &l->kern[CLMHA__K_ATTN(CLMHA__ATT_ROWS, p->narrow)];
     const bool drop = a->training && l->cfg.dropout > 0.0;
     cl_mem probs = a->attention_scores ? l->ws_p : NULL;
     cl_ulong p_off = 0;
@@ -295,7 +305,7 @@ static clmha_status enqueue_attention(clmha_layer *l, const clmha_call_args *a, 
     if (st != CLMHA_OK || !p->masked_mean) {
         return st;
     }
-    const clmha__kernel *k = &l->kern[CLMHA__K_MASKED_MEAN(p->half)];
+    const clmha__kernel *k = &l->kern[CLMHA__K_MASKED_MEAN(p->narrow)];
     if ((st = attention_args_set(l->ctx, k, &v)) != CLMHA_OK) {
         return st;
     }
@@ -328,13 +338,13 @@ static clmha_status enqueue_tail(clmha_layer *l, const clmha_call_args *a, const
     cl_mem out = a->output->buffer;
     cl_ulong out_off = a->output->offset / sizeof(float), n_splice = 0;
     /* One work-item a cache row where a group is one work-item (CPUs), else one an element. */
-    cl_ulong HD = l->heads * l->dk, block = wg == 1 ? HD : 1;
+    cl_ulong HD = l->heads * l->kv_row, block = wg == 1 ? HD : 1;
     const clmha__karg args[] = {CLMHA__ARG(o),   CLMHA__ARG(part),        CLMHA__ARG(nch),
                                 CLMHA__ARG(T),   CLMHA__ARG(H),           CLMHA__ARG(wo),
                                 CLMHA__ARG(bo),  CLMHA__ARG(has_bias),    CLMHA__ARG(n),
                                 CLMHA__ARG(gpr), CLMHA__ARG(gemm_groups), CLMHA__ARG(m),
                                 CLMHA__ARG(out), CLMHA__ARG(out_off)};
-    const clmha__kernel *k = &l->kern[CLMHA__K_TAIL(p->tail_rows > 1, p->half)];
+    const clmha__kernel *k = &l->kern[CLMHA__K_TAIL(p->tail_rows > 1, p->narrow)];
     const size_t na = sizeof args / sizeof args[0];
     clmha_status st = clmha__set_args(ctx, k, args, na);
     if (st == CLMHA_OK) {
@@ -371,10 +381,9 @@ static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan
                                p->B * l->heads * p->T * (size_t)p->nch * (l->dv + 4)))) {
         return st;
     }
-    /* Halves, two to a float. */
-    if (p->half && p->update &&
-        ((st = clmha__workspace(l, &l->ws_kh, &l->cap_kh, (p->rows_kv * hk + 1) / 2)) ||
-         (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, (p->rows_kv * hv + 1) / 2)))) {
+    if (p->narrow && p->update &&
+        ((st = clmha__workspace(l, &l->ws_kh, &l->cap_kh, narrow_floats(l, p->rows_kv))) ||
+         (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, narrow_floats(l, p->rows_kv))))) {
         return st;
     }
     if ((st = clmha__quant_reserve(l, p->rows_q > p->rows_kv ? p->rows_q : p->rows_kv))) {
@@ -430,9 +439,9 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
               l, &l->ws_part, &l->cap_part,
               clmha__part_floats(l, rq,
                                  max_kv_len > max_cache_len ? max_kv_len : max_cache_len)))) ||
-        (l->half_cache &&
-         ((st = clmha__workspace(l, &l->ws_kh, &l->cap_kh, (rkv * hk + 1) / 2)) ||
-          (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, (rkv * hv + 1) / 2))))) {
+        (l->narrow_cache &&
+         ((st = clmha__workspace(l, &l->ws_kh, &l->cap_kh, narrow_floats(l, rkv))) ||
+          (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, narrow_floats(l, rkv)))))) {
         return st;
     }
     if ((st = clmha__quant_reserve(l, rq > rkv ? rq : rkv)) != CLMHA_OK) {
@@ -470,8 +479,9 @@ static clmha_status project(clmha_layer *l, int proj, cl_mem x, size_t x_off, si
 static clmha_status enqueue_inputs(clmha_layer *l, const clmha_call_args *a, const plan *p) {
     const clmha_tensor *key = a->key ? a->key : a->value;
     const size_t hk = l->heads * l->dk, hv = l->heads * l->dv;
-    /* A half cache's new keys and values: rounded by gemm_qkv4 where it runs, else to_half. */
-    const bool qkv_half = p->qkv == QKV_OWN && p->half && p->update;
+    /* A half cache's new keys and values: rounded by gemm_qkv4 where it runs, else to_half;
+     * an int8 cache's: quantized by to_int8. */
+    const bool qkv_half = p->qkv == QKV_OWN && p->narrow && p->update && !l->int8_cache;
     const size_t x_off = a->query->offset / sizeof(float);
     clmha_status st;
     if (p->qkv == QKV_OWN) {
@@ -502,8 +512,8 @@ static clmha_status enqueue_inputs(clmha_layer *l, const clmha_call_args *a, con
                                p->mask_elems, &p->gm)) != CLMHA_OK))) {
         return st;
     }
-    if (p->half && p->update && !qkv_half) {
-        return enqueue_to_half(l, p);
+    if (p->narrow && p->update && !qkv_half) {
+        return enqueue_to_narrow(l, p);
     }
     return CLMHA_OK;
 }

@@ -380,11 +380,19 @@ static clmha_status rank3_cache(clmha_layer *l, const clmha_call_args *a, plan *
                                "and value_dim %zu",
                                l->dk, l->dv);
         }
-        snprintf(want, sizeof want, "(%zu, 2, S, %zu, %zu) = (B, 2, S, num_heads, key_dim)", p->B,
-                 l->heads, l->dk);
+        snprintf(want, sizeof want, "(%zu, 2, S, %zu, %zu) = (B, 2, S, num_heads, key_dim%s)", p->B,
+                 l->heads, l->kv_row, l->int8_cache ? " + 4" : "");
         const size_t *c = a->cache->shape;
-        if (a->cache->rank != 5 || c[0] != p->B || c[1] != 2 || c[3] != l->heads || c[4] != l->dk) {
+        if (a->cache->rank != 5 || c[0] != p->B || c[1] != 2 || c[3] != l->heads ||
+            c[4] != l->kv_row) {
             return shape_error(ctx, "cache", a->cache, want);
+        }
+        /* int8 rows are read four bytes at a time, their scales as floats */
+        if (l->int8_cache && a->cache->offset % 4 != 0) {
+            return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
+                               "cache starts %zu bytes into its buffer; an int8 cache must start "
+                               "at a multiple of 4 bytes",
+                               a->cache->offset);
         }
         p->S = c[2];
     }
@@ -564,7 +572,7 @@ clmha_status clmha__check_call(clmha_layer *l, const clmha_call_args *a, plan *p
     p->has_cache = a->cache != NULL;
     p->update = p->has_cache && a->has_cache_update_index;
     p->project_kv = !p->has_cache || p->update;
-    p->half = p->has_cache && l->half_cache;
+    p->narrow = p->has_cache && l->narrow_cache;
     if ((st = check_tensor(ctx, a->query, "query", CLMHA_FLOAT32)) != CLMHA_OK) {
         return st;
     }

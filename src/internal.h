@@ -22,10 +22,11 @@ typedef struct clmha__program {
 
 /* Bytes per element and name of a dtype. */
 static inline size_t clmha__dtype_size(clmha_dtype dt) {
-    return dt == CLMHA_UINT8 ? 1 : dt == CLMHA_FLOAT16 ? 2 : 4;
+    return dt == CLMHA_UINT8 || dt == CLMHA_INT8 ? 1 : dt == CLMHA_FLOAT16 ? 2 : 4;
 }
 static inline const char *clmha__dtype_name(clmha_dtype dt) {
     return dt == CLMHA_UINT8     ? "uint8"
+           : dt == CLMHA_INT8    ? "int8"
            : dt == CLMHA_FLOAT16 ? "float16"
            : dt == CLMHA_INT32   ? "int32"
                                  : "float32";
@@ -234,7 +235,7 @@ typedef enum clmha__kernel_id {
     CLMHA__K_FILL_BIAS,
     CLMHA__K_GATHER,
     CLMHA__K_GATHER_MASK,
-    CLMHA__K_TO_HALF,
+    CLMHA__K_TO_NARROW,
     CLMHA__K_PACK,
     CLMHA__K_SPLIT_QKV,
     CLMHA__K_SUM,
@@ -248,7 +249,7 @@ typedef enum clmha__kernel_id {
     CLMHA__K_TAIL_FIRST = CLMHA__K_W16_FIRST + 2,
     CLMHA__K_COUNT = CLMHA__K_TAIL_FIRST + 4
 } clmha__kernel_id;
-/* Attention variant @p v for a float32 (half 0) or float16 (half 1) cache. */
+/* Attention variant @p v for a float32 (half 0) or the layer's float16 or int8 (half 1) cache. */
 #define CLMHA__K_ATTN(v, half) (CLMHA__K_ATT_FIRST + 2 * (int)(v) + ((half) ? 1 : 0))
 /* commit for a float32 or float16 cache. */
 #define CLMHA__K_COMMIT(half) (CLMHA__K_COMMIT_FIRST + ((half) ? 1 : 0))
@@ -303,10 +304,13 @@ struct clmha_layer {
     size_t gemm_few;
     size_t wg_attention, wg_fill, wg_commit, wg_gather, wg_gemm;
     size_t wg_masked; /* masked_rows_mean's work-group (fully_masked_rows = KERAS) */
-    /* cache_dtype float16: attention over half keys and values (the kernels' half builds), the
-     * half commit and the rounding of new keys and values (to_half) into ws_kh and ws_vh
-     * (capacities in floats). */
-    bool half_cache;
+    /* cache_dtype float16 or int8 (narrow_cache; int8_cache for int8): attention over half keys
+     * and values or int8 rows (the kernels' narrow builds, KV_HALF or KV_I8), the narrow commit
+     * and the rounding (to_half) or quantization (to_int8) of new keys and values into ws_kh and
+     * ws_vh (capacities in floats). kv_row: a cached head row's elements (dk; dk + 4 for int8
+     * rows, whose float scale follows the values). */
+    bool narrow_cache, int8_cache;
+    size_t kv_row;
     /* Split attention (attention_split + attention_merge, flash-decoding) for calls without
      * probabilities or dropout: its work-group size (WGS), the smallest chunk of keys a work-group
      * takes, and the partials' workspace (floats). */

@@ -163,9 +163,11 @@ static clmha_status check_config(clmha_context *ctx, const clmha_layer_config *c
                            "(CLMHA_POLICY_FLOAT32 to CLMHA_POLICY_MIXED_BFLOAT16)",
                            (int)c->dtype_policy);
     }
-    if (c->cache_dtype != CLMHA_FLOAT32 && c->cache_dtype != CLMHA_FLOAT16) {
+    if (c->cache_dtype != CLMHA_FLOAT32 && c->cache_dtype != CLMHA_FLOAT16 &&
+        c->cache_dtype != CLMHA_INT8) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "config.cache_dtype is %d; expected CLMHA_FLOAT32 or CLMHA_FLOAT16",
+                           "config.cache_dtype is %d; expected CLMHA_FLOAT32, CLMHA_FLOAT16 or "
+                           "CLMHA_INT8",
                            (int)c->cache_dtype);
     }
     if ((unsigned)c->fully_masked_rows > CLMHA_FULLY_MASKED_ZEROS) {
@@ -318,9 +320,11 @@ static uint64_t clock_seed(const void *salt) {
 static void layer_dims(clmha_layer *l, const clmha_layer_config *config, size_t query_dim,
                        size_t value_dim, size_t key_dim) {
     l->cfg = *config;
-    l->half_cache = config->cache_dtype == CLMHA_FLOAT16;
+    l->narrow_cache = config->cache_dtype != CLMHA_FLOAT32;
+    l->int8_cache = config->cache_dtype == CLMHA_INT8;
     l->heads = (size_t)config->num_heads;
     l->dk = (size_t)config->key_dim;
+    l->kv_row = l->dk + (l->int8_cache ? 4 : 0);
     l->dv = config->value_dim > 0 ? (size_t)config->value_dim : l->dk;
     l->dq_in = query_dim;
     l->dv_in = value_dim;
@@ -567,7 +571,7 @@ clmha_status clmha_layer_create_cache(clmha_layer *l, size_t batch, size_t max_l
                            "layer has %zu and %zu",
                            l->dk, l->dv);
     }
-    size_t shape[5] = {batch, 2, max_length, l->heads, l->dk};
+    size_t shape[5] = {batch, 2, max_length, l->heads, l->kv_row};
     clmha_tensor *t = NULL;
     clmha_status st = clmha_tensor_create(l->ctx, l->cfg.cache_dtype, 5, shape, &t);
     if (st == CLMHA_OK && (st = clmha_tensor_zero(t)) != CLMHA_OK) {

@@ -220,9 +220,9 @@ typedef struct recipe {
  * or attention_gpu.cl's (split and query tiles for wg_split work-items); false for the other
  * family's and for half builds without a half cache. */
 static bool attention_recipe(const clmha_layer *l, clmha__att v, bool half, recipe *r) {
-    const char *kv = half ? " -DKV_HALF" : "";
+    const char *kv = !half ? "" : l->int8_cache ? " -DKV_I8" : " -DKV_HALF";
     const bool cpu = l->wg_split == 1;
-    if (half && !l->half_cache) {
+    if (half && !l->narrow_cache) {
         return false;
     }
     if (v == CLMHA__ATT_ROWS) {
@@ -305,6 +305,22 @@ static bool weights_recipe(const clmha_layer *l, int id, recipe *r) {
     return l->quant_bits == bits;
 }
 
+/* The recipe of splice.cl's kernels: commit for a float32 cache, and for the layer's narrow
+ * cache commit and to_half (half) or to_int8 (int8 rows). */
+static bool splice_recipe(const clmha_layer *l, int id, recipe *r) {
+    if (id == CLMHA__K_COMMIT(0)) {
+        *r = (recipe){"splice.cl", "commit", ""};
+        return true;
+    }
+    *r = (recipe){"splice.cl",
+                  id != CLMHA__K_TO_NARROW ? "commit"
+                  : l->int8_cache          ? "to_int8"
+                                           : "to_half",
+                  ""};
+    snprintf(r->defines, sizeof r->defines, "%s", l->int8_cache ? "-DCACHE_I8" : "-DCACHE_HALF");
+    return l->narrow_cache;
+}
+
 /* The recipe of kernel @p id for this layer; false where its settings never take it. */
 static bool kernel_recipe(const clmha_layer *l, int id, recipe *r) {
     if (id < CLMHA__K_MERGE) {
@@ -323,8 +339,10 @@ static bool kernel_recipe(const clmha_layer *l, int id, recipe *r) {
         *r = (recipe){"tail.cl", "gemm_tail", ""};
         snprintf(r->defines, sizeof r->defines, "-DDV=%zu -DHV=%zu -DGC=%zu -DMAX_CHUNKS=%d%s%s",
                  l->dv, l->heads * l->dv, l->tail_cols, CLMHA__MAX_CHUNKS, rows,
-                 half ? " -DCACHE_HALF" : "");
-        return (few ? l->use_tail_few : l->use_tail) && (!half || l->half_cache);
+                 !half           ? ""
+                 : l->int8_cache ? " -DCACHE_I8"
+                                 : " -DCACHE_HALF");
+        return (few ? l->use_tail_few : l->use_tail) && (!half || l->narrow_cache);
     }
     if (id >= CLMHA__K_QUANT_FIRST) {
         return weights_recipe(l, id, r);
@@ -340,12 +358,9 @@ static bool kernel_recipe(const clmha_layer *l, int id, recipe *r) {
                  CLMHA__MAX_CHUNKS);
         return true;
     case CLMHA__K_COMMIT(0):
-        *r = (recipe){"splice.cl", "commit", ""};
-        return true;
     case CLMHA__K_COMMIT(1):
-    case CLMHA__K_TO_HALF:
-        *r = (recipe){"splice.cl", id == CLMHA__K_TO_HALF ? "to_half" : "commit", "-DCACHE_HALF"};
-        return l->half_cache;
+    case CLMHA__K_TO_NARROW:
+        return splice_recipe(l, id, r);
     case CLMHA__K_GEMM_ACC:
         *r = (recipe){"gemm.cl", "gemm_acc", ""};
         return true;
@@ -365,9 +380,11 @@ static bool kernel_recipe(const clmha_layer *l, int id, recipe *r) {
         /* Keras's fused-path result for fully masked rows (masked_rows.cl). */
         *r = (recipe){"masked_rows.cl", "masked_rows_mean", ""};
         snprintf(r->defines, sizeof r->defines, "-DDK=%zu -DDV=%zu%s", l->dk, l->dv,
-                 id == CLMHA__K_MASKED_MEAN(1) ? " -DKV_HALF" : "");
+                 id != CLMHA__K_MASKED_MEAN(1) ? ""
+                 : l->int8_cache               ? " -DKV_I8"
+                                               : " -DKV_HALF");
         return l->cfg.fully_masked_rows == CLMHA_FULLY_MASKED_KERAS &&
-               (id == CLMHA__K_MASKED_MEAN(0) || l->half_cache);
+               (id == CLMHA__K_MASKED_MEAN(0) || l->narrow_cache);
     case CLMHA__K_SUM:
     case CLMHA__K_CONSTRAIN:
         /* the activity sums' groups take wg_attention work-items, a power of two the device
@@ -463,7 +480,7 @@ static clmha_status build_attention(clmha_layer *l, size_t wg) {
 /* Whether kernel @p id (both cache dtypes' builds where the layer has a half cache) allows
  * @p wg work-items and fits in local memory. */
 static bool variant_fits(const clmha_layer *l, clmha__att v, size_t wg) {
-    for (int half = 0; half < (l->half_cache ? 2 : 1); half++) {
+    for (int half = 0; half < (l->narrow_cache ? 2 : 1); half++) {
         const clmha__kernel *k = &l->kern[CLMHA__K_ATTN(v, half)];
         if (k->k == NULL || k->max_wg < wg || k->local_mem > l->ctx->info.local_mem_bytes) {
             return false;
@@ -487,7 +504,7 @@ static void fit_limits(clmha_layer *l) {
     l->wg_fill = pow2_floor(kernel_wg_min(l, CLMHA__K_FILL_BIAS, 256));
     m = kernel_wg_min(l, CLMHA__K_COMMIT(0), 256);
     m = kernel_wg_min(l, CLMHA__K_COMMIT(1), m);
-    l->wg_commit = pow2_floor(kernel_wg_min(l, CLMHA__K_TO_HALF, m));
+    l->wg_commit = pow2_floor(kernel_wg_min(l, CLMHA__K_TO_NARROW, m));
     l->wg_qkv =
         pow2_floor(kernel_wg_min(l, CLMHA__K_PACK, kernel_wg_min(l, CLMHA__K_SPLIT_QKV, 256)));
     l->wg_sum = wg;
@@ -522,7 +539,7 @@ static void fit_limits(clmha_layer *l) {
     l->wg_tail = l->tail_cols > 4 ? 1 : l->wg_gemm;
     for (int few = 0; few < 2; few++) {
         bool *use = few ? &l->use_tail_few : &l->use_tail;
-        for (int half = 0; half < (l->half_cache ? 2 : 1) && *use; half++) {
+        for (int half = 0; half < (l->narrow_cache ? 2 : 1) && *use; half++) {
             const clmha__kernel *k = &l->kern[CLMHA__K_TAIL(few, half)];
             if (k->max_wg < l->wg_tail || k->local_mem > ctx->info.local_mem_bytes) {
                 clmha__log(ctx, CLMHA_LOG_INFO,

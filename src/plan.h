@@ -21,7 +21,9 @@ typedef struct plan {
                                batch in update mode */
     size_t rows_q, rows_kv; /* rows of the projections */
     bool has_cache, update, project_kv;
-    bool half; /* the cache is half: half attention kernel, rounded new keys and values */
+    /* The cache is half or int8: the attention's build for it, new keys and values rounded to
+     * half or quantized to int8 rows. */
+    bool narrow;
     /* The attention kernel (plan_attention), and for the split kernels nch chunks of `chunk`
      * keys per query row (nch 1: no merge). */
     clmha__att kernel;

@@ -11,10 +11,10 @@
 static clmha_status check_shape(clmha_context *ctx, const char *fn, clmha_dtype dtype, int rank,
                                 const size_t *shape, size_t *numel, size_t *bytes) {
     if (dtype != CLMHA_FLOAT32 && dtype != CLMHA_UINT8 && dtype != CLMHA_FLOAT16 &&
-        dtype != CLMHA_INT32) {
+        dtype != CLMHA_INT32 && dtype != CLMHA_INT8) {
         return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,
-                           "%s: dtype %d is not CLMHA_FLOAT32, CLMHA_UINT8, CLMHA_FLOAT16 or "
-                           "CLMHA_INT32",
+                           "%s: dtype %d is not CLMHA_FLOAT32, CLMHA_UINT8, CLMHA_FLOAT16, "
+                           "CLMHA_INT32 or CLMHA_INT8",
                            fn, (int)dtype);
     }
     if (rank < 1 || rank > CLMHA_MAX_RANK) {

@@ -16,10 +16,10 @@ static void describe(const case_cfg *c, char *buf, size_t len) {
     snprintf(buf, len,
              "seed=%llu mode=%s B=%zu T=%zu S=%zu Sn=%zu H=%zu dk=%zu dv=%zu Dq=%zu Dk=%zu "
              "Dv=%zu bias=%d key=%d out_rank=%d mask=%d index=%zu scores=%d offsets=%d "
-             "half_cache=%d self_input=%d",
+             "half_cache=%d int8_cache=%d self_input=%d",
              (unsigned long long)c->seed, mode_names[c->mode], c->B, c->T, c->S, c->Sn, c->H, c->dk,
              c->dv, c->Dq, c->Dk, c->Dv, c->use_bias, c->separate_key, c->out_rank, c->mask,
-             c->index, c->scores, c->offsets, c->half_cache, c->self_input);
+             c->index, c->scores, c->offsets, c->half_cache, c->int8_cache, c->self_input);
 }
 
 /* A float (or, for a half cache, half) tensor, either on its own or inside a larger buffer
@@ -37,11 +37,11 @@ static placed place_as(const case_cfg *c, clmha_dtype dt, int rank, const size_t
                        const void *data) {
     placed p = {0};
     p.n = 1;
-    p.elem = dt == CLMHA_FLOAT16 ? 2 : 4;
+    p.elem = dt == CLMHA_FLOAT16 ? 2 : dt == CLMHA_INT8 ? 1 : 4;
     for (int i = 0; i < rank; i++) {
         p.n *= shape[i];
     }
-    p.pad = c->offsets ? 37 : 0;
+    p.pad = !c->offsets ? 0 : dt == CLMHA_INT8 ? 40 : 37; /* int8 caches start 4-aligned */
     size_t total = p.n + 2 * p.pad;
     unsigned char *host = malloc(total * p.elem);
     assert_non_null(host);
@@ -114,6 +114,84 @@ static bool masked(const case_cfg *c, test_rng *r, size_t b, size_t t, size_t j,
     default:
         return rng_uniform(r) >= 0.3;
     }
+}
+
+/* An int8 cache after the call (cache8_before: as it was given): rows outside the update
+ * byte-identical, each updated row within one step of the host's quantization of the reference's
+ * float row (float rounding of the projections can move a value across a rounding tie; at most
+ * 1 + 1/200 of them may) with the same scale up to float rounding; then the reference's output
+ * and probabilities (rc->out, rc->probs) are recomputed over the device's rows. */
+static bool check_int8_cache(const case_cfg *c, const ref_weights *rw, ref_call *rc,
+                             const clmha_tensor *tc, const unsigned char *cache8_before,
+                             const double *cache_ref, const char *repro) {
+    const size_t H = c->H, dk = c->dk, row8 = dk + 4, S = c->S, Sn = c->Sn;
+    const size_t rows = c->B * 2 * S * H;
+    unsigned char *got = test_read(tc, NULL);
+    float *kv_new = malloc(c->B * 2 * Sn * H * dk * sizeof *kv_new + 4);
+    unsigned char want[4096 + 4];
+    float xr[4096];
+    assert_non_null(kv_new);
+    assert_true(dk <= 4096);
+    bool ok = true;
+    size_t off_by_one = 0, quantized = 0;
+    for (size_t i = 0; i < rows && ok; i++) {
+        const size_t j = (i / H) % S, bw = i / (H * S); /* position; b * 2 + which */
+        const unsigned char *g = got + i * row8;
+        const bool updated = c->mode == MODE_UPDATE && j >= c->index && j < c->index + Sn;
+        if (!updated) {
+            if (memcmp(g, cache8_before + i * row8, row8) != 0) {
+                print_error("int8 cache row %zu (position %zu) changed outside the update\n  "
+                            "reproduce: %s\n",
+                            i, j, repro);
+                ok = false;
+            }
+            continue;
+        }
+        for (size_t e = 0; e < dk; e++) {
+            xr[e] = (float)cache_ref[i * dk + e];
+        }
+        ref_i8_quantize(xr, dk, want);
+        const float sg = ref_i8_scale(g, dk), sw = ref_i8_scale(want, dk);
+        /* the projections' float rounding, relative and (tiny rows) absolute */
+        if (!(fabsf(sg - sw) <= 1e-5f * sw + 1e-8f)) {
+            print_error("int8 cache row %zu: scale %.9g, reference %.9g\n  reproduce: %s\n", i,
+                        (double)sg, (double)sw, repro);
+            ok = false;
+        }
+        for (size_t e = 0; e < dk && ok; e++) {
+            const int d = (int)(signed char)g[e] - (int)(signed char)want[e];
+            quantized++;
+            off_by_one += d != 0;
+            if (d > 1 || d < -1) {
+                print_error("int8 cache row %zu element %zu: %d, reference %d\n  reproduce: %s\n",
+                            i, e, (int)(signed char)g[e], (int)(signed char)want[e], repro);
+                ok = false;
+            }
+        }
+        const size_t bb = bw / 2, which = bw % 2, h = i % H;
+        for (size_t e = 0; e < dk; e++) {
+            kv_new[(((bb * 2 + which) * Sn + j - c->index) * H + h) * dk + e] =
+                ref_i8_value(g, dk, e);
+        }
+    }
+    if (ok && off_by_one > 1 + quantized / 200) {
+        print_error("int8 cache: %zu of %zu values differ from the reference by one step\n  "
+                    "reproduce: %s\n",
+                    off_by_one, quantized, repro);
+        ok = false;
+    }
+    if (ok && c->mode == MODE_UPDATE) {
+        double *scratch = malloc(rows * dk * sizeof *scratch + 8);
+        assert_non_null(scratch);
+        ref_call again = *rc;
+        again.kv_new = kv_new;
+        again.cache_new = scratch;
+        assert_true(ref_forward(rw, &again));
+        free(scratch);
+    }
+    free(kv_new);
+    free(got);
+    return ok;
 }
 
 /* A switch setting of the test's context: its value where given, else @p def. */
@@ -214,7 +292,7 @@ void run_case(const case_cfg *c) {
     cfg.output_rank = c->out_rank;
     memcpy(cfg.output_shape, c->out_shape, sizeof c->out_shape);
     cfg.seed = (int64_t)c->seed;
-    cfg.cache_dtype = c->half_cache ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
+    cfg.cache_dtype = c->half_cache ? CLMHA_FLOAT16 : c->int8_cache ? CLMHA_INT8 : CLMHA_FLOAT32;
     clmha_layer *layer = NULL;
     assert_ok(clmha_layer_create(ctx, &cfg, c->Dq, c->Dv, c->Dk, &layer));
 
@@ -253,6 +331,20 @@ void run_case(const case_cfg *c) {
         for (size_t i = 0; i < B * 2 * S * H * dk; i++) {
             cache16[i] = half_from_float(cache[i]);
             cache[i] = half_to_float(cache16[i]);
+        }
+    }
+
+    /* An int8 cache holds int8 rows: the host's copy (and the reference's input) is dequantized. */
+    const size_t row8 = dk + 4;
+    unsigned char *cache8 = NULL;
+    if (c->int8_cache) {
+        cache8 = malloc(B * 2 * S * H * row8);
+        assert_non_null(cache8);
+        for (size_t i = 0; i < B * 2 * S * H; i++) {
+            ref_i8_quantize(cache + i * dk, dk, cache8 + i * row8);
+            for (size_t e = 0; e < dk; e++) {
+                cache[i * dk + e] = ref_i8_value(cache8 + i * row8, dk, e);
+            }
         }
     }
 
@@ -323,12 +415,13 @@ void run_case(const case_cfg *c) {
                    0,
                    /* Keras's fused path, the layer's default fully_masked_rows (no dropout in
                     * these layers) */
-                   !c->scores};
+                   !c->scores,
+                   NULL};
     assert_true(ref_forward(&rw, &rc));
 
     /* Device. */
     size_t qs[3] = {B, T, c->Dq}, vs[3] = {B, Sn, c->Dv}, ks[3] = {B, Sn, c->Dk};
-    size_t cs[5] = {B, 2, S, H, dk}, ps[4] = {B, H, T, S};
+    size_t cs[5] = {B, 2, S, H, c->int8_cache ? row8 : dk}, ps[4] = {B, H, T, S};
     size_t os[4] = {B, T, c->out_rank ? c->out_shape[0] : c->Dq, c->out_shape[1]};
     int orank = 2 + (c->out_rank ? c->out_rank : 1);
     placed pq = place(c, 3, qs, q);
@@ -341,7 +434,9 @@ void run_case(const case_cfg *c) {
         }
     }
     if (c->mode != MODE_NONE) {
-        pc = c->half_cache ? place_as(c, CLMHA_FLOAT16, 5, cs, cache16) : place(c, 5, cs, cache);
+        pc = c->half_cache   ? place_as(c, CLMHA_FLOAT16, 5, cs, cache16)
+             : c->int8_cache ? place_as(c, CLMHA_INT8, 5, cs, cache8)
+                             : place(c, 5, cs, cache);
     }
     placed po = place(c, orank, os, NULL);
     if (c->scores) {
@@ -378,10 +473,17 @@ void run_case(const case_cfg *c) {
         fail();
     }
     check_plan(c, repro);
+    bool ok = true;
+    if (c->int8_cache && c->mode != MODE_NONE) {
+        /* The rows the device quantized are checked against the host's quantization of the
+         * reference's, then the reference runs again over the device's rows: the attention
+         * must match it at float32 tolerance. */
+        ok = check_int8_cache(c, &rw, &rc, pc.t, cache8, cache_ref, repro);
+    }
 
     const tol_rule tol = c->half_cache ? TOL_F16 : TOL_F32;
     float *out = test_read(po.t, NULL);
-    bool ok = compare_close("output", out, out_ref, B * T * N, tol, repro);
+    ok = ok && compare_close("output", out, out_ref, B * T * N, tol, repro);
     if (ok && c->scores) {
         float *p = test_read(pp.t, NULL);
         ok = compare_close("attention_scores", p, p_ref, B * H * T * S, tol, repro);
@@ -395,7 +497,7 @@ void run_case(const case_cfg *c) {
         }
         free(p);
     }
-    if (ok && c->mode != MODE_NONE) {
+    if (ok && c->mode != MODE_NONE && !c->int8_cache) {
         size_t n = B * 2 * S * H * dk;
         float *cn = NULL;
         if (c->half_cache) {
@@ -467,6 +569,6 @@ void run_case(const case_cfg *c) {
     for (int i = 0; i < CLMHA_WEIGHT_COUNT; i++) {
         free(w[i]);
     }
-    free(q), free(v), free(k), free(cache), free(cache16), free(mask);
+    free(q), free(v), free(k), free(cache), free(cache16), free(cache8), free(mask);
     free(out_ref), free(p_ref), free(cache_ref);
 }

@@ -28,6 +28,7 @@ typedef struct case_cfg {
     size_t B, T, S, Sn, H, dk, dv, Dq, Dk, Dv;
     bool use_bias, separate_key, scores, offsets;
     bool half_cache; /* cache_dtype float16 (cache modes only) */
+    bool int8_cache; /* cache_dtype int8 (cache modes only; not with half_cache) */
     /* Self-attention: value (and key, with separate_key) are the query tensor itself; needs
      * Dq == Dk == Dv and Sn == T (mode none or update). */
     bool self_input;

@@ -72,7 +72,13 @@ bool ref_forward(const ref_weights *w, ref_call *c) {
         const float *key = c->key ? c->key : c->value;
         dense(key, NULL, B * c->Sn, w->Dk, w->wk, w->use_bias ? w->bk : NULL, H * dk, kn);
         dense(c->value, NULL, B * c->Sn, w->Dv, w->wv, w->use_bias ? w->bv : NULL, H * dv, vn);
-        if (c->half_kv) {
+        if (c->kv_new != NULL) {
+            for (size_t i = 0; i < B * c->Sn * H * dk; i++) {
+                const size_t b = i / (c->Sn * H * dk), r = i - b * c->Sn * H * dk;
+                kn[i] = c->kv_new[(b * 2 + 0) * c->Sn * H * dk + r];
+                vn[i] = c->kv_new[(b * 2 + 1) * c->Sn * H * dk + r];
+            }
+        } else if (c->half_kv) {
             for (size_t i = 0; i < B * c->Sn * H * dk; i++) {
                 kn[i] = as_half(kn[i]);
             }
@@ -164,4 +170,30 @@ bool ref_forward(const ref_weights *w, ref_call *c) {
     free(kn);
     free(vn);
     return true;
+}
+
+void ref_i8_quantize(const float *x, size_t d, unsigned char *row) {
+    float amax = 0.0f;
+    bool finite = true;
+    for (size_t e = 0; e < d; e++) {
+        finite = finite && isfinite(x[e]);
+        amax = fabsf(x[e]) > amax ? fabsf(x[e]) : amax;
+    }
+    const float scale = finite ? amax / 127.0f : NAN;
+    for (size_t e = 0; e < d; e++) {
+        double q = scale > 0.0f ? nearbyint((double)x[e] / (double)scale) : 0.0;
+        q = q > 127.0 ? 127.0 : q < -127.0 ? -127.0 : q;
+        row[e] = (unsigned char)(signed char)q;
+    }
+    memcpy(row + d, &scale, sizeof scale);
+}
+
+float ref_i8_scale(const unsigned char *row, size_t d) {
+    float s;
+    memcpy(&s, row + d, sizeof s);
+    return s;
+}
+
+float ref_i8_value(const unsigned char *row, size_t d, size_t e) {
+    return (float)(signed char)row[e] * ref_i8_scale(row, d);
 }

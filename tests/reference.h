@@ -46,9 +46,22 @@ typedef struct ref_call {
      * fully masked row attends to all S keys alike, its output the mean of the values; false:
      * its explicit path, zeros (the probabilities are 0 either way here). */
     bool masked_mean;
+    /* When set (update mode): the new keys and values as the cache keeps them, (B, 2, Sn, H, dk)
+     * as float, used instead of the projections (an int8 cache's dequantized rows). */
+    const float *kv_new;
 } ref_call;
 
 /* Runs the forward pass; returns false on an inconsistent call (a test bug). */
 bool ref_forward(const ref_weights *w, ref_call *c);
+
+/* clmha's int8 cache rows (docs/api.md), written from that description: a row of d values is d
+ * int8 q[e] = round-half-even(x[e] / scale), scale = amax / 127 (as float, amax the row's
+ * largest magnitude; 0 for a row of zeros, NaN for a row holding NaN or infinity, q = 0 then),
+ * followed by the float scale's 4 bytes. */
+void ref_i8_quantize(const float *x, size_t d, unsigned char *row);
+/* Element e of such a row as float: q[e] * scale. */
+float ref_i8_value(const unsigned char *row, size_t d, size_t e);
+/* The row's scale. */
+float ref_i8_scale(const unsigned char *row, size_t d);
 
 #endif

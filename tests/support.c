@@ -112,7 +112,9 @@ clmha_tensor *test_tensor_u8(clmha_context *ctx, int rank, const size_t *shape,
 
 void *test_read(const clmha_tensor *t, size_t *bytes) {
     clmha_dtype dt = clmha_tensor_dtype(t);
-    size_t n = clmha_tensor_numel(t) * (dt == CLMHA_UINT8 ? 1 : dt == CLMHA_FLOAT16 ? 2 : 4);
+    size_t n = clmha_tensor_numel(t) * (dt == CLMHA_UINT8 || dt == CLMHA_INT8 ? 1
+                                        : dt == CLMHA_FLOAT16                 ? 2
+                                                                              : 4);
     void *buf = malloc(n);
     assert_non_null(buf);
     assert_ok(clmha_tensor_read(t, buf, n));

@@ -44,6 +44,7 @@ static void test_small_cases(void **state) {
             c.Sn = mode == MODE_NONE ? c.S : mode == MODE_STATIC ? 1 : 2;
             c.index = mode == MODE_UPDATE ? (size_t)(mask % 4) : 0;
             c.half_cache = mode != MODE_NONE && (mask % 2) == 1; /* half the cached cases */
+            c.int8_cache = mode != MODE_NONE && (mask % 4) == 2; /* a quarter: int8 */
             run_case(&c);
         }
     }

@@ -59,9 +59,10 @@ static case_cfg random_case(uint64_t i) {
         double work = (double)c.B * (double)c.H * (double)c.T * (double)c.S * (double)(c.dk + c.dv);
         double proj = (double)c.B * (double)(c.T + c.S) * 96.0 * (double)(c.H * c.dk);
         if (work <= 3e6 && proj <= 6e6) {
-            /* A third of the cached cases over a half cache, chosen from i alone so that the
-             * draws (and every other case) stay as they were. */
+            /* A third of the cached cases over a half cache and a third over an int8 one,
+             * chosen from i alone so that the draws (and every other case) stay as they were. */
             c.half_cache = c.mode != MODE_NONE && (i / 3) % 3 == 1;
+            c.int8_cache = c.mode != MODE_NONE && (i / 3) % 3 == 2;
             return c;
         }
     }
@@ -71,17 +72,20 @@ static case_cfg random_case(uint64_t i) {
  * them side by side (test_layer_sweep_0 .. 2) and none runs long on a slow device. */
 static void random_sweep(uint64_t slice) {
     const uint64_t n = 330;
-    size_t per_mode[3] = {0, 0, 0}, half = 0, count = 0;
+    size_t per_mode[3] = {0, 0, 0}, half = 0, int8 = 0, count = 0;
     for (uint64_t i = slice; i < n; i += 3) {
         case_cfg c = random_case(i);
         run_case(&c);
         per_mode[c.mode]++;
         half += c.half_cache;
+        int8 += c.int8_cache;
         count++;
     }
     print_message("%zu random configurations (slice %llu of 0..2) matched the reference (no cache "
-                  "%zu, static %zu, update %zu; %zu of the cached ones over a half cache)\n",
-                  count, (unsigned long long)slice, per_mode[0], per_mode[1], per_mode[2], half);
+                  "%zu, static %zu, update %zu; of the cached ones %zu over a half cache, %zu over "
+                  "an int8 one)\n",
+                  count, (unsigned long long)slice, per_mode[0], per_mode[1], per_mode[2], half,
+                  int8);
 }
 
 static void random_sweep_0(void **state) {
@@ -143,7 +147,9 @@ static void token_loop_equals_one_shot(clmha_dtype cache_dtype) {
     float x[2 * 9 * 16];
     rng_fill(&r, x, B * S * D, -1, 1);
     float *zeros = calloc(B * 2 * S * H * dk, sizeof(float));
-    size_t xs[3] = {B, S, D}, cs[5] = {B, 2, S, H, dk}, ms[3] = {B, S, S};
+    const bool i8 = cache_dtype == CLMHA_INT8;
+    const size_t row = i8 ? dk + 4 : dk; /* an int8 row carries its scale */
+    size_t xs[3] = {B, S, D}, cs[5] = {B, 2, S, H, row}, ms[3] = {B, S, S};
     uint8_t causal[2 * 9 * 9];
     for (size_t b = 0; b < B; b++)
         for (size_t i = 0; i < S; i++)
@@ -151,7 +157,8 @@ static void token_loop_equals_one_shot(clmha_dtype cache_dtype) {
                 causal[(b * S + i) * S + j] = j <= i;
     clmha_tensor *tx = test_tensor_f32(ctx, 3, xs, x);
     clmha_tensor *cache1 = NULL, *cache2 = NULL;
-    const size_t cache_bytes = B * 2 * S * H * dk * (cache_dtype == CLMHA_FLOAT16 ? 2 : 4);
+    const size_t cache_bytes =
+        B * 2 * S * H * (i8 ? row : dk * (cache_dtype == CLMHA_FLOAT16 ? 2 : 4));
     assert_ok(clmha_tensor_create(ctx, cache_dtype, 5, cs, &cache1));
     assert_ok(clmha_tensor_write(cache1, zeros, cache_bytes)); /* zero bits in either dtype */
     clmha_tensor *out1 = test_tensor_f32(ctx, 3, xs, NULL);
@@ -193,12 +200,29 @@ static void token_loop_equals_one_shot(clmha_dtype cache_dtype) {
      * GEMM kernels their float results can differ in the last bit, and a value that close to a
      * half tie rounds to the neighbouring half (one ulp, 2^-11 relative). So with a half cache:
      * outputs within 1e-4 (a key or value left unrounded moves them by about 5e-4), and the
-     * caches' halves equal but for a few one-ulp neighbours. */
-    const double out_tol = cache_dtype == CLMHA_FLOAT16 ? 1e-4 : 1e-5;
+     * caches' halves equal but for a few one-ulp neighbours. With an int8 cache likewise a value
+     * near a rounding tie may take the neighbouring step: the caches' values equal but for a few
+     * one-step neighbours, their scales within float rounding, and the outputs within 1e-5 where
+     * no value differs, else 1e-2 (one step is 1/127 of a row's largest magnitude). */
+    double out_tol = cache_dtype == CLMHA_FLOAT16 ? 1e-4 : 1e-5;
+    size_t neighbours = 0, n = B * 2 * S * H * dk;
+    for (size_t i = 0; i < n && i8; i++) {
+        const unsigned char *l8 = (const unsigned char *)loopc, *o8 = (const unsigned char *)onec;
+        const size_t at = (i / dk) * row + i % dk;
+        const int d = (int)(signed char)l8[at] - (int)(signed char)o8[at];
+        assert_true(d >= -1 && d <= 1);
+        neighbours += d != 0;
+        if (i % dk == 0) {
+            float sl, so;
+            memcpy(&sl, l8 + at + dk, sizeof sl);
+            memcpy(&so, o8 + at + dk, sizeof so);
+            assert_close(sl, so, 1e-6 * fabs(so) + 1e-12);
+        }
+    }
+    out_tol = i8 && neighbours > 0 ? 1e-2 : out_tol;
     for (size_t i = 0; i < B * S * D; i++)
         assert_close(loop[i], one[i], out_tol);
-    size_t neighbours = 0, n = B * 2 * S * H * dk;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && !i8; i++) {
         if (cache_dtype == CLMHA_FLOAT16) {
             const uint16_t *l16 = (const uint16_t *)loopc, *o16 = (const uint16_t *)onec;
             int d = (int)l16[i] - (int)o16[i];
@@ -216,13 +240,14 @@ static void token_loop_equals_one_shot(clmha_dtype cache_dtype) {
 }
 
 /* Decoding token by token gives what one causal call over the whole sequence gives, with a
- * float and with a half cache. With a half cache this holds only because a call attends over
- * its new keys and values rounded to half, exactly as the cache keeps them (the one-shot call
- * sees every row fresh, the loop all but one from the cache). */
+ * float, a half and an int8 cache. With a narrow cache this holds only because a call attends
+ * over its new keys and values rounded to half or quantized, exactly as the cache keeps them (the
+ * one-shot call sees every row fresh, the loop all but one from the cache). */
 static void test_token_loop_equals_one_shot(void **state) {
     (void)state;
     token_loop_equals_one_shot(CLMHA_FLOAT32);
     token_loop_equals_one_shot(CLMHA_FLOAT16);
+    token_loop_equals_one_shot(CLMHA_INT8);
 }
 
 /* Probabilities sum to 1 over every row that attends somewhere, and to 0 where fully masked. */
@@ -431,7 +456,7 @@ static void test_attention_axes_against_reference(void **state) {
         ref_weights rw = {H,    dk,   dv,   D,    D,    D,    D,    true,
                           w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
         ref_call rc = {Bc,    Tc, qc,   NULL,    vc,    Sc,    mask, {Bc, Tc, Sc}, NULL, 0,
-                       false, 0,  NULL, out_ref, p_ref, false, 0,    false};
+                       false, 0,  NULL, out_ref, p_ref, false, 0,    false,        NULL};
         assert_true(ref_forward(&rw, &rc));
 
         size_t qs[6], vs[6];
@@ -631,6 +656,7 @@ static void test_self_attention(void **state) {
         c.separate_key = i % 4 == 1;
         c.use_bias = i % 5 != 2, c.scores = i % 2 == 0, c.offsets = i % 3 == 2;
         c.half_cache = c.mode == MODE_UPDATE && i % 4 == 1;
+        c.int8_cache = c.mode == MODE_UPDATE && i % 4 == 3;
         c.self_input = true;
         run_case(&c);
     }
@@ -669,6 +695,7 @@ static void test_split_decode(void **state) {
             c.separate_key = i % 4 == 1;
             c.use_bias = i != 4, c.offsets = i == 5;
             c.half_cache = i % 3 == 1 || i == 2;
+            c.int8_cache = i == 3 || i == 6 || i == 8;
             run_case(&c);
         }
         if (tail_off) {
@@ -704,6 +731,7 @@ static void test_many_row_projections(void **state) {
         c.self_input = i != 4 && i != 9, c.separate_key = i == 4 || i == 9;
         c.use_bias = i != 1, c.offsets = i == 3 || i == 8;
         c.half_cache = c.mode == MODE_UPDATE && i % 2 == 1;
+        c.int8_cache = c.mode == MODE_UPDATE && i % 4 == 2;
         run_case(&c);
     }
 }
@@ -774,8 +802,8 @@ static void test_fused_projection_follows_weights(void **state) {
         static double ref[NB * L * DM];
         ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
                           w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
-        ref_call rc = {NB, L,     x, NULL, x,   L,    NULL,  {0, 0, 0}, NULL,
-                       0,  false, 0, NULL, ref, NULL, false, 0,         false};
+        ref_call rc = {NB,    L, x,    NULL, x,    L,     NULL, {0, 0, 0}, NULL, 0,
+                       false, 0, NULL, ref,  NULL, false, 0,    false,     NULL};
         assert_true(ref_forward(&rw, &rc));
         assert_true(compare_close("fused projection", out, ref, NB * L * DM, TOL_F32,
                                   "test_fused_projection_follows_weights"));

@@ -129,8 +129,8 @@ static void test_large_logits(void **state) {
     assert_ok(clmha_layer_get_weight(l, CLMHA_WEIGHT_OUTPUT_BIAS, bo, D));
     double ref[B * T * D], pref[B * T * S];
     ref_weights rw = {1, D, D, D, D, D, D, true, eye, bq, eye, bk, wv, bv, wo, bo};
-    ref_call rc = {B, T,     q, NULL, v,   S,    NULL,  {0, 0, 0}, NULL,
-                   0, false, 0, NULL, ref, pref, false, 0,         false};
+    ref_call rc = {B,     T, q,    NULL, v,    S,     NULL, {0, 0, 0}, NULL, 0,
+                   false, 0, NULL, ref,  pref, false, 0,    false,     NULL};
     assert_true(ref_forward(&rw, &rc));
     /* The largest |score| really is around 1e4. */
     double maxs = 0;
@@ -276,8 +276,8 @@ static void test_blocks_of_sixteen_keys(void **state) {
     double ref[NB * DM];
     ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
                       w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
-    ref_call rc = {NB, 1,    x,  NULL,      x,   1,    m,     {NB, 1, L}, cache,
-                   L,  true, AT, cache_new, ref, NULL, false, 0,          false};
+    ref_call rc = {NB,   1,  x,         NULL, x,    1,     m, {NB, 1, L}, cache, L,
+                   true, AT, cache_new, ref,  NULL, false, 0, false,      NULL};
     assert_true(ref_forward(&rw, &rc));
     /* The scores of a block really are thousands apart. */
     double lo = INFINITY, hi = -INFINITY;
@@ -376,7 +376,7 @@ static void nonfinite_case(const char *tune, size_t T1, bool scores) {
     ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
                       w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
     ref_call rc = {NB,    T1, x,         NULL, NULL, 0,     m, {NB, T1, NS}, ref_cache, NS,
-                   false, 0,  cache_new, ref,  pref, false, 0, false};
+                   false, 0,  cache_new, ref,  pref, false, 0, false,        NULL};
     assert_true(ref_forward(&rw, &rc));
     char where[160];
     snprintf(where, sizeof where, "nonfinite_case(\"%s\", T %zu, scores %d)", tune, T1, scores);
@@ -466,8 +466,8 @@ static void head_mask_case(const char *tune, size_t T1, bool scores, bool broadc
     static double ref[NB * 5 * DM], pref[NB * NH * 5 * NS], cache_new[NB * 2 * NS * DM];
     ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
                       w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
-    ref_call rc = {NB, T1,    x, NULL,      NULL, 0,    m,     {mb, mt, NS}, cache,
-                   NS, false, 0, cache_new, ref,  pref, false, NH,           false};
+    ref_call rc = {NB,    T1, x,         NULL, NULL, 0,     m,  {mb, mt, NS}, cache, NS,
+                   false, 0,  cache_new, ref,  pref, false, NH, false,        NULL};
     assert_true(ref_forward(&rw, &rc));
     char where[160];
     snprintf(where, sizeof where, "head_mask_case(\"%s\", T %zu, scores %d, broadcast %d)", tune,
@@ -533,7 +533,7 @@ static void masked_rows_case(const char *tune, size_t T1, clmha_fully_masked_row
     ref_weights rw = {NH,   KD,   KD,   DM,   DM,   DM,   DM,   true,
                       w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
     ref_call rc = {NB,    T1, x,         NULL, NULL, 0,     m, {NB, T1, NS}, cache, NS,
-                   false, 0,  cache_new, ref,  pref, false, 0, false};
+                   false, 0,  cache_new, ref,  pref, false, 0, false,        NULL};
     assert_true(ref_forward(&rw, &rc));
     const bool mean = mode == CLMHA_FULLY_MASKED_KERAS && !scores && dropout == 0.0;
     for (size_t b = 0; mean && b < NB; b++) {

@@ -12,6 +12,8 @@
  */
 #include <clmha.h>
 
+#include "half.h"
+#include "reference.h" /* ref_i8_quantize: clmha's int8 cache rows, from docs/api.md */
 #include "timing.h"
 
 #include <clblast_c.h>
@@ -30,7 +32,7 @@ typedef struct opts {
     size_t dim, heads, head_dim, reps, warmup;
     const char *json;
     int user_seq;
-    int half[2], nhalf; /* cache dtypes: 0 float32, 1 float16 */
+    int half[3], nhalf; /* cache dtypes: CACHE_NAMES (0 float32, 1 float16, 2 int8) */
     int wdt[5], nwdt;   /* weight dtypes: float32, int8, int4 (Keras's quantization modes),
                          * float16, bfloat16 (Keras's dtype policies): WEIGHT_NAMES */
     int profile;        /* --profile on (default) or off */
@@ -46,14 +48,16 @@ static void usage(FILE *f) {
                "  --batch B[,B...] batch sizes (default 1,4)\n"
                "  --dim D --heads H --head-dim K   layer size (default 768, 12, 64)\n"
                "  --reps N         timed runs per case (default 10), after --warmup N (default 2)\n"
-               "  --cache-dtype T[,T]  float32 and/or float16: the decode cache's dtype (default\n"
-               "                   float32; prefill has no cache and runs once)\n"
+               "  --cache-dtype T[,T...]  float32, float16, int8: the decode cache's dtype\n"
+               "                   (default float32; prefill has no cache and runs once); every\n"
+               "                   dtype's cache holds the same keys and values\n"
                "  --weight-dtype W[,W...]  float32, int8, int4, float16, bfloat16: the layer's\n"
                "                   kernels as they are, quantized as Keras's quantize(\"int8\" |\n"
                "                   \"int4\"), or the Keras dtype policy float16 / bfloat16\n"
                "                   (default float32); the other rows print their output's\n"
-               "                   relative error against the float32 layer's (the same initial\n"
-               "                   weights, the same inputs) when float32 is listed\n"
+               "                   relative error against the float32 layer's over a float32\n"
+               "                   cache (the same initial weights, the same inputs) when\n"
+               "                   float32 is the first of both lists\n"
                "  --json FILE      also write one JSON object per case, one per line\n"
                "  --profile on|off off: no profiling events (the whole call timed as an\n"
                "                   application sees it; no attention / projection split)\n"
@@ -83,6 +87,8 @@ static int parse_list(const char *s, size_t *out, size_t *n) {
 }
 
 static const char *const WEIGHT_NAMES[5] = {"float32", "int8", "int4", "float16", "bfloat16"};
+static const char *const CACHE_NAMES[3] = {"float32", "float16", "int8"};
+static const clmha_dtype CACHE_DTYPES[3] = {CLMHA_FLOAT32, CLMHA_FLOAT16, CLMHA_INT8};
 
 /* --weight-dtype's list, each at most once. */
 static int parse_weight_dtypes(const char *v, opts *o) {
@@ -164,12 +170,15 @@ static int parse(int argc, char **argv, opts *o) {
             *t = one[0];
         } else if (!strcmp(a, "--cache-dtype")) {
             o->nhalf = 0;
-            for (const char *s = v; *s && o->nhalf < 2;) {
+            for (const char *s = v; *s && o->nhalf < 3;) {
                 size_t len = strcspn(s, ",");
-                if (len == 7 && !strncmp(s, "float32", 7)) {
-                    o->half[o->nhalf++] = 0;
-                } else if (len == 7 && !strncmp(s, "float16", 7)) {
-                    o->half[o->nhalf++] = 1;
+                int kind = -1;
+                for (int k = 0; k < 3; k++) {
+                    kind = len == strlen(CACHE_NAMES[k]) && !strncmp(s, CACHE_NAMES[k], len) ? k
+                                                                                             : kind;
+                }
+                if (kind >= 0) {
+                    o->half[o->nhalf++] = kind;
                 } else {
                     o->nhalf = 0;
                     break;
@@ -177,8 +186,8 @@ static int parse(int argc, char **argv, opts *o) {
                 s += len + (s[len] == ',');
             }
             if (o->nhalf == 0) {
-                fprintf(stderr, "clmha-bench: --cache-dtype is float32, float16 or both "
-                                "(float32,float16)\n");
+                fprintf(stderr, "clmha-bench: --cache-dtype is a list of float32, float16 and "
+                                "int8 (e.g. float32,float16,int8)\n");
                 return 2;
             }
         } else if (!strcmp(a, "--weight-dtype")) {
@@ -333,6 +342,42 @@ static void case_release(bench_case *c) {
     clmha_tensor_release(c->x), clmha_tensor_release(c->y), clmha_tensor_release(c->cache);
 }
 
+/* Fills a decode case's cache with the same keys and values for every cache dtype: uniform in
+ * [-2, 2), rounded to half for a half cache and quantized to int8 rows for an int8 one, so that
+ * the outputs over the three dtypes differ by what the cache keeps. */
+static int fill_cache(clmha_tensor *cache) {
+    const clmha_dtype dt = clmha_tensor_dtype(cache);
+    const size_t rows = clmha_tensor_numel(cache) / clmha_tensor_dim(cache, 4);
+    const size_t d = clmha_tensor_dim(cache, 4) - (dt == CLMHA_INT8 ? 4 : 0);
+    const size_t bytes = rows * (dt == CLMHA_INT8 ? d + 4 : d * (dt == CLMHA_FLOAT16 ? 2 : 4));
+    unsigned char *buf = malloc(bytes);
+    float *x = malloc(d * sizeof *x);
+    if (buf == NULL || x == NULL) {
+        free(buf), free(x);
+        return 1;
+    }
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t e = 0; e < d; e++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            x[e] = (float)((double)(s >> 40) / (double)(1ull << 24) * 4.0 - 2.0);
+        }
+        if (dt == CLMHA_INT8) {
+            ref_i8_quantize(x, d, buf + r * (d + 4));
+        } else if (dt == CLMHA_FLOAT16) {
+            for (size_t e = 0; e < d; e++) {
+                const uint16_t h = half_from_float(x[e]);
+                memcpy(buf + (r * d + e) * 2, &h, 2);
+            }
+        } else {
+            memcpy(buf + r * d * 4, x, d * 4);
+        }
+    }
+    const int rc = clmha_tensor_write(cache, buf, bytes) == CLMHA_OK ? 0 : 1;
+    free(buf), free(x);
+    return rc;
+}
+
 /* Returns 0 on success (the message is printed otherwise; release the case either way). */
 static int case_setup(clmha_context *ctx, clmha_layer *layer, const opts *o, int decode, size_t B,
                       size_t S, bench_case *c) {
@@ -351,7 +396,8 @@ static int case_setup(clmha_context *ctx, clmha_layer *layer, const opts *o, int
     if (clmha_tensor_create(ctx, CLMHA_FLOAT32, 3, xs, &c->x) != CLMHA_OK ||
         clmha_tensor_write(c->x, host, B * T * D * sizeof(float)) != CLMHA_OK ||
         clmha_tensor_create(ctx, CLMHA_FLOAT32, 3, xs, &c->y) != CLMHA_OK ||
-        (decode && clmha_layer_create_cache(layer, B, S, &c->cache) != CLMHA_OK)) {
+        (decode && (clmha_layer_create_cache(layer, B, S, &c->cache) != CLMHA_OK ||
+                    fill_cache(c->cache) != 0))) {
         fprintf(stderr, "clmha-bench: %s\n", clmha_last_error());
         rc = 1;
     }
@@ -505,21 +551,21 @@ done:
 }
 
 /* Creates the layers the cases need, layers[w][0] with a float32 cache (decode over it, and
- * prefill) and layers[w][1] with a float16 one, for each listed weight dtype w (one seed: the
- * quantized layers quantize the float32 layer's weights). Returns 0 on success (the message
- * is printed otherwise). */
-static int make_layers(clmha_context *ctx, const opts *o, clmha_layer *layers[5][2]) {
+ * prefill), layers[w][1] with a float16 one and layers[w][2] with an int8 one, for each listed
+ * weight dtype w (one seed: the quantized layers quantize the float32 layer's weights). Returns 0
+ * on success (the message is printed otherwise). */
+static int make_layers(clmha_context *ctx, const opts *o, clmha_layer *layers[5][3]) {
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
     cfg.num_heads = (int)o->heads, cfg.key_dim = (int)o->head_dim, cfg.seed = 1;
     for (int wk = 0; wk < o->nwdt; wk++) {
         const int w = o->wdt[wk];
-        for (int h = 0; h < 2; h++) {
+        for (int h = 0; h < 3; h++) {
             bool wanted = h == 0 && o->prefill;
             for (int k = 0; k < o->nhalf; k++) {
                 wanted = wanted || (o->decode && o->half[k] == h);
             }
-            cfg.cache_dtype = h ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
+            cfg.cache_dtype = CACHE_DTYPES[h];
             cfg.dtype_policy = w == 3   ? CLMHA_POLICY_FLOAT16
                                : w == 4 ? CLMHA_POLICY_BFLOAT16
                                         : CLMHA_POLICY_FLOAT32;
@@ -537,10 +583,11 @@ static int make_layers(clmha_context *ctx, const opts *o, clmha_layer *layers[5]
     return 0;
 }
 
-static void release_layers(clmha_layer *layers[5][2]) {
+static void release_layers(clmha_layer *layers[5][3]) {
     for (int w = 0; w < 5; w++) {
         clmha_layer_release(layers[w][0]);
         clmha_layer_release(layers[w][1]);
+        clmha_layer_release(layers[w][2]);
     }
 }
 
@@ -549,7 +596,7 @@ static void release_layers(clmha_layer *layers[5][2]) {
  * the exit code. */
 static int run_pairs(const opts *o) {
     clmha_context *ctx[2] = {NULL, NULL};
-    clmha_layer *layers[2][5][2]; /* [B?][weight dtype][float16?] */
+    clmha_layer *layers[2][5][3]; /* [B?][weight dtype][cache dtype] */
     memset(layers, 0, sizeof layers);
     FILE *json = NULL;
     int rc = 0;
@@ -594,7 +641,7 @@ static int run_pairs(const opts *o) {
             for (size_t bi = 0; bi < o->nbatch; bi++) {
                 for (int hk = 0; hk < (decode ? o->nhalf : 1) * o->nwdt; hk++) {
                     const int half = decode ? o->half[hk / o->nwdt] : 0, w = o->wdt[hk % o->nwdt];
-                    const char *dtname = decode ? (half ? "float16" : "float32") : "none";
+                    const char *dtname = decode ? CACHE_NAMES[half] : "none";
                     size_t S = seqs[si], B = o->batches[bi], T = decode ? 1 : S;
                     double ma, mb;
                     if (run_pair_case(ctx, layers[0][w][half], layers[1][w][half], o, decode, B, S,
@@ -648,7 +695,7 @@ int main(int argc, char **argv) {
     clmha_context_options_init(&co);
     co.profile = o.profile != 0;
     clmha_context *ctx = NULL;
-    clmha_layer *layers[5][2]; /* [weight dtype][float16 cache?] */
+    clmha_layer *layers[5][3]; /* [weight dtype][cache dtype] */
     memset(layers, 0, sizeof layers);
     FILE *json = NULL;
     if (clmha_context_create(&co, &ctx) != CLMHA_OK) {
@@ -711,16 +758,15 @@ int main(int argc, char **argv) {
         size_t nseq = o.user_seq ? o.nseq : decode ? 5 : 3;
         for (size_t si = 0; si < nseq; si++) {
             for (size_t bi = 0; bi < o.nbatch; bi++) {
-                float *ref = NULL; /* this case's output with float32 weights */
+                /* this case's output with float32 weights over a float32 cache (the first
+                 * listed of each, when they are float32) */
+                float *ref = NULL;
                 size_t ref_n = 0;
                 for (int hk = 0; hk < (decode ? o.nhalf : 1) * o.nwdt; hk++) {
                     const int half = decode ? o.half[hk / o.nwdt] : 0, w = o.wdt[hk % o.nwdt];
-                    const char *dtname = decode ? (half ? "float16" : "float32") : "none";
+                    const char *dtname = decode ? CACHE_NAMES[half] : "none";
                     clmha_layer *layer = layers[w][half];
-                    if (hk % o.nwdt == 0) {
-                        free(ref);
-                        ref = NULL;
-                    }
+                    const bool base = hk == 0 && w == 0 && half == 0;
                     size_t S = seqs[si], B = o.batches[bi], T = decode ? 1 : S;
                     if (tty) {
                         fprintf(stderr, "\r%s B=%zu S=%zu ...   ", decode ? "decode" : "prefill", B,
@@ -732,8 +778,8 @@ int main(int argc, char **argv) {
                         rc = 1;
                         goto done;
                     }
-                    const double err = w == 0 ? 0.0 : rel_error(r.out, ref, r.out_n, ref_n);
-                    if (w == 0) {
+                    const double err = base ? 0.0 : rel_error(r.out, ref, r.out_n, ref_n);
+                    if (base) {
                         ref = r.out, ref_n = r.out_n;
                     } else {
                         free(r.out);
@@ -743,8 +789,9 @@ int main(int argc, char **argv) {
                     }
                     /* Attention reads every key and value once (decode) and does 4 FLOP per
                      * query-key-dim triple (scores and p x V), counting masked pairs too. */
-                    double bytes =
-                        2.0 * (double)(B * S * o.heads * o.head_dim) * (half ? 2.0 : 4.0);
+                    double bytes = 2.0 * (double)(B * S * o.heads) *
+                                   (half == 2 ? (double)(o.head_dim + 4)
+                                              : (double)o.head_dim * (half ? 2 : 4));
                     double flops = 4.0 * (double)B * (double)o.heads * (double)T * (double)S *
                                    (double)o.head_dim;
                     /* A ceiling that could not be measured (CLBlast cannot run on every device)
@@ -764,8 +811,8 @@ int main(int argc, char **argv) {
                     fmt_num(jcbw, sizeof jcbw, bw > 0 ? bw : NAN, 6, "null");
                     fmt_num(jcgemm, sizeof jcgemm, gemm > 0 ? gemm : NAN, 6, "null");
                     char terr[32], jerr[32];
-                    fmt_num(terr, sizeof terr, w == 0 ? NAN : err, 6, w == 0 ? "-" : "n/a");
-                    fmt_num(jerr, sizeof jerr, w == 0 ? NAN : err, 6, "null");
+                    fmt_num(terr, sizeof terr, base ? NAN : err, 6, base ? "-" : "n/a");
+                    fmt_num(jerr, sizeof jerr, base ? NAN : err, 6, "null");
                     printf("%-8s %-7s %-7s %3zu %6zu %6zu %11.3f %8.3f..%-8.3f %11s %11s %8s %8s "
                            "%10s\n",
                            decode ? "decode" : "prefill", WEIGHT_NAMES[w], dtname, B, T, S,

@@ -17,9 +17,9 @@
 #include <string.h>
 
 /* The layers the report covers: GPT-2's head dim, a head dim that is not a power of two
- * (Whisper/OPT-350m-like 80) and a large one, with float32 and float16 caches. */
+ * (Whisper/OPT-350m-like 80) and a large one, with float32, float16 and int8 caches. */
 static const int head_dims[] = {64, 80, 128};
-static const clmha_dtype cache_dtypes[] = {CLMHA_FLOAT32, CLMHA_FLOAT16};
+static const clmha_dtype cache_dtypes[] = {CLMHA_FLOAT32, CLMHA_FLOAT16, CLMHA_INT8};
 
 /* Quantizes @p layer to int8 and two more layers of @p cfg to int4 (groups of 128) and int4/-1,
  * and makes a float16 and a bfloat16 layer, so that the context holds every quant.cl,

@@ -8,6 +8,7 @@
 
 #include "h5io.h"
 #include "half.h"
+#include "reference.h" /* ref_i8_quantize, ref_i8_value: clmha's int8 cache rows */
 
 #include <errno.h>
 #include <limits.h>
@@ -18,43 +19,43 @@
 #include <unistd.h>
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: clmha-run --weights FILE [--layer NAME] --inputs FILE --output FILE\n"
-            "                 [--attention-axes A[,B...]] [--dropout RATE --training --seed N]\n"
-            "                 [--return-scores] [--cache-dtype float32|float16]\n"
-            "                 [--self-attention] [--dtype-policy P]\n"
-            "       clmha-run --weights FILE --list\n"
-            "\n"
-            "  --weights FILE   a Keras 3 .weights.h5 file (model.save_weights)\n"
-            "  --list           print the file's attention layers, one a line, in Keras's\n"
-            "                   order: path, input dims, heads, head dims, bias, output shape\n"
-            "                   and a quantized layer's mode (int8, int4/128, ...)\n"
-            "  --layer NAME     the attention layer's group path or last path component;\n"
-            "                   may be left out when the file holds exactly one\n"
-            "  --inputs FILE    HDF5 datasets: query (required); value (required except in\n"
-            "                   static-cache mode); key; attention_mask (bool; integer or\n"
-            "                   float as Keras reads them: nonzero attends, or > 0.5 with\n"
-            "                   --dropout > 0 or --return-scores, Keras's explicit path);\n"
-            "                   cache (B, 2, S, H, key_dim); and\n"
-            "                   cache_update_index (a scalar integer). Floats: float32/64.\n"
-            "  --self-attention pass query as the value and key too (one tensor, the layer's\n"
-            "                   fused projection path); the file's value and key are unused\n"
-            "  --output FILE    written with attention_output, cache (the updated cache, when\n"
-            "                   a cache was given) and attention_scores (with\n"
-            "                   --return-scores), all float32\n"
-            "  --attention-axes the layer's attention_axes (Keras's None when left out)\n"
-            "  --dropout RATE   the layer's dropout rate; applied only with --training\n"
-            "  --training       call in training mode\n"
-            "  --seed N         the layer's seed (dropout draws)\n"
-            "  --return-scores  also write the attention probabilities\n"
-            "  --cache-dtype T  the cache's storage type on the device: float32 (default) or\n"
-            "                   float16 (the layer's cache_dtype: the file's cache is rounded\n"
-            "                   to half on the way in, the updated cache widened on the way out)\n"
-            "  --dtype-policy P the layer's Keras dtype policy: float32 (default), float16,\n"
-            "                   bfloat16, mixed_float16 or mixed_bfloat16\n"
-            "\n"
-            "The device comes from CLMHA_PLATFORM / CLMHA_DEVICE / CLMHA_DEVICE_TYPE.\n"
-            "Exit status 0 on success; otherwise one line on stderr and no output file.\n");
+    fprintf(f, "usage: clmha-run --weights FILE [--layer NAME] --inputs FILE --output FILE\n"
+               "                 [--attention-axes A[,B...]] [--dropout RATE --training --seed N]\n"
+               "                 [--return-scores] [--cache-dtype float32|float16|int8]\n"
+               "                 [--self-attention] [--dtype-policy P]\n"
+               "       clmha-run --weights FILE --list\n"
+               "\n"
+               "  --weights FILE   a Keras 3 .weights.h5 file (model.save_weights)\n"
+               "  --list           print the file's attention layers, one a line, in Keras's\n"
+               "                   order: path, input dims, heads, head dims, bias, output shape\n"
+               "                   and a quantized layer's mode (int8, int4/128, ...)\n"
+               "  --layer NAME     the attention layer's group path or last path component;\n"
+               "                   may be left out when the file holds exactly one\n"
+               "  --inputs FILE    HDF5 datasets: query (required); value (required except in\n"
+               "                   static-cache mode); key; attention_mask (bool; integer or\n"
+               "                   float as Keras reads them: nonzero attends, or > 0.5 with\n"
+               "                   --dropout > 0 or --return-scores, Keras's explicit path);\n"
+               "                   cache (B, 2, S, H, key_dim); and\n"
+               "                   cache_update_index (a scalar integer). Floats: float32/64.\n"
+               "  --self-attention pass query as the value and key too (one tensor, the layer's\n"
+               "                   fused projection path); the file's value and key are unused\n"
+               "  --output FILE    written with attention_output, cache (the updated cache, when\n"
+               "                   a cache was given) and attention_scores (with\n"
+               "                   --return-scores), all float32\n"
+               "  --attention-axes the layer's attention_axes (Keras's None when left out)\n"
+               "  --dropout RATE   the layer's dropout rate; applied only with --training\n"
+               "  --training       call in training mode\n"
+               "  --seed N         the layer's seed (dropout draws)\n"
+               "  --return-scores  also write the attention probabilities\n"
+               "  --cache-dtype T  the cache's storage type on the device: float32 (default),\n"
+               "                   float16 or int8 (the layer's cache_dtype: the file's cache is\n"
+               "                   rounded to half or quantized to int8 rows on the way in, the\n"
+               "                   updated cache widened to float32 on the way out)\n"
+               "  --dtype-policy P the layer's Keras dtype policy: float32 (default), float16,\n"
+               "                   bfloat16, mixed_float16 or mixed_bfloat16\n"
+               "\n"
+               "The device comes from CLMHA_PLATFORM / CLMHA_DEVICE / CLMHA_DEVICE_TYPE.\n"
+               "Exit status 0 on success; otherwise one line on stderr and no output file.\n");
 }
 
 static char tmp_path[4200];
@@ -232,6 +233,47 @@ static clmha_tensor *upload_half(clmha_context *ctx, const h5io_array *a) {
     return t;
 }
 
+/* The cache as int8 rows (clmha's int8 cache, docs/api.md; the host quantizer of
+ * tests/reference.c): the file's (B, 2, S, H, dk) as (B, 2, S, H, dk + 4) bytes. */
+static clmha_tensor *upload_int8(clmha_context *ctx, const h5io_array *a) {
+    const size_t d = a->dims[a->rank - 1], rows = a->numel / d;
+    unsigned char *q = malloc(rows * (d + 4));
+    clmha_tensor *t = NULL;
+    if (q == NULL) {
+        fprintf(stderr, "clmha-run: cache: out of memory\n");
+        return NULL;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        ref_i8_quantize(a->f + r * d, d, q + r * (d + 4));
+    }
+    size_t dims[CLMHA_MAX_RANK];
+    memcpy(dims, a->dims, (size_t)a->rank * sizeof *dims);
+    dims[a->rank - 1] = d + 4;
+    if (clmha_tensor_create(ctx, CLMHA_INT8, a->rank, dims, &t) != CLMHA_OK ||
+        clmha_tensor_write(t, q, rows * (d + 4)) != CLMHA_OK) {
+        fprintf(stderr, "clmha-run: cache: %s\n", clmha_last_error());
+        clmha_tensor_release(t);
+        t = NULL;
+    }
+    free(q);
+    return t;
+}
+
+/* Reads an int8 cache of n values (rows of d) into floats (q * scale). */
+static clmha_status read_int8(const clmha_tensor *t, float *out, size_t n, size_t d) {
+    const size_t rows = n / d;
+    unsigned char *q = malloc(rows * (d + 4));
+    if (q == NULL) {
+        return CLMHA_ERR_OUT_OF_HOST_MEMORY;
+    }
+    clmha_status st = clmha_tensor_read(t, q, rows * (d + 4));
+    for (size_t i = 0; st == CLMHA_OK && i < n; i++) {
+        out[i] = ref_i8_value(q + (i / d) * (d + 4), d, i % d);
+    }
+    free(q);
+    return st;
+}
+
 /* Reads a half tensor of n elements into floats. */
 static clmha_status read_half(const clmha_tensor *t, float *out, size_t n) {
     uint16_t *h = malloc(n * sizeof *h + 2);
@@ -256,8 +298,9 @@ int main(int argc, char **argv) {
         return list_layers(a.weights);
     }
     bool half = a.cache_dtype && strcmp(a.cache_dtype, "float16") == 0;
-    if (a.cache_dtype && !half && strcmp(a.cache_dtype, "float32") != 0) {
-        return fail("--cache-dtype %s: expected float32 or float16", a.cache_dtype);
+    bool int8 = a.cache_dtype && strcmp(a.cache_dtype, "int8") == 0;
+    if (a.cache_dtype && !half && !int8 && strcmp(a.cache_dtype, "float32") != 0) {
+        return fail("--cache-dtype %s: expected float32, float16 or int8", a.cache_dtype);
     }
     int policy = 0;
     while (a.policy != NULL && clmha_dtype_policy_name((clmha_dtype_policy)policy) != NULL &&
@@ -308,7 +351,7 @@ int main(int argc, char **argv) {
     clmha_layer_config_init(&base);
     base.dropout = a.dropout;
     base.seed = a.seed;
-    base.cache_dtype = half ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
+    base.cache_dtype = half ? CLMHA_FLOAT16 : int8 ? CLMHA_INT8 : CLMHA_FLOAT32;
     base.dtype_policy = (clmha_dtype_policy)policy;
     if (a.axes != NULL && parse_axes(a.axes, &base) != 0) {
         goto done;
@@ -322,8 +365,9 @@ int main(int argc, char **argv) {
         (rv > 0 && !(tv = upload(ctx, CLMHA_FLOAT32, &v, "value"))) ||
         (rk > 0 && !(tk = upload(ctx, CLMHA_FLOAT32, &k, "key"))) ||
         (rm > 0 && !(tm = upload(ctx, CLMHA_UINT8, &m, "attention_mask"))) ||
-        (rc2 > 0 &&
-         !(tc = half ? upload_half(ctx, &c) : upload(ctx, CLMHA_FLOAT32, &c, "cache")))) {
+        (rc2 > 0 && !(tc = half   ? upload_half(ctx, &c)
+                           : int8 ? upload_int8(ctx, &c)
+                                  : upload(ctx, CLMHA_FLOAT32, &c, "cache")))) {
         goto done;
     }
     /* Output: the query's shape with its feature dim replaced by output_shape. */
@@ -372,8 +416,9 @@ int main(int argc, char **argv) {
         goto done;
     }
     if (tc && (!(cache_out = malloc(c.numel * sizeof(float))) ||
-               (half ? read_half(tc, cache_out, c.numel)
-                     : clmha_tensor_read(tc, cache_out, c.numel * sizeof(float))) != CLMHA_OK)) {
+               (half   ? read_half(tc, cache_out, c.numel)
+                : int8 ? read_int8(tc, cache_out, c.numel, c.dims[c.rank - 1])
+                       : clmha_tensor_read(tc, cache_out, c.numel * sizeof(float))) != CLMHA_OK)) {
         fail("%s", cache_out ? clmha_last_error() : "out of memory");
         goto done;
     }

@@ -243,15 +243,15 @@ static int problem_init(problem *p, const opts *o) {
         }
     }
     ref_call pre = {
-        B, P,         p->x_prefill,   NULL, p->x_prefill, P, mask, {1, P, S}, p->cache0, S, true,
-        0, cache_new, p->ref_prefill, NULL, o->half != 0, 0, false};
+        B, P,         p->x_prefill,   NULL, p->x_prefill, P, mask,  {1, P, S}, p->cache0, S, true,
+        0, cache_new, p->ref_prefill, NULL, o->half != 0, 0, false, NULL};
     bool ok = ref_forward(&rw, &pre);
     for (size_t j = 0; j < cn; j++) {
         cache1[j] = (float)cache_new[j];
     }
     ref_call dec = {
-        B, 1,    p->x_decode, NULL,      p->x_decode,   1,    NULL,         {0, 0, 0}, cache1,
-        S, true, S - 1,       cache_new, p->ref_decode, NULL, o->half != 0, 0,         false};
+        B,     1,         p->x_decode,   NULL, p->x_decode,  1, NULL,  {0, 0, 0}, cache1, S, true,
+        S - 1, cache_new, p->ref_decode, NULL, o->half != 0, 0, false, NULL};
     ok = ok && ref_forward(&rw, &dec);
     free(cache_new), free(cache1), free(mask);
     return ok ? 0 : 1;

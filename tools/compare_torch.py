@@ -7,9 +7,10 @@ decode: one token per sequence into a cache of S positions (the step that writes
 and attends to all S); prefill: T = S, causal. Times are medians of --reps runs after warm-up,
 for the whole layer (four projections and attention); clmha and PyTorch alternate for --rounds
 rounds and the table gives the median of the rounds' medians (Keras runs once).
---cache-dtype float16 gives clmha's decode a half key/value cache; PyTorch and Keras keep
-theirs in float32 (neither has a half cache that is faster on a CPU), so that row compares
-clmha's option against their usual path, not like with like.
+--cache-dtype float16 or int8 gives clmha's decode a half or an int8 key/value cache (clmha's
+own format, docs/api.md); PyTorch and Keras keep theirs in float32 (neither has a narrower cache
+that is faster on a CPU), so that row compares clmha's option against their usual path, not like
+with like. Its error column is the output's relative error against clmha's float32 cache.
 --weight-dtype compares the layers with their weights in another form, each framework's own
 way: int8 is Keras's quantize("int8") for clmha and Keras, and PyTorch's dynamic int8
 quantization of its linear layers (torch.ao.quantization.quantize_dynamic, where it runs);
@@ -19,7 +20,7 @@ gives the output's relative error against the same framework's float32 layer.
 
 Usage: .venv/bin/python tools/compare_torch.py [--bench build/tools/clmha-bench]
        [--phase decode|prefill|all] [--seq 1024,16384] [--batch 1] [--threads 2] [--rounds 3]
-       [--cache-dtype float32|float16] [--weight-dtype float32|int8|int4|float16|bfloat16]
+       [--cache-dtype float32|float16|int8] [--weight-dtype float32|int8|int4|float16|bfloat16]
        [--out docs/comparison.md] [--json comparison.json]
 """
 import argparse
@@ -41,7 +42,10 @@ def clmha(args, phase):
     # Without profiling: clmha timed as an application sees it, as PyTorch is.
     cmd = [args.bench, "--phase", phase, "--seq", args.seq, "--batch", args.batch,
            "--profile", "off", "--reps", str(args.reps), "--warmup", str(args.warmup),
-           "--cache-dtype", args.cache_dtype, "--json", path]
+           "--json", path]
+    # float32 listed first: clmha-bench's errors are against float32 weights and cache
+    cmd += ["--cache-dtype", "float32" if args.cache_dtype == "float32"
+            else "float32," + args.cache_dtype]
     if args.weight_dtype != "float32":
         cmd += ["--weight-dtype", "float32," + args.weight_dtype]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -49,8 +53,10 @@ def clmha(args, phase):
         rows = [json.loads(line) for line in f]
     os.unlink(path)
     # (median, relative error against clmha's float32 layer, or None for float32)
+    cache = args.cache_dtype if phase == "decode" else "none"
     return {(r["phase"], r["B"], r["S"]): (r["median_s"], r.get("error_vs_float32"))
-            for r in rows if r.get("weight_dtype", "float32") == args.weight_dtype}
+            for r in rows if r.get("weight_dtype", "float32") == args.weight_dtype
+            and r.get("cache_dtype") == cache}
 
 
 def timed(fn, reps, warmup):
@@ -158,7 +164,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternate clmha and PyTorch this many times; the table gives the "
                          "median of the rounds' medians (load on a shared machine drifts)")
-    ap.add_argument("--cache-dtype", default="float32", choices=["float32", "float16"],
+    ap.add_argument("--cache-dtype", default="float32", choices=["float32", "float16", "int8"],
                     help="clmha's decode cache (PyTorch and Keras keep float32)")
     ap.add_argument("--weight-dtype", default="float32",
                     choices=["float32", "int8", "int4", "float16", "bfloat16"],

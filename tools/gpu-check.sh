@@ -34,7 +34,7 @@ summary=$(grep -E "tests passed" "$out/tests.txt" | tail -n 1)
 echo "== clmha-bench decode and prefill on the GPU"
 bench_ok=1
 "$build/tools/clmha-bench" --phase decode --seq 512,2048,8192 --batch 1,4 \
-    --cache-dtype float32,float16 --reps 20 --json "$out/decode.json" | tee "$out/decode.txt" ||
+    --cache-dtype float32,float16,int8 --reps 20 --json "$out/decode.json" | tee "$out/decode.txt" ||
     bench_ok=0
 "$build/tools/clmha-bench" --phase prefill --seq 128,512,2048 --batch 1 --reps 5 \
     --json "$out/prefill.json" | tee "$out/prefill.txt" || bench_ok=0

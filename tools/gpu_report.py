@@ -49,7 +49,7 @@ ROLES = {
     "attention_rows": "probabilities", "attention_merge": "merge", "gemm_tail": "merge",
     "gemm_acc": "projection", "gemm_bias4": "projection", "gemm_qkv4": "projection",
     "pack_columns": "projection", "split_qkv": "projection", "fill_bias": "projection",
-    "commit": "splice", "to_half": "splice",
+    "commit": "splice", "to_half": "splice", "to_int8": "splice",
     "quantize_rows": "projection", "gemm_i8": "projection", "gemm_q4": "projection",
     "gemm_i8w": "projection", "gemm_q4w": "projection",
     "to16": "projection", "round_rows": "projection", "gemm_w16": "projection",
