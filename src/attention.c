@@ -386,7 +386,8 @@ static clmha_status reserve(clmha_layer *l, const clmha_call_args *a, const plan
          (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, narrow_floats(l, p->rows_kv))))) {
         return st;
     }
-    if ((st = clmha__quant_reserve(l, p->rows_q > p->rows_kv ? p->rows_q : p->rows_kv))) {
+    const size_t rows_max = p->rows_q > p->rows_kv ? p->rows_q : p->rows_kv;
+    if ((st = clmha__quant_reserve(l, rows_max)) || (st = clmha__policy_reserve(l, rows_max))) {
         return st;
     }
     if (p->qkv == QKV_BLAS && (st = clmha__project_qkv_blas_reserve(l, p->rows_q)) != CLMHA_OK) {
@@ -444,7 +445,8 @@ clmha_status clmha_layer_reserve(clmha_layer *l, size_t max_batch, size_t max_qu
           (st = clmha__workspace(l, &l->ws_vh, &l->cap_vh, narrow_floats(l, rkv)))))) {
         return st;
     }
-    if ((st = clmha__quant_reserve(l, rq > rkv ? rq : rkv)) != CLMHA_OK) {
+    if ((st = clmha__quant_reserve(l, rq > rkv ? rq : rkv)) != CLMHA_OK ||
+        (st = clmha__policy_reserve(l, rq > rkv ? rq : rkv)) != CLMHA_OK) {
         return st;
     }
     /* Self-attention's one CLBlast product (calls of at most that many rows each way). */
@@ -484,6 +486,7 @@ static clmha_status enqueue_inputs(clmha_layer *l, const clmha_call_args *a, con
     const bool qkv_half = p->qkv == QKV_OWN && p->narrow && p->update && !l->int8_cache;
     const size_t x_off = a->query->offset / sizeof(float);
     clmha_status st;
+    l->prepared.valid = false; /* the caller's tensors may have changed since the last call */
     if (p->qkv == QKV_OWN) {
         st = clmha__project_qkv(l, a->query->buffer, x_off, p->rows_q, qkv_half ? l->ws_kh : NULL,
                                 qkv_half ? l->ws_vh : NULL);

@@ -390,7 +390,28 @@ struct clmha_layer {
     cl_mem w16buf[CLMHA_WEIGHT_COUNT];
     cl_mem ws_x16; /* a projection's input rows rounded to the compute dtype (round_rows) */
     size_t cap_x16;
+    /* The input rows ws_xq / ws_xs (int8) or ws_x16 (16-bit policies) hold, prepared in this
+     * call: m rows of k values from float offset off of buf. Self-attention's query, key and
+     * value are one tensor, so its key and value projections reuse the query's rows. Cleared at
+     * the start of every call (a caller may change its tensors between calls). */
+    struct {
+        cl_mem buf;
+        size_t off, m, k;
+        bool valid;
+    } prepared;
 };
+
+/* Whether the prepared input rows are @p m rows of @p k values from @p off of @p buf; if not,
+ * records them as the ones about to be prepared. */
+static inline bool clmha__prepared(clmha_layer *l, cl_mem buf, size_t off, size_t m, size_t k) {
+    if (l->prepared.valid && l->prepared.buf == buf && l->prepared.off == off &&
+        l->prepared.m == m && l->prepared.k == k) {
+        return true;
+    }
+    l->prepared.buf = buf, l->prepared.off = off, l->prepared.m = m, l->prepared.k = k;
+    l->prepared.valid = true;
+    return false;
+}
 
 /* ---- errors and logging (status.c) ---- */
 
@@ -645,9 +666,13 @@ clmha_status clmha__policy_sync(clmha_layer *l, clmha_weight w);
 clmha_status clmha__project_w16(clmha_layer *l, int proj, cl_mem x, size_t x_off, size_t m,
                                 cl_mem y, size_t y_off);
 
-/* The workspace a quantized or 16-bit-policy layer's projections of up to @p m rows need (int8's
- * quantized rows, a 16-bit policy's rounded ones). */
+/* The workspace an int8 layer's projections of up to @p m rows need (the quantized rows and
+ * their scales); a no-op for other layers. */
 clmha_status clmha__quant_reserve(clmha_layer *l, size_t m);
+
+/* The workspace a 16-bit-policy layer's projections of up to @p m rows need (the rounded
+ * rows); a no-op for other layers. */
+clmha_status clmha__policy_reserve(clmha_layer *l, size_t m);
 
 /* Makes *buf hold at least @p n floats, reallocating (never shrinking) when needed. */
 clmha_status clmha__workspace(clmha_layer *layer, cl_mem *buf, size_t *cap, size_t n);

@@ -22,6 +22,23 @@ static size_t padded(const clmha_layer *l, size_t n) {
     return (n + cols - 1) / cols * cols;
 }
 
+clmha_status clmha__policy_reserve(clmha_layer *l, size_t m) {
+    if (l->w16 == 0) {
+        return CLMHA_OK;
+    }
+    size_t kmax = 0, n, count;
+    for (int w = 0; w < CLMHA_WEIGHT_COUNT; w += 2) {
+        size_t k;
+        weight_dims(l, (clmha_weight)w, &k, &n);
+        kmax = k > kmax ? k : kmax;
+    }
+    if (!clmha__mul(m, kmax, &count)) {
+        return clmha__fail(l->ctx, CLMHA_ERR_OUT_OF_RANGE,
+                           "the projections' rounded inputs of %zu rows overflow", m);
+    }
+    return clmha__workspace(l, &l->ws_x16, &l->cap_x16, count);
+}
+
 void clmha__policy_setup(clmha_layer *l) {
     const clmha_dtype_policy p = l->cfg.dtype_policy;
     if (p == CLMHA_POLICY_FLOAT32) {
@@ -79,7 +96,8 @@ clmha_status clmha__project_w16(clmha_layer *l, int proj, cl_mem x, size_t x_off
     if (!clmha__mul(m, k, &count)) {
         return clmha__fail(ctx, CLMHA_ERR_OUT_OF_RANGE, "a projection of %zu rows overflows", m);
     }
-    clmha_status st = round_inputs(l, x, x_off, count);
+    clmha_status st =
+        clmha__prepared(l, x, x_off, m, k) ? CLMHA_OK : round_inputs(l, x, x_off, count);
     const bool many = m > 2;
     const clmha__kernel *kern = &l->kern[CLMHA__K_W16(many)];
     cl_mem bias = l->w16buf[2 * proj + 1];

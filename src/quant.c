@@ -497,7 +497,7 @@ clmha_status clmha__quant_get(const clmha_layer *l, clmha_weight w, float *data)
 /* ---- calls ---- */
 
 clmha_status clmha__quant_reserve(clmha_layer *l, size_t m) {
-    if (l->quant_bits != 8 && l->w16 == 0) {
+    if (l->quant_bits != 8) {
         return CLMHA_OK;
     }
     size_t kmax = 0, rows;
@@ -508,10 +508,7 @@ clmha_status clmha__quant_reserve(clmha_layer *l, size_t m) {
     }
     if (!clmha__mul(m, kmax, &rows)) {
         return clmha__fail(l->ctx, CLMHA_ERR_OUT_OF_RANGE,
-                           "the projections' rounded or quantized inputs of %zu rows overflow", m);
-    }
-    if (l->w16 != 0) { /* a 16-bit policy's rounded input rows (policy.c) */
-        return clmha__workspace(l, &l->ws_x16, &l->cap_x16, rows);
+                           "the projections' quantized inputs of %zu rows overflow", m);
     }
     clmha_status st = clmha__workspace(l, &l->ws_xq, &l->cap_xq, (rows + 3) / 4);
     return st != CLMHA_OK ? st : clmha__workspace(l, &l->ws_xs, &l->cap_xs, m);
@@ -586,7 +583,8 @@ clmha_status clmha__project_quant(clmha_layer *l, int proj, cl_mem x, size_t x_o
     size_t k, n;
     proj_dims(l, proj, &k, &n);
     clmha_status st = clmha__quant_reserve(l, m);
-    if (st != CLMHA_OK || (l->quant_bits == 8 && (st = quantize_inputs(l, x, x_off, m, k)))) {
+    if (st != CLMHA_OK || (l->quant_bits == 8 && !clmha__prepared(l, x, x_off, m, k) &&
+                           (st = quantize_inputs(l, x, x_off, m, k)))) {
         return st;
     }
     const bool many = m > 2;

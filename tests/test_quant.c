@@ -7,7 +7,8 @@
  *   layers' outputs are bit for bit the same);
  * - the reader's listing names each mode, int4 groups included;
  * - bad modes, a second quantize, float kernels into a quantized layer and broken quantized
- *   files are refused with messages that say why, leaving the layer as it was.
+ *   files are refused with messages that say why, leaving the layer as it was;
+ * - self-attention's one input tensor is quantized (int8) or rounded (a 16-bit policy) once.
  * The calls themselves are checked against Keras's outputs by test_keras's golden cases.
  */
 #include "fixture.h"
@@ -295,12 +296,93 @@ static void test_broken_files(void **state) {
     }
 }
 
+/* Self-attention's query, key and value are one tensor: an int8 layer quantizes its rows once
+ * (one quantize_rows launch, not three) and a 16-bit policy rounds them once (one round_rows),
+ * giving bit for bit what three distinct tensors of the same values give, with two launches
+ * fewer. A second call over changed inputs prepares them anew (the output follows them). */
+static void test_self_attention_prepares_once(void **state) {
+    (void)state;
+    clmha_context_options o;
+    clmha_context_options_init(&o);
+    o.profile = true;
+    clmha_context *pc = NULL;
+    assert_ok(clmha_context_create(&o, &pc));
+    enum { B = 1, T = 3, D = 32 };
+    size_t xs[3] = {B, T, D};
+    float x[B * T * D], x2[B * T * D];
+    test_rng r = {77};
+    rng_fill(&r, x, B * T * D, -1, 1);
+    rng_fill(&r, x2, B * T * D, -1, 1);
+    for (int kind = 0; kind < 2; kind++) {
+        clmha_layer_config cfg;
+        clmha_layer_config_init(&cfg);
+        cfg.num_heads = 2, cfg.key_dim = 16, cfg.seed = 5;
+        cfg.dtype_policy = kind == 0 ? CLMHA_POLICY_FLOAT32 : CLMHA_POLICY_FLOAT16;
+        clmha_layer *l = NULL;
+        assert_ok(clmha_layer_create(pc, &cfg, D, D, 0, &l));
+        if (kind == 0) {
+            assert_ok(clmha_layer_quantize(l, "int8"));
+        }
+        clmha_tensor *t[3], *out[2];
+        for (int i = 0; i < 3; i++) {
+            assert_ok(clmha_tensor_create(pc, CLMHA_FLOAT32, 3, xs, &t[i]));
+            assert_ok(clmha_tensor_write(t[i], x, sizeof x));
+        }
+        assert_ok(clmha_tensor_create(pc, CLMHA_FLOAT32, 3, xs, &out[0]));
+        assert_ok(clmha_tensor_create(pc, CLMHA_FLOAT32, 3, xs, &out[1]));
+        uint64_t launches[2];
+        float y[2][B * T * D];
+        /* a first call grows the workspace (launches of its own with poison_buffers=1) */
+        clmha_call_args warm;
+        clmha_call_args_init(&warm);
+        warm.query = t[0], warm.value = t[1], warm.key = t[2], warm.output = out[0];
+        assert_ok(clmha_layer_call(l, &warm));
+        for (int self = 0; self < 2; self++) {
+            clmha_call_args a;
+            clmha_call_args_init(&a);
+            a.query = t[0], a.value = self ? t[0] : t[1], a.key = self ? t[0] : t[2];
+            a.output = out[self];
+            clmha_profile prof;
+            assert_ok(clmha_context_take_profile(pc, &prof));
+            assert_ok(clmha_layer_call(l, &a));
+            assert_ok(clmha_context_take_profile(pc, &prof));
+            launches[self] = prof.launches;
+            assert_ok(clmha_tensor_read(out[self], y[self], sizeof y[self]));
+        }
+        assert_memory_equal(y[0], y[1], sizeof y[0]);
+        assert_int_equal(launches[1] + 2, launches[0]);
+        /* new values in the same tensor: the next self-attention call sees them */
+        assert_ok(clmha_tensor_write(t[0], x2, sizeof x2));
+        clmha_call_args a;
+        clmha_call_args_init(&a);
+        a.query = a.value = a.key = t[0], a.output = out[1];
+        assert_ok(clmha_layer_call(l, &a));
+        float y2[B * T * D];
+        assert_ok(clmha_tensor_read(out[1], y2, sizeof y2));
+        for (int i = 1; i < 3; i++) {
+            assert_ok(clmha_tensor_write(t[i], x2, sizeof x2));
+        }
+        a.value = t[1], a.key = t[2], a.output = out[0];
+        assert_ok(clmha_layer_call(l, &a));
+        assert_ok(clmha_tensor_read(out[0], y[0], sizeof y[0]));
+        assert_memory_equal(y[0], y2, sizeof y2);
+        assert_memory_not_equal(y2, y[1], sizeof y2);
+        for (int i = 0; i < 3; i++) {
+            clmha_tensor_release(t[i]);
+        }
+        clmha_tensor_release(out[0]), clmha_tensor_release(out[1]);
+        clmha_layer_release(l);
+    }
+    clmha_context_release(pc);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_matches_keras),
         cmocka_unit_test(test_listing),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_broken_files),
+        cmocka_unit_test(test_self_attention_prepares_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
