@@ -20,7 +20,7 @@
 typedef struct opts {
     size_t prompt, steps, batch, dim, heads, head_dim, cache_length;
     long long seed;
-    int check, mask, half;
+    int check, mask, half; /* half: the cache dtype, 0 float32, 1 float16, 2 int8 */
 } opts;
 
 static void usage(FILE *f) {
@@ -39,9 +39,9 @@ static void usage(FILE *f) {
                "  --cache-length L  cache positions (default prompt + steps): a longer,\n"
                "                 preallocated cache as a generation loop keeps one\n"
                "  --mask         pass causal mask tensors instead of args.causal\n"
-               "  --cache-dtype T  float32 (default) or float16: the key/value cache's dtype\n"
-               "                 (the check then allows half's rounding: 3e-3 of the largest\n"
-               "                 output)\n"
+               "  --cache-dtype T  float32 (default), float16 or int8: the key/value cache's\n"
+               "                 dtype (the check then allows half's rounding, 3e-3 of the\n"
+               "                 largest output, or int8's quantization, 3e-2)\n"
                "  --no-check     skip the no-cache recomputation check\n"
                "  --help         this text\n");
 }
@@ -62,9 +62,10 @@ static int parse(int argc, char **argv, opts *o) {
             continue;
         } else if (strcmp(a, "--cache-dtype") == 0 && i + 1 < argc) {
             const char *v = argv[++i];
-            o->half = strcmp(v, "float16") == 0;
+            o->half = strcmp(v, "float16") == 0 ? 1 : strcmp(v, "int8") == 0 ? 2 : 0;
             if (!o->half && strcmp(v, "float32") != 0) {
-                fprintf(stderr, "clmha-demo: --cache-dtype is float32 or float16, not '%s'\n", v);
+                fprintf(stderr, "clmha-demo: --cache-dtype is float32, float16 or int8, not '%s'\n",
+                        v);
                 return 2;
             }
             continue;
@@ -202,15 +203,18 @@ int main(int argc, char **argv) {
     printf("device: %s (%s, %s)\n", dev.name, dev.platform_name, clmha_device_type_name(dev.type));
     printf("layer: dim %zu, %zu heads of %zu; batch %zu, prompt %zu, decode %zu tokens, %s cache "
            "of %zu, causal %s\n",
-           D, o.heads, o.head_dim, B, P, N, o.half ? "float16" : "float32", CL,
-           o.mask ? "mask tensors" : "in the kernel");
+           D, o.heads, o.head_dim, B, P, N,
+           o.half == 2 ? "int8"
+           : o.half    ? "float16"
+                       : "float32",
+           CL, o.mask ? "mask tensors" : "in the kernel");
 
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
     cfg.num_heads = (int)o.heads;
     cfg.key_dim = (int)o.head_dim;
     cfg.seed = o.seed;
-    cfg.cache_dtype = o.half ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
+    cfg.cache_dtype = o.half == 2 ? CLMHA_INT8 : o.half ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
     cfg.bias_initializer = clmha_initializer_default(CLMHA_INIT_RANDOM_NORMAL);
     double t0 = now_s();
     if (!ok(clmha_layer_create(ctx, &cfg, D, D, 0, &layer))) {
@@ -367,7 +371,8 @@ int main(int argc, char **argv) {
         clmha_tensor_release(fx);
         clmha_tensor_release(fmask);
         clmha_tensor_release(fout);
-        int ok = o.half ? max_err <= 3e-3 * max_ref + 1e-5 : max_err <= 1e-5 * max_ref + 1e-6;
+        const double tol = o.half == 2 ? 3e-2 : o.half ? 3e-3 : 1e-5;
+        int ok = max_err <= tol * max_ref + (o.half ? 1e-5 : 1e-6);
         printf("check: every cached step vs no-cache recomputation of the prefix: max |error| "
                "%.3g (max |output| %.3g) %s\n",
                max_err, max_ref, ok ? "OK" : "FAILED");
