@@ -73,17 +73,15 @@ clmha_status clmha__policy_sync(clmha_layer *l, clmha_weight w) {
     return st != CLMHA_OK ? st : clmha__launch(l->ctx, k, (rows * np + wg - 1) / wg, wg);
 }
 
-/* round_rows: the @p count input values from x_off rounded once into ws_x16. */
+/* round_rows: the @p count input values from x_off rounded once into ws_x16 (reserved for the
+ * call's rows by clmha__policy_reserve). */
 static clmha_status round_inputs(clmha_layer *l, cl_mem x, size_t x_off, size_t count) {
-    clmha_status st = clmha__workspace(l, &l->ws_x16, &l->cap_x16, count);
     cl_ulong xo = x_off, cnt = count;
     const clmha__karg args[] = {CLMHA__ARG(x), CLMHA__ARG(xo), CLMHA__ARG(cnt),
                                 CLMHA__ARG(l->ws_x16)};
     const clmha__kernel *k = &l->kern[CLMHA__K_ROUND16];
     const size_t wg = l->wg_fill < k->max_wg ? l->wg_fill : k->max_wg;
-    if (st == CLMHA_OK) {
-        st = clmha__set_args(l->ctx, k, args, 4);
-    }
+    clmha_status st = clmha__set_args(l->ctx, k, args, 4);
     return st != CLMHA_OK ? st : clmha__launch(l->ctx, k, (count + wg - 1) / wg, wg);
 }
 

@@ -582,9 +582,10 @@ clmha_status clmha__project_quant(clmha_layer *l, int proj, cl_mem x, size_t x_o
     ctx->prof_category = CLMHA__PROF_PROJECTION;
     size_t k, n;
     proj_dims(l, proj, &k, &n);
-    clmha_status st = clmha__quant_reserve(l, m);
-    if (st != CLMHA_OK || (l->quant_bits == 8 && !clmha__prepared(l, x, x_off, m, k) &&
-                           (st = quantize_inputs(l, x, x_off, m, k)))) {
+    /* ws_xq / ws_xs were reserved for the call's rows (attention.c's reserve) */
+    clmha_status st = CLMHA_OK;
+    if (l->quant_bits == 8 && !clmha__prepared(l, x, x_off, m, k) &&
+        (st = quantize_inputs(l, x, x_off, m, k)) != CLMHA_OK) {
         return st;
     }
     const bool many = m > 2;

@@ -185,14 +185,15 @@ static clmha_tensor *dev(const h5io_array *a, bool mask) {
 /* Keras's float32 results against clmha over a half cache: the cache's keys and values carry
  * half's rounding (2^-11 relative), nothing else differs. */
 static const tol_rule TOL_KERAS_F16 = {3e-3, 5e-3, 1e-5};
-static bool half_cache_run; /* run_tool: --cache-dtype float16, compared with TOL_KERAS_F16 */
+/* run_tool's --cache-dtype: "" (float32), "float16" (compared with TOL_KERAS_F16) or "int8"
+ * (TOL_KERAS_I8) */
+static const char *cache_run = "";
 /* Keras's float32 results against clmha over an int8 cache: each key and value moves by up to
  * 1/254 of its row's largest magnitude (clmha's own format, docs/api.md), about 0.5% of the
  * output's scale after the softmax and the output projection; the cache itself is compared
  * dequantized. Any dtype policy or quantization of the case takes this rule too (it is the
  * widest but bfloat16's, which it equals). */
 static const tol_rule TOL_KERAS_I8 = {2e-2, 3e-2, 1e-4};
-static bool int8_cache_run; /* run_tool: --cache-dtype int8, compared with TOL_KERAS_I8 */
 /* An int8 layer over a half cache: its output projection quantizes each attention output row to
  * steps of 1/127 of the row's largest magnitude, so the half cache's rounding (up to about 1e-3)
  * moves some values across a step: each such move is one step of that row times a weight. */
@@ -209,11 +210,11 @@ static bool compare_to(const char *what, const float *got, const h5io_array *wan
                        const char *repro) {
     double *ref = to_double(want->f, want->numel);
     bool ok = compare_close(what, got, ref, want->numel,
-                            int8_cache_run       ? TOL_KERAS_I8
-                            : policy_tol != NULL ? *policy_tol
-                            : !half_cache_run    ? TOL_KERAS
-                            : int8_case          ? TOL_KERAS_F16_INT8
-                                                 : TOL_KERAS_F16,
+                            !strcmp(cache_run, "int8") ? TOL_KERAS_I8
+                            : policy_tol != NULL       ? *policy_tol
+                            : !*cache_run              ? TOL_KERAS
+                            : int8_case                ? TOL_KERAS_F16_INT8
+                                                       : TOL_KERAS_F16,
                             repro);
     free(ref);
     return ok;
@@ -314,8 +315,8 @@ static bool run_api(const golden *g) {
     return ok;
 }
 
-/* Runs a golden case through clmha-run and compares its output file; with half_cache_run or
- * int8_cache_run, with the cache stored as float16 or int8 rows on the device. */
+/* Runs a golden case through clmha-run and compares its output file; with cache_run set, with
+ * the cache stored as float16 or int8 rows on the device. */
 static bool run_tool(const golden *g) {
     char out[600], cmd[3000], axes[64] = "";
     snprintf(out, sizeof out, "%s/clmha-run-%d-%.200s", "/tmp", (int)getpid(), g->name);
@@ -325,14 +326,12 @@ static bool run_tool(const golden *g) {
     }
     snprintf(cmd, sizeof cmd,
              "%s --weights '%s' --layer %s --inputs '%s' --output '%s'%s%s%s%s --seed %lld "
-             "--dropout %.17g%s%s --dtype-policy %s",
+             "--dropout %.17g%s%s%s --dtype-policy %s",
              CLMHA_RUN_PATH, g->weights, g->layer, g->path, out,
              g->naxes ? " --attention-axes " : "", axes, g->training ? " --training" : "",
              g->scores.numel ? " --return-scores" : "", (long long)g->seed, g->dropout,
-             half_cache_run   ? " --cache-dtype float16"
-             : int8_cache_run ? " --cache-dtype int8"
-                              : "",
-             g->self ? " --self-attention" : "", g->policy);
+             *cache_run ? " --cache-dtype " : "", cache_run, g->self ? " --self-attention" : "",
+             g->policy);
     if (system(cmd) != 0) {
         print_error("clmha-run failed: %s\n", cmd);
         return false;
@@ -394,12 +393,12 @@ static size_t run_golden_cases(bool zoo) {
         bool ok = run_api(&g);
         ok = run_tool(&g) && ok;
         if (g.cache.numel) { /* every cached case again over a half and an int8 cache */
-            half_cache_run = true;
-            ok = run_tool(&g) && ok;
-            half_cache_run = false;
-            int8_cache_run = true;
-            ok = run_tool(&g) && ok;
-            int8_cache_run = false;
+            static const char *const narrow[] = {"float16", "int8"};
+            for (int c = 0; c < 2; c++) {
+                cache_run = narrow[c];
+                ok = run_tool(&g) && ok;
+            }
+            cache_run = "";
             half_runs++;
         }
         if (!ok) {

@@ -32,7 +32,7 @@ typedef struct opts {
     size_t dim, heads, head_dim, reps, warmup;
     const char *json;
     int user_seq;
-    int half[3], nhalf; /* cache dtypes: CACHE_NAMES (0 float32, 1 float16, 2 int8) */
+    int cdt[3], ncache; /* cache dtypes: CACHE_NAMES (0 float32, 1 float16, 2 int8) */
     int wdt[5], nwdt;   /* weight dtypes: float32, int8, int4 (Keras's quantization modes),
                          * float16, bfloat16 (Keras's dtype policies): WEIGHT_NAMES */
     int profile;        /* --profile on (default) or off */
@@ -124,7 +124,7 @@ static int parse(int argc, char **argv, opts *o) {
     o->decode = o->prefill = 1;
     o->dim = 768, o->heads = 12, o->head_dim = 64, o->reps = 10, o->warmup = 2;
     o->batches[0] = 1, o->batches[1] = 4, o->nbatch = 2;
-    o->nhalf = 1;
+    o->ncache = 1;
     o->nwdt = 1;
     o->profile = 1;
     for (int i = 1; i < argc; i += 2) { /* every option takes a value */
@@ -169,8 +169,8 @@ static int parse(int argc, char **argv, opts *o) {
                                                    : &o->warmup;
             *t = one[0];
         } else if (!strcmp(a, "--cache-dtype")) {
-            o->nhalf = 0;
-            for (const char *s = v; *s && o->nhalf < 3;) {
+            o->ncache = 0;
+            for (const char *s = v; *s && o->ncache < 3;) {
                 size_t len = strcspn(s, ",");
                 int kind = -1;
                 for (int k = 0; k < 3; k++) {
@@ -178,14 +178,14 @@ static int parse(int argc, char **argv, opts *o) {
                                                                                              : kind;
                 }
                 if (kind >= 0) {
-                    o->half[o->nhalf++] = kind;
+                    o->cdt[o->ncache++] = kind;
                 } else {
-                    o->nhalf = 0;
+                    o->ncache = 0;
                     break;
                 }
                 s += len + (s[len] == ',');
             }
-            if (o->nhalf == 0) {
+            if (o->ncache == 0) {
                 fprintf(stderr, "clmha-bench: --cache-dtype is a list of float32, float16 and "
                                 "int8 (e.g. float32,float16,int8)\n");
                 return 2;
@@ -562,8 +562,8 @@ static int make_layers(clmha_context *ctx, const opts *o, clmha_layer *layers[5]
         const int w = o->wdt[wk];
         for (int h = 0; h < 3; h++) {
             bool wanted = h == 0 && o->prefill;
-            for (int k = 0; k < o->nhalf; k++) {
-                wanted = wanted || (o->decode && o->half[k] == h);
+            for (int k = 0; k < o->ncache; k++) {
+                wanted = wanted || (o->decode && o->cdt[k] == h);
             }
             cfg.cache_dtype = CACHE_DTYPES[h];
             cfg.dtype_policy = w == 3   ? CLMHA_POLICY_FLOAT16
@@ -639,12 +639,12 @@ static int run_pairs(const opts *o) {
         size_t nseq = o->user_seq ? o->nseq : decode ? 5 : 3;
         for (size_t si = 0; si < nseq; si++) {
             for (size_t bi = 0; bi < o->nbatch; bi++) {
-                for (int hk = 0; hk < (decode ? o->nhalf : 1) * o->nwdt; hk++) {
-                    const int half = decode ? o->half[hk / o->nwdt] : 0, w = o->wdt[hk % o->nwdt];
-                    const char *dtname = decode ? CACHE_NAMES[half] : "none";
+                for (int hk = 0; hk < (decode ? o->ncache : 1) * o->nwdt; hk++) {
+                    const int cdt = decode ? o->cdt[hk / o->nwdt] : 0, w = o->wdt[hk % o->nwdt];
+                    const char *dtname = decode ? CACHE_NAMES[cdt] : "none";
                     size_t S = seqs[si], B = o->batches[bi], T = decode ? 1 : S;
                     double ma, mb;
-                    if (run_pair_case(ctx, layers[0][w][half], layers[1][w][half], o, decode, B, S,
+                    if (run_pair_case(ctx, layers[0][w][cdt], layers[1][w][cdt], o, decode, B, S,
                                       &ma, &mb) != 0) {
                         rc = 1;
                         goto done;
@@ -762,11 +762,11 @@ int main(int argc, char **argv) {
                  * listed of each, when they are float32) */
                 float *ref = NULL;
                 size_t ref_n = 0;
-                for (int hk = 0; hk < (decode ? o.nhalf : 1) * o.nwdt; hk++) {
-                    const int half = decode ? o.half[hk / o.nwdt] : 0, w = o.wdt[hk % o.nwdt];
-                    const char *dtname = decode ? CACHE_NAMES[half] : "none";
-                    clmha_layer *layer = layers[w][half];
-                    const bool base = hk == 0 && w == 0 && half == 0;
+                for (int hk = 0; hk < (decode ? o.ncache : 1) * o.nwdt; hk++) {
+                    const int cdt = decode ? o.cdt[hk / o.nwdt] : 0, w = o.wdt[hk % o.nwdt];
+                    const char *dtname = decode ? CACHE_NAMES[cdt] : "none";
+                    clmha_layer *layer = layers[w][cdt];
+                    const bool base = hk == 0 && w == 0 && cdt == 0;
                     size_t S = seqs[si], B = o.batches[bi], T = decode ? 1 : S;
                     if (tty) {
                         fprintf(stderr, "\r%s B=%zu S=%zu ...   ", decode ? "decode" : "prefill", B,
@@ -789,9 +789,9 @@ int main(int argc, char **argv) {
                     }
                     /* Attention reads every key and value once (decode) and does 4 FLOP per
                      * query-key-dim triple (scores and p x V), counting masked pairs too. */
-                    double bytes = 2.0 * (double)(B * S * o.heads) *
-                                   (half == 2 ? (double)(o.head_dim + 4)
-                                              : (double)o.head_dim * (half ? 2 : 4));
+                    double bytes =
+                        2.0 * (double)(B * S * o.heads) *
+                        (cdt == 2 ? (double)(o.head_dim + 4) : (double)o.head_dim * (cdt ? 2 : 4));
                     double flops = 4.0 * (double)B * (double)o.heads * (double)T * (double)S *
                                    (double)o.head_dim;
                     /* A ceiling that could not be measured (CLBlast cannot run on every device)
