@@ -1,8 +1,9 @@
 # bench_smoke.cmake - ctest's test_bench_smoke: runs clmha-bench on a tiny layer with --json and
 # checks that it succeeds and that each JSON line has every field docs/performance.md names,
-# with decode over both cache dtypes; quantized weights (--weight-dtype); then the same with --pair (two layers compared in one
-# process), a run with --profile off (no attention / projection split), and that a malformed
-# --pair is refused.
+# with decode over both cache dtypes (a case's first row its time ratios' base); quantized
+# weights (--weight-dtype); then the same with --pair (two layers compared in one process), a
+# run with --profile off (no attention / projection split), one with --interleave off, and that
+# malformed --pair and --interleave values are refused.
 # Needs BENCH (the program) and OUT (the JSON file to write).
 
 # Runs clmha-bench on the tiny layer with the given arguments and --json OUT; fails unless it
@@ -34,17 +35,28 @@ endfunction()
 
 # Decode: 2 lengths x 2 batches x 2 cache dtypes; prefill: 2 x 2.
 run_bench("" 12
-          "phase;B;T;S;dim;heads;head_dim;cache_dtype;weight_dtype;device;tuning;settings;median_s;attention_median_s;projection_median_s;frac_bandwidth;frac_gemm;copy_bandwidth_bytes_per_s;sgemm_flops_per_s;error_vs_float32"
+          "phase;B;T;S;dim;heads;head_dim;cache_dtype;weight_dtype;device;tuning;settings;median_s;attention_median_s;projection_median_s;frac_bandwidth;frac_gemm;copy_bandwidth_bytes_per_s;sgemm_flops_per_s;error_vs_float32;median_vs_first;attention_vs_first"
           lines --seq 8,33 --batch 1,2 --cache-dtype float32,float16)
 string(REGEX MATCHALL "\"cache_dtype\": \"float16\"" half "${lines}")
 list(LENGTH half nhalf)
 if(NOT nhalf EQUAL 4)
   message(FATAL_ERROR "expected 4 decode cases over a float16 cache, got ${nhalf}")
 endif()
+# The cases' layers run interleaved: a decode case's first row (the float32 cache) is the one
+# every row's median_vs_first divides by.
 foreach(line IN LISTS lines)
   string(JSON median GET "${line}" median_s)
   if(NOT median GREATER 0)
     message(FATAL_ERROR "median_s is not positive: ${line}")
+  endif()
+  string(JSON phase GET "${line}" phase)
+  string(JSON cdt GET "${line}" cache_dtype)
+  string(JSON vs GET "${line}" median_vs_first)
+  if(phase STREQUAL "decode" AND cdt STREQUAL "float32" AND NOT vs EQUAL 1)
+    message(FATAL_ERROR "a case's first row has median_vs_first ${vs}, not 1: ${line}")
+  endif()
+  if(NOT vs GREATER 0)
+    message(FATAL_ERROR "median_vs_first is not positive: ${line}")
   endif()
 endforeach()
 
@@ -100,6 +112,17 @@ run_bench("--profile off" 1 "median_s;attention_median_s" lines --seq 8 --batch 
 if(NOT lines MATCHES "\"attention_median_s\": null" OR NOT lines MATCHES "\"median_s\": [0-9]")
   message(FATAL_ERROR "--profile off: expected a timed case without the attention split:\n"
                       "${lines}")
+endif()
+
+# --interleave off: each layer's calls in a row; the first row still the ratios' base.
+run_bench("--interleave off" 2 "median_s;median_vs_first" lines --seq 8 --batch 1
+          --phase decode --cache-dtype float32,int8 --interleave off)
+if(NOT lines MATCHES "\"median_vs_first\": 1,")
+  message(FATAL_ERROR "--interleave off: no row with median_vs_first 1:\n${lines}")
+endif()
+execute_process(COMMAND "${BENCH}" --interleave sometimes RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "--interleave is on or off")
+  message(FATAL_ERROR "--interleave sometimes was not refused clearly (${rc}): ${err}")
 endif()
 
 execute_process(COMMAND "${BENCH}" --pair TAIL RESULT_VARIABLE rc ERROR_VARIABLE err)

@@ -5,7 +5,9 @@
  * copy kernel's bandwidth and CLBlast's SGEMM rate) and reports, per case: the median and
  * spread of the whole call over repeated runs after warm-up, the device time of attention and
  * projections (from clmha's profiling), attention bytes / time as a fraction of the copy
- * bandwidth (decode) and attention FLOP/s as a fraction of the SGEMM rate (prefill).
+ * bandwidth (decode) and attention FLOP/s as a fraction of the SGEMM rate (prefill). A case's
+ * layers (its listed weight and cache dtypes) are timed interleaved, call by call, and each row
+ * gives its times over the first row's (--interleave off: each layer's calls in a row).
  * With --pair SETTINGS it instead compares two layers in one process, one on a context with
  * those settings ("key=value,...", as CLMHA_TUNE) over the other's, their calls alternating (a
  * drift-proof A/B for tuning settings).
@@ -36,6 +38,7 @@ typedef struct opts {
     int wdt[5], nwdt;   /* weight dtypes: float32, int8, int4 (Keras's quantization modes),
                          * float16, bfloat16 (Keras's dtype policies): WEIGHT_NAMES */
     int profile;        /* --profile on (default) or off */
+    int interleave;     /* --interleave on (default) or off */
     const char *pair;   /* --pair SETTINGS, or NULL */
 } opts;
 
@@ -61,6 +64,11 @@ static void usage(FILE *f) {
                "  --json FILE      also write one JSON object per case, one per line\n"
                "  --profile on|off off: no profiling events (the whole call timed as an\n"
                "                   application sees it; no attention / projection split)\n"
+               "  --interleave on|off  on (default): a case's layers (its weight and cache\n"
+               "                   dtypes) take turns call by call, so the machine's drift falls\n"
+               "                   on all alike and none keeps its data in the CPU's caches\n"
+               "                   between its calls, as in a model of many layers; off: each\n"
+               "                   layer's calls in a row (as one layer alone runs)\n"
                "  --pair SETTINGS  compare two layers in one process instead: A with the\n"
                "                   settings as they are (the tuning row, CLMHA_TUNE), B on a\n"
                "                   context given SETTINGS over them (\"key=value,...\", e.g.\n"
@@ -127,6 +135,7 @@ static int parse(int argc, char **argv, opts *o) {
     o->ncache = 1;
     o->nwdt = 1;
     o->profile = 1;
+    o->interleave = 1;
     for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -204,6 +213,12 @@ static int parse(int argc, char **argv, opts *o) {
                 return 2;
             }
             o->profile = !strcmp(v, "on");
+        } else if (!strcmp(a, "--interleave")) {
+            if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+                fprintf(stderr, "clmha-bench: --interleave is on or off\n");
+                return 2;
+            }
+            o->interleave = !strcmp(v, "on");
         } else if (!strcmp(a, "--pair")) {
             if (strchr(v, '=') == NULL) {
                 fprintf(stderr, "clmha-bench: --pair needs settings as key=value,..., e.g. "
@@ -458,28 +473,39 @@ static double timed_call(clmha_context *ctx, clmha_layer *layer, const bench_cas
     return now_s() - t0;
 }
 
-/* Runs one case; returns 0 on success (the message is printed otherwise). */
-static int run_case(clmha_context *ctx, clmha_layer *layer, const opts *o, int decode, size_t B,
-                    size_t S, result *res) {
-    bench_case c;
-    memset(&c, 0, sizeof c);
+/* Runs one case through the n layers (one a listed weight and cache dtype), their calls
+ * interleaved: round r calls each layer once, starting at layer r % n, so that drift in the
+ * machine's load falls on every layer alike and the ratios of their times hold within one run.
+ * Fills res[0..n-1]; returns 0 on success (the message is printed otherwise). */
+static int run_cases(clmha_context *ctx, clmha_layer *const *layers, size_t n, const opts *o,
+                     int decode, size_t B, size_t S, result *res) {
+    bench_case *c = calloc(n, sizeof *c);
+    double *wall = calloc(n * o->reps, sizeof(double)), *attn = calloc(n * o->reps, sizeof(double));
+    double *proj = calloc(n * o->reps, sizeof(double));
     int rc = 1;
-    double *wall = calloc(o->reps, sizeof(double)), *attn = calloc(o->reps, sizeof(double));
-    double *proj = calloc(o->reps, sizeof(double));
-    if (wall == NULL || attn == NULL || proj == NULL) {
+    size_t made = 0;
+    if (c == NULL || wall == NULL || attn == NULL || proj == NULL) {
         fprintf(stderr, "clmha-bench: out of memory\n");
         goto done;
     }
-    if (case_setup(ctx, layer, o, decode, B, S, &c) != 0) {
-        goto done;
+    for (; made < n; made++) {
+        if (case_setup(ctx, layers[made], o, decode, B, S, &c[made]) != 0) {
+            made++; /* released below */
+            goto done;
+        }
     }
     clmha_profile prof;
     memset(&prof, 0, sizeof prof);
-    for (size_t r = 0; r < o->warmup + o->reps; r++) {
+    /* interleaved: round r calls layer (r + u) % n for u = 0, 1, ...; else each layer's calls
+     * in a row, layer after layer */
+    const size_t runs = o->warmup + o->reps;
+    for (size_t step = 0; step < runs * n; step++) {
+        const size_t r = o->interleave ? step / n : step % runs;
+        const size_t i = o->interleave ? (r + step % n) % n : step / runs;
         if (o->profile) {
             clmha_context_take_profile(ctx, &prof);
         }
-        double t = timed_call(ctx, layer, &c);
+        double t = timed_call(ctx, layers[i], &c[i]);
         if (t < 0) {
             goto done;
         }
@@ -487,24 +513,30 @@ static int run_case(clmha_context *ctx, clmha_layer *layer, const opts *o, int d
             clmha_context_take_profile(ctx, &prof);
         }
         if (r >= o->warmup) {
-            wall[r - o->warmup] = t;
-            attn[r - o->warmup] = o->profile ? prof.attention_s : NAN;
-            proj[r - o->warmup] = o->profile ? prof.projection_s : NAN;
+            const size_t at = i * o->reps + (r - o->warmup);
+            wall[at] = t;
+            attn[at] = o->profile ? prof.attention_s : NAN;
+            proj[at] = o->profile ? prof.projection_s : NAN;
         }
     }
-    res->median_s = median(wall, o->reps);
-    res->min_s = wall[0];
-    res->max_s = wall[o->reps - 1];
-    res->attn_s = median(attn, o->reps);
-    res->proj_s = median(proj, o->reps);
-    res->reserve_s = c.reserve_s;
-    size_t bytes = 0;
-    res->out = tensor_contents(c.y, &bytes);
-    res->out_n = bytes / sizeof(float);
+    for (size_t i = 0; i < n; i++) {
+        double *w = wall + i * o->reps;
+        res[i].median_s = median(w, o->reps);
+        res[i].min_s = w[0];
+        res[i].max_s = w[o->reps - 1];
+        res[i].attn_s = median(attn + i * o->reps, o->reps);
+        res[i].proj_s = median(proj + i * o->reps, o->reps);
+        res[i].reserve_s = c[i].reserve_s;
+        size_t bytes = 0;
+        res[i].out = tensor_contents(c[i].y, &bytes);
+        res[i].out_n = bytes / sizeof(float);
+    }
     rc = 0;
 done:
-    case_release(&c);
-    free(wall), free(attn), free(proj);
+    for (size_t i = 0; i < made; i++) {
+        case_release(&c[i]);
+    }
+    free(c), free(wall), free(attn), free(proj);
     return rc;
 }
 
@@ -745,9 +777,9 @@ int main(int argc, char **argv) {
     } else {
         printf("CLBlast SGEMV: n/a\n\n");
     }
-    printf("%-8s %-7s %-7s %3s %6s %6s %11s %17s %11s %11s %8s %8s %10s\n", "phase", "weights",
-           "cache", "B", "T", "S", "median ms", "min..max ms", "attn ms", "proj ms", "of bw",
-           "of gemm", "err vs f32");
+    printf("%-8s %-7s %-7s %3s %6s %6s %11s %17s %11s %11s %8s %8s %10s %8s %8s\n", "phase",
+           "weights", "cache", "B", "T", "S", "median ms", "min..max ms", "attn ms", "proj ms",
+           "of bw", "of gemm", "err vs f32", "t/first", "attn/1st");
     for (int phase = 0; phase < 2; phase++) {
         int decode = phase == 0;
         if ((decode && !o.decode) || (!decode && !o.prefill)) {
@@ -758,35 +790,39 @@ int main(int argc, char **argv) {
         size_t nseq = o.user_seq ? o.nseq : decode ? 5 : 3;
         for (size_t si = 0; si < nseq; si++) {
             for (size_t bi = 0; bi < o.nbatch; bi++) {
-                /* this case's output with float32 weights over a float32 cache (the first
-                 * listed of each, when they are float32) */
-                float *ref = NULL;
-                size_t ref_n = 0;
-                for (int hk = 0; hk < (decode ? o.ncache : 1) * o.nwdt; hk++) {
+                /* every listed dtype combination of this case, timed interleaved; the first
+                 * row's output is the reference of the others' error when it is float32
+                 * weights over a float32 cache */
+                const int nk = (decode ? o.ncache : 1) * o.nwdt;
+                clmha_layer *row_layers[15];
+                result rs[15];
+                memset(rs, 0, sizeof rs);
+                for (int hk = 0; hk < nk; hk++) {
+                    const int cdt = decode ? o.cdt[hk / o.nwdt] : 0, w = o.wdt[hk % o.nwdt];
+                    row_layers[hk] = layers[w][cdt];
+                }
+                const size_t S = seqs[si], B = o.batches[bi], T = decode ? 1 : S;
+                if (tty) {
+                    fprintf(stderr, "\r%s B=%zu S=%zu ...   ", decode ? "decode" : "prefill", B, S);
+                }
+                if (run_cases(ctx, row_layers, (size_t)nk, &o, decode, B, S, rs) != 0) {
+                    rc = 1;
+                    goto done;
+                }
+                if (tty) {
+                    fprintf(stderr, "\r%40s\r", "");
+                }
+                const bool has_base = o.wdt[0] == 0 && (!decode || o.cdt[0] == 0);
+                for (int hk = 0; hk < nk; hk++) {
                     const int cdt = decode ? o.cdt[hk / o.nwdt] : 0, w = o.wdt[hk % o.nwdt];
                     const char *dtname = decode ? CACHE_NAMES[cdt] : "none";
-                    clmha_layer *layer = layers[w][cdt];
-                    const bool base = hk == 0 && w == 0 && cdt == 0;
-                    size_t S = seqs[si], B = o.batches[bi], T = decode ? 1 : S;
-                    if (tty) {
-                        fprintf(stderr, "\r%s B=%zu S=%zu ...   ", decode ? "decode" : "prefill", B,
-                                S);
-                    }
-                    result r = {0, 0, 0, 0, 0, 0, NULL, 0};
-                    if (run_case(ctx, layer, &o, decode, B, S, &r) != 0) {
-                        free(ref);
-                        rc = 1;
-                        goto done;
-                    }
-                    const double err = base ? 0.0 : rel_error(r.out, ref, r.out_n, ref_n);
-                    if (base) {
-                        ref = r.out, ref_n = r.out_n;
-                    } else {
-                        free(r.out);
-                    }
-                    if (tty) {
-                        fprintf(stderr, "\r%40s\r", "");
-                    }
+                    const bool base = hk == 0 && has_base;
+                    const result r = rs[hk];
+                    const double err =
+                        base || !has_base ? NAN : rel_error(r.out, rs[0].out, r.out_n, rs[0].out_n);
+                    /* this row's times over the first row's, both measured interleaved */
+                    const double vs_call = r.median_s / rs[0].median_s;
+                    const double vs_attn = r.attn_s / rs[0].attn_s;
                     /* Attention reads every key and value once (decode) and does 4 FLOP per
                      * query-key-dim triple (scores and p x V), counting masked pairs too. */
                     double bytes =
@@ -813,11 +849,16 @@ int main(int argc, char **argv) {
                     char terr[32], jerr[32];
                     fmt_num(terr, sizeof terr, base ? NAN : err, 6, base ? "-" : "n/a");
                     fmt_num(jerr, sizeof jerr, base ? NAN : err, 6, "null");
+                    char tvc[32], tva[32], jvc[32], jva[32];
+                    fmt_num(tvc, sizeof tvc, vs_call, 3, "n/a");
+                    fmt_num(tva, sizeof tva, vs_attn, 3, "n/a");
+                    fmt_num(jvc, sizeof jvc, vs_call, 6, "null");
+                    fmt_num(jva, sizeof jva, vs_attn, 6, "null");
                     printf("%-8s %-7s %-7s %3zu %6zu %6zu %11.3f %8.3f..%-8.3f %11s %11s %8s %8s "
-                           "%10s\n",
+                           "%10s %8s %8s\n",
                            decode ? "decode" : "prefill", WEIGHT_NAMES[w], dtname, B, T, S,
                            r.median_s * 1e3, r.min_s * 1e3, r.max_s * 1e3, tattn, tproj, tbw, tgemm,
-                           terr);
+                           terr, tvc, tva);
                     fflush(stdout);
                     if (json != NULL) {
                         fprintf(
@@ -832,14 +873,17 @@ int main(int argc, char **argv) {
                             "\"frac_gemm\": %s, \"copy_bandwidth_bytes_per_s\": %s, "
                             "\"sgemm_flops_per_s\": %s, \"layer_build_s\": %.6f, "
                             "\"reserve_s\": %.6f, \"weight_dtype\": \"%s\", "
-                            "\"error_vs_float32\": %s}\n",
+                            "\"error_vs_float32\": %s, \"median_vs_first\": %s, "
+                            "\"attention_vs_first\": %s}\n",
                             decode ? "decode" : "prefill", B, T, S, o.dim, o.heads, o.head_dim,
                             decode ? dtname : "none", dev.name, clmha_context_tuning_name(ctx),
                             settings, r.median_s, r.min_s, r.max_s, jattn, jproj, jbw, jgemm, jcbw,
-                            jcgemm, build_s, r.reserve_s, WEIGHT_NAMES[w], jerr);
+                            jcgemm, build_s, r.reserve_s, WEIGHT_NAMES[w], jerr, jvc, jva);
                     }
                 }
-                free(ref);
+                for (int hk = 0; hk < nk; hk++) {
+                    free(rs[hk].out);
+                }
             }
         }
     }

@@ -39,10 +39,11 @@ import numpy as np
 def clmha(args, phase):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
-    # Without profiling: clmha timed as an application sees it, as PyTorch is.
+    # Without profiling: clmha timed as an application sees it, as PyTorch is; and one layer's
+    # calls in a row (not interleaved with the float32 layer's), as PyTorch runs its one model.
     cmd = [args.bench, "--phase", phase, "--seq", args.seq, "--batch", args.batch,
-           "--profile", "off", "--reps", str(args.reps), "--warmup", str(args.warmup),
-           "--json", path]
+           "--profile", "off", "--interleave", "off", "--reps", str(args.reps),
+           "--warmup", str(args.warmup), "--json", path]
     # float32 listed first: clmha-bench's errors are against float32 weights and cache
     cmd += ["--cache-dtype", "float32" if args.cache_dtype == "float32"
             else "float32," + args.cache_dtype]
