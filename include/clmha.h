@@ -250,6 +250,7 @@ typedef struct clmha_settings {
     size_t key_tile;             /**< key_tile: keys of a GPU key tile, a power of two */
     clmha_switch tail;           /**< tail: gemm_tail, the fused last launch of a call */
     clmha_switch qkv_fuse;       /**< qkv_fuse: self-attention's projections as one product */
+    clmha_switch prefetch;       /**< prefetch: CPU decode attention prefetches its next keys */
 } clmha_settings;
 
 /** Options for clmha_context_create(). Initialise with clmha_context_options_init(). Any NULL

@@ -23,8 +23,8 @@ __kernel void attention_split(ATTENTION_ARGS, __global float *part, int nch, int
     const ulong g = get_group_id(0);
     const ulong r = g / (ulong)nch;
     const int c = (int)(g - r * (ulong)nch);
-    const row_info ri = row_setup(r, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off, m_sb, m_sh, m_st,
-                                  causal, causal_base, lens, lens_off, has_lens);
+    const row_info ri = row_setup(r, T, H, S, k_off, k_bstride, v_off, v_bstride, m_off, m_sb, m_sh,
+                                  m_st, causal, causal_base, lens, lens_off, has_lens);
     const ulong b = ri.b;
     const int h = ri.h, t = ri.t;
     load_query(qs, q, q_off, &ri, T, H, scale, 0, 1);
@@ -41,10 +41,12 @@ __kernel void attention_split(ATTENTION_ARGS, __global float *part, int nch, int
         if (has_mask && mask[ri.m_base + (ulong)j * m_ss] == 0) {
             continue;
         }
-        __global const KV_T *kr = key_row(k, ri.k_base, ri.k_step, kn,
-                                          b * kn_bstride + (ulong)h * KROW, new_lo, new_hi, (ulong)j);
-        __global const KV_T *vr = key_row(v, ri.v_base, ri.v_step, vn,
-                                          b * vn_bstride + (ulong)h * VROW, new_lo, new_hi, (ulong)j);
+        __global const KV_T *kr =
+            key_row(k, ri.k_base, ri.k_step, kn, b * kn_bstride + (ulong)h * KROW, new_lo, new_hi,
+                    (ulong)j);
+        __global const KV_T *vr =
+            key_row(v, ri.v_base, ri.v_step, vn, b * vn_bstride + (ulong)h * VROW, new_lo, new_hi,
+                    (ulong)j);
         add_value(acc, online_step(dot_qk(qs, kr), &m, &l, acc), vr);
     }
     const ulong o_row = ((b * (ulong)T + (ulong)t) * (ulong)H + (ulong)h) * DV;
@@ -93,14 +95,15 @@ static void heads_key(__local const float *qs, __local float *accs, __local floa
 /* Sixteen keys, none of them masked, for every head in turn. */
 static void heads_block(__local const float *qs, __local float *accs, __local float *ms,
                         __local float *ls, __global const KV_T *const *kr,
-                        __global const KV_T *const *vr) {
+                        __global const KV_T *const *vr, __global const KV_T *const *pk,
+                        __global const KV_T *const *pv) {
     for (int h = 0; h < NH; h++) {
         float m = ms[h], l = ls[h];
         float16 acc[DV / 16];
         for (int e = 0; e < DV / 16; e++) {
             acc[e] = vload16(e, accs + h * DV);
         }
-        block_step(qs + h * DK, acc, &m, &l, kr, vr, h * KROW, h * VROW);
+        block_step(qs + h * DK, acc, &m, &l, kr, vr, h * KROW, h * VROW, pk, pv);
         for (int e = 0; e < DV / 16; e++) {
             vstore16(acc[e], e, accs + h * DV);
         }
@@ -121,9 +124,9 @@ __kernel void attention_heads(ATTENTION_ARGS, __global float *part, int nch, int
     const ulong b0 = bt / (ulong)T;
     const int t0 = (int)(bt - b0 * (ulong)T);
     /* Head 0's row: every head shares its batch, position, mask row and end. */
-    const row_info ri =
-        row_setup((b0 * (ulong)H) * (ulong)T + (ulong)t0, T, H, S, k_off, k_bstride, v_off,
-                  v_bstride, m_off, m_sb, m_sh, m_st, causal, causal_base, lens, lens_off, has_lens);
+    const row_info ri = row_setup((b0 * (ulong)H) * (ulong)T + (ulong)t0, T, H, S, k_off, k_bstride,
+                                  v_off, v_bstride, m_off, m_sb, m_sh, m_st, causal, causal_base,
+                                  lens, lens_off, has_lens);
     const ulong b = ri.b;
     const ulong q_row = q_off + (b * (ulong)T + (ulong)ri.t) * (ulong)H * DK;
     for (int e = 0; e < NH * DK; e++) {
@@ -153,14 +156,18 @@ __kernel void attention_heads(ATTENTION_ARGS, __global float *part, int nch, int
                 i++;
             }
             if (i == KB) {
-                __global const KV_T *kr[KB], *vr[KB];
-                for (int u = 0; u < KB; u++) {
+                /* this block's rows, and where it prefetches the next block's (the chunk's last
+                 * key's past its end) */
+                __global const KV_T *kr[2 * KB], *vr[2 * KB];
+                for (int u = 0; u < (PREFETCH_ON ? 2 : 1) * KB; u++) {
+                    const int ju = min(j + u, j1 - 1);
                     kr[u] = key_row(k, ri.k_base, ri.k_step, kn, b * kn_bstride, new_lo, new_hi,
-                                    (ulong)(j + u));
+                                    (ulong)ju);
                     vr[u] = key_row(v, ri.v_base, ri.v_step, vn, b * vn_bstride, new_lo, new_hi,
-                                    (ulong)(j + u));
+                                    (ulong)ju);
                 }
-                heads_block(qs, accs, ms, ls, kr, vr);
+                heads_block(qs, accs, ms, ls, kr, vr, PREFETCH_ON ? kr + KB : 0,
+                            PREFETCH_ON ? vr + KB : 0);
                 j += KB;
                 continue;
             }
@@ -178,9 +185,9 @@ __kernel void attention_heads(ATTENTION_ARGS, __global float *part, int nch, int
     for (int h = 0; h < NH; h++) {
         const ulong r = (b * (ulong)H + (ulong)h) * (ulong)T + (ulong)ri.t;
         const float l = ls[h];
-        __global float *dst =
-            nch == 1 ? o + ((b * (ulong)T + (ulong)ri.t) * (ulong)H + (ulong)h) * DV
-                     : part + (r * (ulong)nch + (ulong)c) * (ulong)(DV + 2);
+        __global float *dst = nch == 1
+                                  ? o + ((b * (ulong)T + (ulong)ri.t) * (ulong)H + (ulong)h) * DV
+                                  : part + (r * (ulong)nch + (ulong)c) * (ulong)(DV + 2);
         const float inv = nch == 1 ? (l > 0.0f ? 1.0f / l : 0.0f) : 1.0f;
         const int at = nch == 1 ? 0 : 2;
         for (int d = 0; d < DV; d++) {
@@ -271,7 +278,7 @@ __kernel void attention_tile(ATTENTION_ARGS, __global float *part, int nch, int 
                     for (int e = 0; e < DV / 16; e++) {
                         a[e] = vload16(e, acc[u]);
                     }
-                    block_step(qv[u], a, &m[u], &l[u], kb, vb, 0, 0);
+                    block_step(qv[u], a, &m[u], &l[u], kb, vb, 0, 0, 0, 0);
                     for (int e = 0; e < DV / 16; e++) {
                         vstore16(a[e], e, acc[u]);
                     }

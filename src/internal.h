@@ -87,6 +87,7 @@ typedef enum clmha__setting_id {
     CLMHA__SET_KEY_TILE,
     CLMHA__SET_TAIL,
     CLMHA__SET_QKV_FUSE,
+    CLMHA__SET_PREFETCH,
     CLMHA__SET_COUNT
 } clmha__setting_id;
 
@@ -319,6 +320,7 @@ struct clmha_layer {
      * memory): where the split kernel runs one work-item a group (CPUs), T == 1. */
     bool use_heads;
     bool key_block; /* the CPU kernels take sixteen keys at a time (KEY_BLOCK) */
+    bool prefetch;  /* the CPU decode kernels prefetch the next block of keys (PREFETCH) */
     /* attention_tile (query tiles of TQ rows, one work-item a group): CPU devices, T >= 2. */
     bool use_tile;
     size_t tile_rows; /* TQ */

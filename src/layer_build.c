@@ -107,6 +107,10 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
     /* It and the query tiles take keys sixteen at a time where the head dims are multiples of
      * 16; key_block=0 makes them take keys one at a time. */
     l->key_block = switch_on(ctx, CLMHA__SET_KEY_BLOCK, true);
+    /* The CPU kernels' blocks of keys ask the cache for the next block's lines while they
+     * compute (PREFETCH; where the kernel compiler is clang for an x86 or Arm CPU, else the
+     * define does nothing); prefetch=0 turns it off. */
+    l->prefetch = switch_on(ctx, CLMHA__SET_PREFETCH, true);
     /* Query tiles where one work-item streams the keys (CPUs); tile=0 turns them off. */
     const bool tile = switch_on(ctx, CLMHA__SET_TILE, true);
     l->use_tile = wgs == 1 && tile;
@@ -241,8 +245,9 @@ static bool attention_recipe(const clmha_layer *l, clmha__att v, bool half, reci
         /* Without all heads a work-item the kernels are built for one head (NH = 1), so their
          * local arrays never exceed a device's limit. */
         snprintf(r->defines, sizeof r->defines,
-                 "-DDK=%zu -DDV=%zu -DTQ=%zu -DNH=%zu -DKEY_BLOCK=%d%s", l->dk, l->dv, l->tile_rows,
-                 l->use_heads ? l->heads : 1, l->key_block ? 1 : 0, kv);
+                 "-DDK=%zu -DDV=%zu -DTQ=%zu -DNH=%zu -DKEY_BLOCK=%d -DPREFETCH=%d%s", l->dk, l->dv,
+                 l->tile_rows, l->use_heads ? l->heads : 1, l->key_block ? 1 : 0,
+                 l->prefetch ? 1 : 0, kv);
     } else {
         if (v != CLMHA__ATT_SPLIT && v != CLMHA__ATT_QTILE) {
             return false;

@@ -68,6 +68,8 @@ static const key_def keys[CLMHA__SET_COUNT] = {
     [CLMHA__SET_TAIL] = {"tail", KIND_SWITCH, 0, 1, NULL, "gemm_tail, the fused last launch"},
     [CLMHA__SET_QKV_FUSE] = {"qkv_fuse", KIND_SWITCH, 0, 1, NULL,
                              "self-attention's projections as one CLBlast product"},
+    [CLMHA__SET_PREFETCH] = {"prefetch", KIND_SWITCH, 0, 1, NULL,
+                             "CPU decode attention prefetches the next block of keys"},
 };
 
 const char *clmha__setting_key(clmha__setting_id id) {
@@ -272,11 +274,11 @@ clmha_status clmha__settings_from_struct(clmha_context *ctx, const clmha_setting
                            "CLMHA_GEMM_OWN",
                            source, (int)c->gemm);
     }
-    const clmha_switch sw[] = {c->poison_buffers, c->split, c->heads,   c->key_block,
-                               c->tile,           c->tail,  c->qkv_fuse};
-    const clmha__setting_id sw_id[] = {CLMHA__SET_POISON,    CLMHA__SET_SPLIT, CLMHA__SET_HEADS,
-                                       CLMHA__SET_KEY_BLOCK, CLMHA__SET_TILE,  CLMHA__SET_TAIL,
-                                       CLMHA__SET_QKV_FUSE};
+    const clmha_switch sw[] = {c->poison_buffers, c->split, c->heads,    c->key_block,
+                               c->tile,           c->tail,  c->qkv_fuse, c->prefetch};
+    const clmha__setting_id sw_id[] = {CLMHA__SET_POISON,    CLMHA__SET_SPLIT,   CLMHA__SET_HEADS,
+                                       CLMHA__SET_KEY_BLOCK, CLMHA__SET_TILE,    CLMHA__SET_TAIL,
+                                       CLMHA__SET_QKV_FUSE,  CLMHA__SET_PREFETCH};
     for (size_t i = 0; i < sizeof sw / sizeof sw[0]; i++) {
         if ((unsigned)sw[i] > CLMHA_SWITCH_OFF) {
             return clmha__fail(ctx, CLMHA_ERR_INVALID_ARGUMENT,

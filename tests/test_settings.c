@@ -102,6 +102,7 @@ static void test_bad_strings(void **state) {
         {"gemm_rows_few=0", "gemm_rows_few=\"0\"", "from 1 to 8", NULL},
         {"gemm_rows_few=9", "gemm_rows_few=\"9\"", "from 1 to 8", NULL},
         {"qkv_fuse=yes", "qkv_fuse=\"yes\"", "0 or 1 (also off or on)", NULL},
+        {"prefetch=2", "prefetch=\"2\"", "0 or 1 (also off or on)", NULL},
         {"gemm=fast", "gemm=\"fast\"", "one of auto|clblast|own", NULL},
         {"row=tpu", "row=\"tpu\"", "one of cpu, nvidia, amd_gpu, intel_gpu, mali, adreno, gpu",
          NULL},
@@ -233,9 +234,11 @@ static void test_struct(void **state) {
     assert_refused(&o, loops);
     memset(&s, 0, sizeof s);
     s.split_wg = 4, s.key_tile = 8, s.max_local_mem = 16384, s.poison_buffers = CLMHA_SWITCH_ON;
+    s.prefetch = CLMHA_SWITCH_OFF;
     c = create(&o, text, sizeof text);
     device_text(", max_local_mem=16384 (options.settings), poison_buffers=1 (options.settings), "
-                "split_wg=4 (options.settings), key_tile=8 (options.settings)",
+                "split_wg=4 (options.settings), key_tile=8 (options.settings), "
+                "prefetch=0 (options.settings)",
                 want, sizeof want);
     assert_string_equal(text, want);
     clmha_context_release(c);
@@ -313,17 +316,19 @@ static void test_old_variables(void **state) {
 /* A setting reaches the layer: a decode step over a cache long enough for several chunks
  * ends in one gemm_tail launch by default (CPUs: the tail merges the chunks, projects and
  * splices), and with tail=0 in separate merge, projection and commit launches: more launches,
- * the same output. */
+ * the same output. With prefetch=0 (attention_heads' next blocks not prefetched) the same
+ * launches and the same output bit for bit. */
 static void test_setting_reaches_layer(void **state) {
     (void)state;
     enum { S = 600, D = 32, H = 2, DK = 16 };
-    uint64_t launches[2];
-    static float out[2][D];
-    for (int off = 0; off < 2; off++) {
+    uint64_t launches[3];
+    static float out[3][D];
+    static const char *const tunes[3] = {"tail=1", "tail=0", "prefetch=0"};
+    for (int off = 0; off < 3; off++) {
         clmha_context_options o;
         clmha_context_options_init(&o);
         o.profile = true;
-        o.tune = off ? "tail=0" : "tail=1";
+        o.tune = tunes[off];
         clmha_context *c = NULL;
         assert_ok(clmha_context_create(&o, &c));
         clmha_layer_config cfg;
@@ -362,6 +367,8 @@ static void test_setting_reaches_layer(void **state) {
     for (int i = 0; i < D; i++) {
         assert_close(out[1][i], out[0][i], 1e-5);
     }
+    assert_int_equal(launches[2], launches[0]);
+    assert_memory_equal(out[2], out[0], sizeof out[0]);
 }
 
 /* With use_environment false, no CLMHA_* variable counts: selection variables that match no

@@ -49,7 +49,7 @@ static void usage(FILE *f) {
             "  --keys K[,K...]  search only these keys (default: all of them, in the order\n"
             "                   split_wg, split_chunk, heads, key_block, tile, tile_rows,\n"
             "                   key_tile, tail, gemm_cols, gemm_small_m, gemm_rows,\n"
-            "                   gemm_rows_few, qkv_fuse)\n"
+            "                   gemm_rows_few, qkv_fuse, prefetch)\n"
             "  --dry-run        report, do not store the result\n"
             "  --help           this text\n"
             "\n"
@@ -446,6 +446,7 @@ static const candidate_key search[] = {
     {"gemm_rows", {"1", "4", "8", "12", "16", NULL}},
     {"gemm_rows_few", {"1", "2", "4", "8", NULL}},
     {"qkv_fuse", {"0", "1", NULL}},
+    {"prefetch", {"0", "1", NULL}},
 };
 
 /* Whether @p key is one of the comma-separated @p keys (NULL: all are wanted). */
