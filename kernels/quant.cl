@@ -21,11 +21,7 @@
 #ifndef QWG
 #define QWG 64
 #endif
-/* The larger magnitude of @p m (a running maximum) and @p v, where a NaN wins and stays. */
-static float abs_max(float m, float v) {
-    const float a = fabs(v);
-    return isnan(m) || isnan(a) ? NAN : fmax(m, a);
-}
+#include "quant_rows.clh"
 
 /* quantize_rows: one work-group a row r of x (k floats from x_off): as Keras's AbsMaxQuantizer,
  * scale = 127 / (max |x| + 1e-7) and q = clip(round(x * scale), -127, 127) (round half to even),
@@ -48,19 +44,15 @@ __kernel void quantize_rows(__global const float *x, ulong x_off, ulong k, ulong
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    const float scale = 127.0f / (red[0] + 1e-7f);
+    const float scale = I8_SCALE(red[0]);
     for (ulong i = (ulong)lid; i < kp; i += QWG) {
-        /* the saturating conversion makes a NaN 0; the scale keeps the row NaN */
-        xq[r * kp + i] = i < k ? convert_char_sat(clamp(rint(row[i] * scale), -127.0f, 127.0f)) : 0;
+        xq[r * kp + i] = i < k ? I8_QUANT(row[i], scale) : 0;
     }
     if (lid == 0) {
         xs[r] = scale;
     }
 }
 
-#ifndef RB
-#define RB 1
-#endif
 #if defined(__opencl_c_integer_dot_product_input_4x8bit)
 /* cl_khr_integer_dot_product: the device's own 4 x 8-bit dot product. */
 #define DOT4(a, b) dot((a), (b))

@@ -2,54 +2,69 @@
  * quant_cpu.cl - the products of a quantized layer (quant.cl has the rest: quantize_rows, which
  * quantizes the int8 layers' input rows, and the GPU layouts) for the devices whose own GEMM
  * takes 32 columns a work-item (CPUs): the kernels stay row-major as Keras keeps them, the
- * columns padded to np, a multiple of 16: int8 w[k][np], int4 w[k][np / 2] with two columns a
- * byte as Keras packs them (column 2j in the low nibble). A work-item reads sixteen consecutive
- * columns of a row at once, for RB rows (default 1). QDIV: gemm_q4w for Keras's per-channel
- * int4 (w = q / scale), else (q - zero) * scale in groups of input rows.
+ * columns padded to np, a multiple of 64 (int8) or 16 (int4): int8 w[k][np], int4
+ * w[k][np / 2] with two columns a byte as Keras packs them (column 2j in the low nibble). A
+ * work-item reads sixteen consecutive columns of a row at once (int8: CU such runs), for RB rows
+ * (default 1). QDIV: gemm_q4w for Keras's per-channel int4 (w = q / scale), else
+ * (q - zero) * scale in groups of input rows.
  */
-#ifndef RB
-#define RB 1
-#endif
+#include "quant_rows.clh"
 
-/* Writes sixteen columns c0.. of row r: y = v + bias, where c < n. */
-static void store_cols16(__global float *y, ulong y_off, ulong r, ulong n, ulong c0, float16 v,
-                         __global const float *bias, int has_bias) {
-    float out[16];
-    vstore16(v, 0, out);
-    for (int j = 0; j < 16; j++) {
-        const ulong c = c0 + (ulong)j;
-        if (c < n) {
-            y[y_off + r * n + c] = out[j] + (has_bias ? bias[c] : 0.0f);
-        }
+DEFINE_I8W_COLS(i8w_cols, __global)
+
+/* Rows [r0, r0 + RB) of one int8 product (of m), columns [c0, c0 + 16 CU): xq's rows kp apart,
+ * their scales in xs. */
+static void i8w_block(__global const char *xq, __global const float *xs, ulong m, ulong kp,
+                      ulong k, __global const char *w, __global const float *ks, ulong n,
+                      ulong np, __global const float *bias, int has_bias, __global float *y,
+                      ulong y_off, ulong c0, ulong r0) {
+    float xsr[RB];
+    for (int i = 0; i < RB; i++) {
+        xsr[i] = xs[min(r0 + (ulong)i, m - 1)];
     }
+    i8w_cols(xq + r0 * kp, xsr, m, kp, k, w, ks, n, np, bias, has_bias, y, y_off, c0, r0);
 }
 
 /* gemm_i8w: y[r][c] = (float)(sum_k xq[r][k] w[k][c]) / (xs[r] * ks[c]) + bias[c] (Keras's
- * int8 EinsumDense, quant.cl's gemm_i8) over the row-major int8 kernel, sixteen columns of RB rows a work-item:
- * each input value times a row of sixteen weights, in int32. */
+ * int8 EinsumDense, quant.cl's gemm_i8) over the row-major int8 kernel, 16 x CU columns of RB
+ * rows a work-item (quant_rows.clh). */
 __kernel void gemm_i8w(__global const char *xq, __global const float *xs, ulong m, ulong kp,
                        ulong k, __global const char *w, __global const float *ks, ulong n,
                        ulong np, __global const float *bias, int has_bias, __global float *y,
                        ulong y_off) {
-    const ulong ncg = np / 16, gid = get_global_id(0);
-    if (gid >= ncg * ((m + RB - 1) / RB)) {
+    /* the remainder as x - q * d: LLVM pairs a / and a % of the same operands with a `freeze`,
+     * which Oclgrind's uninitialised-value checker cannot follow */
+    const ulong ncg = np / (16 * CU), gid = get_global_id(0), q = gid / ncg;
+    if (gid < ncg * ((m + RB - 1) / RB)) {
+        i8w_block(xq, xs, m, kp, k, w, ks, n, np, bias, has_bias, y, y_off,
+                  (gid - q * ncg) * (16 * CU), q * RB);
+    }
+}
+
+/* gemm_i8w_qkv: self-attention's three products of one quantized input in one launch. Work-item
+ * g of row block r = gid / (gq + gk + gv) takes the query's columns for g < gq, then the key's,
+ * then the value's (gX = npX / (16 CU) column groups each), into yq, yk and yv. */
+__kernel void gemm_i8w_qkv(__global const char *xq, __global const float *xs, ulong m, ulong kp,
+                           ulong k, __global const char *wq, __global const char *wk,
+                           __global const char *wv, __global const float *sq,
+                           __global const float *sk, __global const float *sv,
+                           __global const float *bq, __global const float *bk,
+                           __global const float *bv, int has_bias, __global float *yq,
+                           __global float *yk, __global float *yv, ulong nq, ulong nk, ulong nv,
+                           ulong npq, ulong npk, ulong npv) {
+    const ulong gq = npq / (16 * CU), gk = npk / (16 * CU), gv = npv / (16 * CU);
+    const ulong gid = get_global_id(0), r = gid / (gq + gk + gv), g = gid - r * (gq + gk + gv);
+    if (r * RB >= m) {
         return;
     }
-    const ulong c0 = (gid % ncg) * 16, r0 = (gid / ncg) * RB;
-    int16 acc[RB];
-    for (int i = 0; i < RB; i++) {
-        acc[i] = (int16)(0);
-    }
-    for (ulong kk = 0; kk < k; kk++) {
-        const int16 wv = convert_int16(vload16(0, w + kk * np + c0));
-        for (int i = 0; i < RB; i++) {
-            acc[i] += (int)xq[min(r0 + (ulong)i, m - 1) * kp + kk] * wv;
-        }
-    }
-    const float16 s = vload16(0, ks + c0);
-    for (int i = 0; i < RB && r0 + (ulong)i < m; i++) {
-        const ulong r = r0 + (ulong)i;
-        store_cols16(y, y_off, r, n, c0, convert_float16(acc[i]) / (xs[r] * s), bias, has_bias);
+    if (g < gq) {
+        i8w_block(xq, xs, m, kp, k, wq, sq, nq, npq, bq, has_bias, yq, 0, g * (16 * CU), r * RB);
+    } else if (g < gq + gk) {
+        i8w_block(xq, xs, m, kp, k, wk, sk, nk, npk, bk, has_bias, yk, 0, (g - gq) * (16 * CU),
+                  r * RB);
+    } else {
+        i8w_block(xq, xs, m, kp, k, wv, sv, nv, npv, bv, has_bias, yv, 0,
+                  (g - gq - gk) * (16 * CU), r * RB);
     }
 }
 

@@ -333,7 +333,9 @@ static clmha_status enqueue_tail(clmha_layer *l, const clmha_call_args *a, const
     cl_int has_bias = bo != NULL;
     const size_t wg = l->wg_tail, cols = l->tail_cols;
     cl_ulong n = l->out_features;
-    cl_ulong gpr = (n / cols + wg - 1) / wg, m = p->rows_q;
+    /* an int8 layer's kernel has its columns padded to a multiple of tail_cols */
+    cl_ulong np = l->quant_bits != 0 ? (n + cols - 1) / cols * cols : n;
+    cl_ulong gpr = (np / cols + wg - 1) / wg, m = p->rows_q;
     cl_ulong gemm_groups = (p->rows_q + p->tail_rows - 1) / p->tail_rows * gpr;
     cl_mem out = a->output->buffer;
     cl_ulong out_off = a->output->offset / sizeof(float), n_splice = 0;
@@ -350,9 +352,10 @@ static clmha_status enqueue_tail(clmha_layer *l, const clmha_call_args *a, const
     if (st == CLMHA_OK) {
         st = set_splice_args(l, a, p, k, na, &n_splice);
     }
-    const clmha__karg last[] = {CLMHA__ARG(block)};
+    /* and an int8 layer's kernel scales and padded width */
+    const clmha__karg last[] = {CLMHA__ARG(block), CLMHA__ARG(l->qscale[3]), CLMHA__ARG(np)};
     if (st == CLMHA_OK) {
-        st = clmha__set_args_from(ctx, k, na + 10, last, 1);
+        st = clmha__set_args_from(ctx, k, na + 10, last, l->quant_bits != 0 ? 3 : 1);
     }
     if (st != CLMHA_OK) {
         return st;
@@ -492,6 +495,8 @@ static clmha_status enqueue_inputs(clmha_layer *l, const clmha_call_args *a, con
                                 qkv_half ? l->ws_vh : NULL);
     } else if (p->qkv == QKV_BLAS) {
         st = clmha__project_qkv_blas(l, a->query->buffer, x_off, p->rows_q);
+    } else if (p->qkv == QKV_QUANT) {
+        st = clmha__project_quant_qkv(l, a->query->buffer, x_off, p->rows_q);
     } else {
         st = project(l, 0, a->query->buffer, x_off, p->rows_q, l->ws_q);
     }

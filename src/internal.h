@@ -244,7 +244,8 @@ typedef enum clmha__kernel_id {
     CLMHA__K_MASKED_MEAN_FIRST,
     CLMHA__K_QUANT_ROWS = CLMHA__K_MASKED_MEAN_FIRST + 2,
     CLMHA__K_QUANT_FIRST,
-    CLMHA__K_TO16 = CLMHA__K_QUANT_FIRST + 4,
+    CLMHA__K_QUANT_QKV = CLMHA__K_QUANT_FIRST + 4, /* gemm_i8w_qkv */
+    CLMHA__K_TO16,
     CLMHA__K_ROUND16,
     CLMHA__K_W16_FIRST,
     CLMHA__K_TAIL_FIRST = CLMHA__K_W16_FIRST + 2,
@@ -262,6 +263,9 @@ typedef enum clmha__kernel_id {
  * or CLMHA__QUANT_ROWS rows (many 1) a work-item. */
 #define CLMHA__K_QUANT(bits, many) (CLMHA__K_QUANT_FIRST + ((bits) == 4 ? 2 : 0) + ((many) ? 1 : 0))
 #define CLMHA__QUANT_ROWS 4
+/* gemm_i8w's one-row build: columns a work-item (CU = this / 16) and the wide int8 layout's
+ * column padding. */
+#define CLMHA__QUANT_WIDE_COLS 64
 /* gemm_w16 (a 16-bit dtype policy's product) one row (many 0) or CLMHA__QUANT_ROWS a work-item. */
 #define CLMHA__K_W16(many) (CLMHA__K_W16_FIRST + ((many) ? 1 : 0))
 /* gemm_tail one row (few 0) or the few-rows build's rows (few 1) a work-item, by cache dtype. */
@@ -653,6 +657,13 @@ clmha_status clmha__quant_get(const clmha_layer *l, clmha_weight w, float *data)
  * to x[m, k] (from x_off floats), bias included, into y from y_off. */
 clmha_status clmha__project_quant(clmha_layer *l, int proj, cl_mem x, size_t x_off, size_t m,
                                   cl_mem y, size_t y_off);
+
+/* Self-attention's query, key and value projections of @p m rows of x by an int8 layer in one
+ * launch (gemm_i8w_qkv) into ws_q, ws_k and ws_v, after one quantization of x; false from
+ * clmha__project_quant_qkv_fits where that kernel does not take them (not an int8 layer in
+ * the wide layout, more rows than its one-row build takes, different input widths). */
+bool clmha__project_quant_qkv_fits(const clmha_layer *l, size_t m);
+clmha_status clmha__project_quant_qkv(clmha_layer *l, cl_mem x, size_t x_off, size_t m);
 
 /* ---- Keras dtype policies (policy.c) ---- */
 

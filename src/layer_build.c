@@ -298,14 +298,21 @@ static bool weights_recipe(const clmha_layer *l, int id, recipe *r) {
                  id == CLMHA__K_W16(1) ? CLMHA__QUANT_ROWS : 1, l->w16 == 2 ? " -DW_BF16" : "");
         return l->w16 != 0;
     }
+    if (id == CLMHA__K_QUANT_QKV) {
+        /* self-attention's three int8 products in one launch: the wide layout's one-row build */
+        *r = (recipe){"quant_cpu.cl", "gemm_i8w_qkv", ""};
+        snprintf(r->defines, sizeof r->defines, "-DRB=1 -DCU=%d", CLMHA__QUANT_WIDE_COLS / 16);
+        return l->quant_bits == 8 && l->quant_wide;
+    }
     /* a quantized layer's products (quant.cl), one row or QUANT_ROWS rows a work-item, in the
      * GPU or the wide (CPU) layout */
     const int bits = id >= CLMHA__K_QUANT(4, 0) ? 4 : 8;
     static const char *const names[2][2] = {{"gemm_i8", "gemm_q4"}, {"gemm_i8w", "gemm_q4w"}};
     *r = (recipe){l->quant_wide ? "quant_cpu.cl" : "quant.cl",
                   names[l->quant_wide ? 1 : 0][bits == 4], ""};
-    snprintf(r->defines, sizeof r->defines, "-DRB=%d%s",
-             id == CLMHA__K_QUANT(bits, 1) ? CLMHA__QUANT_ROWS : 1,
+    const bool many = id == CLMHA__K_QUANT(bits, 1);
+    snprintf(r->defines, sizeof r->defines, "-DRB=%d -DCU=%d%s", many ? CLMHA__QUANT_ROWS : 1,
+             bits == 8 && l->quant_wide && !many ? CLMHA__QUANT_WIDE_COLS / 16 : 1,
              bits == 4 && l->quant_block == 0 ? " -DQDIV" : "");
     return l->quant_bits == bits;
 }
@@ -326,6 +333,30 @@ static bool splice_recipe(const clmha_layer *l, int id, recipe *r) {
     return l->narrow_cache;
 }
 
+/* The recipe of a gemm_tail build (tail.cl): one row or the few-rows build's rows a work-item,
+ * by cache dtype; an int8 layer's (quantized after its creation, clmha__quant_install) has one
+ * row a work-item and its own product. */
+static bool tail_recipe(const clmha_layer *l, int id, recipe *r) {
+    const bool few = id >= CLMHA__K_TAIL(1, 0), half = (id - CLMHA__K_TAIL_FIRST) % 2 != 0;
+    char rows[24] = "";
+    if (few) {
+        snprintf(rows, sizeof rows, " -DGR=%zu", l->gemm_few);
+    }
+    *r = (recipe){"tail.cl", "gemm_tail", ""};
+    const bool i8 = l->quant_bits == 8;
+    char quant[32] = "";
+    if (i8) {
+        snprintf(quant, sizeof quant, " -DQUANT_I8 -DCU=%d", CLMHA__QUANT_WIDE_COLS / 16);
+    }
+    snprintf(r->defines, sizeof r->defines, "-DDV=%zu -DHV=%zu -DGC=%zu -DMAX_CHUNKS=%d%s%s%s",
+             l->dv, l->heads * l->dv, l->tail_cols, CLMHA__MAX_CHUNKS, rows, quant,
+             !half           ? ""
+             : l->int8_cache ? " -DCACHE_I8"
+                             : " -DCACHE_HALF");
+    return (few ? l->use_tail_few : l->use_tail) && (!half || l->narrow_cache) &&
+           (l->quant_bits == 0 || (i8 && !few));
+}
+
 /* The recipe of kernel @p id for this layer; false where its settings never take it. */
 static bool kernel_recipe(const clmha_layer *l, int id, recipe *r) {
     if (id < CLMHA__K_MERGE) {
@@ -336,18 +367,7 @@ static bool kernel_recipe(const clmha_layer *l, int id, recipe *r) {
         return gemm_recipe(l, (clmha__gemm_build)b, (id - CLMHA__K_GEMM_FIRST) % 2 != 0, r);
     }
     if (id >= CLMHA__K_TAIL_FIRST) {
-        const bool few = id >= CLMHA__K_TAIL(1, 0), half = (id - CLMHA__K_TAIL_FIRST) % 2 != 0;
-        char rows[24] = "";
-        if (few) {
-            snprintf(rows, sizeof rows, " -DGR=%zu", l->gemm_few);
-        }
-        *r = (recipe){"tail.cl", "gemm_tail", ""};
-        snprintf(r->defines, sizeof r->defines, "-DDV=%zu -DHV=%zu -DGC=%zu -DMAX_CHUNKS=%d%s%s",
-                 l->dv, l->heads * l->dv, l->tail_cols, CLMHA__MAX_CHUNKS, rows,
-                 !half           ? ""
-                 : l->int8_cache ? " -DCACHE_I8"
-                                 : " -DCACHE_HALF");
-        return (few ? l->use_tail_few : l->use_tail) && (!half || l->narrow_cache);
+        return tail_recipe(l, id, r);
     }
     if (id >= CLMHA__K_QUANT_FIRST) {
         return weights_recipe(l, id, r);

@@ -78,9 +78,11 @@ static void plan_attention(const clmha_layer *l, const clmha_call_args *a, plan 
     p->chunk = (int)p->S;
     /* gemm_tail needs the output projection on the own GEMM one row a work-item, or the
      * few-rows build's rows where the layer has that tail (not the row-blocked build's many),
-     * and nothing read after it: no probabilities to copy, no activity sums of the projected
+     * or an int8 layer's one-row product (at most two rows, as gemm_i8w's one-row build), and
+     * nothing read after it: no probabilities to copy, no activity sums of the projected
      * output, no rank > 3 gather. */
-    const size_t gr = clmha__gemm_rows_taken(l, p->rows_q, l->out_features);
+    const size_t gr = l->quant_bits != 0 ? (p->rows_q <= 2 ? 1 : 0)
+                                         : clmha__gemm_rows_taken(l, p->rows_q, l->out_features);
     p->tail_rows = gr == 1 && l->use_tail                           ? 1
                    : gr > 1 && gr == l->gemm_few && l->use_tail_few ? gr
                                                                     : 0;
@@ -176,13 +178,14 @@ clmha_status clmha__plan_call(clmha_layer *l, const clmha_call_args *a, plan *p)
         return st;
     }
     const clmha_tensor *key = a->key ? a->key : a->value;
-    /* Self-attention (query, key and value one tensor): one launch of the own GEMM, or one
-     * CLBlast product, where they take all three projections. */
+    /* Self-attention (query, key and value one tensor): one launch of the own GEMM or of an
+     * int8 layer's product, or one CLBlast product, where they take all three projections. */
     const bool self = p->project_kv && same_region(a->query, a->value) &&
                       same_region(a->query, key) && p->rows_q == p->rows_kv;
-    p->qkv = !self                                        ? QKV_APART
-             : clmha__project_qkv_fits(l, p->rows_q)      ? QKV_OWN
-             : clmha__project_qkv_blas_fits(l, p->rows_q) ? QKV_BLAS
-                                                          : QKV_APART;
+    p->qkv = !self                                         ? QKV_APART
+             : clmha__project_qkv_fits(l, p->rows_q)       ? QKV_OWN
+             : clmha__project_quant_qkv_fits(l, p->rows_q) ? QKV_QUANT
+             : clmha__project_qkv_blas_fits(l, p->rows_q)  ? QKV_BLAS
+                                                           : QKV_APART;
     return CLMHA_OK;
 }

@@ -32,9 +32,10 @@ typedef struct plan {
      * (1, or the few-rows build's). */
     bool tail;
     size_t tail_rows;
-    /* Self-attention's projections: three (QKV_APART), one launch of the own GEMM (QKV_OWN) or
-     * one CLBlast product over the packed weights (QKV_BLAS). */
-    enum { QKV_APART, QKV_OWN, QKV_BLAS } qkv;
+    /* Self-attention's projections: three (QKV_APART), one launch of the own GEMM (QKV_OWN),
+     * one CLBlast product over the packed weights (QKV_BLAS) or one launch of an int8 layer's
+     * gemm_i8w_qkv (QKV_QUANT). */
+    enum { QKV_APART, QKV_OWN, QKV_BLAS, QKV_QUANT } qkv;
     /* Fully masked rows get Keras's fused-path result, the mean of the values
      * (masked_rows_mean after the attention): fully_masked_rows = KERAS, a call Keras would run
      * through ops.dot_product_attention, and a mask, key_lengths or a causal rule that can leave

@@ -111,6 +111,7 @@ clmha_status clmha__project_w16(clmha_layer *l, int proj, cl_mem x, size_t x_off
     }
     const size_t rb = many ? CLMHA__QUANT_ROWS : 1, cols = l->gemm_wide != 0 ? 16 : 4;
     const size_t items = (size_t)np / cols * ((m + rb - 1) / rb);
-    const size_t wg = l->wg_gemm < kern->max_wg ? l->wg_gemm : kern->max_wg;
+    /* gemm16_cpu.cl's one work-item a group (see clmha__project_quant) */
+    const size_t wg = l->gemm_wide != 0 ? 1 : l->wg_gemm < kern->max_wg ? l->wg_gemm : kern->max_wg;
     return clmha__launch(ctx, kern, (items + wg - 1) / wg, wg);
 }

@@ -148,7 +148,11 @@ typedef struct qlayout {
 } qlayout;
 
 static qlayout layout_of(bool wide, int bits, size_t k, size_t n) {
-    qlayout L = {wide, bits, wide ? k : round4(k), wide ? (n + 15) / 16 * 16 : round4(n), 0};
+    /* wide: int8 columns padded to whole 64-byte lines (gemm_i8w's one-row build reads 64
+     * a work-item), int4 ones to sixteen */
+    const size_t cols = bits == 8 ? CLMHA__QUANT_WIDE_COLS : 16;
+    qlayout L = {wide, bits, wide ? k : round4(k), wide ? (n + cols - 1) / cols * cols : round4(n),
+                 0};
     L.bytes = L.kp * L.np / (bits == 8 ? 1 : 2);
     return L;
 }
@@ -320,7 +324,7 @@ static clmha_status build_quant_kernels(clmha_layer *l, int bits, size_t block) 
     }
     for (int attempt = 0; attempt < 2; attempt++) {
         l->wg_quant = wg;
-        clmha_status st = clmha__build_kernels_in(l, CLMHA__K_QUANT_ROWS, CLMHA__K_QUANT_FIRST + 4);
+        clmha_status st = clmha__build_kernels_in(l, CLMHA__K_QUANT_ROWS, CLMHA__K_QUANT_QKV + 1);
         if (st != CLMHA_OK) {
             return st;
         }
@@ -353,6 +357,39 @@ static clmha_status quantizable(const clmha_layer *l, const char *fn) {
     return CLMHA_OK;
 }
 
+/* An int8 layer in the wide layout (CPUs) whose float layer had gemm_tail (the setting on, its
+ * merged rows within local memory) gets gemm_tail's int8 build: the merge, the quantized
+ * output projection and the splice in one launch, one row a work-item and 64 columns; any
+ * other quantized layer ends its calls with the merge, the output projection and commit. Not
+ * having it is no error: a build or limit that fails leaves it off. */
+static void build_int8_tail(clmha_layer *l) {
+    l->use_tail_few = false;
+    l->use_tail = l->use_tail && l->quant_bits == 8 && l->quant_wide;
+    l->tail_cols = CLMHA__QUANT_WIDE_COLS;
+    l->wg_tail = 1;
+    bool ok = l->use_tail;
+    if (ok &&
+        clmha__build_kernels_in(l, CLMHA__K_TAIL_FIRST, CLMHA__K_TAIL_FIRST + 4) != CLMHA_OK) {
+        clmha__log(l->ctx, CLMHA_LOG_INFO, "the int8 gemm_tail is off: %s", clmha_last_error());
+        ok = false;
+    }
+    for (int half = 0; half < (l->narrow_cache ? 2 : 1) && ok; half++) {
+        const clmha__kernel *k = &l->kern[CLMHA__K_TAIL(0, half)];
+        if (k->k == NULL || k->local_mem > l->ctx->info.local_mem_bytes) {
+            clmha__log(l->ctx, CLMHA_LOG_INFO,
+                       "the int8 gemm_tail is off: it needs %llu bytes of local memory",
+                       (unsigned long long)k->local_mem);
+            ok = false;
+        }
+    }
+    if (!ok) {
+        l->use_tail = false;
+        for (int id = CLMHA__K_TAIL_FIRST; id < CLMHA__K_TAIL_FIRST + 4; id++) {
+            clmha__kernel_release(&l->kern[id]);
+        }
+    }
+}
+
 clmha_status clmha__quant_install(clmha_layer *l, int bits, size_t block,
                                   const clmha__qkernel q[4]) {
     clmha_status st = quantizable(l, "");
@@ -374,7 +411,7 @@ clmha_status clmha__quant_install(clmha_layer *l, int bits, size_t block,
         l->quant_bits = 0;
         l->quant_block = 0;
         l->quant_wide = false;
-        for (int id = CLMHA__K_QUANT_ROWS; id < CLMHA__K_QUANT_FIRST + 4; id++) {
+        for (int id = CLMHA__K_QUANT_ROWS; id < CLMHA__K_QUANT_QKV + 1; id++) {
             clmha__kernel_release(&l->kern[id]);
         }
         for (int i = 0; i < 4; i++) {
@@ -389,9 +426,9 @@ clmha_status clmha__quant_install(clmha_layer *l, int bits, size_t block,
         l->qscale[i] = b[i].scale;
         l->qzero[i] = b[i].zero;
     }
-    /* quant.cl takes every projection: no fused query/key/value launch, no gemm_tail */
-    l->use_tail = l->use_tail_few = false;
+    /* quant.cl takes every projection: no fused CLBlast product, no float gemm_tail */
     l->fuse_blas = false;
+    build_int8_tail(l);
     return CLMHA_OK;
 }
 
@@ -576,6 +613,56 @@ static clmha_status args_q4(clmha_layer *l, const clmha__kernel *kern, int proj,
     return clmha__set_args(l->ctx, kern, args, sizeof args / sizeof args[0]);
 }
 
+bool clmha__project_quant_qkv_fits(const clmha_layer *l, size_t m) {
+    return l->quant_bits == 8 && l->quant_wide && m <= 2 && l->kern[CLMHA__K_QUANT_QKV].k != NULL &&
+           l->dq_in == l->dk_in && l->dq_in == l->dv_in;
+}
+
+clmha_status clmha__project_quant_qkv(clmha_layer *l, cl_mem x, size_t x_off, size_t m) {
+    clmha_context *ctx = l->ctx;
+    ctx->prof_category = CLMHA__PROF_PROJECTION;
+    const size_t k = l->dq_in, nq = l->heads * l->dk, nv = l->heads * l->dv;
+    clmha_status st = CLMHA_OK;
+    if (!clmha__prepared(l, x, x_off, m, k) &&
+        (st = quantize_inputs(l, x, x_off, m, k)) != CLMHA_OK) {
+        return st;
+    }
+    const qlayout Lq = layout_of(true, 8, k, nq), Lv = layout_of(true, 8, k, nv);
+    const cl_mem *w = l->weights;
+    cl_int has_bias = w[CLMHA_WEIGHT_QUERY_BIAS] != NULL;
+    cl_ulong mm = m, kp = round4(k), kk = k, nnq = nq, nnv = nv, npq = Lq.np, npv = Lv.np;
+    const clmha__karg args[] = {CLMHA__ARG(l->ws_xq),
+                                CLMHA__ARG(l->ws_xs),
+                                CLMHA__ARG(mm),
+                                CLMHA__ARG(kp),
+                                CLMHA__ARG(kk),
+                                CLMHA__ARG(w[CLMHA_WEIGHT_QUERY_KERNEL]),
+                                CLMHA__ARG(w[CLMHA_WEIGHT_KEY_KERNEL]),
+                                CLMHA__ARG(w[CLMHA_WEIGHT_VALUE_KERNEL]),
+                                CLMHA__ARG(l->qscale[0]),
+                                CLMHA__ARG(l->qscale[1]),
+                                CLMHA__ARG(l->qscale[2]),
+                                CLMHA__ARG(w[CLMHA_WEIGHT_QUERY_BIAS]),
+                                CLMHA__ARG(w[CLMHA_WEIGHT_KEY_BIAS]),
+                                CLMHA__ARG(w[CLMHA_WEIGHT_VALUE_BIAS]),
+                                CLMHA__ARG(has_bias),
+                                CLMHA__ARG(l->ws_q),
+                                CLMHA__ARG(l->ws_k),
+                                CLMHA__ARG(l->ws_v),
+                                CLMHA__ARG(nnq),
+                                CLMHA__ARG(nnq),
+                                CLMHA__ARG(nnv),
+                                CLMHA__ARG(npq),
+                                CLMHA__ARG(npq),
+                                CLMHA__ARG(npv)};
+    const clmha__kernel *kern = &l->kern[CLMHA__K_QUANT_QKV];
+    if ((st = clmha__set_args(ctx, kern, args, sizeof args / sizeof args[0])) != CLMHA_OK) {
+        return st;
+    }
+    /* one work-item a group, as the wide products (see clmha__project_quant) */
+    return clmha__launch(ctx, kern, m * (2 * npq + npv) / CLMHA__QUANT_WIDE_COLS, 1);
+}
+
 clmha_status clmha__project_quant(clmha_layer *l, int proj, cl_mem x, size_t x_off, size_t m,
                                   cl_mem y, size_t y_off) {
     clmha_context *ctx = l->ctx;
@@ -596,8 +683,14 @@ clmha_status clmha__project_quant(clmha_layer *l, int proj, cl_mem x, size_t x_o
     if (st != CLMHA_OK) {
         return st;
     }
-    const size_t rb = many ? CLMHA__QUANT_ROWS : 1, cols = L.wide ? 16 : 4;
-    const size_t items = L.np / cols * ((m + rb - 1) / rb),
-                 wg = l->wg_gemm < kern->max_wg ? l->wg_gemm : kern->max_wg;
+    /* columns a work-item: 4 (GPU layout), 64 (the wide int8 one-row build) or 16; the wide
+     * (CPU) layout one work-item a group, as the own GEMM's wide builds: a CPU runs a
+     * work-group on one thread, so fewer groups than threads would leave cores idle */
+    size_t cols = 4, wg = l->wg_gemm < kern->max_wg ? l->wg_gemm : kern->max_wg;
+    if (L.wide) {
+        cols = l->quant_bits == 8 && !many ? CLMHA__QUANT_WIDE_COLS : 16;
+        wg = 1;
+    }
+    const size_t rb = many ? CLMHA__QUANT_ROWS : 1, items = L.np / cols * ((m + rb - 1) / rb);
     return clmha__launch(ctx, kern, (items + wg - 1) / wg, wg);
 }

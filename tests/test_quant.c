@@ -12,6 +12,7 @@
  * The calls themselves are checked against Keras's outputs by test_keras's golden cases.
  */
 #include "fixture.h"
+#include "internal.h" /* quant_wide: whether a decode step's products are one launch */
 #include "support.h"
 
 #include <hdf5.h>
@@ -299,7 +300,9 @@ static void test_broken_files(void **state) {
 /* Self-attention's query, key and value are one tensor: an int8 layer quantizes its rows once
  * (one quantize_rows launch, not three) and a 16-bit policy rounds them once (one round_rows),
  * giving bit for bit what three distinct tensors of the same values give, with two launches
- * fewer. A second call over changed inputs prepares them anew (the output follows them). */
+ * fewer; an int8 layer's one-row products of one or two rows (the wide layout: CPUs) are one
+ * gemm_i8w_qkv launch too, two fewer again. A second call over changed inputs prepares them
+ * anew (the output follows them). Three rows, then one (a decode step). */
 static void test_self_attention_prepares_once(void **state) {
     (void)state;
     clmha_context_options o;
@@ -308,25 +311,28 @@ static void test_self_attention_prepares_once(void **state) {
     clmha_context *pc = NULL;
     assert_ok(clmha_context_create(&o, &pc));
     enum { B = 1, T = 3, D = 32 };
-    size_t xs[3] = {B, T, D};
     float x[B * T * D], x2[B * T * D];
     test_rng r = {77};
     rng_fill(&r, x, B * T * D, -1, 1);
     rng_fill(&r, x2, B * T * D, -1, 1);
-    for (int kind = 0; kind < 2; kind++) {
+    for (int kind = 0; kind < 4; kind++) {
+        const size_t rows = kind < 2 ? T : 1;
+        size_t xs[3] = {B, rows, D};
+        const size_t bytes = B * rows * D * sizeof(float);
         clmha_layer_config cfg;
         clmha_layer_config_init(&cfg);
         cfg.num_heads = 2, cfg.key_dim = 16, cfg.seed = 5;
-        cfg.dtype_policy = kind == 0 ? CLMHA_POLICY_FLOAT32 : CLMHA_POLICY_FLOAT16;
+        cfg.dtype_policy = kind % 2 == 0 ? CLMHA_POLICY_FLOAT32 : CLMHA_POLICY_FLOAT16;
         clmha_layer *l = NULL;
         assert_ok(clmha_layer_create(pc, &cfg, D, D, 0, &l));
-        if (kind == 0) {
+        if (kind % 2 == 0) {
             assert_ok(clmha_layer_quantize(l, "int8"));
         }
+        const uint64_t fewer = kind == 2 && l->quant_wide ? 4 : 2;
         clmha_tensor *t[3], *out[2];
         for (int i = 0; i < 3; i++) {
             assert_ok(clmha_tensor_create(pc, CLMHA_FLOAT32, 3, xs, &t[i]));
-            assert_ok(clmha_tensor_write(t[i], x, sizeof x));
+            assert_ok(clmha_tensor_write(t[i], x, bytes));
         }
         assert_ok(clmha_tensor_create(pc, CLMHA_FLOAT32, 3, xs, &out[0]));
         assert_ok(clmha_tensor_create(pc, CLMHA_FLOAT32, 3, xs, &out[1]));
@@ -347,26 +353,26 @@ static void test_self_attention_prepares_once(void **state) {
             assert_ok(clmha_layer_call(l, &a));
             assert_ok(clmha_context_take_profile(pc, &prof));
             launches[self] = prof.launches;
-            assert_ok(clmha_tensor_read(out[self], y[self], sizeof y[self]));
+            assert_ok(clmha_tensor_read(out[self], y[self], bytes));
         }
-        assert_memory_equal(y[0], y[1], sizeof y[0]);
-        assert_int_equal(launches[1] + 2, launches[0]);
+        assert_memory_equal(y[0], y[1], bytes);
+        assert_int_equal(launches[1] + fewer, launches[0]);
         /* new values in the same tensor: the next self-attention call sees them */
-        assert_ok(clmha_tensor_write(t[0], x2, sizeof x2));
+        assert_ok(clmha_tensor_write(t[0], x2, bytes));
         clmha_call_args a;
         clmha_call_args_init(&a);
         a.query = a.value = a.key = t[0], a.output = out[1];
         assert_ok(clmha_layer_call(l, &a));
         float y2[B * T * D];
-        assert_ok(clmha_tensor_read(out[1], y2, sizeof y2));
+        assert_ok(clmha_tensor_read(out[1], y2, bytes));
         for (int i = 1; i < 3; i++) {
-            assert_ok(clmha_tensor_write(t[i], x2, sizeof x2));
+            assert_ok(clmha_tensor_write(t[i], x2, bytes));
         }
         a.value = t[1], a.key = t[2], a.output = out[0];
         assert_ok(clmha_layer_call(l, &a));
-        assert_ok(clmha_tensor_read(out[0], y[0], sizeof y[0]));
-        assert_memory_equal(y[0], y2, sizeof y2);
-        assert_memory_not_equal(y2, y[1], sizeof y2);
+        assert_ok(clmha_tensor_read(out[0], y[0], bytes));
+        assert_memory_equal(y[0], y2, bytes);
+        assert_memory_not_equal(y2, y[1], bytes);
         for (int i = 0; i < 3; i++) {
             clmha_tensor_release(t[i]);
         }
@@ -376,6 +382,80 @@ static void test_self_attention_prepares_once(void **state) {
     clmha_context_release(pc);
 }
 
+/* An int8 layer's decode step with the wide layout (CPUs) is four launches: quantize_rows, one
+ * gemm_i8w_qkv for the three input products, the attention and gemm_tail, which merges the
+ * heads' chunks, quantizes the attention's row, projects it and splices the cache. Its output
+ * and cache equal, bit for bit, those of the same layer on a context with tail=0 (the merge,
+ * quantize_rows, gemm_i8w and commit apart), for every cache dtype, over enough keys for
+ * several chunks (CLMHA_TUNE split_chunk). */
+static void test_int8_decode_tail(void **state) {
+    (void)state;
+    enum { D = 32, S = 40, B = 2 };
+    const clmha_dtype cdts[3] = {CLMHA_FLOAT32, CLMHA_FLOAT16, CLMHA_INT8};
+    float x[B * D], y[2][B * D];
+    test_rng r = {91};
+    rng_fill(&r, x, B * D, -1, 1);
+    for (int c = 0; c < 3; c++) {
+        unsigned char *cache_bytes[2] = {NULL, NULL};
+        size_t cache_len = 0;
+        uint64_t launches[2] = {0, 0};
+        bool tail = false;
+        for (int k = 0; k < 2; k++) {
+            clmha_context_options o;
+            clmha_context_options_init(&o);
+            o.profile = true;
+            o.tune = k == 0 ? "split_chunk=8" : "split_chunk=8,tail=0";
+            clmha_context *pc = NULL;
+            assert_ok(clmha_context_create(&o, &pc));
+            clmha_layer_config cfg;
+            clmha_layer_config_init(&cfg);
+            cfg.num_heads = 2, cfg.key_dim = 16, cfg.seed = 9, cfg.cache_dtype = cdts[c];
+            clmha_layer *l = NULL;
+            assert_ok(clmha_layer_create(pc, &cfg, D, D, 0, &l));
+            assert_ok(clmha_layer_quantize(l, "int8"));
+            tail = tail || (k == 0 && l->use_tail);
+            size_t xs[3] = {B, 1, D};
+            clmha_tensor *t = NULL, *out = NULL, *cache = NULL;
+            assert_ok(clmha_tensor_create(pc, CLMHA_FLOAT32, 3, xs, &t));
+            assert_ok(clmha_tensor_write(t, x, sizeof x));
+            assert_ok(clmha_tensor_create(pc, CLMHA_FLOAT32, 3, xs, &out));
+            assert_ok(clmha_layer_create_cache(l, B, S, &cache));
+            /* the cache's keys and values from a prefill of S - 1 positions */
+            clmha_call_args a;
+            clmha_call_args_init(&a);
+            a.query = a.value = t, a.output = out, a.cache = cache;
+            a.has_cache_update_index = true;
+            for (int64_t i = 0; i < S; i++) {
+                a.cache_update_index = i;
+                clmha_profile prof;
+                assert_ok(clmha_context_take_profile(pc, &prof));
+                assert_ok(clmha_layer_call(l, &a));
+                assert_ok(clmha_context_take_profile(pc, &prof));
+                launches[k] = prof.launches;
+            }
+            assert_ok(clmha_tensor_read(out, y[k], sizeof y[k]));
+            cache_len = clmha_tensor_numel(cache) * (cdts[c] == CLMHA_FLOAT32   ? 4
+                                                     : cdts[c] == CLMHA_FLOAT16 ? 2
+                                                                                : 1);
+            cache_bytes[k] = malloc(cache_len);
+            assert_non_null(cache_bytes[k]);
+            assert_ok(clmha_tensor_read(cache, cache_bytes[k], cache_len));
+            clmha_tensor_release(t), clmha_tensor_release(out), clmha_tensor_release(cache);
+            clmha_layer_release(l);
+            clmha_context_release(pc);
+        }
+        assert_memory_equal(y[0], y[1], sizeof y[0]);
+        assert_memory_equal(cache_bytes[0], cache_bytes[1], cache_len);
+        free(cache_bytes[0]), free(cache_bytes[1]);
+        if (tail) {
+            /* quantize_rows, gemm_i8w_qkv, attention_heads (a narrow cache: and to_half or
+             * to_int8), gemm_tail; tail=0: attention_merge, quantize_rows, gemm_i8w, commit */
+            assert_int_equal(launches[0], 4 + (c > 0));
+            assert_int_equal(launches[1], launches[0] + 3);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quantize_matches_keras),
@@ -383,6 +463,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_broken_files),
         cmocka_unit_test(test_self_attention_prepares_once),
+        cmocka_unit_test(test_int8_decode_tail),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -40,14 +40,15 @@ for f in attention_cpu attention_rows masked_rows; do
     cl kernels/$f.cl -DDK=3 -DDV=3 -DKV_I8
     cl kernels/$f.cl -DDK=8 -DDV=8
 done
-# gemm_tail's builds: 4 or 32 columns, the half cache, many rows.
-for variant in "-DGC=4" "-DGC=32" "-DGC=32 -DCACHE_HALF" "-DGC=32 -DCACHE_I8" "-DGC=16 -DGR=24"; do
+# gemm_tail's builds: 4 or 32 columns, the half cache, many rows, an int8 layer's.
+for variant in "-DGC=4" "-DGC=32" "-DGC=32 -DCACHE_HALF" "-DGC=32 -DCACHE_I8" "-DGC=16 -DGR=24" \
+    "-DQUANT_I8 -DCU=4" "-DQUANT_I8 -DCU=4 -DCACHE_I8"; do
     # shellcheck disable=SC2086
     cl kernels/tail.cl -DHV=768 $variant
 done
 # quant.cl's and quant_cpu.cl's builds: quantize_rows, and the products one row or four a
 # work-item (int4 per group or per column).
-for variant in "-DQWG=64" "-DRB=1" "-DRB=4" "-DRB=4 -DQDIV"; do
+for variant in "-DQWG=64" "-DRB=1" "-DRB=1 -DCU=4" "-DRB=4" "-DRB=4 -DQDIV"; do
     # shellcheck disable=SC2086
     cl kernels/quant.cl $variant
     # shellcheck disable=SC2086
