@@ -333,8 +333,8 @@ static clmha_status enqueue_tail(clmha_layer *l, const clmha_call_args *a, const
     cl_int has_bias = bo != NULL;
     const size_t wg = l->wg_tail, cols = l->tail_cols;
     cl_ulong n = l->out_features;
-    /* an int8 layer's kernel has its columns padded to a multiple of tail_cols */
-    cl_ulong np = l->quant_bits != 0 ? (n + cols - 1) / cols * cols : n;
+    /* an int8 layer's kernel has its columns padded (to a multiple of tail_cols) */
+    cl_ulong np = l->quant_bits != 0 ? clmha__quant_out_np(l) : n;
     cl_ulong gpr = (np / cols + wg - 1) / wg, m = p->rows_q;
     cl_ulong gemm_groups = (p->rows_q + p->tail_rows - 1) / p->tail_rows * gpr;
     cl_mem out = a->output->buffer;

@@ -263,6 +263,9 @@ typedef enum clmha__kernel_id {
  * or CLMHA__QUANT_ROWS rows (many 1) a work-item. */
 #define CLMHA__K_QUANT(bits, many) (CLMHA__K_QUANT_FIRST + ((bits) == 4 ? 2 : 0) + ((many) ? 1 : 0))
 #define CLMHA__QUANT_ROWS 4
+/* The most rows a quantized or 16-bit product takes with its one-row build (decode steps);
+ * more take the CLMHA__QUANT_ROWS build. */
+#define CLMHA__QUANT_ONE_ROW_MAX 2
 /* gemm_i8w's one-row build: columns a work-item (CU = this / 16) and the wide int8 layout's
  * column padding. */
 #define CLMHA__QUANT_WIDE_COLS 64
@@ -657,6 +660,10 @@ clmha_status clmha__quant_get(const clmha_layer *l, clmha_weight w, float *data)
  * to x[m, k] (from x_off floats), bias included, into y from y_off. */
 clmha_status clmha__project_quant(clmha_layer *l, int proj, cl_mem x, size_t x_off, size_t m,
                                   cl_mem y, size_t y_off);
+
+/* The padded column count of the quantized layer's output kernel (what gemm_tail's int8 build
+ * takes as np). */
+size_t clmha__quant_out_np(const clmha_layer *l);
 
 /* Self-attention's query, key and value projections of @p m rows of x by an int8 layer in one
  * launch (gemm_i8w_qkv) into ws_q, ws_k and ws_v, after one quantization of x; false from

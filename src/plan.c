@@ -81,7 +81,7 @@ static void plan_attention(const clmha_layer *l, const clmha_call_args *a, plan 
      * or an int8 layer's one-row product (at most two rows, as gemm_i8w's one-row build), and
      * nothing read after it: no probabilities to copy, no activity sums of the projected
      * output, no rank > 3 gather. */
-    const size_t gr = l->quant_bits != 0 ? (p->rows_q <= 2 ? 1 : 0)
+    const size_t gr = l->quant_bits != 0 ? (p->rows_q <= CLMHA__QUANT_ONE_ROW_MAX ? 1 : 0)
                                          : clmha__gemm_rows_taken(l, p->rows_q, l->out_features);
     p->tail_rows = gr == 1 && l->use_tail                           ? 1
                    : gr > 1 && gr == l->gemm_few && l->use_tail_few ? gr

@@ -96,7 +96,7 @@ clmha_status clmha__project_w16(clmha_layer *l, int proj, cl_mem x, size_t x_off
     }
     clmha_status st =
         clmha__prepared(l, x, x_off, m, k) ? CLMHA_OK : round_inputs(l, x, x_off, count);
-    const bool many = m > 2;
+    const bool many = m > CLMHA__QUANT_ONE_ROW_MAX;
     const clmha__kernel *kern = &l->kern[CLMHA__K_W16(many)];
     cl_mem bias = l->w16buf[2 * proj + 1];
     cl_int has_bias = bias != NULL;

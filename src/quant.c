@@ -613,9 +613,13 @@ static clmha_status args_q4(clmha_layer *l, const clmha__kernel *kern, int proj,
     return clmha__set_args(l->ctx, kern, args, sizeof args / sizeof args[0]);
 }
 
+size_t clmha__quant_out_np(const clmha_layer *l) {
+    return layout_of(l->quant_wide, l->quant_bits, l->heads * l->dv, l->out_features).np;
+}
+
 bool clmha__project_quant_qkv_fits(const clmha_layer *l, size_t m) {
-    return l->quant_bits == 8 && l->quant_wide && m <= 2 && l->kern[CLMHA__K_QUANT_QKV].k != NULL &&
-           l->dq_in == l->dk_in && l->dq_in == l->dv_in;
+    return l->quant_bits == 8 && l->quant_wide && m <= CLMHA__QUANT_ONE_ROW_MAX &&
+           l->kern[CLMHA__K_QUANT_QKV].k != NULL && l->dq_in == l->dk_in && l->dq_in == l->dv_in;
 }
 
 clmha_status clmha__project_quant_qkv(clmha_layer *l, cl_mem x, size_t x_off, size_t m) {
@@ -675,7 +679,7 @@ clmha_status clmha__project_quant(clmha_layer *l, int proj, cl_mem x, size_t x_o
         (st = quantize_inputs(l, x, x_off, m, k)) != CLMHA_OK) {
         return st;
     }
-    const bool many = m > 2;
+    const bool many = m > CLMHA__QUANT_ONE_ROW_MAX;
     const qlayout L = layout_of(l->quant_wide, l->quant_bits, k, n);
     const clmha__kernel *kern = &l->kern[CLMHA__K_QUANT(l->quant_bits, many)];
     st = l->quant_bits == 8 ? args_i8(l, kern, proj, &L, m, k, n, y, y_off)
