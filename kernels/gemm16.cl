@@ -8,7 +8,8 @@
  * Built with W_BF16 for bfloat16 (16-bit integers: a float's top half, widened by a shift; OpenCL
  * 1.2 has no bfloat16), else IEEE half (gemm16.clh), and RB, the rows a work-item takes (default
  * 1). Kernels are row-major as Keras keeps them, [k][np] with the columns padded to np, a
- * multiple of 4 (gemm16_cpu.cl: of 16); biases np values.
+ * multiple of 4 (gemm16_cpu.cl: of 16, in panels of 16 columns, each panel's k rows one after
+ * another, as to16 writes them with panel 16); biases np values.
  */
 #include "gemm16.clh"
 
@@ -17,21 +18,23 @@
 #endif
 
 /* to16: dst[r][c] (rows x np, the padding columns 0) = the 16-bit bits of src[r][c] (rows x
- * cols); with @p round_src the float32 source itself is rounded to the 16-bit dtype (the
+ * cols), at r * np + c, or with @p panel nonzero at (c / panel * rows + r) * panel + c % panel;
+ * with @p round_src the float32 source itself is rounded to the 16-bit dtype (the
  * "float16" and "bfloat16" policies' variables are 16-bit). One work-item an element of dst. */
 __kernel void to16(__global float *src, ulong rows, ulong cols, ulong np, __global ushort *dst,
-                   int round_src) {
+                   int round_src, ulong panel) {
     const ulong i = get_global_id(0);
     if (i >= rows * np) {
         return;
     }
-    const ulong r = i / np, c = i % np;
+    const ulong r = i / np, c = i - r * np;
+    const ulong at = panel != 0 ? (c / panel * rows + r) * panel + c % panel : i;
     if (c >= cols) {
-        dst[i] = 0;
+        dst[at] = 0;
         return;
     }
     const ushort b = to_bits(src[r * cols + c]);
-    dst[i] = b;
+    dst[at] = b;
     if (round_src) {
         src[r * cols + c] = widen(b);
     }

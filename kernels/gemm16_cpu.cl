@@ -1,7 +1,9 @@
 /*
  * gemm16_cpu.cl - gemm_w16w, the 16-bit dtype policies' product (gemm16.cl's gemm_w16) with
  * sixteen columns of RB rows a work-item, for the devices whose own GEMM takes 32 columns a
- * work-item (CPUs): kernels [k][np], np a multiple of 16. W_BF16 as in gemm16.cl.
+ * work-item (CPUs): kernels in panels of sixteen columns (np a multiple of 16), each panel's k
+ * rows one after another, w[(c / 16 * k + r) * 16 + c % 16] (to16 with panel 16), so a
+ * work-item streams one contiguous run. W_BF16 as in gemm16.cl.
  */
 #include "gemm16.clh"
 
@@ -24,7 +26,7 @@ __kernel void gemm_w16w(__global const float *x, ulong m, ulong k, __global cons
         acc[i] = (float16)(0.0f);
     }
     for (ulong kk = 0; kk < k; kk++) {
-        const float16 wv = load16(w + kk * np + c0);
+        const float16 wv = load16(w + (c0 / 16 * k + kk) * 16);
         for (int i = 0; i < RB; i++) {
             acc[i] = fma((float16)(x[min(r0 + (ulong)i, m - 1) * k + kk]), wv, acc[i]);
         }

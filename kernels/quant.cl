@@ -12,7 +12,7 @@
  *   char4 and a work-item's four columns one char16;
  * - int4: w[(kq * np + c) * 2 + h] holds q[4 kq + 2h][c] in its low nibble and q[4 kq + 2h + 1][c]
  *   in its high one: a work-item's four columns of a step are eight bytes.
- * (quant_cpu.cl has the row-major layouts of the devices whose own GEMM takes 32 columns a
+ * (quant_cpu.cl has the panel layouts of the devices whose own GEMM takes 32 columns a
  * work-item: CPUs.) Scales (and int4 zero points) are [groups][np]. Built with QWG, quantize_rows's work-group
  * size (default 64), and RB, the rows a work-item of the products takes (default 1; each weight
  * is read once for them); QDIV: gemm_q4 for Keras's per-channel int4.

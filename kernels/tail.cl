@@ -46,7 +46,7 @@ DEFINE_GEMM_ROWS(gemm_rows_local, __local)
  * steps), in place of attention_merge, the output projection and commit: built with DV, HV
  * (= H * DV, the projection's input width) and GC, and GR rows a work-item (1, or the few-rows
  * build's 4 for batched decode steps); with QUANT_I8 (and CU, GR 1) w is an int8 layer's kernel
- * (the wide layout: np columns, scales ks) and a work-item takes 16 CU columns.
+ * (the wide layout: 64-column panels, np columns, scales ks) and a work-item takes 16 CU columns.
  * Work-groups [0, gemm_groups) project, gpr of them a block of GR rows r = b * T + t (of m):
  * they take the rows from o (nch == 1) or merge them from their H heads' chunk partials into
  * local memory (what attention_merge would have written), then each work-item writes GC
@@ -127,7 +127,7 @@ __kernel void gemm_tail(__global const float *o, __global const float *part, int
         if (nch > 1) {
             scale = quantize_row_local(xs, xq);
         }
-        i8w_cols_local(xq, &scale, nr, HV, HV, w, ks, n, np, bias, has_bias, y, 0, cb * (16 * CU),
+        i8w_cols_local(xq, &scale, nr, HV, HV, w, ks, n, bias, has_bias, y, 0, cb * (16 * CU),
                        0);
 #else
         gemm_rows_local(xs, HV, nr, w, n, cb * GC, bias, has_bias, y, 0);

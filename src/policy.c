@@ -60,14 +60,16 @@ clmha_status clmha__policy_sync(clmha_layer *l, clmha_weight w) {
         st = clmha__buffer_create(l->ctx, rows * np * sizeof(uint16_t), "a 16-bit weight",
                                   &l->w16buf[w]);
     }
-    cl_ulong r = rows, c = cols, npp = np;
+    /* gemm_w16w's kernels lie in panels of its sixteen columns, each panel's rows in a row, so
+     * a work-item streams one contiguous run; gemm_w16's (GPUs) row-major */
+    cl_ulong r = rows, c = cols, npp = np, panel = l->gemm_wide != 0 ? 16 : 0;
     cl_int round_src = l->w16_var;
     const clmha__karg args[] = {
-        CLMHA__ARG(l->weights[w]), CLMHA__ARG(r),        CLMHA__ARG(c), CLMHA__ARG(npp),
-        CLMHA__ARG(l->w16buf[w]),  CLMHA__ARG(round_src)};
+        CLMHA__ARG(l->weights[w]), CLMHA__ARG(r),         CLMHA__ARG(c),    CLMHA__ARG(npp),
+        CLMHA__ARG(l->w16buf[w]),  CLMHA__ARG(round_src), CLMHA__ARG(panel)};
     const clmha__kernel *k = &l->kern[CLMHA__K_TO16];
     if (st == CLMHA_OK) {
-        st = clmha__set_args(l->ctx, k, args, 6);
+        st = clmha__set_args(l->ctx, k, args, 7);
     }
     const size_t wg = l->wg_fill < k->max_wg ? l->wg_fill : k->max_wg;
     return st != CLMHA_OK ? st : clmha__launch(l->ctx, k, (rows * np + wg - 1) / wg, wg);

@@ -138,9 +138,10 @@ static size_t round4(size_t v) {
     return (v + 3) / 4 * 4;
 }
 
-/* How a k x n quantized kernel lies on the device (quant.cl): rows in steps of four with the
- * columns padded to a multiple of 4 (GPUs), or row-major with them padded to 16 (wide, the
- * devices whose own GEMM takes 32 columns a work-item: CPUs). */
+/* How a k x n quantized kernel lies on the device: rows in steps of four with the columns
+ * padded to a multiple of 4 (GPUs, quant.cl), or in panels of the columns a work-item of
+ * quant_cpu.cl takes, each panel's rows one after another (wide, the devices whose own GEMM
+ * takes 32 columns a work-item: CPUs; 64 columns for int8, 16 for int4). */
 typedef struct qlayout {
     bool wide;
     int bits;
@@ -148,8 +149,8 @@ typedef struct qlayout {
 } qlayout;
 
 static qlayout layout_of(bool wide, int bits, size_t k, size_t n) {
-    /* wide: int8 columns padded to whole 64-byte lines (gemm_i8w's one-row build reads 64
-     * a work-item), int4 ones to sixteen */
+    /* wide: int8 columns padded to whole 64-column panels (gemm_i8w's one-row build reads a
+     * panel a work-item), int4 ones to sixteen */
     const size_t cols = bits == 8 ? CLMHA__QUANT_WIDE_COLS : 16;
     qlayout L = {wide, bits, wide ? k : round4(k), wide ? (n + cols - 1) / cols * cols : round4(n),
                  0};
@@ -161,7 +162,11 @@ static qlayout layout_of(bool wide, int bits, size_t k, size_t n) {
 static size_t byte_at(const qlayout *L, size_t r, size_t c, int *shift) {
     if (L->wide) {
         *shift = c % 2 ? 4 : 0;
-        return L->bits == 8 ? r * L->np + c : r * (L->np / 2) + c / 2;
+        if (L->bits == 8) { /* panels of 64 columns, each k rows of 64 bytes in a row */
+            const size_t P = CLMHA__QUANT_WIDE_COLS;
+            return (c / P * L->kp + r) * P + c % P;
+        }
+        return (c / 16 * L->kp + r) * 8 + c % 16 / 2; /* panels of 16 columns */
     }
     const size_t kq = r / 4, j = r % 4;
     *shift = j % 2 ? 4 : 0;

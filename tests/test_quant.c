@@ -39,9 +39,10 @@ static int teardown(void **state) {
 static const struct {
     const char *name, *mode;
 } cases[] = {
-    {"quant_int8_nocache", "int8"},       {"quant_int8_prefill", "int8"},
-    {"quant_int4_nocache", "int4/128"},   {"quant_int4_update", "int4/128"},
-    {"quant_int4g32_nocache", "int4/32"}, {"quant_int4pc_nocache", "int4/-1"},
+    {"quant_int8_nocache", "int8"},      {"quant_int8_prefill", "int8"},
+    {"quant_int8_wide_update", "int8"},  {"quant_int4_nocache", "int4/128"},
+    {"quant_int4_update", "int4/128"},   {"quant_int4g32_nocache", "int4/32"},
+    {"quant_int4pc_nocache", "int4/-1"},
 };
 
 static void path_of(char *buf, size_t len, const char *name, const char *kind) {

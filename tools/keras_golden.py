@@ -452,6 +452,13 @@ def cases():
         mask="causal", qmode="int8", **qb)
     add("quant_int8_prefill", "int8, prefill of 5 at 0, no bias, output 5", T=5, S=9, Sn=5,
         mode="update", index=0, mask="causal", bias=False, output_shape=5, qmode="int8", **qb)
+    # Wider than one 64-column panel of the CPUs' int8 layout (72 projection columns, 72
+    # output features): a decode step (the one-row products) and a prefill (the multi-row ones).
+    qw = dict(B=1, Dq=72, H=2, dk=36, qmode="int8")
+    add("quant_int8_wide_update", "int8, 72 columns, decode step", T=1, S=8, mode="update",
+        index=5, mask="causal", **qw)
+    add("quant_int8_wide_prefill", "int8, 72 columns, prefill of 6 at 0", T=6, S=9, Sn=6,
+        mode="update", index=0, mask="causal", **qw)
     q4 = dict(B=2, Dq=136, H=3, dk=5)
     add("quant_int4_nocache", "int4 (groups of 128), no cache", T=4, S=6, qmode="int4", **q4)
     add("quant_int4_static", "int4, static cache", T=2, S=7, mode="static", qmode="int4", **q4)
