@@ -1,8 +1,8 @@
 # tune_smoke.cmake - ctest's test_tune_smoke: runs clmha-tune on a tiny layer, two keys and two
 # calls a phase, into a fresh cache folder; checks that it reports the row against the result,
 # stores one tuned-settings file for the device, and that clmha-info, with that folder, shows
-# those settings as tuned (or none, when the row was kept); that --dry-run stores nothing; and
-# that bad arguments are refused with a message. A CI stage's CLMHA_TUNE is left out: it would
+# those settings as tuned (or none, when the row was kept); that --dry-run (over an int8 cache)
+# stores nothing; and that bad arguments are refused with a message. A CI stage's CLMHA_TUNE is left out: it would
 # override the tuned keys it names.
 # Needs TUNE and INFO (the programs) and DIR (a scratch folder).
 
@@ -56,15 +56,22 @@ else()
   endforeach()
 endif()
 
-run_tune("${DIR}/dry" rc out --dry-run)
+# The dry run over an int8 cache: every candidate's outputs checked against the reference over
+# the same quantized rows (a wrong one fails the tuning row's own check).
+run_tune("${DIR}/dry" rc out --dry-run --cache-dtype int8)
 file(GLOB files "${DIR}/dry/tuned-*.txt")
-if(NOT rc EQUAL 0 OR NOT out MATCHES "--dry-run: nothing stored" OR files)
-  message(FATAL_ERROR "--dry-run stored a file or failed (${rc}):\n${out}")
+if(NOT rc EQUAL 0 OR NOT out MATCHES "--dry-run: nothing stored" OR files OR
+   NOT out MATCHES "2 heads of 8, int8 cache")
+  message(FATAL_ERROR "--dry-run over an int8 cache stored a file or failed (${rc}):\n${out}")
 endif()
 
 run_tune("${DIR}/bad" rc out --keys split_chunk,bogus)
 if(rc EQUAL 0 OR NOT out MATCHES "\"bogus\" is not a key")
   message(FATAL_ERROR "--keys bogus was not refused clearly (${rc}): ${out}")
+endif()
+execute_process(COMMAND "${TUNE}" --cache-dtype int4 RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(rc EQUAL 0 OR NOT err MATCHES "float32, float16 or int8, got 'int4'")
+  message(FATAL_ERROR "--cache-dtype int4 was not refused clearly (${rc}): ${err}")
 endif()
 execute_process(COMMAND "${TUNE}" --prompt 16 --seq 16 RESULT_VARIABLE rc ERROR_VARIABLE err)
 if(rc EQUAL 0 OR NOT err MATCHES "must be shorter than --seq")

@@ -27,7 +27,7 @@
 
 typedef struct opts {
     size_t dim, heads, head_dim, batch, prompt, seq, reps;
-    int half;
+    int half, int8; /* the cache's dtype: float16 or int8 (else float32) */
     int dry_run;
     double margin;
     const char *keys; /* --keys: the keys searched (comma-separated), or NULL: all */
@@ -42,7 +42,7 @@ static void usage(FILE *f) {
             "  --prompt P       prefill length, causal, written into the cache (default 32)\n"
             "  --seq S          cache length; decode steps attend all S positions\n"
             "                   (default 64: the demo's prompt + 32 steps)\n"
-            "  --cache-dtype T  float32 (default) or float16\n"
+            "  --cache-dtype T  float32 (default), float16 or int8\n"
             "  --reps N         timed calls per layer, phase and candidate (default 15)\n"
             "  --margin M       keep a value only when it is faster by this fraction\n"
             "                   (default 0.03)\n"
@@ -108,11 +108,12 @@ static int parse(int argc, char **argv, opts *o) {
         } else if (!strcmp(a, "--reps")) {
             rc = parse_size(a, v, &o->reps);
         } else if (!strcmp(a, "--cache-dtype")) {
-            if (strcmp(v, "float32") != 0 && strcmp(v, "float16") != 0) {
-                fprintf(stderr, "clmha-tune: --cache-dtype is float32 or float16\n");
+            if (strcmp(v, "float32") != 0 && strcmp(v, "float16") != 0 && strcmp(v, "int8") != 0) {
+                fprintf(stderr, "clmha-tune: --cache-dtype is float32, float16 or int8, got '%s'\n",
+                        v);
                 return 2;
             }
-            o->half = !strcmp(v, "float16");
+            o->half = !strcmp(v, "float16"), o->int8 = !strcmp(v, "int8");
         } else if (!strcmp(a, "--keys")) {
             o->keys = v;
         } else if (!strcmp(a, "--margin")) {
@@ -181,12 +182,72 @@ typedef struct problem {
     float *w[8];
     size_t wn[8];
     float *x_prefill, *x_decode, *cache0;
+    unsigned char *cache8; /* an int8 cache: cache0's rows quantized (cache0 then their values) */
     double *ref_prefill, *ref_decode;
 } problem;
+
+static const char *cache_name(const opts *o) {
+    return o->half ? "float16" : o->int8 ? "int8" : "float32";
+}
 
 static float rnd(uint64_t *s) {
     *s = *s * 6364136223846793005ull + 1442695040888963407ull;
     return (float)((double)(*s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+/* An int8 cache's (B, 2, S, H) rows of K values: quantized from cache0 into cache8, and cache0
+ * set to what they hold. */
+static int quantize_cache(problem *p) {
+    const size_t K = p->K, rows = p->B * 2 * p->S * p->H;
+    p->cache8 = malloc(rows * (K + 4));
+    if (p->cache8 == NULL) {
+        return 1;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        unsigned char *row = p->cache8 + r * (K + 4);
+        ref_i8_quantize(p->cache0 + r * K, K, row);
+        for (size_t e = 0; e < K; e++) {
+            p->cache0[r * K + e] = ref_i8_value(row, K, e);
+        }
+    }
+    return 0;
+}
+
+/* For an int8 cache: the new keys and values of @p n input rows x (B, n, D) as the cache keeps
+ * them, (B, 2, n, H, K) floats (ref_call's kv_new): each projected in double, rounded to float
+ * as the device's projection, then quantized. NULL when out of memory. */
+static float *kv_new_of(const problem *p, const float *x, size_t n) {
+    const size_t D = p->D, H = p->H, K = p->K;
+    float *kv = malloc(p->B * 2 * n * H * K * sizeof(float));
+    float *row = malloc(K * sizeof(float));
+    unsigned char *q = malloc(K + 4);
+    if (kv == NULL || row == NULL || q == NULL) {
+        free(kv), free(row), free(q);
+        return NULL;
+    }
+    for (size_t b = 0; b < p->B; b++) {
+        for (size_t which = 0; which < 2; which++) {
+            const float *w = p->w[2 + 2 * which], *bias = p->w[3 + 2 * which];
+            for (size_t t = 0; t < n; t++) {
+                for (size_t h = 0; h < H; h++) {
+                    for (size_t e = 0; e < K; e++) {
+                        double s = bias[h * K + e];
+                        for (size_t i = 0; i < D; i++) {
+                            s += (double)x[(b * n + t) * D + i] * w[(i * H + h) * K + e];
+                        }
+                        row[e] = (float)s;
+                    }
+                    ref_i8_quantize(row, K, q);
+                    float *out = kv + (((b * 2 + which) * n + t) * H + h) * K;
+                    for (size_t e = 0; e < K; e++) {
+                        out[e] = ref_i8_value(q, K, e);
+                    }
+                }
+            }
+        }
+    }
+    free(row), free(q);
+    return kv;
 }
 
 /* Weights, inputs and a random cache; the reference outputs of the prefill (into cache
@@ -235,6 +296,12 @@ static int problem_init(problem *p, const opts *o) {
         const float v = rnd(&seed);
         p->cache0[j] = o->half ? half_to_float(half_from_float(v)) : v;
     }
+    float *kv_pre = NULL, *kv_dec = NULL;
+    if (o->int8 && (quantize_cache(p) != 0 || (kv_pre = kv_new_of(p, p->x_prefill, P)) == NULL ||
+                    (kv_dec = kv_new_of(p, p->x_decode, 1)) == NULL)) {
+        free(cache_new), free(cache1), free(mask), free(kv_pre);
+        return 1;
+    }
     ref_weights rw = {H,       K,       K,       D,       D,       D,       D,       true,
                       p->w[0], p->w[1], p->w[2], p->w[3], p->w[4], p->w[5], p->w[6], p->w[7]};
     for (size_t t = 0; t < P; t++) {
@@ -244,16 +311,16 @@ static int problem_init(problem *p, const opts *o) {
     }
     ref_call pre = {
         B, P,         p->x_prefill,   NULL, p->x_prefill, P, mask,  {1, P, S}, p->cache0, S, true,
-        0, cache_new, p->ref_prefill, NULL, o->half != 0, 0, false, NULL};
+        0, cache_new, p->ref_prefill, NULL, o->half != 0, 0, false, kv_pre};
     bool ok = ref_forward(&rw, &pre);
     for (size_t j = 0; j < cn; j++) {
         cache1[j] = (float)cache_new[j];
     }
     ref_call dec = {
         B,     1,         p->x_decode,   NULL, p->x_decode,  1, NULL,  {0, 0, 0}, cache1, S, true,
-        S - 1, cache_new, p->ref_decode, NULL, o->half != 0, 0, false, NULL};
+        S - 1, cache_new, p->ref_decode, NULL, o->half != 0, 0, false, kv_dec};
     ok = ok && ref_forward(&rw, &dec);
-    free(cache_new), free(cache1), free(mask);
+    free(cache_new), free(cache1), free(mask), free(kv_pre), free(kv_dec);
     return ok ? 0 : 1;
 }
 
@@ -261,7 +328,7 @@ static void problem_free(problem *p) {
     for (int i = 0; i < 8; i++) {
         free(p->w[i]);
     }
-    free(p->x_prefill), free(p->x_decode), free(p->cache0), free(p->ref_prefill);
+    free(p->x_prefill), free(p->x_decode), free(p->cache0), free(p->cache8), free(p->ref_prefill);
     free(p->ref_decode);
 }
 
@@ -294,7 +361,7 @@ static bool runner_make(runner *r, const problem *p, const char *tune, char *why
     clmha_layer_config cfg;
     clmha_layer_config_init(&cfg);
     cfg.num_heads = (int)p->H, cfg.key_dim = (int)p->K;
-    cfg.cache_dtype = p->o->half ? CLMHA_FLOAT16 : CLMHA_FLOAT32;
+    cfg.cache_dtype = p->o->half ? CLMHA_FLOAT16 : p->o->int8 ? CLMHA_INT8 : CLMHA_FLOAT32;
     const size_t xs[2][3] = {{p->B, p->P, p->D}, {p->B, 1, p->D}};
     bool ok = clmha_context_create(&co, &r->ctx) == CLMHA_OK &&
               clmha_layer_create(r->ctx, &cfg, p->D, p->D, 0, &r->layer) == CLMHA_OK &&
@@ -325,9 +392,13 @@ static bool runner_make(runner *r, const problem *p, const char *tune, char *why
 }
 
 /* The layer's cache set to the problem's random one (a half cache from the same values, which
- * are half-representable). */
+ * are half-representable; an int8 cache from its quantized rows). */
 static bool load_cache(runner *r, const problem *p) {
     const size_t n = p->B * 2 * p->S * p->H * p->K;
+    if (p->o->int8) {
+        return clmha_tensor_write(r->cache, p->cache8, p->B * 2 * p->S * p->H * (p->K + 4)) ==
+               CLMHA_OK;
+    }
     if (!p->o->half) {
         return clmha_tensor_write(r->cache, p->cache0, n * sizeof(float)) == CLMHA_OK;
     }
@@ -366,7 +437,9 @@ static bool close_to(const float *got, const double *ref, size_t n, double rel, 
 /* Runs the prefill and the decode step once from the problem's cache and compares both
  * outputs with the reference; false with the reason in @p why. */
 static bool runner_check(runner *r, const problem *p, char *why, size_t len) {
-    const double rel = p->o->half ? 2e-3 : 1e-4;
+    /* an int8 cache: the reference quantizes the same new rows (kv_new_of), so only float
+     * rounding (and a rare rounding tie of the projection) remains */
+    const double rel = p->o->half ? 2e-3 : p->o->int8 ? 2e-4 : 1e-4;
     const size_t n[2] = {p->B * p->P * p->D, p->B * p->D};
     const double *ref[2] = {p->ref_prefill, p->ref_decode};
     if (!load_cache(r, p)) {
@@ -511,8 +584,8 @@ int main(int argc, char **argv) {
            dev.platform_name, dev.driver_version);
     printf("layer: dim %zu, %zu heads of %zu, %s cache; batch %zu, prefill %zu into a cache of "
            "%zu, decode at position %zu; %zu timed calls a phase, margin %.2f\n",
-           o.dim, o.heads, o.head_dim, o.half ? "float16" : "float32", o.batch, o.prompt, o.seq,
-           o.seq - 1, o.reps, o.margin);
+           o.dim, o.heads, o.head_dim, cache_name(&o), o.batch, o.prompt, o.seq, o.seq - 1, o.reps,
+           o.margin);
     printf("start: %s\n\n", row_text);
     if (!runner_check(&row, &p, why, sizeof why)) {
         fprintf(stderr, "clmha-tune: the tuning row itself fails the check: %s\n", why);
@@ -631,8 +704,8 @@ int main(int argc, char **argv) {
         snprintf(note, sizeof note,
                  "clmha-tune %s: dim %zu, %zu heads of %zu, %s cache, batch %zu, prefill %zu, "
                  "cache %zu: tuned / row prefill %.3f, decode %.3f",
-                 day, o.dim, o.heads, o.head_dim, o.half ? "float16" : "float32", o.batch, o.prompt,
-                 o.seq, t_best[0] / t_row[0], t_best[1] / t_row[1]);
+                 day, o.dim, o.heads, o.head_dim, cache_name(&o), o.batch, o.prompt, o.seq,
+                 t_best[0] / t_row[0], t_best[1] / t_row[1]);
         if (clmha_context_save_tuned(row.ctx, text, note, path, sizeof path) != CLMHA_OK) {
             fprintf(stderr, "clmha-tune: %s\n", clmha_last_error());
             rc = 1;
