@@ -22,12 +22,12 @@ __kernel void gemm_w16w(__global const float *x, ulong m, ulong k, __global cons
     }
     const ulong c0 = (gid % ncg) * 16, r0 = (gid / ncg) * RB;
     float16 acc[RB];
-    for (int i = 0; i < RB; i++) {
+    _Pragma("unroll") for (int i = 0; i < RB; i++) {
         acc[i] = (float16)(0.0f);
     }
     for (ulong kk = 0; kk < k; kk++) {
         const float16 wv = load16(w + (c0 / 16 * k + kk) * 16);
-        for (int i = 0; i < RB; i++) {
+        _Pragma("unroll") for (int i = 0; i < RB; i++) {
             acc[i] = fma((float16)(x[min(r0 + (ulong)i, m - 1) * k + kk]), wv, acc[i]);
         }
     }

@@ -21,7 +21,7 @@ static void i8w_block(__global const char *xq, __global const float *xs, ulong m
                       __global const float *bias, int has_bias, __global float *y, ulong y_off,
                       ulong c0, ulong r0) {
     float xsr[RB];
-    for (int i = 0; i < RB; i++) {
+    _Pragma("unroll") for (int i = 0; i < RB; i++) {
         xsr[i] = xs[min(r0 + (ulong)i, m - 1)];
     }
     i8w_cols(xq + r0 * kp, xsr, m, kp, k, w, ks, n, bias, has_bias, y, y_off, c0, r0);
@@ -82,7 +82,7 @@ __kernel void gemm_q4w(__global const float *x, ulong x_off, ulong m, ulong k,
     }
     const ulong c0 = (gid % ncg) * 16, r0 = (gid / ncg) * RB;
     float8 ae[RB], ao[RB];
-    for (int i = 0; i < RB; i++) {
+    _Pragma("unroll") for (int i = 0; i < RB; i++) {
         ae[i] = (float8)(0.0f);
         ao[i] = (float8)(0.0f);
     }
@@ -90,7 +90,7 @@ __kernel void gemm_q4w(__global const float *x, ulong x_off, ulong m, ulong k,
         /* sum_k x (q - zero) scale = (sum_k x q - zero sum_k x) scale over the group */
         float8 pe[RB], po[RB];
         float sx[RB];
-        for (int i = 0; i < RB; i++) {
+        _Pragma("unroll") for (int i = 0; i < RB; i++) {
             pe[i] = (float8)(0.0f);
             po[i] = (float8)(0.0f);
             sx[i] = 0.0f;
@@ -100,7 +100,7 @@ __kernel void gemm_q4w(__global const float *x, ulong x_off, ulong m, ulong k,
             const char8 b = as_char8(vload8(0, w + (c0 / 16 * k + kk) * 8));
             const float8 qe = convert_float8((b << (char8)4) >> (char8)4);
             const float8 qo = convert_float8(b >> (char8)4);
-            for (int i = 0; i < RB; i++) {
+            _Pragma("unroll") for (int i = 0; i < RB; i++) {
                 const float xv = x[x_off + min(r0 + (ulong)i, m - 1) * k + kk];
                 pe[i] = fma((float8)(xv), qe, pe[i]);
                 po[i] = fma((float8)(xv), qo, po[i]);
@@ -109,14 +109,14 @@ __kernel void gemm_q4w(__global const float *x, ulong x_off, ulong m, ulong k,
         }
 #ifdef QDIV
         (void)kz;
-        for (int i = 0; i < RB; i++) {
+        _Pragma("unroll") for (int i = 0; i < RB; i++) {
             ae[i] += pe[i];
             ao[i] += po[i];
         }
 #else
         const float16 z = convert_float16(vload16(0, kz + g * np + c0));
         const float16 s = vload16(0, ks + g * np + c0);
-        for (int i = 0; i < RB; i++) {
+        _Pragma("unroll") for (int i = 0; i < RB; i++) {
             ae[i] = fma(pe[i] - z.even * sx[i], s.even, ae[i]);
             ao[i] = fma(po[i] - z.odd * sx[i], s.odd, ao[i]);
         }
@@ -124,7 +124,7 @@ __kernel void gemm_q4w(__global const float *x, ulong x_off, ulong m, ulong k,
     }
 #ifdef QDIV
     const float16 s = vload16(0, ks + c0);
-    for (int i = 0; i < RB; i++) {
+    _Pragma("unroll") for (int i = 0; i < RB; i++) {
         ae[i] /= s.even;
         ao[i] /= s.odd;
     }
