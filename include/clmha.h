@@ -157,7 +157,8 @@ CLMHA_API const char *clmha_device_type_name(cl_device_type type);
 
 /**
  * The row of clmha's per-device tuning table that a context on this device uses unless the
- * settings' row names another (clmha_settings): "cpu" for CPUs; for GPUs the row of its
+ * settings' row names another (clmha_settings): for CPUs "cpu_narrow" where the device reports
+ * fewer than 16 native float lanes (AVX2, SSE, NEON), else "cpu"; for GPUs the row of its
  * family (nvidia, amd_gpu, intel_gpu, mali, adreno, matched by vendor or device name), else
  * "gpu". The row gives the defaults of work-group,
  * chunk and tile sizes and of the projection kernels (docs/devices.md lists them). A static

@@ -12,11 +12,13 @@
 #include <string.h>
 
 /* A row applies to devices of any of the types in `type` whose vendor or name contains one of
- * the '|'-separated words of `match` (case-insensitive; NULL: any). The first row that applies
- * wins; the last applies to every device. */
+ * the '|'-separated words of `match` (case-insensitive; NULL: any) and, where `lanes_below` is
+ * set, whose native float vector (CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT) is known and narrower.
+ * The first row that applies wins; the last applies to every device. */
 typedef struct tuning_row {
     cl_device_type type;
     const char *match;
+    cl_uint lanes_below;
     clmha__tuning t;
 } tuning_row;
 
@@ -31,50 +33,52 @@ typedef struct tuning_row {
         .tile_rows = 8, .key_tile = (KEY_TILE), .tile_local = 16384, .lane_floats = (LANE_FLOATS)  \
     }
 
+/* The CPU rows. Measured on PoCL (AVX-512, docs/performance.md): one work-item streams a chunk
+ * of keys with 16-wide vector loads; the own GEMM wins up to about 12 rows and, with 12 x 32
+ * blocks, beyond. gemm_rows: a block's sums are rows x 32 floats, held in registers: 24 of
+ * AVX-512's 32 registers of 16 floats at 12 rows. CPUs with 8 float lanes (AVX2, 16 registers)
+ * hold 4 registers a row: 12 rows spilled most of the sums in PoCL's build on a Zen 3, whose
+ * prefill projections took 2 rows 0.59 of the time of 12 (3 rows 0.73, 4 rows 1.0; the
+ * batched decode build's 4 rows was as fast as 1 or 2 there). 4-lane CPUs (SSE, NEON) take the
+ * same row, not measured. */
+#define CPU_ROW(NAME, GEMM_ROWS)                                                                   \
+    {                                                                                              \
+        .name = (NAME), .small_m = 12, .wg = 64, .split_wg = 1, .split_chunk = 256,                \
+        .groups_per_cu = 4, .gemm_cols = 32, .gemm_rows = (GEMM_ROWS), .gemm_rows_few = 4,         \
+        .tile_rows = 8, .key_tile = 64, .lane_floats = 16                                          \
+    }
+
 static const tuning_row rows[] = {
-    /* Measured on PoCL (AVX-512, docs/performance.md): one work-item streams a chunk of keys
-     * with 16-wide vector loads; the own GEMM wins up to about 12 rows and, with 12 x 32
-     * blocks, beyond. */
-    {CL_DEVICE_TYPE_CPU,
-     NULL,
-     {.name = "cpu",
-      .small_m = 12,
-      .wg = 64,
-      .split_wg = 1,
-      .split_chunk = 256,
-      .groups_per_cu = 4,
-      .gemm_cols = 32,
-      .gemm_rows = 12,
-      .gemm_rows_few = 4,
-      .tile_rows = 8,
-      .key_tile = 64,
-      .lane_floats = 16}},
+    {CL_DEVICE_TYPE_CPU, NULL, 16, CPU_ROW("cpu_narrow", 2)},
+    {CL_DEVICE_TYPE_CPU, NULL, 0, CPU_ROW("cpu", 12)},
     /* NVIDIA: warps of 32, up to 32 resident blocks an SM (sm_80). The report's 64 registers
      * leave room for 16 decode work-groups of 64 an SM, so decode aims at 8 groups a compute
      * unit (an SM) rather than 4, to keep more of the cache's reads in flight. */
-    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "NVIDIA", GPU_ROW("nvidia", 64, 8, 64, 16)},
+    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "NVIDIA", 0,
+     GPU_ROW("nvidia", 64, 8, 64, 16)},
     /* AMD (GCN/CDNA wave64, RDNA wave32; vendor "Advanced Micro Devices", or Mesa's "AMD"):
      * 64 work-items are one GCN wavefront or two RDNA ones; 64 KiB of LDS a CU. The report's
      * 14-16 waves a SIMD for the decode kernel fit 8 groups a CU. */
-    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "Advanced Micro Devices|AMD",
+    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "Advanced Micro Devices|AMD", 0,
      GPU_ROW("amd_gpu", 64, 8, 64, 16)},
     /* Intel (Gen9 to Xe): IGC compiles SIMD8, 16 or 32 (the report shows which); groups of 64
      * are a multiple of each. Compute units are EUs, so 4 groups a compute unit is already
      * hundreds of groups; 64 KiB of shared local memory a sub-slice. With 16 output floats a
      * lane IGC compiles the prefill kernel SIMD8 only; with 8 (twice the lanes a row) SIMD16
      * (tgllp, head dims 64 and 128). */
-    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "Intel", GPU_ROW("intel_gpu", 64, 4, 64, 8)},
+    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "Intel", 0,
+     GPU_ROW("intel_gpu", 64, 4, 64, 8)},
     /* Arm Mali (Bifrost, Valhall): local memory is ordinary system memory behind the same
      * caches as global memory (Arm's Mali OpenCL guide), so staging key tiles in it buys
      * nothing: no query tiles (key_tile 0), prefill takes the split kernel a row a group. */
-    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "Mali", GPU_ROW("mali", 64, 4, 0, 16)},
+    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "Mali", 0, GPU_ROW("mali", 64, 4, 0, 16)},
     /* Qualcomm Adreno: waves of 64 or 128 fibers (Qualcomm's Adreno OpenCL guide asks for
      * work-group sizes that are multiples of them); 32 KiB of fast local memory, half of it for
      * key tiles. */
-    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "Adreno|Qualcomm",
+    {CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR, "Adreno|Qualcomm", 0,
      GPU_ROW("adreno", 128, 4, 64, 16)},
     /* Every other device: the GPU defaults above. */
-    {~(cl_device_type)0, NULL, GPU_ROW("gpu", 64, 4, 64, 16)},
+    {~(cl_device_type)0, NULL, 0, GPU_ROW("gpu", 64, 4, 64, 16)},
 };
 
 /* Whether @p text contains one of the '|'-separated words of @p words (case-insensitive). */
@@ -96,8 +100,14 @@ static bool contains_any(const char *text, const char *words) {
 
 const clmha__tuning *clmha__tuning_for(const clmha_device_info *info) {
     const size_t n = sizeof rows / sizeof rows[0];
+    cl_uint lanes = 0; /* unknown: no device to ask (a description only), or it did not say */
+    if (info->device != NULL && clGetDeviceInfo(info->device, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT,
+                                                sizeof lanes, &lanes, NULL) != CL_SUCCESS) {
+        lanes = 0;
+    }
     for (size_t i = 0; i + 1 < n; i++) {
         if ((rows[i].type & info->type) != 0 &&
+            (rows[i].lanes_below == 0 || (lanes != 0 && lanes < rows[i].lanes_below)) &&
             (rows[i].match == NULL || contains_any(info->vendor, rows[i].match) ||
              contains_any(info->name, rows[i].match))) {
             return &rows[i].t;

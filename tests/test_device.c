@@ -251,8 +251,21 @@ static void test_context_from_cl(void **state) {
     clmha_free_device_list(list);
 }
 
-/* The tuning table: CPUs take the "cpu" row (whatever their vendor), GPUs their family's row
- * by vendor or name, every other device the "gpu" row; a context takes its device's row, or the
+/* The row a real CPU device takes: "cpu_narrow" where its OpenCL driver reports fewer than 16
+ * native float lanes (AVX2's 8), else "cpu", asked of the device here. */
+static const char *cpu_row_of(const clmha_context *c) {
+    clmha_device_info d;
+    clmha_context_device(c, &d);
+    cl_uint lanes = 0;
+    assert_int_equal(
+        clGetDeviceInfo(d.device, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, sizeof lanes, &lanes, NULL),
+        CL_SUCCESS);
+    return lanes < 16 ? "cpu_narrow" : "cpu";
+}
+
+/* The tuning table: CPUs take a "cpu" row (whatever their vendor: "cpu_narrow" for fewer than
+ * 16 float lanes, "cpu" for a description with no device to ask), GPUs their family's row by
+ * vendor or name, every other device the "gpu" row; a context takes its device's row, or the
  * one the row setting names (CLMHA_TUNE with use_environment only), and a name that is no row
  * fails creation, listing the rows. */
 static void test_tuning_rows(void **state) {
@@ -288,7 +301,7 @@ static void test_tuning_rows(void **state) {
     unsetenv("CLMHA_TUNE");
     clmha_context *c = NULL;
     assert_ok(clmha_context_create(NULL, &c)); /* PoCL: a CPU */
-    assert_string_equal(clmha_context_tuning_name(c), "cpu");
+    assert_string_equal(clmha_context_tuning_name(c), cpu_row_of(c));
     clmha_context_release(c);
     setenv("CLMHA_TUNE", "row=gpu", 1);
     assert_ok(clmha_context_create(NULL, &c));
@@ -300,12 +313,22 @@ static void test_tuning_rows(void **state) {
     assert_null(c);
     assert_non_null(strstr(clmha_last_error(), "CLMHA_TUNE: row=\"tpu\""));
     assert_non_null(
-        strstr(clmha_last_error(), "one of cpu, nvidia, amd_gpu, intel_gpu, mali, adreno, gpu"));
+        strstr(clmha_last_error(),
+               "one of cpu_narrow, cpu, nvidia, amd_gpu, intel_gpu, mali, adreno, gpu"));
     clmha_context_options o;
     clmha_context_options_init(&o);
     o.use_environment = false;
     assert_ok(clmha_context_create(&o, &c));
+    assert_string_equal(clmha_context_tuning_name(c), cpu_row_of(c));
+    clmha_context_release(c);
+    /* Each CPU row by name, whatever the device. */
+    setenv("CLMHA_TUNE", "row=cpu", 1);
+    assert_ok(clmha_context_create(NULL, &c));
     assert_string_equal(clmha_context_tuning_name(c), "cpu");
+    clmha_context_release(c);
+    setenv("CLMHA_TUNE", "row=cpu_narrow", 1);
+    assert_ok(clmha_context_create(NULL, &c));
+    assert_string_equal(clmha_context_tuning_name(c), "cpu_narrow");
     clmha_context_release(c);
     if (saved != NULL) {
         setenv("CLMHA_TUNE", saved, 1);

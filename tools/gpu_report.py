@@ -221,8 +221,8 @@ def markdown(rows, skipped):
            + ".", ""]
     if skipped:
         out += ["Not compiled here: " + "; ".join(skipped) + ".", ""]
-    out += ["The `cpu` row's own builds (no GPU takes them) are compiled for the head dim 64, "
-            "float32 layer only.", ""]
+    out += ["The CPU rows' (`cpu`, `cpu_narrow`) own builds (no GPU takes them) are compiled "
+            "for the head dim 64, float32 layer only.", ""]
     out += ["## Kernels a GPU tuning row chooses", "",
             "Worst case over the layers and builds of each kernel (most registers, most scratch, "
             "least occupancy) that the vendor's own tuning row (`intel_gpu`, `amd_gpu`, "
@@ -287,7 +287,7 @@ def main():
         row, dk, dtype, prog, options = parts
         # The CPU row's builds are compiled for one layer only (head dim 64, float32 cache):
         # no GPU takes them, and their unrolled CPU kernels take IGC a minute each.
-        if row == "cpu" and (dk != "64" or dtype != "float32"):
+        if row.startswith("cpu") and (dk != "64" or dtype != "float32"):
             continue
         builds.setdefault((prog, options), set()).add(row)
 
@@ -318,7 +318,7 @@ def main():
                 failures.append("%s [%s] on %s %s: %s" % (prog, opts, vendor, target,
                                                          log.strip()[-2000:] or "no kernels"))
                 continue
-            gpu_rows = sorted(r for r in builds[(prog, opts)] if r != "cpu")
+            gpu_rows = sorted(r for r in builds[(prog, opts)] if not r.startswith("cpu"))
             for kernel, vals in sorted(res.items()):
                 rows.append({
                     "vendor": vendor, "target": target, "kernel": kernel,
