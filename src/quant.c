@@ -138,10 +138,9 @@ static size_t round4(size_t v) {
     return (v + 3) / 4 * 4;
 }
 
-/* How a k x n quantized kernel lies on the device: rows in steps of four with the columns
- * padded to a multiple of 4 (GPUs, quant.cl), or in panels of the columns a work-item of
- * quant_cpu.cl takes, each panel's rows one after another (wide, the devices whose own GEMM
- * takes 32 columns a work-item: CPUs; 64 columns for int8, 16 for int4). */
+/* How a k x n quantized kernel lies on the device: rows in steps of four, columns padded to 4
+ * (GPUs, quant.cl), or panels of the columns a quant_cpu.cl work-item takes (int8 64, int4 16),
+ * each panel's rows one after another (wide: devices whose own GEMM takes 32 columns: CPUs). */
 typedef struct qlayout {
     bool wide;
     int bits;
@@ -149,8 +148,7 @@ typedef struct qlayout {
 } qlayout;
 
 static qlayout layout_of(bool wide, int bits, size_t k, size_t n) {
-    /* wide: int8 columns padded to whole 64-column panels (gemm_i8w's one-row build reads a
-     * panel a work-item), int4 ones to sixteen */
+    /* wide: to whole panels (gemm_i8w's one-row build reads an int8 panel a work-item) */
     const size_t cols = bits == 8 ? CLMHA__QUANT_WIDE_COLS : 16;
     qlayout L = {wide, bits, wide ? k : round4(k), wide ? (n + cols - 1) / cols * cols : round4(n),
                  0};
@@ -160,13 +158,10 @@ static qlayout layout_of(bool wide, int bits, size_t k, size_t n) {
 
 /* The byte holding row r, column c, and the nibble's shift for int4. */
 static size_t byte_at(const qlayout *L, size_t r, size_t c, int *shift) {
-    if (L->wide) {
+    if (L->wide) { /* panels of P columns, each panel's kp rows one after another */
+        const size_t P = L->bits == 8 ? CLMHA__QUANT_WIDE_COLS : 16;
         *shift = c % 2 ? 4 : 0;
-        if (L->bits == 8) { /* panels of 64 columns, each k rows of 64 bytes in a row */
-            const size_t P = CLMHA__QUANT_WIDE_COLS;
-            return (c / P * L->kp + r) * P + c % P;
-        }
-        return (c / 16 * L->kp + r) * 8 + c % 16 / 2; /* panels of 16 columns */
+        return L->bits == 8 ? (c / P * L->kp + r) * P + c % P : (c / P * L->kp + r) * 8 + c % P / 2;
     }
     const size_t kq = r / 4, j = r % 4;
     *shift = j % 2 ? 4 : 0;
