@@ -51,11 +51,12 @@ typedef struct clmha__tuning {
     size_t groups_per_cu; /* split attention aims at this many work-groups a compute unit */
     size_t gemm_cols; /* own GEMM: 32 (the wide and multi-row builds) or 4 columns a work-item */
     size_t gemm_rows; /* rows of the row-blocked build (1: none) */
-    size_t gemm_rows_few; /* rows of the few-rows build (1: none) */
-    size_t tile_rows;     /* query tiles with one work-item a group: at most this many rows */
-    size_t key_tile;      /* query tiles with several work-items: at most this many keys */
-    size_t tile_local;    /* ... and at most this many bytes of local memory (0: half of it) */
-    size_t lane_floats;   /* GPU query tiles: at most this many output floats a work-item */
+    size_t gemm_block_cols; /* ... and its columns a work-item: 32 or 16 */
+    size_t gemm_rows_few;   /* rows of the few-rows build (1: none) */
+    size_t tile_rows;       /* query tiles with one work-item a group: at most this many rows */
+    size_t key_tile;        /* query tiles with several work-items: at most this many keys */
+    size_t tile_local;      /* ... and at most this many bytes of local memory (0: half of it) */
+    size_t lane_floats;     /* GPU query tiles: at most this many output floats a work-item */
 } clmha__tuning;
 
 /* The table row for a device (by type, then vendor or name), and the row called @p name
@@ -301,11 +302,11 @@ struct clmha_layer {
      * elsewhere or with gemm_cols=4), launched one work-item a group where every
      * product's columns are a multiple of 32. */
     size_t gemm_wide;
-    /* The same kernels built with GR = gemm_rows rows of 32 columns a work-item (12 on CPUs,
-     * next to the 32-column build; 1: not built, gemm_rows=1 or gemm=clblast):
-     * products of more rows than small_m whose columns are a multiple of 32 take them instead
-     * of CLBlast. */
-    size_t gemm_rows;
+    /* The same kernels built with GR = gemm_rows rows of GC = gemm_block_cols columns a
+     * work-item (the tuning row's: 12 x 32, or 6 x 16 on cpu_narrow; next to the 32-column
+     * build; gemm_rows 1: not built, gemm_rows=1 or gemm=clblast): products of more rows than
+     * small_m whose columns are a multiple of gemm_block_cols take them instead of CLBlast. */
+    size_t gemm_rows, gemm_block_cols;
     /* And built with gemm_few rows of 32 columns a work-item (4 on CPUs; 1: not built, or
      * gemm_rows_few=1): products of 3 to small_m rows (batched decode steps) whose widths
      * are multiples of 32 take them, reading each weight once per gemm_few rows. */

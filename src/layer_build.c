@@ -149,9 +149,10 @@ static clmha_status split_settings(clmha_layer *l, size_t wg_cap) {
 
 /* The own GEMM's builds beside the 4-column one (no kernel is built here): where the tuning
  * table says (CPUs), 32 columns a work-item (gemm_cols: 4 or 32); where that build is, the
- * table's rows of 32 columns a work-item (gemm_rows, 12) for products of many rows (prefill),
- * unless gemm=clblast leaves those to CLBlast, and its few rows (gemm_rows_few, 4) for 3 to
- * gemm_small_m rows (batched decode steps). The settings' ranges are the parser's. */
+ * table's blocks (gemm_rows rows, 12 or 6, of its block columns, 32 or 16) for products of many
+ * rows (prefill), unless gemm=clblast leaves those to CLBlast, and its few rows (gemm_rows_few,
+ * 4, of 32 columns) for 3 to gemm_small_m rows (batched decode steps). The settings' ranges are
+ * the parser's. */
 static void gemm_settings(clmha_layer *l) {
     clmha_context *ctx = l->ctx;
     size_t cols = ctx->tuning.gemm_cols;
@@ -161,6 +162,7 @@ static void gemm_settings(clmha_layer *l) {
     if (!clmha__setting(ctx, CLMHA__SET_GEMM_ROWS, &l->gemm_rows)) {
         l->gemm_rows = cpu_rows && !ctx->clblast_only ? ctx->tuning.gemm_rows : 1;
     }
+    l->gemm_block_cols = ctx->tuning.gemm_block_cols;
     if (!clmha__setting(ctx, CLMHA__SET_GEMM_ROWS_FEW, &l->gemm_few)) {
         l->gemm_few = ctx->tuning.gemm_rows_few;
     }
@@ -274,7 +276,8 @@ static bool gemm_recipe(const clmha_layer *l, clmha__gemm_build b, bool qkv, rec
         return l->gemm_wide != 0;
     case CLMHA__GEMM_FEW:
     case CLMHA__GEMM_BLOCKED:
-        snprintf(r->defines, sizeof r->defines, "-DGC=%d -DGR=%zu", CLMHA__GEMM_BLOCK_COLS, rows);
+        snprintf(r->defines, sizeof r->defines, "-DGC=%zu -DGR=%zu",
+                 b == CLMHA__GEMM_FEW ? (size_t)CLMHA__GEMM_BLOCK_COLS : l->gemm_block_cols, rows);
         return rows > 1;
     default:
         return false;

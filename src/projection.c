@@ -113,10 +113,10 @@ size_t clmha__gemm_cols(const clmha_layer *layer, size_t n) {
     return layer->gemm_wide != 0 && n % layer->gemm_wide == 0 ? layer->gemm_wide : 4;
 }
 
-/* The row-blocked own GEMM (gemm_rows rows of CLMHA__GEMM_BLOCK_COLS columns a work-item) is
- * built and takes products @p n columns wide: n a multiple of its columns. */
+/* The row-blocked own GEMM (gemm_rows rows of gemm_block_cols columns a work-item) is built and
+ * takes products @p n columns wide: n a multiple of its columns. */
 static bool blocked_width(const clmha_layer *layer, size_t n) {
-    return layer->gemm_rows > 1 && n % CLMHA__GEMM_BLOCK_COLS == 0;
+    return layer->gemm_rows > 1 && n % layer->gemm_block_cols == 0;
 }
 
 /* A product of @p m rows and @p n columns takes the row-blocked own GEMM: more rows than
@@ -150,7 +150,7 @@ static gemm_pick pick_gemm(const clmha_layer *layer, size_t m, size_t n1, size_t
     const size_t c1 = clmha__gemm_cols(layer, n1), c2 = clmha__gemm_cols(layer, n2);
     gemm_pick p = {CLMHA__GEMM_COLS4, 1, 4, layer->wg_gemm};
     if (gemm_blocked(layer, m, n1) && gemm_blocked(layer, m, n2)) {
-        p = (gemm_pick){CLMHA__GEMM_BLOCKED, layer->gemm_rows, CLMHA__GEMM_BLOCK_COLS, 1};
+        p = (gemm_pick){CLMHA__GEMM_BLOCKED, layer->gemm_rows, layer->gemm_block_cols, 1};
     } else if (c1 > 4 && c2 > 4) {
         const bool few = layer->gemm_few > 1 && m >= 3 && m <= layer->ctx->small_m;
         p = (gemm_pick){few ? CLMHA__GEMM_FEW : CLMHA__GEMM_COLS32, few ? layer->gemm_few : 1, c1,

@@ -29,28 +29,30 @@ typedef struct tuning_row {
 #define GPU_ROW(NAME, WG, GROUPS_PER_CU, KEY_TILE, LANE_FLOATS)                                    \
     {                                                                                              \
         .name = (NAME), .small_m = 3, .wg = (WG), .split_wg = 0, .split_chunk = 256,               \
-        .groups_per_cu = (GROUPS_PER_CU), .gemm_cols = 4, .gemm_rows = 1, .gemm_rows_few = 1,      \
-        .tile_rows = 8, .key_tile = (KEY_TILE), .tile_local = 16384, .lane_floats = (LANE_FLOATS)  \
+        .groups_per_cu = (GROUPS_PER_CU), .gemm_cols = 4, .gemm_rows = 1, .gemm_block_cols = 32,   \
+        .gemm_rows_few = 1, .tile_rows = 8, .key_tile = (KEY_TILE), .tile_local = 16384,           \
+        .lane_floats = (LANE_FLOATS)                                                               \
     }
 
 /* The CPU rows. Measured on PoCL (AVX-512, docs/performance.md): one work-item streams a chunk
- * of keys with 16-wide vector loads; the own GEMM wins up to about 12 rows and, with 12 x 32
- * blocks, beyond. gemm_rows: a block's sums are rows x 32 floats, held in registers: 24 of
- * AVX-512's 32 registers of 16 floats at 12 rows. CPUs with 8 float lanes (AVX2, 16 registers)
- * hold 4 registers a row: 12 rows spilled most of the sums in PoCL's build on a Zen 3, whose
- * prefill projections took 2 rows 0.59 of the time of 12 (3 rows 0.73, 4 rows 1.0; the
- * batched decode build's 4 rows was as fast as 1 or 2 there). 4-lane CPUs (SSE, NEON) take the
- * same row, not measured. */
-#define CPU_ROW(NAME, GEMM_ROWS)                                                                   \
+ * of keys with 16-wide vector loads; the own GEMM wins up to about 12 rows and, with blocks of
+ * 12 rows x 32 columns, beyond. Those blocks' sums take 24 of AVX-512's 32 registers of 16
+ * floats. CPUs with 8 float lanes (AVX2, 16 registers) spilled most of them in PoCL's build on
+ * a Zen 3: its prefill projections took 12 x 32 blocks 39 ms at T = 512, 2 x 32 blocks 23 ms
+ * and 6 x 16 blocks (12 registers of sums) 18 ms (8 x 16: 45 ms). The batched decode build's 4
+ * x 32 was as fast as 1 or 2 rows there, so it stays. 4-lane CPUs (SSE, NEON) take the narrow
+ * row, not measured. */
+#define CPU_ROW(NAME, GEMM_ROWS, BLOCK_COLS)                                                       \
     {                                                                                              \
         .name = (NAME), .small_m = 12, .wg = 64, .split_wg = 1, .split_chunk = 256,                \
-        .groups_per_cu = 4, .gemm_cols = 32, .gemm_rows = (GEMM_ROWS), .gemm_rows_few = 4,         \
-        .tile_rows = 8, .key_tile = 64, .lane_floats = 16                                          \
+        .groups_per_cu = 4, .gemm_cols = 32, .gemm_rows = (GEMM_ROWS),                             \
+        .gemm_block_cols = (BLOCK_COLS), .gemm_rows_few = 4, .tile_rows = 8, .key_tile = 64,       \
+        .lane_floats = 16                                                                          \
     }
 
 static const tuning_row rows[] = {
-    {CL_DEVICE_TYPE_CPU, NULL, 16, CPU_ROW("cpu_narrow", 2)},
-    {CL_DEVICE_TYPE_CPU, NULL, 0, CPU_ROW("cpu", 12)},
+    {CL_DEVICE_TYPE_CPU, NULL, 16, CPU_ROW("cpu_narrow", 6, 16)},
+    {CL_DEVICE_TYPE_CPU, NULL, 0, CPU_ROW("cpu", 12, 32)},
     /* NVIDIA: warps of 32, up to 32 resident blocks an SM (sm_80). The report's 64 registers
      * leave room for 16 decode work-groups of 64 an SM, so decode aims at 8 groups a compute
      * unit (an SM) rather than 4, to keep more of the cache's reads in flight. */

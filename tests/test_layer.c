@@ -705,20 +705,19 @@ static void test_split_decode(void **state) {
     }
 }
 
-/* Products of many rows on CPUs take the own GEMM with blocks of 32 columns a work-item and 12
- * rows (the "cpu" row) or 2 ("cpu_narrow") (gemm_bias4 / gemm_qkv4 built with GR), and products
- * of 3 to 12 rows (batched decode steps) 4 rows of 32 columns: row counts that are and are not
- * multiples of the block, widths that are multiples of 32 and widths that are multiples of 16
- * but not of 32 (CLBlast's then), self-attention (the fused projection, which also rounds a
- * half cache's keys and values) and separate inputs, against the reference, with each CPU
- * row's block (gemm_rows 12 and 2, whichever row the device takes). On
- * other devices the same cases take CLBlast and the one-row kernels, or the 4-column own GEMM
- * with gemm_rows set. */
+/* Products of many rows on CPUs take the own GEMM in blocks of rows x columns a work-item, 12 x
+ * 32 (the "cpu" row) or 6 x 16 ("cpu_narrow") (gemm_bias4 / gemm_qkv4 built with GR and GC),
+ * and products of 3 to 12 rows (batched decode steps) 4 rows of 32 columns: row counts that are
+ * and are not multiples of the block, widths that are multiples of 32, and of 16 but not of 32
+ * (CLBlast's on the "cpu" row), self-attention (the fused projection, which also rounds a half
+ * cache's keys and values) and separate inputs, against the reference, on each CPU row
+ * whichever the device takes. On other devices the same cases take CLBlast and the one-row
+ * kernels, or the CPU rows' builds where those rows are named. */
 static void many_row_cases(void);
 
 static void test_many_row_projections(void **state) {
     (void)state;
-    static const char *const tunes[] = {"gemm_rows=12", "gemm_rows=2"};
+    static const char *const tunes[] = {"row=cpu", "row=cpu_narrow"};
     clmha_context *fixture_ctx = ctx;
     for (size_t t = 0; t < sizeof tunes / sizeof tunes[0]; t++) {
         ctx = test_context_tuned(tunes[t]); /* run_case's context */
