@@ -516,7 +516,7 @@ static const candidate_key search[] = {
     {"tail", {"0", "1", NULL}},
     {"gemm_cols", {"4", "32", NULL}},
     {"gemm_small_m", {"1", "3", "6", "12", "24", NULL}},
-    {"gemm_rows", {"1", "4", "8", "12", "16", NULL}},
+    {"gemm_rows", {"1", "2", "4", "6", "8", "12", "16", NULL}},
     {"gemm_rows_few", {"1", "2", "4", "8", NULL}},
     {"qkv_fuse", {"0", "1", NULL}},
     {"prefetch", {"0", "1", NULL}},
