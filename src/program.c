@@ -407,14 +407,7 @@ static clmha_status build_from_source(clmha_context *ctx, const char *name, cons
     if (err != CL_SUCCESS) {
         return clmha__fail_cl(ctx, err, "clCreateProgramWithSource");
     }
-    /* CPUs: without warnings. PoCL's x86 builds without AVX-512 print clang's -Wpsabi notes
-     * ("N warnings generated." on stderr) for every 16-wide vector its own builtins take or
-     * return, and refuse -Wno-psabi; the kernels themselves are warning-free under
-     * tools/check-kernels.sh (-Werror). The options that name the program are unchanged. */
-    char build[1100];
-    snprintf(build, sizeof build, "%s%s", options,
-             (ctx->info.type & CL_DEVICE_TYPE_CPU) != 0 ? " -w" : "");
-    err = clBuildProgram(prog, 1, &ctx->device, build, NULL, NULL);
+    err = clBuildProgram(prog, 1, &ctx->device, options, NULL, NULL);
     if (err != CL_SUCCESS) {
         keep_build_log(ctx, prog, name, options);
         clReleaseProgram(prog);
